@@ -1,0 +1,66 @@
+"""The `dsnot-ref` command line. The only place that parses arguments and prints results.
+
+Each subcommand lives in its own module of this package and exposes two functions:
+
+    add_parser(subparsers) -> argparse.ArgumentParser   # registers its flags
+    run(args) -> int                                     # does the work, returns the exit status
+
+Errors: a ``UserError`` anywhere below becomes one line on stderr and exit status 2.
+Progress goes to stderr, results to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from ..errors import UserError
+
+# Subcommand name -> module in this package (imported lazily so `--help` stays fast and a
+# missing optional dependency of one subcommand cannot break the others).
+SUBCOMMANDS = {
+    "fetch-model": "fetch_model",
+    "eval": "eval_cmd",
+    "prune": "prune",
+    "demo": "demo",
+    "compare-masks": "compare_masks",
+    "report": "report",
+    "golden": "golden",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dsnot-ref",
+        description="Reference implementation of DSnoT (Dynamic Sparse No Training) in NumPy.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name, module_name in SUBCOMMANDS.items():
+        try:
+            module = importlib.import_module(f"{__name__}.{module_name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"{__name__}.{module_name}":
+                continue  # subcommand not written yet
+            raise
+        p = module.add_parser(sub)
+        p.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args._run(args) or 0)
+    except UserError as exc:
+        print(f"dsnot-ref: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("dsnot-ref: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
