@@ -1,0 +1,144 @@
+"""Streaming input statistics of one linear sublayer (docs/dsnot.md §1), in float64.
+
+The pipeline feeds the inputs ``x [B, L, C]`` of a linear sublayer chunk by chunk (B whole
+sequences at a time) and asks for the statistics of all S sequences at the end. Every statistic
+here is exact whatever the chunking: the same numbers (up to float64 rounding of the sums) as
+one pass over the concatenated ``[S, L, C]`` array.
+
+Letters: S sequences, B sequences in one chunk, L tokens per sequence, T = B·L tokens,
+C input columns of the linear layer.
+
+The two variances (the growth criterion of DSnoT, §4):
+
+- ``var_pooled``: the biased variance of column j over all S·L tokens. Chunks are merged with
+  Chan, Golub and LeVeque's parallel update of (count, mean, M2), each chunk's M2 computed about
+  its own mean. We never form E[x²] − E[x]²: for a column whose mean is large against its spread
+  the two terms agree in most of their digits and the difference is rounding noise.
+- ``var_within``: the released code's statistic (lib/layerwrapper.py of zyxxmu/DSnoT,
+  ``WrappedGPT.add_batch``). It is called once per calibration sequence (``inps[j].unsqueeze(0)``),
+  takes the biased variance of that call's L tokens and keeps a token-weighted running average,
+  ``var = (var·n + var_inp·L) / (n + L)``. All sequences have L tokens, so the weights are equal
+  and the result is the plain mean over sequences of each sequence's biased variance, which is
+  what we compute, per sequence, whatever our chunk size B. Differences from the released code:
+  it computes in float32 and through a running average (rounding differs by ~1e-7 relative), and
+  its statistic would become a per-batch variance if it were ever called with more than one
+  sequence at a time; ours is always per sequence.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .backend import array_module
+
+
+@dataclass(frozen=True)
+class LinearStats:
+    """Input statistics of one linear sublayer over S calibration sequences (float64 arrays)."""
+
+    n_seq: int  # S
+    seq_len: int  # L
+    seq_sum: object  # [C]  (1/S) Σ_s Σ_t x        (= L × mean; spec §1 units)
+    seq_sq: object  # [C]  (1/S) Σ_s Σ_t x²        (Wanda's squared norm)
+    var_pooled: object  # [C]  biased variance over all S·L tokens (Chan merge)
+    var_within: object  # [C]  mean over sequences of each sequence's biased variance
+    hessian: object | None = None  # [C, C]  (2/S) Σ_s X_sᵀ X_s, only when asked for
+
+
+def chunk_moments(x64):
+    """Token count, mean and M2 (sum of squared deviations from the chunk's own mean).
+
+    x64 [T, C] float64 -> (T, mean [C], m2 [C]). Two passes over the chunk: the mean first, then
+    the squared deviations, so M2 does not suffer the cancellation of Σx² − T·mean².
+    """
+    xp = array_module(x64)
+    mean = x64.mean(axis=0)  # [T, C] -> [C]
+    m2 = xp.sum(xp.square(x64 - mean), axis=0)  # [T, C] -> [C]
+    return x64.shape[0], mean, m2
+
+
+def merge_moments(n_a, mean_a, m2_a, n_b, mean_b, m2_b):
+    """Chan's parallel update: moments of two disjoint token sets -> moments of their union.
+
+    δ = mean_b − mean_a;  mean = mean_a + δ·n_b/n;  M2 = M2_a + M2_b + δ²·n_a·n_b/n.
+    """
+    n = n_a + n_b
+    delta = mean_b - mean_a  # [C]
+    mean = mean_a + delta * (n_b / n)
+    m2 = m2_a + m2_b + delta * delta * (n_a * n_b / n)
+    return n, mean, m2
+
+
+class StatsAccumulator:
+    """Accumulates :class:`LinearStats` from chunks of whole sequences.
+
+    Arrays are allocated on the first ``update`` in the array module of the data (NumPy or
+    CuPy), so statistics stay on the device the layer runs on.
+    """
+
+    def __init__(self, n_cols: int, with_hessian: bool = False):
+        self.n_cols = int(n_cols)
+        self.with_hessian = bool(with_hessian)
+        self.n_seq = 0
+        self.seq_len: int | None = None
+        self._sum = None  # [C]  Σ x
+        self._sumsq = None  # [C]  Σ x²
+        self._n_tokens = 0
+        self._mean = None  # [C]  pooled mean so far
+        self._m2 = None  # [C]  pooled Σ (x − mean)² so far
+        self._var_within_sum = None  # [C]  Σ_s var_s
+        self._xtx = None  # [C, C]  Σ XᵀX
+
+    def update(self, x) -> None:
+        """Add B whole sequences, ``x [B, L, C]`` (any float dtype; summed in float64)."""
+        if x.ndim != 3 or x.shape[2] != self.n_cols:
+            raise ValueError(f"expected x of shape [B, L, {self.n_cols}], got {tuple(x.shape)}")
+        if self.seq_len is not None and x.shape[1] != self.seq_len:
+            raise ValueError(f"sequence length changed from {self.seq_len} to {x.shape[1]}")
+        xp = array_module(x)
+        b, seq_len, c = x.shape
+        if b == 0:
+            return
+        x64 = x.astype(xp.float64)  # [B, L, C], a copy: stats are float64 (design.md)
+        flat = x64.reshape(b * seq_len, c)  # [B, L, C] -> [T, C]
+        if self.seq_len is None:
+            self._allocate(xp, seq_len)
+        self._sum += flat.sum(axis=0)
+        self._sumsq += xp.sum(xp.square(flat), axis=0)
+        n_b, mean_b, m2_b = chunk_moments(flat)
+        self._n_tokens, self._mean, self._m2 = merge_moments(
+            self._n_tokens, self._mean, self._m2, n_b, mean_b, m2_b
+        )
+        # Released code: one biased variance per sequence, over its L tokens.
+        self._var_within_sum += x64.var(axis=1).sum(axis=0)  # [B, L, C] -> [B, C] -> [C]
+        if self.with_hessian:
+            self._xtx += flat.T @ flat  # [C, T] @ [T, C] -> [C, C]
+        self.n_seq += b
+
+    def _allocate(self, xp, seq_len: int) -> None:
+        c = self.n_cols
+        self.seq_len = int(seq_len)
+        self._sum = xp.zeros(c, dtype=xp.float64)
+        self._sumsq = xp.zeros(c, dtype=xp.float64)
+        self._mean = xp.zeros(c, dtype=xp.float64)
+        self._m2 = xp.zeros(c, dtype=xp.float64)
+        self._var_within_sum = xp.zeros(c, dtype=xp.float64)
+        if self.with_hessian:
+            self._xtx = xp.zeros((c, c), dtype=xp.float64)
+
+    def finalize(self) -> LinearStats:
+        """The statistics of every sequence seen so far."""
+        if self.n_seq == 0:
+            raise ValueError("no sequences were accumulated")
+        s = self.n_seq
+        return LinearStats(
+            n_seq=s,
+            seq_len=int(self.seq_len),
+            seq_sum=self._sum / s,
+            seq_sq=self._sumsq / s,
+            var_pooled=self._m2 / self._n_tokens,
+            var_within=self._var_within_sum / s,
+            hessian=(2.0 / s) * self._xtx if self.with_hessian else None,
+        )
