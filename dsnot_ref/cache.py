@@ -1,0 +1,263 @@
+"""The run directory: per-layer activations on disk and the run manifest (I/O).
+
+A pruning run keeps the calibration activations of one layer boundary on disk, never in
+memory: ``acts/layer_{i:03d}.npy`` holds the inputs of decoder layer i, shape [S, L, D], in the
+compute dtype (float32 by default, float64 with ``dtype="float64"``). Files are ordinary .npy
+files (``open_activations`` maps one with ``mmap_mode="r"``), but the pipeline streams them a
+chunk at a time with plain reads and writes (``read_chunk``, ``ActivationWriter``): pages of a
+memory-mapped file count in the process's resident set once touched, so mapping a whole
+[S, L, D] file would make peak RSS grow with S.
+
+Every file is written under a temporary name and renamed, so a killed run leaves complete files
+or none. A killed run leaves at most: two activation files (the inputs of the layer in progress
+and the partial temporary of the next one, 2·S·L·D·itemsize bytes), plus the finished layers'
+pruned weights, masks and diagnostics. ``cache_size_bytes`` measures it.
+
+The manifest (``manifest.json``) records what the run is of: the model's identity (resolved
+path, sha256 of config.json, size and mtime of every weight file), the sha256 of the calibration
+tokens, the settings and the number of finished layers. Reopening a run directory with a
+different model, tokens or settings raises ``UserError``: a cache is never reused silently.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .errors import UserError
+from .io_utils import atomic_path, atomic_write_json
+
+FORMAT_VERSION = 1
+MANIFEST_NAME = "manifest.json"
+
+
+# --- paths inside a run directory --------------------------------------------------------
+
+
+def activation_path(run_dir: Path, layer: int) -> Path:
+    """Inputs of decoder layer ``layer`` (``layer == num_layers``: the final hidden states)."""
+    return Path(run_dir) / "acts" / f"layer_{layer:03d}.npy"
+
+
+def layer_weights_path(run_dir: Path, layer: int) -> Path:
+    return Path(run_dir) / "layers" / f"layer_{layer:03d}.safetensors"
+
+
+def layer_masks_path(run_dir: Path, layer: int) -> Path:
+    return Path(run_dir) / "masks" / f"layer_{layer:03d}.safetensors"
+
+
+def layer_diagnostics_path(run_dir: Path, layer: int) -> Path:
+    return Path(run_dir) / "diagnostics" / f"layer_{layer:03d}.json"
+
+
+# --- activation files ----------------------------------------------------------------------
+
+
+class ActivationWriter:
+    """Writes an [S, L, D] .npy file chunk by chunk; it appears under its name only when complete.
+
+    Use as a context manager: ``with ActivationWriter(path, shape, dtype) as w: w.write(b0, chunk)``.
+    On an exception (or a kill) only a temporary ``.layer_XXX.npy.*.tmp`` file is left behind.
+    """
+
+    def __init__(self, path: Path, shape: tuple[int, int, int], dtype):
+        self.path = Path(path)
+        self.shape = tuple(int(n) for n in shape)
+        self.dtype = np.dtype(dtype)
+        self.row_bytes = int(np.prod(self.shape[1:])) * self.dtype.itemsize  # one sequence
+        self._ctx = None
+        self._file = None
+        self._offset = 0
+
+    def __enter__(self) -> ActivationWriter:
+        self._ctx = atomic_path(self.path)
+        tmp = self._ctx.__enter__()
+        self._file = open(tmp, "wb")  # noqa: SIM115 - closed in __exit__
+        header = {
+            "descr": np.lib.format.dtype_to_descr(self.dtype),
+            "fortran_order": False,
+            "shape": self.shape,
+        }
+        np.lib.format.write_array_header_1_0(self._file, header)
+        self._offset = self._file.tell()
+        self._file.truncate(self._offset + self.shape[0] * self.row_bytes)
+        return self
+
+    def write(self, start: int, chunk: np.ndarray) -> None:
+        """Sequences ``start .. start + B`` of the array: ``chunk [B, L, D]`` (host array)."""
+        if tuple(chunk.shape[1:]) != self.shape[1:] or start + chunk.shape[0] > self.shape[0]:
+            raise ValueError(f"chunk {tuple(chunk.shape)} at {start} does not fit {self.shape}")
+        data = np.ascontiguousarray(chunk, dtype=self.dtype)
+        self._file.seek(self._offset + start * self.row_bytes)
+        self._file.write(data.tobytes())
+
+    def __exit__(self, exc_type, exc, tb):
+        try:
+            if exc_type is None:
+                self._file.flush()
+                os.fsync(self._file.fileno())
+        finally:
+            self._file.close()
+        return self._ctx.__exit__(exc_type, exc, tb)
+
+
+def _npy_layout(f) -> tuple[tuple[int, ...], np.dtype, int]:
+    """(shape, dtype, data offset) of an open C-ordered .npy file."""
+    version = np.lib.format.read_magic(f)
+    if version == (1, 0):
+        shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+    else:
+        shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+    if fortran:
+        raise UserError(f"activation file {f.name} is Fortran-ordered; it was not written by dsnot_ref")
+    return tuple(shape), np.dtype(dtype), f.tell()
+
+
+def activation_info(path: Path) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype of an activation file, without reading its data."""
+    with open(path, "rb") as f:
+        shape, dtype, _ = _npy_layout(f)
+    return shape, dtype
+
+
+def read_chunk(path: Path, start: int, stop: int) -> np.ndarray:
+    """Sequences ``start:stop`` of an [S, L, D] activation file, read into a fresh array."""
+    with open(path, "rb") as f:
+        shape, dtype, offset = _npy_layout(f)
+        stop = min(stop, shape[0])
+        row = int(np.prod(shape[1:]))
+        f.seek(offset + start * row * dtype.itemsize)
+        out = np.fromfile(f, dtype=dtype, count=(stop - start) * row)
+    if out.size != (stop - start) * row:
+        raise UserError(f"activation file {path} is truncated; delete the run directory and rerun")
+    return out.reshape((stop - start, *shape[1:]))  # [B, L, D]
+
+
+def open_activations(path: Path) -> np.ndarray:
+    """A read-only memory map of a whole activation file (for inspection and tests)."""
+    return np.load(path, mmap_mode="r")
+
+
+# --- identity of what a run is made from -----------------------------------------------------
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def model_identity(model_dir: Path) -> dict:
+    """Resolved path, config hash, and size + mtime of every weight file of a model directory.
+
+    Hashing multi-gigabyte weights on every run would cost minutes; sizes and mtimes change
+    whenever a file is rewritten, which is what we need to detect.
+    """
+    model_dir = Path(model_dir).resolve()
+    config = model_dir / "config.json"
+    if not config.is_file():
+        raise UserError(f"no config.json in model directory {model_dir}")
+    files = {}
+    for p in sorted(model_dir.iterdir()):
+        if p.is_file() and (p.name.endswith(".safetensors") or p.name.endswith(".safetensors.index.json")):
+            st = p.stat()
+            files[p.name] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    return {"path": str(model_dir), "config_sha256": file_sha256(config), "weight_files": files}
+
+
+# --- the manifest ----------------------------------------------------------------------------
+
+
+def _json_ready(obj):
+    """The value as it reads back from JSON (tuples become lists), for exact comparison."""
+    return json.loads(json.dumps(obj))
+
+
+def _first_difference(a, b, where: str = "") -> str | None:
+    """Dotted path of the first place two JSON values differ, with both values."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in sorted(set(a) | set(b)):
+            sub = f"{where}.{key}" if where else str(key)
+            if key not in a or key not in b:
+                return f"{sub}: {a.get(key, '<missing>')!r} vs {b.get(key, '<missing>')!r}"
+            found = _first_difference(a[key], b[key], sub)
+            if found:
+                return found
+        return None
+    return None if a == b else f"{where}: {a!r} (run directory) vs {b!r} (now)"
+
+
+def read_manifest(run_dir: Path) -> dict | None:
+    path = Path(run_dir) / MANIFEST_NAME
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"run manifest {path} is not valid JSON ({exc}); delete the run directory") from None
+
+
+def open_run(run_dir: Path, identity: dict, tokens_hash: str, settings: dict, num_layers: int) -> dict:
+    """Create a run directory, or reopen one made from exactly the same inputs.
+
+    Returns the manifest. Raises UserError for a non-empty directory that is not a run
+    directory, or a run directory made from another model, other tokens or other settings.
+    """
+    run_dir = Path(run_dir)
+    wanted = _json_ready(
+        {
+            "format_version": FORMAT_VERSION,
+            "model": identity,
+            "calibration_tokens_sha256": tokens_hash,
+            "settings": settings,
+            "num_layers": num_layers,
+        }
+    )
+    manifest = read_manifest(run_dir)
+    if manifest is None:
+        if run_dir.exists() and any(run_dir.iterdir()):
+            raise UserError(f"run directory {run_dir} is not empty and has no {MANIFEST_NAME}; choose another")
+        manifest = {**wanted, "layers_done": 0}
+        atomic_write_json(run_dir / MANIFEST_NAME, manifest)
+        return manifest
+    found = {key: manifest.get(key) for key in wanted}
+    diff = _first_difference(found, wanted)
+    if diff:
+        raise UserError(
+            f"run directory {run_dir} was made from other inputs ({diff}); "
+            "use another run directory or delete this one"
+        )
+    remove_stale_temporaries(run_dir)
+    return manifest
+
+
+def mark_layers_done(run_dir: Path, manifest: dict, layers_done: int) -> dict:
+    """Record that layers ``0 .. layers_done - 1`` are finished (atomic rewrite)."""
+    manifest = {**manifest, "layers_done": int(layers_done)}
+    atomic_write_json(Path(run_dir) / MANIFEST_NAME, manifest)
+    return manifest
+
+
+def remove_stale_temporaries(run_dir: Path) -> list[Path]:
+    """Delete the ``.*.tmp`` files a killed run left behind; returns what was removed."""
+    removed = []
+    for p in sorted(Path(run_dir).rglob(".*.tmp")):
+        if not p.is_file():
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            p.unlink()
+            removed.append(p)
+    return removed
+
+
+def cache_size_bytes(run_dir: Path) -> int:
+    """Bytes used by all files of a run directory (including temporaries of a killed run)."""
+    return sum(p.stat().st_size for p in Path(run_dir).rglob("*") if p.is_file())
