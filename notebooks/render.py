@@ -1,0 +1,111 @@
+"""Execute the teaching notebooks and write rendered copies with their outputs.
+
+The jupytext "percent" sources ``notebooks/NN_*.py`` are the source of truth. This script
+converts each one to a notebook, runs it top to bottom in a fresh ``python3`` kernel (nbclient),
+and writes the executed copy, outputs and figures included, to ``notebooks/rendered/NN_*.ipynb``.
+
+    python notebooks/render.py                 # full size (demo model when it is cached)
+    python notebooks/render.py --size small    # tiny model, a few windows (what the tests run)
+    python notebooks/render.py 02_prune_and_grow
+
+The size reaches the notebooks through the environment variable DSNOT_REF_NOTEBOOK_SIZE, which
+the kernel inherits. tests/test_notebooks.py imports ``execute_notebook`` from here, so the
+tests run the notebooks exactly as the rendered copies were produced.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+import time
+from pathlib import Path
+
+NOTEBOOK_DIR = Path(__file__).resolve().parent
+RENDERED_DIR = NOTEBOOK_DIR / "rendered"
+SIZE_VARIABLE = "DSNOT_REF_NOTEBOOK_SIZE"
+SIZES = ("small", "full")
+
+
+def notebook_sources() -> list[Path]:
+    """The notebook sources, in reading order (their names start with a two-digit number)."""
+    return sorted(p for p in NOTEBOOK_DIR.glob("[0-9][0-9]_*.py"))
+
+
+@contextlib.contextmanager
+def _environment(**values: str):
+    """Set environment variables for the kernel we are about to start, then restore them."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, old in saved.items():
+            if old is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = old
+
+
+def execute_notebook(source: Path, size: str, timeout: int = 1800):
+    """Run one jupytext source top to bottom; return the executed ``nbformat`` notebook.
+
+    The kernel starts in ``notebooks/`` (so ``import nbutil`` works) with
+    DSNOT_REF_NOTEBOOK_SIZE set to ``size``. Any cell that raises stops the run with
+    ``nbclient.exceptions.CellExecutionError``, which names the cell and the traceback.
+    """
+    import jupytext
+    from nbclient import NotebookClient
+
+    if size not in SIZES:
+        raise ValueError(f"size must be one of {SIZES}, got {size!r}")
+    nb = jupytext.read(source)
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    client = NotebookClient(
+        nb, kernel_name="python3", timeout=timeout,
+        resources={"metadata": {"path": str(source.parent)}},
+    )
+    # Matplotlib must not try to open a window; the inline backend of ipykernel is the default,
+    # MPLBACKEND only guards against a user setting that would override it.
+    with _environment(**{SIZE_VARIABLE: size, "MPLBACKEND": "module://matplotlib_inline.backend_inline"}):
+        client.execute()
+    return nb
+
+
+def write_rendered(nb, source: Path) -> Path:
+    """Write an executed notebook to notebooks/rendered/<name>.ipynb (atomically)."""
+    import nbformat
+
+    from dsnot_ref.io_utils import atomic_path
+
+    RENDERED_DIR.mkdir(exist_ok=True)
+    out = RENDERED_DIR / (source.stem + ".ipynb")
+    with atomic_path(out) as tmp:
+        nbformat.write(nb, str(tmp))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("names", nargs="*", help="notebook names (e.g. 01_one_layer_one_row); default all")
+    parser.add_argument("--size", choices=SIZES, default=os.environ.get(SIZE_VARIABLE, "full"))
+    args = parser.parse_args(argv)
+    sources = notebook_sources()
+    if args.names:
+        wanted = {n.removesuffix(".py") for n in args.names}
+        sources = [s for s in sources if s.stem in wanted]
+        missing = wanted - {s.stem for s in sources}
+        if missing:
+            print(f"no such notebook: {', '.join(sorted(missing))}", file=sys.stderr)
+            return 2
+    for source in sources:
+        start = time.perf_counter()
+        nb = execute_notebook(source, args.size)
+        out = write_rendered(nb, source)
+        print(f"{source.name}: executed ({args.size}) in {time.perf_counter() - start:.0f} s -> {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
