@@ -1,0 +1,177 @@
+"""Turning results into text tables and an optional figure. Pure formatting: no argparse, no I/O
+except the figure file that ``plot_layers`` is asked to write.
+
+The results JSON of ``dsnot-ref prune --results`` (written by dsnot_ref/cli/prune.py) has:
+
+    settings     the pruning and evaluation settings (JSON scalars)
+    versions     dsnot_ref, numpy, python
+    calibration  source, n_samples (S), seqlen (L), tokens_sha256
+    layers       one row per linear sublayer, in forward order:
+                 name, layer, sublayer, shape, sparsity, dsnot (bool: adjusted by DSnoT)
+                 and the method's diagnostics: eps_before, eps_after (mean |ε| of the rows),
+                 swaps, recon_before, recon_after (relative calibration reconstruction error)
+    sparsity     requested, overall (fraction of zeros over all pruned linear weights)
+    perplexity   pruned (and dense when computed): perplexity, n_windows, n_tokens, seqlen
+    times        seconds per phase: load, calibration, prune, eval, save, total
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from .errors import UserError
+
+# (key, header, format) of the per-layer table; a missing value prints as "-".
+LAYER_COLUMNS = (
+    ("name", "layer", "{}"),
+    ("sparsity", "sparsity", "{:.4f}"),
+    ("eps_before", "mean|eps| before", "{:.4g}"),
+    ("eps_after", "after", "{:.4g}"),
+    ("swaps", "swaps", "{:d}"),
+    ("recon_before", "recon before", "{:.4g}"),
+    ("recon_after", "after", "{:.4g}"),
+)
+
+
+def format_value(value, fmt: str) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float) and math.isnan(value):
+        return "nan"
+    try:
+        return fmt.format(value)
+    except (ValueError, TypeError):
+        return str(value)
+
+
+def format_table(rows: list[dict], columns) -> str:
+    """Rows of dicts -> an aligned text table (first column left-aligned, the rest right)."""
+    headers = [header for _, header, _ in columns]
+    cells = [[format_value(row.get(key), fmt) for key, _, fmt in columns] for row in rows]
+    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
+
+    def line(values):
+        first = values[0].ljust(widths[0])
+        rest = [v.rjust(w) for v, w in zip(values[1:], widths[1:])]
+        return "  ".join([first, *rest]).rstrip()
+
+    rule = "  ".join("-" * w for w in widths)
+    return "\n".join([line(headers), rule, *(line(r) for r in cells)])
+
+
+def layer_table(results: dict) -> str:
+    """The per-layer diagnostics table of a results dict."""
+    rows = results.get("layers") or []
+    if not rows:
+        raise UserError("the results have no per-layer diagnostics ('layers' is empty)")
+    return format_table(rows, LAYER_COLUMNS)
+
+
+def summary_lines(results: dict) -> list[str]:
+    """A few lines: what was run, sparsity check, perplexities and times."""
+    settings = results.get("settings", {})
+    lines = [
+        "model {model}: {method} at sparsity {sparsity} ({sparsity_type})".format(
+            model=settings.get("model", "?"),
+            method=method_label(settings),
+            sparsity=settings.get("sparsity_ratio", "?"),
+            sparsity_type=settings.get("sparsity_type", "?"),
+        )
+    ]
+    sparsity = results.get("sparsity") or {}
+    if "overall" in sparsity:
+        lines.append(
+            f"sparsity check: {sparsity['overall']:.4f} of linear weights are zero "
+            f"(requested {sparsity.get('requested', '?')})"
+        )
+    for which, ppl in (results.get("perplexity") or {}).items():
+        if ppl:
+            lines.append(
+                f"perplexity ({which}): {ppl['perplexity']:.4f} on {ppl['n_windows']} windows of {ppl['seqlen']} tokens"
+            )
+    times = results.get("times") or {}
+    if times:
+        lines.append("times (s): " + ", ".join(f"{k} {v:.1f}" for k, v in times.items()))
+    return lines
+
+
+def method_label(settings: dict) -> str:
+    """'wanda', 'wanda + DSnoT (reference)', 'dense' ... from the settings."""
+    method = settings.get("prune_method", "?")
+    if method == "dsnot":
+        return f"{settings.get('initial_method', 'wanda')} + DSnoT ({settings.get('dsnot_variant', 'reference')})"
+    return method
+
+
+def comparison_table(comparisons, label_a: str, label_b: str) -> str:
+    """The per-layer table of ``save.compare_mask_sets``."""
+    rows = [
+        {
+            "name": c.name,
+            "shape": "x".join(str(n) for n in c.shape),
+            "identical": c.identical_fraction,
+            "rows_differ": c.rows_differ,
+            "sparsity_a": c.sparsity_a,
+            "sparsity_b": c.sparsity_b,
+        }
+        for c in comparisons
+    ]
+    columns = (
+        ("name", "weight", "{}"),
+        ("shape", "shape", "{}"),
+        ("identical", "identical", "{:.6f}"),
+        ("rows_differ", "rows differ", "{:d}"),
+        ("sparsity_a", f"sparsity {label_a}", "{:.4f}"),
+        ("sparsity_b", f"sparsity {label_b}", "{:.4f}"),
+    )
+    return format_table(rows, columns)
+
+
+def demo_table(rows: list[dict]) -> str:
+    """The demo's result table: one row per model variant."""
+    columns = (
+        ("model", "model", "{}"),
+        ("sparsity", "sparsity", "{:.4f}"),
+        ("perplexity", "perplexity", "{:.3f}"),
+        ("prune_seconds", "prune (s)", "{:.1f}"),
+        ("eval_seconds", "eval (s)", "{:.1f}"),
+    )
+    return format_table(rows, columns)
+
+
+def plot_layers(results: dict, path) -> Path:
+    """Figure of per-layer mean |ε| and reconstruction error, before and after DSnoT, as PNG."""
+    try:
+        import matplotlib  # noqa: PLC0415 - optional extra "plot"
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt  # noqa: PLC0415
+    except ImportError:
+        raise UserError(
+            f"--plot {path} needs matplotlib, which is not installed (pip install -e .[plot])"
+        ) from None
+    rows = results.get("layers") or []
+    if not rows:
+        raise UserError("the results have no per-layer diagnostics to plot")
+    x = list(range(len(rows)))
+    panels = (("eps", "mean |ε| per row"), ("recon", "relative reconstruction error"))
+    fig, axes = plt.subplots(len(panels), 1, figsize=(max(6.0, 0.25 * len(rows)), 6.5), sharex=True)
+    for ax, (key, title) in zip(axes, panels):
+        for when, marker in (("before", "o"), ("after", "x")):
+            ys = [row.get(f"{key}_{when}") for row in rows]
+            ys = [float("nan") if y is None else y for y in ys]
+            ax.plot(x, ys, marker=marker, linestyle="-", label=when)
+        ax.set_title(title)
+        ax.set_yscale("log")
+        ax.legend()
+    axes[-1].set_xticks(x)
+    axes[-1].set_xticklabels([row.get("name", str(i)) for i, row in enumerate(rows)], rotation=90, fontsize=6)
+    fig.tight_layout()
+    path = Path(path)
+    from .io_utils import atomic_path  # noqa: PLC0415
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+    plt.close(fig)
+    return path

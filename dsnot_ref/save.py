@@ -1,0 +1,355 @@
+"""Saving a pruned model as a normal Hugging Face directory, and reading its masks back (I/O).
+
+What ``save_pruned_model`` writes into the output directory:
+
+- ``config.json`` and every tokenizer/generation file of the input, copied byte for byte;
+- the weights, as safetensors with the same tensor names, in each tensor's INPUT dtype
+  (F32, F16 or BF16), sharded exactly like the input (same file names, same membership, and a
+  ``model.safetensors.index.json``) when the input was sharded. Tensors that were not pruned
+  are copied byte for byte from the input; pruned linear weights are rounded from our float32
+  values to the input dtype (exact for magnitude/Wanda/DSnoT, which never change a kept value);
+- ``masks.safetensors``: the pruning mask of every pruned linear weight, so that the exact
+  sparsity pattern survives a dtype change (a kept weight that rounds to zero in float16 is
+  still a kept weight). Format, one tensor per weight name:
+
+      packed = np.packbits(pruned, axis=-1, bitorder="big")     # [R, C] bool -> [R, ceil(C/8)] uint8
+
+  a 1 bit means pruned (weight set to zero). The header metadata holds ``"shapes"`` (JSON
+  object: name -> [R, C], needed to drop the padding bits) and ``"packing"`` (the line above).
+
+The directory is written atomically (a temporary sibling renamed into place): a crash leaves
+either the old directory or the complete new one. The input directory is never written to.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import UserError
+from .io_utils import atomic_directory
+
+MASKS_FILE = "masks.safetensors"
+INDEX_FILE = "model.safetensors.index.json"
+SINGLE_FILE = "model.safetensors"
+PACKING = 'np.packbits(pruned, axis=-1, bitorder="big"); bit 1 = pruned'
+# Everything of an HF directory that is not a weight file and that a loader may want.
+COPIED_FILES = (
+    "config.json",
+    "generation_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "vocab.json",
+    "merges.txt",
+    "tokenizer.model",
+    "chat_template.jinja",
+)
+# Bytes per element of the safetensors dtypes we read and write.
+DTYPE_SIZES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "U8": 1, "I64": 8, "I32": 4, "BOOL": 1}
+
+
+# --- raw safetensors: header parsing and writing, byte-exact ----------------------------------
+# We handle raw bytes ourselves (the format is a length, a JSON header and a byte buffer)
+# because NumPy has no bfloat16: copying a BF16 tensor through a NumPy array would need a
+# conversion, and a byte copy is exact by construction.
+
+
+@dataclass(frozen=True)
+class RawTensor:
+    dtype: str  # safetensors dtype, "F32" | "F16" | "BF16" | "U8" ...
+    shape: tuple[int, ...]
+    data: bytes  # little-endian, C order
+
+
+def read_header(path: Path) -> tuple[dict, dict, int]:
+    """(tensor entries, __metadata__, byte offset of the data buffer) of a safetensors file."""
+    try:
+        with open(path, "rb") as f:
+            (n,) = struct.unpack("<Q", f.read(8))
+            header = json.loads(f.read(n))
+    except (OSError, struct.error, ValueError) as exc:
+        raise UserError(f"cannot read safetensors header of {path}: {exc}") from None
+    metadata = header.pop("__metadata__", None) or {}
+    return header, metadata, 8 + n
+
+
+def read_raw_tensors(path: Path) -> tuple[dict[str, RawTensor], dict]:
+    """All tensors of a safetensors file as raw bytes, and its metadata."""
+    header, metadata, start = read_header(path)
+    with open(path, "rb") as f:
+        blob = f.read()
+    tensors = {}
+    for name, entry in header.items():
+        begin, end = entry["data_offsets"]
+        tensors[name] = RawTensor(entry["dtype"], tuple(entry["shape"]), blob[start + begin : start + end])
+    return tensors, metadata
+
+
+def write_raw_safetensors(path: Path, tensors: dict[str, RawTensor], metadata: dict[str, str]) -> None:
+    """Write a safetensors file from raw tensors (names sorted, data 8-byte aligned header)."""
+    header: dict = {"__metadata__": dict(metadata)} if metadata else {}
+    offset = 0
+    for name in sorted(tensors):
+        t = tensors[name]
+        expected = DTYPE_SIZES[t.dtype] * int(np.prod(t.shape, dtype=np.int64))
+        if len(t.data) != expected:
+            raise ValueError(f"{name}: {len(t.data)} bytes for {t.dtype}{list(t.shape)}")
+        header[name] = {"dtype": t.dtype, "shape": list(t.shape), "data_offsets": [offset, offset + expected]}
+        offset += expected
+    text = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    text += b" " * (-len(text) % 8)  # the format pads the header so the data starts aligned
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(text)))
+        f.write(text)
+        for name in sorted(tensors):
+            f.write(tensors[name].data)
+
+
+def encode_as(a: np.ndarray, dtype: str) -> bytes:
+    """A float array -> little-endian bytes of safetensors dtype ``dtype`` (round to nearest)."""
+    if dtype == "F32":
+        return np.ascontiguousarray(a, dtype="<f4").tobytes()
+    if dtype == "F16":
+        return np.ascontiguousarray(a, dtype="<f2").tobytes()
+    if dtype == "BF16":
+        from .weights import float32_to_bf16_bits  # noqa: PLC0415 - weights owns bf16 rounding
+
+        return np.ascontiguousarray(float32_to_bf16_bits(np.asarray(a, dtype=np.float32)), dtype="<u2").tobytes()
+    if dtype == "F64":
+        return np.ascontiguousarray(a, dtype="<f8").tobytes()
+    raise UserError(f"cannot save a tensor as dtype {dtype}; supported: F32, F16, BF16")
+
+
+# --- the layout of an input directory ------------------------------------------------------
+
+
+def weight_files(model_dir: Path) -> tuple[list[str], dict | None]:
+    """File names of the checkpoint's shards, in order, and the parsed index (None if single)."""
+    index_path = model_dir / INDEX_FILE
+    if index_path.is_file():
+        try:
+            index = json.loads(index_path.read_text())
+            files = sorted(set(index["weight_map"].values()))
+        except (OSError, ValueError, KeyError, AttributeError) as exc:
+            raise UserError(f"cannot read the shard index {index_path}: {exc}") from None
+        return files, index
+    if (model_dir / SINGLE_FILE).is_file():
+        return [SINGLE_FILE], None
+    raise UserError(f"no {SINGLE_FILE} or {INDEX_FILE} in {model_dir}")
+
+
+def check_output_dir(input_dir, output_dir, overwrite: bool) -> None:
+    """Refuse, before any work, an output that would clobber the input or cannot be written.
+
+    The output may not be the input directory, inside it, or contain it; an existing non-empty
+    output needs ``overwrite``; the nearest existing ancestor must be writable.
+    """
+    src = Path(input_dir).resolve()
+    out = Path(output_dir).resolve()
+    if out == src or src in out.parents:
+        raise UserError(f"output directory {output_dir} is (inside) the input model directory {input_dir}")
+    if out in src.parents:
+        raise UserError(f"output directory {output_dir} contains the input model directory {input_dir}")
+    if out.exists() and not out.is_dir():
+        raise UserError(f"output {output_dir} exists and is not a directory")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise UserError(f"output directory {output_dir} exists and is not empty (use --overwrite)")
+    check_writable_parent(out)
+
+
+def check_writable_parent(path) -> None:
+    """UserError unless the nearest existing ancestor of ``path`` is a writable directory."""
+    parent = Path(path).resolve().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise UserError(f"no write permission in {parent} (needed for {path})")
+
+
+# --- masks ---------------------------------------------------------------------------------
+
+
+def pack_masks(masks: dict[str, np.ndarray]) -> tuple[dict[str, RawTensor], dict[str, str]]:
+    """pruned [R, C] bool per name -> packed uint8 [R, ceil(C/8)] tensors and header metadata."""
+    tensors, shapes = {}, {}
+    for name, pruned in masks.items():
+        pruned = np.asarray(pruned, dtype=np.bool_)
+        packed = np.packbits(pruned, axis=-1, bitorder="big")  # [R, C] -> [R, ceil(C/8)]
+        tensors[name] = RawTensor("U8", packed.shape, packed.tobytes())
+        shapes[name] = list(pruned.shape)
+    metadata = {"format": "dsnot_ref-masks", "packing": PACKING, "shapes": json.dumps(shapes, sort_keys=True)}
+    return tensors, metadata
+
+
+def unpack_masks(tensors: dict[str, RawTensor], metadata: dict, path: Path) -> dict[str, np.ndarray]:
+    """Inverse of :func:`pack_masks`: name -> pruned [R, C] bool."""
+    try:
+        shapes = json.loads(metadata["shapes"])
+    except (KeyError, ValueError) as exc:
+        raise UserError(f"{path} has no valid 'shapes' metadata ({exc}); not a dsnot_ref masks file") from None
+    masks = {}
+    for name, raw in tensors.items():
+        if name not in shapes or raw.dtype != "U8":
+            raise UserError(f"{path}: tensor {name!r} is not a packed mask")
+        shape = tuple(shapes[name])
+        packed = np.frombuffer(raw.data, dtype=np.uint8).reshape(raw.shape)
+        bits = np.unpackbits(packed, axis=-1, count=shape[-1], bitorder="big")  # drop the padding
+        masks[name] = bits.astype(np.bool_).reshape(shape)
+    return masks
+
+
+def read_masks(model_dir) -> dict[str, np.ndarray] | None:
+    """The masks saved with a pruned model (name -> pruned [R, C] bool), or None if it has none."""
+    path = Path(model_dir) / MASKS_FILE
+    if not path.is_file():
+        return None
+    tensors, metadata = read_raw_tensors(path)
+    return unpack_masks(tensors, metadata, path)
+
+
+# --- saving --------------------------------------------------------------------------------
+
+
+def save_pruned_model(input_dir, output_dir, store, masks: dict[str, np.ndarray], *, overwrite: bool = False) -> Path:
+    """Write the pruned model as an HF directory beside its masks; return the output path.
+
+    input_dir: the original HF directory (config, tokenizer files, weight files and layout).
+    store: the pruned weights (``OverlayStore`` or anything with ``get(name, dtype)``); read
+        only for the names in ``masks``, every other tensor is copied from the input's bytes.
+    masks: full weight name (e.g. "model.layers.0.self_attn.q_proj.weight") -> pruned [R, C].
+    """
+    input_dir, output_dir = Path(input_dir), Path(output_dir)
+    check_output_dir(input_dir, output_dir, overwrite)
+    files, index = weight_files(input_dir)
+    with atomic_directory(output_dir, overwrite=overwrite) as tmp:
+        copy_side_files(input_dir, tmp)
+        found: set[str] = set()
+        for file_name in files:
+            raw, metadata = read_raw_tensors(input_dir / file_name)
+            for name in raw.keys() & masks.keys():
+                raw[name] = pruned_tensor(name, raw[name], store, masks[name])
+            found |= raw.keys() & masks.keys()
+            metadata = {"format": "pt", **metadata}  # transformers refuses files without a format
+            write_raw_safetensors(tmp / file_name, raw, metadata)
+        missing = sorted(masks.keys() - found)
+        if missing:
+            raise ValueError(f"pruned tensors not in the input checkpoint: {missing[:3]}")
+        if index is not None:  # same names, files and dtypes, so the index holds as it is
+            shutil.copy2(input_dir / INDEX_FILE, tmp / INDEX_FILE)
+        mask_tensors, mask_metadata = pack_masks(masks)
+        write_raw_safetensors(tmp / MASKS_FILE, mask_tensors, mask_metadata)
+    return output_dir
+
+
+def copy_side_files(input_dir: Path, out_dir: Path) -> None:
+    """Copy config, tokenizer and generation files that exist in the input."""
+    for name in COPIED_FILES:
+        if (input_dir / name).is_file():
+            shutil.copy2(input_dir / name, out_dir / name)
+
+
+def pruned_tensor(name: str, original: RawTensor, store, pruned: np.ndarray) -> RawTensor:
+    """The pruned weight of ``name`` in the original's dtype; zeros exactly where ``pruned``."""
+    weight = np.asarray(store.get(name, dtype=np.float32), dtype=np.float32)  # [R, C]
+    if weight.shape != original.shape or pruned.shape != original.shape:
+        raise ValueError(f"{name}: pruned weight {weight.shape} / mask {pruned.shape} vs input {original.shape}")
+    if np.any(weight[pruned] != 0):
+        raise ValueError(f"{name}: the pruned weights are not zero where the mask says pruned")
+    return RawTensor(original.dtype, original.shape, encode_as(weight, original.dtype))
+
+
+# --- comparing the masks of two pruned models ------------------------------------------------
+
+
+def zero_mask(raw: RawTensor) -> np.ndarray:
+    """pruned = (weight == 0) of a raw float tensor, read on the bits (works for BF16 too).
+
+    A float is ±0 exactly when every bit but the sign bit is clear.
+    """
+    size = DTYPE_SIZES[raw.dtype]
+    if raw.dtype not in ("F64", "F32", "F16", "BF16"):
+        raise ValueError(f"not a float tensor: {raw.dtype}")
+    bits = np.frombuffer(raw.data, dtype=f"<u{size}").reshape(raw.shape)
+    magnitude_bits = np.array((1 << (8 * size - 1)) - 1, dtype=f"<u{size}")
+    return (bits & magnitude_bits) == 0
+
+
+def is_linear_weight(name: str, raw: RawTensor) -> bool:
+    """A prunable linear weight: a 2-D ``.weight`` inside a decoder layer (not embeddings, LM
+    head or norms), for both families ("model.layers.i." and "model.decoder.layers.i.")."""
+    return ".layers." in name and name.endswith(".weight") and len(raw.shape) == 2
+
+
+def model_masks(model_dir) -> tuple[dict[str, np.ndarray], str]:
+    """(name -> pruned [R, C], source) of a pruned model directory.
+
+    ``masks.safetensors`` when there is one (ours); otherwise ``weight == 0`` for every linear
+    weight, which is what another implementation's output (e.g. the official code's
+    ``save_pretrained``) gives us.
+    """
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        raise UserError(f"model directory {model_dir} does not exist")
+    saved = read_masks(model_dir)
+    if saved is not None:
+        return saved, MASKS_FILE
+    files, _ = weight_files(model_dir)
+    masks = {}
+    for file_name in files:
+        raw, _ = read_raw_tensors(model_dir / file_name)
+        for name, tensor in raw.items():
+            if is_linear_weight(name, tensor):
+                masks[name] = zero_mask(tensor)
+    if not masks:
+        raise UserError(f"no linear layer weights found in {model_dir}")
+    return masks, "weight == 0"
+
+
+@dataclass(frozen=True)
+class MaskComparison:
+    """How two masks of one linear weight agree."""
+
+    name: str
+    shape: tuple[int, int]
+    identical_fraction: float  # fraction of entries with the same pruned/kept state
+    rows_differ: int  # output rows with at least one differing entry
+    sparsity_a: float  # fraction pruned in A
+    sparsity_b: float
+
+
+def compare_mask_sets(a: dict[str, np.ndarray], b: dict[str, np.ndarray], label_a: str, label_b: str) -> list[MaskComparison]:
+    """Per weight name, the agreement of masks ``a`` and ``b``; UserError if names or shapes differ."""
+    only_a, only_b = sorted(a.keys() - b.keys()), sorted(b.keys() - a.keys())
+    if only_a or only_b:
+        where = f"only in {label_a}: {only_a[:3]}" if only_a else f"only in {label_b}: {only_b[:3]}"
+        raise UserError(f"the two models prune different tensors ({where})")
+    out = []
+    for name in sorted(a, key=natural_key):
+        pa, pb = a[name], b[name]
+        if pa.shape != pb.shape:
+            raise UserError(f"tensor {name} has shape {list(pa.shape)} in {label_a} but {list(pb.shape)} in {label_b}")
+        differ = pa != pb  # [R, C] bool
+        out.append(
+            MaskComparison(
+                name=name,
+                shape=tuple(pa.shape),
+                identical_fraction=1.0 - float(differ.mean()),
+                rows_differ=int(differ.any(axis=-1).sum()),
+                sparsity_a=float(pa.mean()),
+                sparsity_b=float(pb.mean()),
+            )
+        )
+    return out
+
+
+def natural_key(name: str) -> list:
+    """Sort key that puts layers.2 before layers.10."""
+    return [int(part) if part.isdigit() else part for part in name.split(".")]

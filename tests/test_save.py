@@ -1,0 +1,161 @@
+"""Saving a pruned model (dsnot_ref/save.py): layout, dtypes, byte-exact copies, masks, refusals.
+
+The masks here are made in the test itself (half of each row by |w|, np.argsort), independent of
+dsnot_ref.methods, so that only the saving code is under test.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from dsnot_ref import save
+from dsnot_ref.errors import UserError
+from dsnot_ref.weights import OverlayStore, WeightStore
+
+FIXTURES = Path(__file__).resolve().parents[1] / "data" / "fixtures"
+
+
+def half_magnitude_masks(store: WeightStore) -> dict[str, np.ndarray]:
+    """pruned [R, C]: the C//2 smallest |w| of each row, for every 2-D weight inside a layer."""
+    masks = {}
+    for name in store.names():
+        if ".layers." in name and name.endswith(".weight") and len(store.shape(name)) == 2:
+            w = store.get(name)
+            order = np.argsort(np.abs(w), axis=1, kind="stable")[:, : w.shape[1] // 2]
+            pruned = np.zeros(w.shape, dtype=np.bool_)
+            np.put_along_axis(pruned, order, True, axis=1)
+            masks[name] = pruned
+    return masks
+
+
+def pruned_overlay(src: Path):
+    base = WeightStore(src)
+    masks = half_magnitude_masks(base)
+    overrides = {n: np.where(m, np.float32(0), base.get(n)) for n, m in masks.items()}
+    return base, OverlayStore(base, overrides), masks
+
+
+@pytest.mark.parametrize("fixture", ["tiny-llama", "tiny-opt", "llama-bf16", "llama-f16-sharded"])
+def test_save_round_trip(tmp_path, fixture):
+    src = FIXTURES / fixture
+    base, store, masks = pruned_overlay(src)
+    out = save.save_pruned_model(src, tmp_path / "pruned", store, masks)
+
+    # Same weight files (same shard membership and index), side files copied byte for byte.
+    in_files = sorted(p.name for p in src.glob("*.safetensors"))
+    out_files = sorted(p.name for p in out.glob("*.safetensors") if p.name != save.MASKS_FILE)
+    assert out_files == in_files
+    for name in ("config.json", "tokenizer.json", save.INDEX_FILE):
+        if (src / name).exists():
+            assert (out / name).read_bytes() == (src / name).read_bytes(), name
+
+    saved = WeightStore(out)
+    assert sorted(saved.names()) == sorted(base.names())
+    for name in base.names():
+        assert saved.dtype(name) == base.dtype(name), name
+        assert saved.file_of(name).name == base.file_of(name).name, name
+        expected = np.where(masks[name], 0, base.get(name)) if name in masks else base.get(name)
+        np.testing.assert_array_equal(saved.get(name), expected, err_msg=name)
+
+    # Unpruned tensors are byte-identical to the input's.
+    for file_name in in_files:
+        raw_in, _ = save.read_raw_tensors(src / file_name)
+        raw_out, meta_out = save.read_raw_tensors(out / file_name)
+        assert meta_out.get("format") == "pt"
+        for name, t in raw_in.items():
+            if name not in masks:
+                assert raw_out[name] == t, name
+
+    loaded = save.read_masks(out)
+    assert loaded.keys() == masks.keys()
+    for name in masks:
+        np.testing.assert_array_equal(loaded[name], masks[name])
+    # The saved zeros are exactly the mask (no kept weight was zero in these fixtures).
+    zeros, source = save.model_masks(out)
+    assert source == save.MASKS_FILE
+
+
+def test_mask_survives_rounding_to_zero(tmp_path):
+    """A kept weight that underflows to 0 in float16 is still 'kept' in masks.safetensors."""
+    src = FIXTURES / "llama-f16-sharded"
+    base, _, masks = pruned_overlay(src)
+    name = sorted(masks)[0]
+    w = np.where(masks[name], np.float32(0), base.get(name))
+    kept = np.argwhere(~masks[name])[0]
+    w[tuple(kept)] = np.float32(1e-12)  # kept, but below float16's smallest subnormal
+    store = OverlayStore(base, {name: w})
+    out = save.save_pruned_model(src, tmp_path / "out", store, {name: masks[name]})
+    assert WeightStore(out).get(name)[tuple(kept)] == 0.0
+    assert not save.read_masks(out)[name][tuple(kept)]
+
+
+def test_bf16_values_round_to_nearest(tmp_path):
+    """A float32 value that is not a bfloat16 is saved rounded to the nearest bfloat16."""
+    src = FIXTURES / "llama-bf16"
+    base, _, masks = pruned_overlay(src)
+    name = sorted(masks)[0]
+    w = np.where(masks[name], np.float32(0), base.get(name))
+    kept = tuple(np.argwhere(~masks[name])[0])
+    w[kept] = np.float32(1.0 + 2.0**-8 + 2.0**-12)  # just above the midpoint of 1 and 1+2^-7
+    out = save.save_pruned_model(src, tmp_path / "out", OverlayStore(base, {name: w}), {name: masks[name]})
+    assert WeightStore(out).get(name)[kept] == np.float32(1.0 + 2.0**-7)
+
+
+def test_refuses_existing_and_input_dirs(tmp_path):
+    src = FIXTURES / "tiny-llama"
+    _, store, masks = pruned_overlay(src)
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "keep.txt").write_text("mine")
+    with pytest.raises(UserError, match="not empty"):
+        save.save_pruned_model(src, busy, store, masks)
+    assert sorted(p.name for p in busy.iterdir()) == ["keep.txt"]
+    save.save_pruned_model(src, busy, store, masks, overwrite=True)
+    assert not (busy / "keep.txt").exists() and (busy / "model.safetensors").exists()
+
+    with pytest.raises(UserError, match="input model directory"):
+        save.check_output_dir(src, src, overwrite=True)
+    with pytest.raises(UserError, match="input model directory"):
+        save.check_output_dir(src, src / "sub", overwrite=True)
+    with pytest.raises(UserError, match="contains the input"):
+        save.check_output_dir(src, src.parent, overwrite=True)
+
+
+def test_failure_leaves_nothing(tmp_path):
+    src = FIXTURES / "tiny-llama"
+    _, store, masks = pruned_overlay(src)
+    masks = dict(masks, **{"model.layers.9.mlp.up_proj.weight": np.zeros((2, 2), dtype=np.bool_)})
+    with pytest.raises(ValueError, match="not in the input"):
+        save.save_pruned_model(src, tmp_path / "out", store, masks)
+    assert list(tmp_path.iterdir()) == []
+
+
+@given(
+    rows=st.integers(1, 5),
+    cols=st.integers(1, 37),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_pack_unpack_masks(rows, cols, seed):
+    pruned = np.random.default_rng(seed).random((rows, cols)) < 0.5
+    tensors, metadata = save.pack_masks({"w": pruned})
+    assert tensors["w"].shape == (rows, (cols + 7) // 8)
+    back = save.unpack_masks(tensors, metadata, Path("x"))
+    np.testing.assert_array_equal(back["w"], pruned)
+
+
+@pytest.mark.parametrize("dtype,code", [(np.float32, "F32"), (np.float16, "F16")])
+def test_zero_mask_bits(dtype, code):
+    a = np.array([[0.0, -0.0, 1e-4, -3.0, np.inf, np.nan]], dtype=dtype)
+    raw = save.RawTensor(code, a.shape, a.tobytes())
+    np.testing.assert_array_equal(save.zero_mask(raw), [[True, True, False, False, False, False]])
+
+
+def test_zero_mask_bf16():
+    bits = np.array([[0x0000, 0x8000, 0x0001, 0x3F80]], dtype="<u2")  # +0, -0, subnormal, 1.0
+    raw = save.RawTensor("BF16", bits.shape, bits.tobytes())
+    np.testing.assert_array_equal(save.zero_mask(raw), [[True, True, False, False]])
