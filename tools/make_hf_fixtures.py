@@ -138,8 +138,11 @@ def build_fixture(name: str, seed: int) -> None:
     model = transformers.AutoModelForCausalLM.from_config(config, attn_implementation="eager")
     randomise_(model, seed)
     model.eval()
-    # Round the weights to the checkpoint dtype, then compute the reference logits in float32.
-    model = model.to(TORCH_DTYPES[dtype]).to(torch.float32)
+    # Round the parameters (not buffers such as RoPE's inv_freq) to the checkpoint dtype, then
+    # compute the reference logits in float32.
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(p.to(TORCH_DTYPES[dtype]).to(torch.float32))
     tokens = fixture_tokens(config.vocab_size, seed)
     with torch.no_grad():
         logits = model(torch.from_numpy(tokens)).logits.numpy().astype(np.float32)  # [B, L, V]

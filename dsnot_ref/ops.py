@@ -1,0 +1,180 @@
+"""The math of one decoder block, as pure functions on arrays (NumPy or CuPy, taken from inputs).
+
+Shapes: B sequences, L tokens, D hidden, H heads, K KV heads (H = G·K), Dh head dim, F MLP width,
+C input columns and R output rows of a linear layer. Every function computes in the dtype of
+its input activations (float32 by default, float64 for oracle use).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .backend import array_module
+
+
+def linear(x, w, b=None):
+    """y = x Wᵀ + b.   x [..., C], w [R, C], b [R] -> [..., R]"""
+    xp = array_module(x, w)
+    lead = x.shape[:-1]
+    y = xp.matmul(x.reshape(-1, x.shape[-1]), w.T)  # one GEMM: [T, C] @ [C, R] -> [T, R]
+    if b is not None:
+        y += b
+    return y.reshape(*lead, w.shape[0])
+
+
+def rms_norm(x, weight, eps: float):
+    """x / sqrt(mean(x²) + eps) · weight   (LLaMA's RMSNorm).   x [..., D] -> [..., D]"""
+    xp = array_module(x)
+    mean_sq = xp.mean(x * x, axis=-1, keepdims=True)  # [..., 1]
+    return x * (1.0 / xp.sqrt(mean_sq + eps)).astype(x.dtype) * weight
+
+
+def layer_norm(x, weight, bias, eps: float):
+    """(x − mean) / sqrt(var + eps) · weight + bias   (biased variance, as torch).   [..., D]"""
+    xp = array_module(x)
+    mean = xp.mean(x, axis=-1, keepdims=True)        # [..., 1]
+    centred = x - mean
+    var = xp.mean(centred * centred, axis=-1, keepdims=True)
+    return centred * (1.0 / xp.sqrt(var + eps)).astype(x.dtype) * weight + bias
+
+
+def rope_inv_freq(head_dim: int, theta: float, scaling: dict | None) -> np.ndarray:
+    """Inverse frequencies θ^(−2i/Dh), i < Dh/2, with Llama 3's rescaling when asked.  -> [Dh/2] float64
+
+    Llama 3 (rope_type "llama3"): wavelengths longer than original_max/low_freq_factor are
+    divided by `factor`, shorter than original_max/high_freq_factor kept, and in between
+    interpolated linearly in original_max/wavelength.
+    """
+    inv_freq = 1.0 / theta ** (np.arange(0, head_dim, 2, dtype=np.float64) / head_dim)
+    if scaling is None:
+        return inv_freq
+    factor = scaling["factor"]
+    low, high = scaling["low_freq_factor"], scaling["high_freq_factor"]
+    old_len = scaling["original_max_position_embeddings"]
+    wavelen = 2 * math.pi / inv_freq
+    scaled = np.where(wavelen > old_len / low, inv_freq / factor, inv_freq)
+    smooth = (old_len / wavelen - low) / (high - low)
+    smoothed = (1 - smooth) * scaled / factor + smooth * scaled
+    medium = (wavelen >= old_len / high) & (wavelen <= old_len / low)
+    return np.where(medium, smoothed, scaled)
+
+
+def rope_tables(config, seq_len: int, dtype=np.float32, xp=np):
+    """cos and sin of position·inv_freq, halves repeated (HF rotate-half layout).  -> 2 × [L, Dh]
+
+    In float32 the angles are formed as transformers forms them (float32 frequencies times
+    float32 positions), so long sequences agree with it to rounding; float64 is exact.
+    """
+    inv_freq = rope_inv_freq(config.head_dim, config.rope_theta, config.rope_scaling_dict)
+    work = np.dtype(dtype)
+    positions = np.arange(seq_len, dtype=work)                        # [L]
+    angles = np.outer(positions, inv_freq.astype(work)).astype(np.float64)  # [L, Dh/2]
+    angles = np.concatenate([angles, angles], axis=-1)                  # [L, Dh]
+    cos, sin = np.cos(angles).astype(work), np.sin(angles).astype(work)
+    return xp.asarray(cos), xp.asarray(sin)
+
+
+def rotate_half(x):
+    """[x1, x2] -> [−x2, x1] on the last axis (HF's RoPE convention, not interleaved pairs)."""
+    xp = array_module(x)
+    half = x.shape[-1] // 2
+    return xp.concatenate([-x[..., half:], x[..., :half]], axis=-1)
+
+
+def apply_rope(x, cos, sin):
+    """Rotate each head's vector by its position's angles.   x [B, *, L, Dh], cos/sin [L, Dh]"""
+    return x * cos + rotate_half(x) * sin
+
+
+def attention_mask(seq_len: int, window: int | None, dtype, xp=np):
+    """Additive mask: 0 where query t may attend key s (s ≤ t, and t − s < window), else −inf.  -> [L, L]"""
+    t = np.arange(seq_len)[:, None]
+    s = np.arange(seq_len)[None, :]
+    allowed = s <= t
+    if window is not None:
+        allowed &= (t - s) < window
+    return xp.asarray(np.where(allowed, 0.0, -np.inf).astype(dtype))
+
+
+def causal_attention(q, k, v, window: int | None = None):
+    """softmax(q kᵀ / sqrt(Dh) + mask) v with grouped KV heads (head h uses KV head h // G).
+
+    q [B, H, L, Dh], k and v [B, K, L, Dh] -> [B, H, L, Dh]
+    """
+    xp = array_module(q, k, v)
+    b, n_heads, seq_len, head_dim = q.shape
+    n_kv = k.shape[1]
+    group = n_heads // n_kv
+    qg = q.reshape(b, n_kv, group, seq_len, head_dim)                 # [B, K, G, L, Dh]
+    scores = xp.matmul(qg, k[:, :, None].swapaxes(-1, -2))            # [B, K, G, L, L]
+    scores *= q.dtype.type(1.0 / math.sqrt(head_dim))
+    scores += attention_mask(seq_len, window, q.dtype, xp)
+    probs = softmax_(scores)
+    out = xp.matmul(probs, v[:, :, None])                             # [B, K, G, L, Dh]
+    return out.reshape(b, n_heads, seq_len, head_dim)
+
+
+def softmax_(scores):
+    """Softmax over the last axis, in place (scores is a temporary of the caller)."""
+    xp = array_module(scores)
+    scores -= scores.max(axis=-1, keepdims=True)
+    xp.exp(scores, out=scores)
+    scores /= scores.sum(axis=-1, keepdims=True)
+    return scores
+
+
+def silu(x):
+    """x · sigmoid(x) = x / (1 + exp(−x)); the floor keeps exp(−x) finite (the result is ~0 there)."""
+    xp = array_module(x)
+    floor = -80.0 if x.dtype == np.float32 else -700.0
+    return x / (1.0 + xp.exp(-xp.maximum(x, floor)))
+
+
+def swiglu_mlp(x, w_gate, w_up, w_down, b_gate=None, b_up=None, b_down=None, capture=None,
+               prefix: str = "mlp."):
+    """down(silu(gate(x)) · up(x)).   x [B, L, D] -> [B, L, D]; capture gets each linear's input."""
+    if capture is not None:
+        capture(prefix + "gate_proj", x)
+        capture(prefix + "up_proj", x)
+    hidden = silu(linear(x, w_gate, b_gate)) * linear(x, w_up, b_up)  # [B, L, F]
+    if capture is not None:
+        capture(prefix + "down_proj", hidden)
+    return linear(hidden, w_down, b_down)
+
+
+def relu_mlp(x, w_fc1, w_fc2, b_fc1=None, b_fc2=None, capture=None, prefix: str = ""):
+    """fc2(relu(fc1(x))).   x [B, L, D] -> [B, L, D]; capture gets each linear's input."""
+    xp = array_module(x)
+    if capture is not None:
+        capture(prefix + "fc1", x)
+    hidden = xp.maximum(linear(x, w_fc1, b_fc1), 0)                   # [B, L, F]
+    if capture is not None:
+        capture(prefix + "fc2", hidden)
+    return linear(hidden, w_fc2, b_fc2)
+
+
+def split_heads(x, n_heads: int):
+    """[B, L, n·Dh] -> [B, n, L, Dh]"""
+    b, seq_len, width = x.shape
+    return x.reshape(b, seq_len, n_heads, width // n_heads).transpose(0, 2, 1, 3)
+
+
+def merge_heads(x):
+    """[B, n, L, Dh] -> [B, L, n·Dh]"""
+    b, n, seq_len, head_dim = x.shape
+    return x.transpose(0, 2, 1, 3).reshape(b, seq_len, n * head_dim)
+
+
+def log_softmax_nll(logits, targets):
+    """Next-token negative log-likelihood, −log softmax(logits)[target], as float64.
+
+    logits [T, V] (float32 is fine: a max-shifted logsumexp is stable), targets [T] -> [T] float64
+    """
+    xp = array_module(logits)
+    peak = logits.max(axis=-1, keepdims=True)                          # [T, 1]
+    sum_exp = xp.exp(logits - peak).sum(axis=-1, dtype=np.float64)    # [T]
+    lse = xp.log(sum_exp) + peak[:, 0].astype(np.float64)
+    picked = xp.take_along_axis(logits, targets[:, None], axis=-1)[:, 0].astype(np.float64)
+    return lse - picked

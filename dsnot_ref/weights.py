@@ -1,0 +1,347 @@
+"""Safetensors in and out, with no PyTorch: a lazy read-only weight store and an atomic writer.
+
+A safetensors file is an 8-byte little-endian header length N, N bytes of JSON
+(``{name: {"dtype", "shape", "data_offsets": [begin, end]}, "__metadata__": {...}}``), then the
+raw little-endian tensor bytes, offsets counted from the end of the header. We parse the header
+ourselves rather than use ``safe_open(framework="numpy")`` because NumPy has no bfloat16 (so
+that reader cannot return BF16 tensors) and because checking every offset against the file size
+lets us report a truncated or corrupt file by name, before any data is read.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import UserError
+from .io_utils import atomic_path
+
+INDEX_FILE = "model.safetensors.index.json"
+SINGLE_FILE = "model.safetensors"
+MAX_HEADER_BYTES = 100 * 1024 * 1024  # the safetensors format's own limit
+
+# safetensors dtype -> NumPy storage dtype (little-endian). BF16 is stored as its 16-bit pattern.
+STORAGE_DTYPES = {
+    "F64": np.dtype("<f8"), "F32": np.dtype("<f4"), "F16": np.dtype("<f2"),
+    "BF16": np.dtype("<u2"),
+    "I64": np.dtype("<i8"), "I32": np.dtype("<i4"), "I16": np.dtype("<i2"), "I8": np.dtype("i1"),
+    "U64": np.dtype("<u8"), "U32": np.dtype("<u4"), "U16": np.dtype("<u2"), "U8": np.dtype("u1"),
+    "BOOL": np.dtype("?"),
+}
+FLOAT_CODES = ("F64", "F32", "F16", "BF16")
+# names accepted for the ``dtype`` of save_safetensors_atomic (config.json's torch_dtype or a code)
+SAVE_DTYPE_NAMES = {
+    "float32": "F32", "float": "F32", "F32": "F32",
+    "float16": "F16", "half": "F16", "F16": "F16",
+    "bfloat16": "BF16", "BF16": "BF16",
+    "float64": "F64", "F64": "F64",
+}
+
+
+# ----------------------------------------------------------------------------- bfloat16 bits
+
+def bf16_bits_to_float32(bits: np.ndarray) -> np.ndarray:
+    """uint16 bfloat16 patterns -> float32 (exact: bfloat16 is the top half of a float32)."""
+    bits = np.asarray(bits, dtype=np.uint16)
+    return (bits.astype(np.uint32) << np.uint32(16)).view(np.float32)
+
+
+def float32_to_bf16_bits(a: np.ndarray) -> np.ndarray:
+    """float32 -> uint16 bfloat16 patterns, rounding to nearest, ties to even (as torch does).
+
+    Adding 0x7FFF plus the lowest kept bit before truncating rounds half-way cases toward the
+    even pattern; the carry into the exponent handles overflow to inf. NaN stays a quiet NaN
+    with its sign.
+    """
+    a = np.asarray(a, dtype=np.float32)
+    bits = a.view(np.uint32)
+    lsb = (bits >> np.uint32(16)) & np.uint32(1)
+    rounded = ((bits + np.uint32(0x7FFF) + lsb) >> np.uint32(16)).astype(np.uint16)
+    quiet_nan = ((bits >> np.uint32(16)) | np.uint32(0x0040)).astype(np.uint16)
+    return np.where(np.isnan(a), quiet_nan, rounded)
+
+
+# ----------------------------------------------------------------------------- reading
+
+@dataclass(frozen=True)
+class TensorEntry:
+    """Where one tensor's bytes are: file, dtype code, shape, absolute byte offset and size."""
+    file: Path
+    dtype: str
+    shape: tuple[int, ...]
+    offset: int
+    nbytes: int
+
+
+def read_header(path: Path) -> dict[str, TensorEntry]:
+    """Parse and validate one safetensors header; UserError naming the file if anything is off."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            prefix = f.read(8)
+            if len(prefix) < 8:
+                raise UserError(f"truncated safetensors file {path}: {size} bytes, no header")
+            (n,) = struct.unpack("<Q", prefix)
+            if n > MAX_HEADER_BYTES or 8 + n > size:
+                raise UserError(f"corrupt or truncated safetensors file {path}: header length "
+                                f"{n} does not fit in {size} bytes")
+            header_bytes = f.read(n)
+    except OSError as exc:
+        raise UserError(f"cannot read safetensors file {path}: {exc.strerror}") from None
+    try:
+        header = json.loads(header_bytes.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise UserError(f"corrupt safetensors file {path}: header is not valid JSON") from None
+    if not isinstance(header, dict):
+        raise UserError(f"corrupt safetensors file {path}: header is not a JSON object")
+    data_start = 8 + n
+    entries = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        entries[name] = header_entry(path, name, info, data_start, size)
+    return entries
+
+
+def header_entry(path: Path, name: str, info, data_start: int, size: int) -> TensorEntry:
+    try:
+        code = info["dtype"]
+        shape = tuple(int(d) for d in info["shape"])
+        begin, end = (int(o) for o in info["data_offsets"])
+    except (KeyError, TypeError, ValueError):
+        raise UserError(f"corrupt safetensors file {path}: bad header entry for {name!r}") from None
+    if code not in STORAGE_DTYPES:
+        raise UserError(f"unsupported dtype {code} of {name!r} in {path}")
+    expected = int(np.prod(shape, dtype=np.int64)) * STORAGE_DTYPES[code].itemsize
+    if end - begin != expected or begin < 0:
+        raise UserError(f"corrupt safetensors file {path}: {name!r} has {end - begin} bytes "
+                        f"for shape {list(shape)} {code}")
+    if data_start + end > size:
+        raise UserError(f"truncated safetensors file {path}: {name!r} ends at byte "
+                        f"{data_start + end} but the file has {size}")
+    return TensorEntry(path, code, shape, data_start + begin, expected)
+
+
+def read_tensor(entry: TensorEntry, name: str, dtype=np.float32) -> np.ndarray:
+    """Read one tensor's bytes and widen floats to ``dtype``; UserError on NaN/inf or I/O error."""
+    storage = STORAGE_DTYPES[entry.dtype]
+    count = entry.nbytes // storage.itemsize
+    try:
+        with open(entry.file, "rb") as f:
+            f.seek(entry.offset)
+            raw = np.fromfile(f, dtype=storage, count=count)
+    except OSError as exc:
+        raise UserError(f"cannot read {name!r} from {entry.file}: {exc.strerror}") from None
+    if raw.size != count:
+        raise UserError(f"truncated safetensors file {entry.file}: {name!r} is incomplete")
+    raw = raw.reshape(entry.shape)
+    if entry.dtype not in FLOAT_CODES:
+        return raw
+    values = bf16_bits_to_float32(raw) if entry.dtype == "BF16" else raw
+    out = values.astype(dtype, copy=values.dtype != np.dtype(dtype))
+    if not np.isfinite(out).all():
+        n_bad = int(out.size - np.count_nonzero(np.isfinite(out)))
+        raise UserError(f"weight {name!r} in {entry.file} has {n_bad} NaN/inf values")
+    return out
+
+
+class WeightStore:
+    """Lazy, read-only view of a checkpoint directory: headers now, one tensor at a time later.
+
+    Accepts ``model.safetensors``, or shards listed by ``model.safetensors.index.json``.
+    """
+
+    def __init__(self, model_dir: str | os.PathLike):
+        self.model_dir = Path(model_dir)
+        if not self.model_dir.is_dir():
+            raise UserError(f"model directory not found: {self.model_dir}")
+        self.source = weights_source(self.model_dir)  # the file named in "missing key" errors
+        self._entries = collect_entries(self.model_dir, self.source)
+
+    def names(self) -> list[str]:
+        return list(self._entries)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._entries
+
+    def entry(self, name: str) -> TensorEntry:
+        try:
+            return self._entries[name]
+        except KeyError:
+            raise UserError(f"weight {name!r} not found in {self.source}") from None
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        return self.entry(name).shape
+
+    def dtype(self, name: str) -> str:
+        return self.entry(name).dtype
+
+    def file_of(self, name: str) -> Path:
+        return self.entry(name).file
+
+    def get(self, name: str, dtype=np.float32) -> np.ndarray:
+        return read_tensor(self.entry(name), name, dtype)
+
+
+def weights_source(model_dir: Path) -> Path:
+    """The single file or the index that lists the shards; UserError when there is neither."""
+    single, index = model_dir / SINGLE_FILE, model_dir / INDEX_FILE
+    if single.is_file():
+        return single
+    if index.is_file():
+        return index
+    found = sorted(p.name for p in model_dir.glob("*.safetensors"))
+    if len(found) == 1:
+        return model_dir / found[0]
+    hint = " (PyTorch .bin checkpoints are not supported)" if any(model_dir.glob("*.bin")) else ""
+    raise UserError(f"no safetensors weights in {model_dir}: expected {SINGLE_FILE} or "
+                    f"{INDEX_FILE}{hint}")
+
+
+def collect_entries(model_dir: Path, source: Path) -> dict[str, TensorEntry]:
+    if source.name != INDEX_FILE:
+        return read_header(source)
+    shard_of = read_index(source)
+    entries: dict[str, TensorEntry] = {}
+    for shard in sorted(set(shard_of.values())):
+        shard_path = model_dir / shard
+        if not shard_path.is_file():
+            raise UserError(f"shard {shard} listed in {source} is missing")
+        for name, entry in read_header(shard_path).items():
+            if shard_of.get(name) == shard:
+                entries[name] = entry
+    missing = [name for name in shard_of if name not in entries]
+    if missing:
+        raise UserError(f"weight {missing[0]!r} listed in {source} is not in its shard "
+                        f"{shard_of[missing[0]]}")
+    return {name: entries[name] for name in sorted(entries)}
+
+
+def read_index(path: Path) -> dict[str, str]:
+    try:
+        index = json.loads(path.read_text(encoding="utf-8"))
+        weight_map = index["weight_map"]
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
+        raise UserError(f"invalid safetensors index {path}: expected JSON with a weight_map") from None
+    if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+        raise UserError(f"invalid safetensors index {path}: weight_map must map names to files")
+    return weight_map
+
+
+class OverlayStore:
+    """A WeightStore whose tensors in ``overrides`` replace (or add to) the base's.
+
+    ``overrides`` is either a mapping of arrays (kept as given, returned as copies) or a list of
+    safetensors files (for example the pruned layer files the pipeline writes), read lazily.
+    """
+
+    def __init__(self, base, overrides: Mapping[str, np.ndarray] | list[Path]):
+        self.base = base
+        self.model_dir = getattr(base, "model_dir", None)
+        self.source = getattr(base, "source", None)
+        self._arrays: dict[str, np.ndarray] = {}
+        self._entries: dict[str, TensorEntry] = {}
+        if isinstance(overrides, Mapping):
+            self._arrays = dict(overrides)
+        else:
+            for path in overrides:
+                self._entries.update(read_header(Path(path)))
+
+    def _is_override(self, name: str) -> bool:
+        return name in self._arrays or name in self._entries
+
+    def names(self) -> list[str]:
+        base = self.base.names()
+        known = set(base)
+        extra = [n for n in list(self._entries) + list(self._arrays) if n not in known]
+        return base + sorted(set(extra))
+
+    def __contains__(self, name: str) -> bool:
+        return self._is_override(name) or name in self.base
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        if name in self._arrays:
+            return tuple(self._arrays[name].shape)
+        if name in self._entries:
+            return self._entries[name].shape
+        return self.base.shape(name)
+
+    def dtype(self, name: str) -> str:
+        if name in self._arrays:
+            return numpy_to_code(self._arrays[name].dtype)
+        if name in self._entries:
+            return self._entries[name].dtype
+        return self.base.dtype(name)
+
+    def file_of(self, name: str) -> Path | None:
+        if name in self._arrays:
+            return None
+        if name in self._entries:
+            return self._entries[name].file
+        return self.base.file_of(name)
+
+    def get(self, name: str, dtype=np.float32) -> np.ndarray:
+        if name in self._arrays:
+            a = self._arrays[name]
+            return a.astype(dtype) if np.issubdtype(a.dtype, np.floating) else a.copy()
+        if name in self._entries:
+            return read_tensor(self._entries[name], name, dtype)
+        return self.base.get(name, dtype)
+
+
+# ----------------------------------------------------------------------------- writing
+
+def numpy_to_code(dtype: np.dtype) -> str:
+    dtype = np.dtype(dtype)
+    for code, storage in STORAGE_DTYPES.items():
+        if code != "BF16" and storage == dtype.newbyteorder("<"):
+            return code
+    raise UserError(f"cannot store arrays of dtype {dtype} in safetensors")
+
+
+def encode_tensor(a: np.ndarray, float_code: str) -> tuple[str, bytes]:
+    """(dtype code, little-endian bytes) of one array; floats go to ``float_code``."""
+    a = np.ascontiguousarray(a)
+    if np.issubdtype(a.dtype, np.floating):
+        if float_code == "BF16":
+            return "BF16", float32_to_bf16_bits(a.astype(np.float32)).astype("<u2").tobytes()
+        return float_code, a.astype(STORAGE_DTYPES[float_code]).tobytes()
+    code = numpy_to_code(a.dtype)
+    return code, a.astype(STORAGE_DTYPES[code]).tobytes()
+
+
+def save_safetensors_atomic(path: str | os.PathLike, tensors: dict[str, np.ndarray],
+                            dtype: str = "F32", metadata: dict[str, str] | None = None) -> None:
+    """Write ``tensors`` as one safetensors file, atomically (temporary name, then rename).
+
+    Floating arrays are stored as ``dtype`` ("F32", "F16", "BF16", "F64", or a torch dtype name
+    such as "bfloat16"); BF16 rounds to nearest even. Integer and bool arrays keep their type.
+    """
+    if dtype not in SAVE_DTYPE_NAMES:
+        raise UserError(f"cannot save weights as dtype {dtype!r}; choose one of "
+                        f"{', '.join(sorted(set(SAVE_DTYPE_NAMES.values())))}")
+    float_code = SAVE_DTYPE_NAMES[dtype]
+    header: dict[str, object] = {}
+    if metadata:
+        header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
+    blobs = []
+    offset = 0
+    for name, array in tensors.items():
+        code, blob = encode_tensor(np.asarray(array), float_code)
+        header[name] = {"dtype": code, "shape": list(np.shape(array)),
+                        "data_offsets": [offset, offset + len(blob)]}
+        blobs.append(blob)
+        offset += len(blob)
+    header_bytes = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    header_bytes += b" " * (-len(header_bytes) % 8)  # data start aligned to 8 bytes, as the spec allows
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        f.write(struct.pack("<Q", len(header_bytes)))
+        f.write(header_bytes)
+        for blob in blobs:
+            f.write(blob)
