@@ -1,0 +1,424 @@
+"""Layer-by-layer calibration and pruning (docs/dsnot.md §5): the one orchestrator.
+
+    tokens [S, L] --embed--> acts/layer_000.npy [S, L, D]
+    for each decoder layer i:
+        load only layer i's weights (onto the backend's device)
+        run it over the S sequences, B = chunk_size at a time, gathering the input statistics
+            of every linear sublayer in the same pass (q/k/v share one input, gate/up another)
+        prune every linear sublayer (methods.prune_linear)
+        run the pruned layer over the chunks again -> acts/layer_{i+1}.npy
+        write its pruned weights, masks and diagnostics; mark the layer done in the manifest
+
+Resident memory is one layer's weights, one chunk of activations and the statistics (plus the
+Hessians when asked for), whatever the depth of the model and the number of sequences S: the
+activations live on disk (dsnot_ref.cache). Cost of ``recon_error`` (and of SparseGPT): a
+C×C float64 Hessian per distinct sublayer input, e.g. for LLaMA 3·D² + F² doubles per layer
+(7B: ~0.97 GB for down_proj's F = 11008 alone) and a C×C matrix product per token chunk.
+
+Skipping DSnoT (``skip_layer``, ``skip_sub_layer``, as the released code's flags): every linear
+sublayer belongs to one group, ``"self_attn"`` (names starting with ``self_attn.``) or
+``"mlp"`` (everything else: LLaMA's ``mlp.gate_proj/up_proj/down_proj`` and OPT's ``fc1``/``fc2``,
+as the released lib/prune_opt.py treats them). ``skip_layer`` names a group (None or "no_skip":
+none); ``skip_sub_layer`` names a sublayer by its last name component ("q_proj", "fc1"). A
+skipped sublayer keeps its initial mask (``apply_dsnot=False``).
+
+Resuming: the run directory's manifest records the inputs and the number of finished layers.
+Calling ``prune_model`` again with the same model, tokens and settings after a crash continues
+at the first unfinished layer; since every layer reads its inputs from disk in both cases, the
+result is bit-for-bit the same as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import cache
+from . import model as model_lib
+from .backend import get_backend, to_device, to_numpy
+from .errors import UserError
+from .io_utils import atomic_write_json
+from .methods import PruneSpec, needs_hessian, prune_linear
+from .stats import StatsAccumulator
+from .weights import OverlayStore, save_safetensors_atomic
+
+DTYPES = {"float32": np.float32, "float64": np.float64}
+SAFETENSORS_CODES = {"float32": "F32", "float64": "F64"}
+SKIP_GROUPS = ("self_attn", "mlp")
+# Linear sublayers that read the same tensor: statistics are gathered once, for the first.
+SHARED_INPUTS = ({"q_proj", "k_proj", "v_proj"}, {"gate_proj", "up_proj"})
+TIMING_KEYS = ("forward", "stats", "prune", "io")
+
+Progress = Callable[[int, int, str], None]  # (layers done, number of layers, what just finished)
+
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    spec: PruneSpec
+    skip_layer: str | None = "mlp"  # "mlp" | "self_attn" | None ("no_skip" means None)
+    skip_sub_layer: str | None = None  # last name component, e.g. "q_proj", "fc1"
+    chunk_size: int = 4  # B: sequences per forward chunk
+    dtype: str = "float32"  # compute and activation-cache dtype
+    backend: str = "numpy"  # "numpy" | "cupy"
+    recon_error: bool = True  # accumulate Hessians for the reconstruction-error diagnostics
+
+    def __post_init__(self):
+        if self.skip_layer not in (None, "no_skip", *SKIP_GROUPS):
+            raise UserError(f"skip_layer must be one of no_skip, {', '.join(SKIP_GROUPS)}; got {self.skip_layer!r}")
+        if not isinstance(self.chunk_size, int) or self.chunk_size < 1:
+            raise UserError(f"chunk size must be a positive integer, got {self.chunk_size!r}")
+        if self.dtype not in DTYPES:
+            raise UserError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+
+
+@dataclass
+class PruneRun:
+    """What a pruning run produced, on disk in ``run_dir``.
+
+    ``diagnostics[i]``: layer i's JSON (per sublayer: prune_linear's diagnostics, the fraction
+    pruned, whether DSnoT ran; and the layer's timings). ``timings``: seconds spent by this call
+    (layers finished by an earlier, interrupted call are not counted).
+    """
+
+    model: object
+    run_dir: Path
+    diagnostics: list[dict]
+    layer_files: list[Path]
+    mask_files: list[Path]
+    timings: dict[str, float] = field(default_factory=lambda: dict.fromkeys(TIMING_KEYS, 0.0))
+    keep_cache: bool = False
+
+    def weights_store(self) -> OverlayStore:
+        """The pruned model: the input checkpoint overlaid with the pruned layer files (lazy)."""
+        return OverlayStore(self.model.store, list(self.layer_files))
+
+    def masks(self) -> Iterator[tuple[str, np.ndarray]]:
+        """(full tensor name, pruned [R, C] bool) for every pruned weight, one layer at a time."""
+        for path in self.mask_files:
+            yield from cache.read_masks(path).items()
+
+    def final_hidden(self) -> np.ndarray:
+        """Hidden states after the last decoder layer, [S, L, D] (read-only map; needs keep_cache)."""
+        path = cache.activation_path(self.run_dir, len(self.layer_files))
+        if not path.exists():
+            raise UserError(f"final hidden states are not in {self.run_dir}; rerun with keep_cache")
+        return cache.open_activations(path)
+
+    def close(self) -> None:
+        """Remove the run directory, unless ``keep_cache``. Call once the result is saved."""
+        if not self.keep_cache:
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+
+    def __enter__(self) -> PruneRun:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+# --- checks at the edge ---------------------------------------------------------------------
+
+
+def check_calibration_tokens(tokens, config) -> np.ndarray:
+    """Calibration tokens as int64 [S, L]; UserError for a shape or id the model cannot take."""
+    tokens = np.asarray(tokens)
+    if tokens.ndim != 2:
+        raise UserError(f"calibration tokens must be a 2-D [S, L] array, got shape {tokens.shape}")
+    if not np.issubdtype(tokens.dtype, np.integer):
+        raise UserError(f"calibration tokens must be integers, got dtype {tokens.dtype}")
+    n_seq, seq_len = tokens.shape
+    if n_seq < 1 or seq_len < 1:
+        raise UserError(f"calibration needs S >= 1 sequences of L >= 1 tokens, got S={n_seq}, L={seq_len}")
+    if seq_len > config.max_positions:
+        raise UserError(
+            f"calibration sequence length {seq_len} exceeds the model's {config.max_positions} positions"
+        )
+    low, high = int(tokens.min()), int(tokens.max())
+    if low < 0 or high >= config.vocab_size:
+        bad = low if low < 0 else high
+        raise UserError(f"calibration token id {bad} is outside the model's vocabulary [0, {config.vocab_size})")
+    return tokens.astype(np.int64)
+
+
+def check_run_dir(model_dir: Path, run_dir: Path) -> None:
+    """The run directory may not be, be inside, or contain the (read-only) model directory."""
+    src, run = Path(model_dir).resolve(), Path(run_dir).resolve()
+    if run == src or src in run.parents or run in src.parents:
+        raise UserError(f"run directory {run_dir} overlaps the input model directory {model_dir}")
+
+
+def settings_record(settings: PipelineSettings) -> dict:
+    """The settings as the manifest stores them ("no_skip" and None are the same choice)."""
+    record = dataclasses.asdict(settings)
+    if record["skip_layer"] == "no_skip":
+        record["skip_layer"] = None
+    if record["skip_sub_layer"] == "no_skip":
+        record["skip_sub_layer"] = None
+    return record
+
+
+# --- which sublayers share an input, which skip DSnoT ------------------------------------------
+
+
+def input_leaders(names: list[str]) -> dict[str, str]:
+    """Sublayer name -> the sublayer whose captured input it shares (itself if none).
+
+    q/k/v projections of one attention (and gate/up of one MLP) read the same tensor; the first
+    of each set in forward order is the leader whose statistics the others reuse.
+    """
+    leaders: dict[str, str] = {}
+    first_of: dict[tuple[str, int], str] = {}
+    for name in names:
+        parent, _, last = name.rpartition(".")
+        group = next((k for k, members in enumerate(SHARED_INPUTS) if last in members), None)
+        if group is None:
+            leaders[name] = name
+        else:
+            leaders[name] = first_of.setdefault((parent, group), name)
+    return leaders
+
+
+def skip_group(name: str) -> str:
+    """"self_attn" or "mlp": the released code's grouping of a layer-relative sublayer name."""
+    return "self_attn" if name.startswith("self_attn.") else "mlp"
+
+
+def applies_dsnot(name: str, settings: PipelineSettings) -> bool:
+    if settings.skip_layer not in (None, "no_skip") and skip_group(name) == settings.skip_layer:
+        return False
+    return settings.skip_sub_layer in (None, "no_skip") or name.rpartition(".")[2] != settings.skip_sub_layer
+
+
+# --- one layer ------------------------------------------------------------------------------
+
+
+class Timer:
+    """Accumulates seconds per step; ``with timer("io"): ...``."""
+
+    def __init__(self):
+        self.seconds = dict.fromkeys(TIMING_KEYS, 0.0)
+
+    def __call__(self, key: str):
+        return _TimedBlock(self.seconds, key)
+
+
+class _TimedBlock:
+    def __init__(self, seconds: dict, key: str):
+        self.seconds, self.key = seconds, key
+
+    def __enter__(self):
+        self.start = time.perf_counter()
+
+    def __exit__(self, *exc):
+        self.seconds[self.key] += time.perf_counter() - self.start
+
+
+def chunk_starts(n_seq: int, chunk_size: int) -> range:
+    return range(0, n_seq, chunk_size)
+
+
+def gather_stats(config, layer: dict, in_path: Path, settings: PipelineSettings, xp, timer: Timer) -> dict:
+    """Run the dense layer over every chunk; name -> LinearStats for every linear sublayer."""
+    names = model_lib.linear_names(config)
+    leaders = input_leaders(names)
+    with_hessian = needs_hessian(settings.spec) or settings.recon_error
+    accumulators = {
+        name: StatsAccumulator(layer[f"{name}.weight"].shape[1], with_hessian=with_hessian)
+        for name in names
+        if leaders[name] == name
+    }
+    captured: dict[str, object] = {}
+    stats_seconds = 0.0
+
+    def capture(name, x_in):  # x_in [B, L, C]
+        nonlocal stats_seconds
+        start = time.perf_counter()
+        leader = leaders[name]
+        if leader == name:
+            accumulators[name].update(x_in)
+            captured[name] = x_in
+        elif not first_chunk_checked and not (x_in is captured[leader] or xp.array_equal(x_in, captured[leader])):
+            raise AssertionError(f"{name} was assumed to read the same input as {leader}")
+        stats_seconds += time.perf_counter() - start
+
+    n_seq = cache.activation_info(in_path)[0][0]
+    dtype = DTYPES[settings.dtype]
+    first_chunk_checked = False
+    for start in chunk_starts(n_seq, settings.chunk_size):
+        with timer("io"):
+            x = xp.asarray(cache.read_chunk(in_path, start, start + settings.chunk_size).astype(dtype, copy=False))
+        before = stats_seconds
+        t0 = time.perf_counter()
+        model_lib.block_forward(config, layer, x, capture=capture)  # [B, L, D] -> [B, L, D], discarded
+        elapsed = time.perf_counter() - t0
+        timer.seconds["forward"] += elapsed - (stats_seconds - before)
+        captured.clear()
+        first_chunk_checked = True
+    timer.seconds["stats"] += stats_seconds
+    return {name: accumulators[leaders[name]].finalize() for name in names}
+
+
+def prune_sublayers(layer: dict, names: list[str], stats: dict, settings: PipelineSettings) -> tuple[dict, dict, dict]:
+    """Prune every linear sublayer of one layer.
+
+    Returns (new weights {"name.weight": [R, C]}, masks {"name.weight": pruned [R, C]},
+    diagnostics {name: dict}).
+    """
+    weights, masks, diagnostics = {}, {}, {}
+    for name in names:
+        apply = applies_dsnot(name, settings)
+        result = prune_linear(layer[f"{name}.weight"], stats[name], settings.spec, apply_dsnot=apply)
+        weights[f"{name}.weight"] = result.weight
+        masks[f"{name}.weight"] = result.pruned
+        diagnostics[name] = {
+            **jsonable(result.diagnostics),
+            "apply_dsnot": apply,
+            "fraction_pruned": float(result.pruned.mean()),
+        }
+    return weights, masks, diagnostics
+
+
+def jsonable(obj):
+    """NumPy/CuPy scalars and small arrays -> plain Python, for JSON."""
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if hasattr(obj, "shape"):  # NumPy scalar or array, CuPy array
+        return to_numpy(obj).tolist()
+    return obj
+
+
+def write_next_inputs(config, layer: dict, in_path: Path, out_path: Path, settings: PipelineSettings, xp, timer: Timer) -> None:
+    """Run the (pruned) layer over every chunk of its inputs and write its outputs to disk."""
+    shape, _ = cache.activation_info(in_path)
+    dtype = DTYPES[settings.dtype]
+    with cache.ActivationWriter(out_path, shape, dtype) as writer:
+        for start in chunk_starts(shape[0], settings.chunk_size):
+            with timer("io"):
+                x = xp.asarray(cache.read_chunk(in_path, start, start + settings.chunk_size).astype(dtype, copy=False))
+            with timer("forward"):
+                y = model_lib.block_forward(config, layer, x)  # [B, L, D] -> [B, L, D]
+                y = to_numpy(y)
+            with timer("io"):
+                writer.write(start, y)
+
+
+def write_embeddings(model, tokens: np.ndarray, out_path: Path, settings: PipelineSettings, xp, timer: Timer) -> None:
+    """Layer-0 inputs: the embedded calibration tokens, [S, L] -> [S, L, D] on disk."""
+    n_seq, seq_len = tokens.shape
+    dtype = DTYPES[settings.dtype]
+    with timer("io"):
+        globals_ = model_lib.load_globals(model, dtype, xp)  # embeddings (+ head): read once
+    with cache.ActivationWriter(out_path, (n_seq, seq_len, model.config.hidden_size), dtype) as writer:
+        for start in chunk_starts(n_seq, settings.chunk_size):
+            with timer("forward"):
+                chunk = to_device(tokens[start : start + settings.chunk_size], xp)  # [B, L]
+                x = to_numpy(model_lib.embed_with(model.config, globals_, chunk))  # [B, L, D]
+            with timer("io"):
+                writer.write(start, x)
+
+
+def prune_one_layer(model, i: int, settings: PipelineSettings, run_dir: Path, xp) -> dict:
+    """Calibrate, prune and write layer i; returns its diagnostics (also written to disk)."""
+    config = model.config
+    timer = Timer()
+    dtype = DTYPES[settings.dtype]
+    names = model_lib.linear_names(config)
+    prefix = model_lib.layer_prefix(config, i)
+    in_path = cache.activation_path(run_dir, i)
+
+    with timer("io"):
+        layer = model_lib.load_layer(model, i, dtype=dtype, xp=xp)
+    stats = gather_stats(config, layer, in_path, settings, xp, timer)
+    with timer("prune"):
+        new_weights, masks, sub_diagnostics = prune_sublayers(layer, names, stats, settings)
+    del stats
+    write_next_inputs(config, {**layer, **new_weights}, in_path, cache.activation_path(run_dir, i + 1), settings, xp, timer)
+    with timer("io"):
+        save_safetensors_atomic(
+            cache.layer_weights_path(run_dir, i),
+            {prefix + k: to_numpy(w).astype(dtype, copy=False) for k, w in new_weights.items()},
+            dtype=SAFETENSORS_CODES[settings.dtype],
+        )
+        cache.write_masks(cache.layer_masks_path(run_dir, i), {prefix + k: to_numpy(m) for k, m in masks.items()})
+    diagnostics = {"layer": i, "sublayers": sub_diagnostics, "timings": dict(timer.seconds)}
+    atomic_write_json(cache.layer_diagnostics_path(run_dir, i), diagnostics)
+    return diagnostics
+
+
+# --- the whole model ------------------------------------------------------------------------
+
+
+def prune_model(
+    model,
+    calib_tokens,
+    settings: PipelineSettings,
+    run_dir,
+    progress: Progress | None = None,
+    *,
+    keep_cache: bool = False,
+) -> PruneRun:
+    """Prune every decoder layer of ``model`` on ``calib_tokens [S, L]``; resumable.
+
+    ``run_dir`` holds the activations, the pruned layers and the manifest. A run directory left
+    by an interrupted call with the same model, tokens and settings is continued; one made from
+    anything else is refused (UserError). The activation files are deleted at the end unless
+    ``keep_cache``; ``PruneRun.close()`` removes the rest once the result is saved.
+    ``progress(done, total, message)`` is called after the embedding and after each layer.
+    """
+    run_dir = Path(run_dir)
+    config = model.config
+    tokens = check_calibration_tokens(calib_tokens, config)
+    check_run_dir(model.path, run_dir)
+    xp = get_backend(settings.backend)
+    n_layers = config.num_layers
+    manifest = cache.open_run(
+        run_dir, cache.model_identity(model.path), cache.tokens_sha256(tokens), settings_record(settings), n_layers
+    )
+    timings = dict.fromkeys(TIMING_KEYS, 0.0)
+    done = manifest["layers_done"]
+    if done == 0 and not cache.activation_path(run_dir, 0).exists():
+        timer = Timer()
+        write_embeddings(model, tokens, cache.activation_path(run_dir, 0), settings, xp, timer)
+        add_timings(timings, timer.seconds)
+        if progress:
+            progress(0, n_layers, "embedded calibration tokens")
+    for j in range(done):  # left behind when a run was killed just after marking layer j done
+        cache.activation_path(run_dir, j).unlink(missing_ok=True)
+    if done < n_layers and not cache.activation_path(run_dir, done).exists():
+        raise UserError(f"run directory {run_dir} lacks the inputs of layer {done}; delete it and rerun")
+    for i in range(done, n_layers):
+        diagnostics = prune_one_layer(model, i, settings, run_dir, xp)
+        manifest = cache.mark_layers_done(run_dir, manifest, i + 1)
+        cache.activation_path(run_dir, i).unlink(missing_ok=True)  # no longer needed
+        add_timings(timings, diagnostics["timings"])
+        if progress:
+            progress(i + 1, n_layers, f"layer {i}")
+    if not keep_cache:
+        shutil.rmtree(run_dir / "acts", ignore_errors=True)
+    return PruneRun(
+        model=model,
+        run_dir=run_dir,
+        diagnostics=[read_json(cache.layer_diagnostics_path(run_dir, i)) for i in range(n_layers)],
+        layer_files=[cache.layer_weights_path(run_dir, i) for i in range(n_layers)],
+        mask_files=[cache.layer_masks_path(run_dir, i) for i in range(n_layers)],
+        timings=timings,
+        keep_cache=keep_cache,
+    )
+
+
+def add_timings(total: dict, more: dict) -> None:
+    for key in TIMING_KEYS:
+        total[key] += more.get(key, 0.0)
+
+
+def read_json(path: Path) -> dict:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
