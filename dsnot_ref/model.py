@@ -258,15 +258,25 @@ def check_tokens(model: Model, tokens) -> None:
                         f"{model.config.max_positions} of {model.path}")
 
 
-def embed_with(config: ModelConfig, weights: dict, tokens):
-    """Token (and OPT position) embeddings.   tokens [B, L] int -> [B, L, D]"""
+def embed_lookup(config: ModelConfig, rows_of, tokens):
+    """Token (and OPT position) embeddings.   tokens [B, L] int -> [B, L, D]
+
+    ``rows_of(name, rows)`` returns rows of a global weight (``rows=None``: all of it), so the
+    embedding table can be gathered from disk without being read whole.
+    """
     if config.family == "llama":
-        return weights["model.embed_tokens.weight"][tokens]
-    x = weights["model.decoder.embed_tokens.weight"][tokens]            # [B, L, P]
-    if "model.decoder.project_in.weight" in weights:
-        x = ops.linear(x, weights["model.decoder.project_in.weight"])   # [B, L, D]
+        return rows_of("model.embed_tokens.weight", tokens)
+    x = rows_of("model.decoder.embed_tokens.weight", tokens)                # [B, L, P]
+    if config.word_embed_proj_dim != config.hidden_size:
+        x = ops.linear(x, rows_of("model.decoder.project_in.weight", None))   # [B, L, D]
     # OPT's learned positions are stored with an offset of 2 (rows 0, 1 were for padding).
-    return x + weights["model.decoder.embed_positions.weight"][2: 2 + tokens.shape[1]]
+    return x + rows_of("model.decoder.embed_positions.weight", slice(2, 2 + tokens.shape[1]))
+
+
+def embed_with(config: ModelConfig, weights: dict, tokens):
+    """embed_lookup on global weights already in memory (see ``load_globals``)."""
+    return embed_lookup(config, lambda name, rows: weights[name] if rows is None else weights[name][rows],
+                        tokens)
 
 
 def logits_with(config: ModelConfig, weights: dict, x):
@@ -287,7 +297,16 @@ def logits_with(config: ModelConfig, weights: dict, x):
 def embed(model: Model, tokens, dtype=np.float32, xp=np):
     """tokens [B, L] -> hidden states [B, L, D] entering layer 0."""
     check_tokens(model, tokens)
-    return embed_with(model.config, load_globals(model, dtype, xp), to_device(np.asarray(tokens), xp))
+    dtype, store = work_dtype(dtype), model.store
+
+    def rows_of(name, rows):
+        if rows is None:
+            return store.get(name, dtype)
+        if hasattr(store, "get_rows"):
+            return store.get_rows(name, rows, dtype)
+        return store.get(name, dtype)[rows]
+
+    return to_device(embed_lookup(model.config, rows_of, np.asarray(tokens)), xp)
 
 
 def final_logits(model: Model, x, dtype=np.float32, xp=np):

@@ -151,6 +151,24 @@ def read_tensor(entry: TensorEntry, name: str, dtype=np.float32) -> np.ndarray:
     return out
 
 
+def read_rows(entry: TensorEntry, name: str, rows, dtype=np.float32) -> np.ndarray:
+    """Rows ``rows`` of a 2-D float tensor, read through a memory map (an embedding lookup need
+    not read the whole table).   rows [...] int -> [..., C]"""
+    storage = STORAGE_DTYPES[entry.dtype]
+    if entry.dtype not in FLOAT_CODES or len(entry.shape) != 2:
+        return read_tensor(entry, name, dtype)[rows]
+    try:
+        table = np.memmap(entry.file, dtype=storage, mode="r", offset=entry.offset, shape=entry.shape)
+    except (OSError, ValueError) as exc:
+        raise UserError(f"cannot read {name!r} from {entry.file}: {exc}") from None
+    raw = np.array(table[rows if isinstance(rows, slice) else np.asarray(rows)])
+    values = bf16_bits_to_float32(raw) if entry.dtype == "BF16" else raw
+    out = values.astype(dtype)
+    if not np.isfinite(out).all():
+        raise UserError(f"weight {name!r} in {entry.file} has NaN/inf values")
+    return out
+
+
 class WeightStore:
     """Lazy, read-only view of a checkpoint directory: headers now, one tensor at a time later.
 
@@ -187,6 +205,10 @@ class WeightStore:
 
     def get(self, name: str, dtype=np.float32) -> np.ndarray:
         return read_tensor(self.entry(name), name, dtype)
+
+    def get_rows(self, name: str, rows, dtype=np.float32) -> np.ndarray:
+        """``get(name, dtype)[rows]`` without reading the rest of the tensor."""
+        return read_rows(self.entry(name), name, rows, dtype)
 
 
 def weights_source(model_dir: Path) -> Path:
@@ -293,6 +315,15 @@ class OverlayStore:
         if name in self._entries:
             return read_tensor(self._entries[name], name, dtype)
         return self.base.get(name, dtype)
+
+    def get_rows(self, name: str, rows, dtype=np.float32) -> np.ndarray:
+        if name in self._arrays:
+            return self._arrays[name][rows].astype(dtype)
+        if name in self._entries:
+            return read_rows(self._entries[name], name, rows, dtype)
+        if hasattr(self.base, "get_rows"):
+            return self.base.get_rows(name, rows, dtype)
+        return self.base.get(name, dtype)[rows]
 
 
 # ----------------------------------------------------------------------------- writing

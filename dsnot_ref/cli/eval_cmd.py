@@ -1,0 +1,110 @@
+"""`dsnot-ref eval`: perplexity of a Hugging Face model directory on a text corpus (spec §6)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import UserError
+from ..io_utils import atomic_write_json
+
+DTYPES = {"float32": np.float32, "float64": np.float64}
+
+
+def add_parser(subparsers):
+    p = subparsers.add_parser(
+        "eval",
+        help="perplexity of a model on a text corpus",
+        description="Perplexity by the paper's protocol: the text joined with blank lines, "
+        "tokenised once, cut into non-overlapping windows of --seqlen tokens; exp of the mean "
+        "next-token cross-entropy. Progress on stderr, the result on stdout.",
+    )
+    p.add_argument("--model", required=True,
+                   help="Hugging Face model directory (safetensors), or a demo model name such as smollm2-135m")
+    p.add_argument("--dataset", default=None,
+                   help="text corpus (.txt, .jsonl, .jsonl.gz, WikiText raw); default: the bundled eval corpus")
+    p.add_argument("--seqlen", type=int, default=2048,
+                   help="tokens per window (default 2048, capped at the model's max positions)")
+    p.add_argument("--max-windows", type=int, default=None, help="evaluate at most N windows")
+    p.add_argument("--dtype", choices=sorted(DTYPES), default="float32", help="compute dtype (default float32)")
+    p.add_argument("--backend", choices=("numpy", "cupy"), default=None,
+                   help="array backend (default $DSNOT_REF_BACKEND, else numpy)")
+    p.add_argument("--results", default=None, help="also write the result as JSON to this file")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def resolve_model_dir(name: str, quiet: bool) -> Path:
+    """A directory as given, or a demo model name fetched (and converted) into the cache."""
+    path = Path(name)
+    if path.is_dir():
+        return path
+    from ..demo_model import DEMO_MODELS, fetch_demo_model  # noqa: PLC0415 - only for aliases
+
+    if name in DEMO_MODELS:
+        say = (lambda line: None) if quiet else (lambda line: print(line, file=sys.stderr))
+        return fetch_demo_model(name, progress=say)
+    raise UserError(f"model directory not found: {path} (demo models: {', '.join(sorted(DEMO_MODELS))})")
+
+
+def progress_bar(quiet: bool):
+    """A progress(done, total, message) callback drawing a tqdm bar on stderr, and its closer."""
+    if quiet:
+        return None, lambda: None
+    from tqdm import tqdm  # noqa: PLC0415
+
+    bar = tqdm(total=0, unit="win", file=sys.stderr, dynamic_ncols=True, desc="eval")
+
+    def progress(done, total, message):
+        bar.total = total
+        bar.set_description(message, refresh=False)
+        bar.update(done - bar.n)
+
+    return progress, bar.close
+
+
+def run(args) -> int:
+    from ..backend import get_backend  # noqa: PLC0415
+    from ..data import BUNDLED_EVAL, eval_tokens, load_tokenizer  # noqa: PLC0415
+    from ..evaluate import perplexity  # noqa: PLC0415
+    from ..model import load_model  # noqa: PLC0415
+
+    started = time.perf_counter()
+    if args.seqlen < 2:
+        raise UserError(f"--seqlen must be at least 2, got {args.seqlen}")
+    model_dir = resolve_model_dir(args.model, args.quiet)
+    model = load_model(model_dir)
+    dataset = Path(args.dataset) if args.dataset else Path(BUNDLED_EVAL)
+    if not dataset.is_file():
+        raise UserError(f"dataset not found: {dataset}")
+    seqlen = min(args.seqlen, model.config.max_positions)
+    if seqlen < args.seqlen and not args.quiet:
+        print(f"note: --seqlen capped at the model's max positions, {seqlen}", file=sys.stderr)
+    tokens = eval_tokens(load_tokenizer(model_dir), dataset)
+    xp = get_backend(args.backend)
+    progress, close = progress_bar(args.quiet)
+    try:
+        result = perplexity(model, tokens, seqlen, dtype=DTYPES[args.dtype],
+                            max_windows=args.max_windows, progress=progress, xp=xp)
+    finally:
+        close()
+    print(f"perplexity {result['perplexity']:.4f}  ({result['n_windows']} windows of {seqlen} "
+          f"tokens, {model_dir}, {dataset.name})")
+    if args.results:
+        atomic_write_json(args.results, {
+            "perplexity": result["perplexity"],
+            "mean_nll": result["mean_nll"],
+            "n_windows": result["n_windows"],
+            "n_tokens": result["n_tokens"],
+            "n_tokens_in_text": result["n_tokens_in_text"],
+            "settings": {"model": str(model_dir), "architecture": model.config.architecture,
+                         "dataset": str(dataset), "seqlen": seqlen,
+                         "seqlen_requested": args.seqlen, "max_windows": args.max_windows,
+                         "dtype": args.dtype, "backend": xp.__name__},
+            "eval_seconds": result["seconds"],
+            "wall_seconds": time.perf_counter() - started,
+        })
+    return 0

@@ -1,0 +1,123 @@
+"""Perplexity by the paper's protocol (spec §6), computed layer by layer over all windows.
+
+The token stream is cut into ``n_tokens // L`` non-overlapping windows of L tokens; each window's
+loss is the mean next-token cross-entropy over its L−1 predictions, and perplexity is
+exp(mean over windows). Each layer's weights are read once for all windows: the hidden states
+of every window are kept in one [W, L, D] array (a memory-mapped temporary file when large).
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import model as model_lib
+from .backend import to_device, to_numpy
+from .errors import UserError
+from .ops import log_softmax_nll
+
+ATTENTION_BUDGET_BYTES = 256 * 1024 * 1024   # scores of one chunk: B·H·L·L floats
+CHUNK_TOKENS = 8192                          # tokens per chunk for everything else
+MEMMAP_BYTES = 1024 * 1024 * 1024            # hidden states larger than this go to a temp file
+HEAD_TOKENS = 1024                           # positions per LM-head matmul (V wide)
+
+
+def eval_windows(tokens_1d, seqlen: int, max_windows: int | None = None) -> np.ndarray:
+    """Non-overlapping windows of the token stream.   [N] -> [W, L] int64, W = N // L (capped)"""
+    tokens = np.asarray(tokens_1d)
+    if tokens.ndim != 1:
+        raise UserError(f"evaluation tokens must be one stream (1-D), got shape {list(tokens.shape)}")
+    if seqlen < 2:
+        raise UserError(f"seqlen must be at least 2 to have a next-token prediction, got {seqlen}")
+    n_windows = tokens.size // seqlen
+    if max_windows is not None:
+        if max_windows < 1:
+            raise UserError(f"max_windows must be at least 1, got {max_windows}")
+        n_windows = min(n_windows, max_windows)
+    if n_windows == 0:
+        raise UserError(f"evaluation text has {tokens.size} tokens, fewer than one window of {seqlen}")
+    return tokens[: n_windows * seqlen].astype(np.int64).reshape(n_windows, seqlen)
+
+
+def chunk_size(config, seqlen: int, itemsize: int) -> int:
+    """Windows per chunk: bounded by attention scores (B·H·L·L) and by tokens (B·L)."""
+    per_window = config.num_heads * seqlen * seqlen * itemsize
+    return max(1, min(ATTENTION_BUDGET_BYTES // per_window, CHUNK_TOKENS // seqlen))
+
+
+def window_nll(config, glob: dict, x, targets, xp) -> np.ndarray:
+    """Per-position NLL of one window's next tokens.   x [L, D], targets [L−1] -> [L−1] float64
+
+    The LM head runs on HEAD_TOKENS positions at a time so that [positions, V] logits stay small.
+    """
+    out = np.empty(targets.shape[0], dtype=np.float64)
+    for start in range(0, targets.shape[0], HEAD_TOKENS):
+        stop = min(start + HEAD_TOKENS, targets.shape[0])
+        logits = model_lib.logits_with(config, glob, x[None, start:stop])[0]    # [T, V]
+        out[start:stop] = to_numpy(log_softmax_nll(logits, to_device(targets[start:stop], xp)))
+    return out
+
+
+def hidden_buffer(shape: tuple[int, ...], dtype, tmp_dir: str):
+    """[W, L, D] array for every window's hidden states; a memmap in ``tmp_dir`` when large."""
+    nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    if nbytes <= MEMMAP_BYTES:
+        return np.empty(shape, dtype=dtype)
+    return np.memmap(Path(tmp_dir) / "hidden.f", dtype=dtype, mode="w+", shape=shape)
+
+
+def perplexity(model, tokens_1d, seqlen: int, dtype=np.float32, max_windows: int | None = None,
+               progress=None, xp=np) -> dict:
+    """Perplexity of ``model`` on a token stream (spec §6).
+
+    ``progress(done, total, message)`` is called after each chunk of windows in each pass
+    (num_layers + 1 passes of W windows: every layer, then the LM head).
+    Returns {"perplexity", "mean_nll", "n_windows", "n_tokens" (evaluated, W·L),
+    "n_tokens_in_text", "seqlen", "seconds"}.
+    """
+    started = time.perf_counter()
+    config = model.config
+    dtype = model_lib.work_dtype(dtype)
+    if seqlen > config.max_positions:
+        raise UserError(f"seqlen {seqlen} exceeds max_position_embeddings {config.max_positions} "
+                        f"of {model.path}")
+    windows = eval_windows(tokens_1d, seqlen, max_windows)                # [W, L]
+    model_lib.check_tokens(model, windows)
+    n_windows = windows.shape[0]
+    step = chunk_size(config, seqlen, dtype.itemsize)
+    starts = range(0, n_windows, step)
+    total = n_windows * (config.num_layers + 1)
+    report = progress or (lambda done, total, message: None)
+
+    with tempfile.TemporaryDirectory(prefix="dsnot-eval-") as tmp_dir:
+        hidden = hidden_buffer((n_windows, seqlen, config.hidden_size), dtype, tmp_dir)
+        for s in starts:
+            hidden[s: s + step] = to_numpy(model_lib.embed(model, windows[s: s + step], dtype, xp))
+        for i in range(config.num_layers):
+            layer = model_lib.load_layer(model, i, dtype, xp)               # read once per layer
+            for s in starts:
+                x = to_device(np.asarray(hidden[s: s + step]), xp)         # [B, L, D]
+                hidden[s: s + step] = to_numpy(model_lib.block_forward(config, layer, x))
+                report(i * n_windows + min(s + step, n_windows), total, f"layer {i}")
+            del layer
+        glob = model_lib.load_globals(model, dtype, xp)
+        window_loss = np.empty(n_windows, dtype=np.float64)
+        for w in range(n_windows):
+            x = to_device(np.asarray(hidden[w]), xp)                         # [L, D]
+            window_loss[w] = window_nll(config, glob, x, windows[w, 1:], xp).mean()
+            report(config.num_layers * n_windows + w + 1, total, "LM head")
+        del hidden
+    mean_nll = float(window_loss.mean())
+    return {
+        "perplexity": math.exp(mean_nll),
+        "mean_nll": mean_nll,
+        "n_windows": int(n_windows),
+        "n_tokens": int(n_windows * seqlen),
+        "n_tokens_in_text": int(np.asarray(tokens_1d).size),
+        "seqlen": int(seqlen),
+        "seconds": time.perf_counter() - started,
+    }
