@@ -1,0 +1,329 @@
+"""DSnoT "exact" variant (issue 8): a swap is kept only if it lowers the row's true error.
+
+DSnoT's reference variant (docs/dsnot.md §4a) steers each row by ε, the error of the *expected*
+output, and accepts a swap when |ε| shrinks. A swap that shrinks |ε| can still increase the
+row's actual squared reconstruction error on the calibration tokens. This variant keeps the
+reference variant's growth and pruning orders (which candidate is proposed next) but accepts a
+swap only when it lowers
+
+    E_r = Σ_tokens (x · d_r)² = d_rᵀ G d_r,     G = Σ_tokens x xᵀ = hessian · S / 2   [C, C]
+
+where ``d_r`` holds row r's pruned weights (dense minus sparse row: ``W[r, j]`` where pruned,
+0 elsewhere). With ``g_r = G d_r`` kept per row, regrowing g and pruning q changes E_r by
+
+    ΔE = −2 w_g g_r[g] + 2 w_q g_r[q] + w_g² G_gg + w_q² G_qq − 2 w_g w_q G_gq
+
+and an accepted swap updates ``g_r += −w_g G[:, g] + w_q G[:, q]`` (two columns of G). So every
+accepted swap provably lowers E_r, and E_r never increases from one cycle to the next.
+
+Rules (all rows at once, vectorised; ``exact_oracle`` in tests is the plain per-row loop):
+
+- Direction: ε[r] (docs/dsnot.md §3) is tracked as in the reference variant and picks the lists:
+  ε > 0 grows from the initially pruned weights with c > 0 (largest ``c / var**γ`` first) and
+  prunes initially kept weights with c < 0 (smallest Wanda score first); ε <= 0 the mirror
+  (c < 0 grown smallest ``c / var**γ`` first, c > 0 pruned). Unlike the reference, ε may change
+  sign (acceptance is by E), so both directions' lists are kept. Contributions of exactly 0 are
+  never candidates. N:M: q is the initially kept, still kept weight with the smallest initial
+  score in g's M-group (whatever its sign), as in the reference variant.
+- Each weight changes state at most once (the lists come from the initial mask).
+- ``lookahead`` k (default 1): the next k available growth candidates and, unstructured, the
+  next k available pruning candidates are considered (k² pairs; N:M: k pairs, q fixed by g's
+  group) and the pair with the largest decrease of E is proposed (ties: earliest growth
+  candidate, then earliest pruning candidate). k = 1 proposes exactly the reference's pair.
+- Acceptance: ``ΔE < −1e-12 · E_r`` (a decrease larger than float64 rounding of E_r).
+  ``update_threshold`` and the sign rule of the reference variant are not used.
+- ``on_reject`` when the proposed pair does not lower E_r: "stop" (default, like the reference:
+  the row stops for good) or "skip" (the first growth candidate of the window is discarded, the
+  row stays active and tries the next one in the following cycle). Either way a row stops when
+  its growth list for the current direction is exhausted, and (unstructured) when its pruning
+  list for that direction is (ε, hence the direction, only changes when a swap is accepted).
+- Cycles: ``max_cycle_time``, or ``int(cycle_fraction · C)`` when ``cycle_fraction`` is set.
+  One cycle = at most one swap (or one skip) per row.
+
+Memory: G is [C, C] float64 and g_r is [R, C] float64 (see docs/exact_variant.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..backend import array_module
+
+ON_REJECT = ("stop", "skip")
+ACCEPT_RTOL = 1e-12  # a swap must lower E_r by more than this fraction of E_r
+VAR_FLOOR = 1e-12  # TODO(reuse): replace with dsnot.py's floor once it lands
+
+
+@dataclass(frozen=True)
+class ExactResult:
+    """Outcome of the exact-variant loop on one weight matrix."""
+
+    pruned: object  # [R, C] bool, the final mask
+    swaps: object  # [R] int64, accepted swaps per row
+    error_before: object  # [R] float64, E_r of the initial mask (units of G)
+    error_after: object  # [R] float64, E_r of the final mask (tracked incrementally)
+    eps_before: object  # [R] float64, ε of the initial mask
+    eps_after: object  # [R] float64
+    cycles: int  # cycles run (<= the budget; fewer when every row stopped)
+
+
+def row_squared_errors(w, pruned, gram):
+    """``E_r = d_rᵀ G d_r`` for every row: ``W [R, C], pruned [R, C], G [C, C] -> [R]`` float64."""
+    xp = array_module(w, gram)
+    d = xp.where(pruned, xp.asarray(w, dtype=xp.float64), 0.0)  # [R, C] dense − sparse
+    return xp.sum(d * (d @ gram), axis=1)  # [R, C] @ [C, C] -> [R, C] -> [R]
+
+
+def cycle_budget(n_cols: int, max_cycle_time: int, cycle_fraction: float | None) -> int:
+    """Cycles to run: ``int(cycle_fraction · C)`` when a fraction is given, else max_cycle_time."""
+    if cycle_fraction is None:
+        return int(max_cycle_time)
+    if not 0.0 <= cycle_fraction:
+        raise ValueError(f"cycle_fraction {cycle_fraction} must be >= 0")
+    return int(cycle_fraction * n_cols)
+
+
+@dataclass(frozen=True)
+class CandidateList:
+    """One ordered candidate list per row: ``order [R, C]`` columns, members first."""
+
+    order: object  # [R, C] int64 column indices in proposal order; non-members at the end
+    member: object  # [R, C] bool, by column: is column j in row r's list
+
+
+def candidate_list(member, key):
+    """Rows' members sorted ascending by ``key`` (stable: lower column first on ties)."""
+    xp = array_module(key)
+    order = xp.argsort(xp.where(member, key, xp.inf), axis=1, kind="stable")  # [R, C]
+    return CandidateList(order=order, member=member)
+
+
+def direction_lists(c, var, prune_score, pruned0, pow_of_var_regrowing):
+    """The reference variant's four lists: growth and pruning, for ε > 0 and for ε <= 0.
+
+    c [R, C] contributions; var [C]; prune_score [R, C] (Wanda for unstructured).
+    """
+    xp = array_module(c)
+    growth_key = c / xp.maximum(var, VAR_FLOOR)[None, :] ** pow_of_var_regrowing  # [R, C]
+    kept0 = ~pruned0
+    return {
+        "grow_pos": candidate_list(pruned0 & (c > 0), -growth_key),  # largest first
+        "grow_neg": candidate_list(pruned0 & (c < 0), growth_key),  # smallest first
+        "prune_pos": candidate_list(kept0 & (c < 0), prune_score),  # for ε > 0
+        "prune_neg": candidate_list(kept0 & (c > 0), prune_score),  # for ε <= 0
+    }
+
+
+def window(cands: CandidateList, available, k: int):
+    """The first k still-available members of each row's list.
+
+    ``available [R, C]`` by column -> ``(cols [R, k] int64, valid [R, k] bool)``; invalid
+    slots (list exhausted) hold column 0.
+    """
+    xp = array_module(cands.order)
+    usable = xp.take_along_axis(cands.member & available, cands.order, axis=1)  # by position
+    rank = xp.cumsum(usable, axis=1)  # [R, C]: how many usable up to each position
+    positions = xp.stack([xp.argmax(rank >= j, axis=1) for j in range(1, k + 1)], axis=1)
+    valid = rank[:, -1:] >= xp.arange(1, k + 1)[None, :]  # [R, k]
+    cols = xp.take_along_axis(cands.order, positions, axis=1)
+    return xp.where(valid, cols, 0), valid
+
+
+def pick_by_direction(positive, pos_pair, neg_pair):
+    """Per row, the (cols, valid) pair of the ε > 0 lists or of the ε <= 0 lists."""
+    xp = array_module(positive)
+    sel = positive[:, None]
+    return xp.where(sel, pos_pair[0], neg_pair[0]), xp.where(sel, pos_pair[1], neg_pair[1])
+
+
+def nm_partners(grow_cols, prunable, prune_score, m: int):
+    """N:M: for each growth candidate, the prunable weight with the smallest score in its group.
+
+    ``grow_cols [R, k] -> (q [R, k], valid [R, k])``; ties go to the lower column.
+    """
+    xp = array_module(prune_score)
+    rows = xp.arange(grow_cols.shape[0])[:, None, None]
+    group = (grow_cols - grow_cols % m)[:, :, None] + xp.arange(m)[None, None, :]  # [R, k, M]
+    score = xp.where(prunable[rows, group], prune_score[rows, group], xp.inf)  # [R, k, M]
+    best = xp.argmin(score, axis=2)  # [R, k]
+    q = xp.take_along_axis(group, best[:, :, None], axis=2)[:, :, 0]
+    return q, xp.isfinite(xp.min(score, axis=2))
+
+
+def swap_deltas(w, g_r, gram, grow, grow_valid, prune, prune_valid, paired: bool):
+    """ΔE_r of each candidate pair; +inf where a slot is invalid.
+
+    Unstructured (paired=False): grow [R, k] × prune [R, k] -> [R, k, k].
+    N:M (paired=True): prune [R, k] is grow's own partner -> [R, k].
+    """
+    xp = array_module(w)
+    rows = xp.arange(w.shape[0])[:, None]
+    diag = xp.diagonal(gram)
+    wg, wq = w[rows, grow], w[rows, prune]  # [R, k]
+    grow_term = -2.0 * wg * g_r[rows, grow] + wg**2 * diag[grow]  # [R, k]
+    prune_term = 2.0 * wq * g_r[rows, prune] + wq**2 * diag[prune]  # [R, k]
+    if paired:
+        delta = grow_term + prune_term - 2.0 * wg * wq * gram[grow, prune]
+        return xp.where(grow_valid & prune_valid, delta, xp.inf)
+    cross = gram[grow[:, :, None], prune[:, None, :]]  # [R, k, k]
+    delta = grow_term[:, :, None] + prune_term[:, None, :] - 2.0 * wg[:, :, None] * wq[:, None, :] * cross
+    valid = grow_valid[:, :, None] & prune_valid[:, None, :]
+    return xp.where(valid, delta, xp.inf)
+
+
+def best_pair(delta, grow, prune, paired: bool):
+    """Per row the pair with the smallest ΔE: ``-> (g [R], q [R], ΔE [R])`` (first on ties)."""
+    xp = array_module(delta)
+    rows = xp.arange(delta.shape[0])
+    flat = delta.reshape(delta.shape[0], -1)
+    best = xp.argmin(flat, axis=1)  # [R]; row-major: earliest growth, then earliest prune
+    k = grow.shape[1]
+    a, b = (best, best) if paired else (best // k, best % k)
+    return grow[rows, a], prune[rows, b], flat[rows, best]
+
+
+def exact_swaps(
+    w,
+    pruned0,
+    seq_sum,
+    var,
+    prune_score,
+    gram,
+    *,
+    nm: tuple[int, int] | None = None,
+    cycles: int = 50,
+    pow_of_var_regrowing: float = 1.0,
+    lookahead: int = 1,
+    on_reject: str = "stop",
+) -> ExactResult:
+    """The exact-variant loop on one weight matrix (pure; the inputs are not modified).
+
+    w [R, C]; pruned0 [R, C] bool initial mask; seq_sum [C], var [C] (docs/dsnot.md §1);
+    prune_score [R, C]: pruning order (Wanda score unstructured; initial score for N:M);
+    gram [C, C] = Σ x xᵀ (any positive multiple gives the same masks).
+    """
+    if on_reject not in ON_REJECT:
+        raise ValueError(f"dsnot exact: on_reject {on_reject!r} not one of {ON_REJECT}")
+    if lookahead < 1:
+        raise ValueError(f"dsnot exact: lookahead {lookahead} must be >= 1")
+    xp = array_module(w, gram)
+    w = xp.asarray(w, dtype=xp.float64)
+    gram = xp.asarray(gram, dtype=xp.float64)
+    prune_score = xp.asarray(prune_score, dtype=xp.float64)
+    n_rows = w.shape[0]
+    rows = xp.arange(n_rows)
+    c = w * xp.asarray(seq_sum, dtype=xp.float64)[None, :]  # [R, C] contributions
+    lists = direction_lists(c, xp.asarray(var, dtype=xp.float64), prune_score, pruned0, pow_of_var_regrowing)
+    pruned = xp.array(pruned0, dtype=xp.bool_)
+    growable = pruned.copy()  # by column: not yet regrown or skipped
+    prunable = ~pruned  # by column: not yet pruned
+    eps = xp.sum(xp.where(pruned, c, 0.0), axis=1)  # [R]
+    d = xp.where(pruned, w, 0.0)
+    g_r = d @ gram  # [R, C] @ [C, C] -> [R, C]
+    error = xp.sum(d * g_r, axis=1)  # [R]
+    eps_before, error_before = eps.copy(), error.copy()
+    swaps = xp.zeros(n_rows, dtype=xp.int64)
+    active = xp.ones(n_rows, dtype=xp.bool_)
+    cycle = 0
+    while cycle < cycles and bool(xp.any(active)):
+        cycle += 1
+        positive = eps > 0
+        grow, grow_valid = pick_by_direction(
+            positive, window(lists["grow_pos"], growable, lookahead), window(lists["grow_neg"], growable, lookahead)
+        )
+        if nm is None:
+            prune, prune_valid = pick_by_direction(
+                positive, window(lists["prune_pos"], prunable, lookahead), window(lists["prune_neg"], prunable, lookahead)
+            )
+            exhausted = ~grow_valid[:, 0] | ~prune_valid[:, 0]
+        else:
+            prune, prune_valid = nm_partners(grow, prunable, prune_score, nm[1])
+            exhausted = ~grow_valid[:, 0]
+        delta = swap_deltas(w, g_r, gram, grow, grow_valid, prune, prune_valid, paired=nm is not None)
+        g, q, best = best_pair(delta, grow, prune, paired=nm is not None)
+        accept = active & (best < -ACCEPT_RTOL * error)
+        rejected = active & ~accept
+        if on_reject == "stop":
+            active &= accept
+        else:
+            dropped = rejected & grow_valid[:, 0]
+            growable[rows[dropped], grow[dropped, 0]] = False  # drop the head of the window
+            active &= accept | ~exhausted
+        idx = rows[accept]
+        g, q = g[accept], q[accept]
+        wg, wq = w[idx, g], w[idx, q]
+        g_r[idx] += -wg[:, None] * gram[g] + wq[:, None] * gram[q]  # G symmetric: rows = columns
+        error[idx] += best[accept]
+        eps[idx] += c[idx, q] - c[idx, g]
+        pruned[idx, g], pruned[idx, q] = False, True
+        growable[idx, g], prunable[idx, q] = False, False
+        swaps[idx] += 1
+    return ExactResult(pruned, swaps, error_before, error, eps_before, eps, cycle)
+
+
+def dsnot_exact(
+    weight,
+    pruned,
+    stats,
+    settings=None,
+    *,
+    nm: tuple[int, int] | None = None,
+    initial_score=None,
+    lookahead: int | None = None,
+    cycle_fraction: float | None = None,
+    on_reject: str | None = None,
+):
+    """Entry point for ``prune_linear``: ``-> (pruned [R, C] bool, diagnostics dict)``.
+
+    weight [R, C]; pruned [R, C] initial mask; stats: ``LinearStats`` with ``hessian``;
+    settings: ``DSnoTSettings`` (max_cycle_time, pow_of_var_regrowing, and, when that class has
+    them, lookahead / cycle_fraction / on_reject); the keyword arguments override it.
+    initial_score [R, C]: the initial method's score, the N:M pruning order (Wanda by default).
+    Unstructured pruning order: the Wanda score, as in the reference variant.
+    """
+    if stats.hessian is None:
+        raise ValueError("dsnot exact needs the Hessian statistics (LinearStats.hessian)")
+    xp = array_module(weight, stats.hessian)
+    lookahead = _setting(lookahead, settings, "lookahead", 1)
+    cycle_fraction = _setting(cycle_fraction, settings, "cycle_fraction", None)
+    on_reject = _setting(on_reject, settings, "on_reject", "stop")
+    max_cycle_time = _setting(None, settings, "max_cycle_time", 50)
+    gamma = _setting(None, settings, "pow_of_var_regrowing", 1.0)
+    w64 = xp.asarray(weight, dtype=xp.float64)
+    seq_sq = xp.asarray(stats.seq_sq, dtype=xp.float64)
+    wanda = xp.abs(w64) * xp.sqrt(seq_sq)[None, :]  # [R, C]
+    prune_score = wanda if (nm is None or initial_score is None) else initial_score
+    gram = xp.asarray(stats.hessian, dtype=xp.float64) * (stats.n_seq / 2.0)  # Σ x xᵀ
+    result = exact_swaps(
+        w64,
+        xp.asarray(pruned, dtype=xp.bool_),
+        stats.seq_sum,
+        stats.var_pooled,
+        prune_score,
+        gram,
+        nm=nm,
+        cycles=cycle_budget(w64.shape[1], max_cycle_time, cycle_fraction),
+        pow_of_var_regrowing=gamma,
+        lookahead=lookahead,
+        on_reject=on_reject,
+    )
+    dense_error = float(xp.sum(w64 * (w64 @ gram)))  # Σ_r w_rᵀ G w_r = ‖W X‖²
+    scale = dense_error if dense_error > 0 else 1.0
+    diagnostics = {
+        "eps_before": float(xp.mean(xp.abs(result.eps_before))),
+        "eps_after": float(xp.mean(xp.abs(result.eps_after))),
+        "swaps": int(xp.sum(result.swaps)),
+        "cycles": int(result.cycles),
+        "recon_before": float(xp.sum(result.error_before)) / scale,  # ‖(W − Ŵ) X‖² / ‖W X‖²
+        "recon_after": float(xp.sum(result.error_after)) / scale,
+    }
+    return result.pruned, diagnostics
+
+
+def _setting(value, settings, name, default):
+    """An explicit keyword wins, then the settings field (if the dataclass has it), then default."""
+    if value is not None:
+        return value
+    return getattr(settings, name, default) if settings is not None else default

@@ -1,0 +1,249 @@
+"""The exact DSnoT variant: a plain per-row oracle, and properties checked against X itself.
+
+The oracle recomputes every candidate's error directly as ``d ᵀ G d`` (no incremental g_r),
+and builds its candidate lists with Python ``sorted`` from the rules in docs/dsnot.md §4a.
+The monotonicity tests compute the true error ``‖X d_r‖²`` from the calibration tokens X, not
+from G.
+"""
+
+import dataclasses
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dsnot_ref.methods.dsnot_exact import (
+    VAR_FLOOR,
+    cycle_budget,
+    dsnot_exact,
+    exact_swaps,
+    row_squared_errors,
+)
+from dsnot_ref.methods.scores import nm_mask, unstructured_mask
+from dsnot_ref.stats import StatsAccumulator
+
+
+def calibration(seed, rows=6, cols=16, seqs=3, seq_len=20):
+    """Random correlated tokens X [S, L, C] with a non-zero mean, and weights W [R, C]."""
+    rng = np.random.default_rng(seed)
+    mixing = np.eye(cols) + rng.standard_normal((cols, cols)) / np.sqrt(cols)
+    x = rng.standard_normal((seqs, seq_len, cols)) @ mixing + rng.standard_normal(cols)
+    x *= rng.uniform(0.3, 2.0, size=cols)
+    w = rng.standard_normal((rows, cols))
+    return x, w
+
+
+def inputs(seed, nm=None, sparsity=0.5, **shape):
+    """Everything exact_swaps needs, from one random problem."""
+    x, w = calibration(seed, **shape)
+    tokens = x.reshape(-1, x.shape[-1])  # [T, C]
+    seq_sum = tokens.sum(axis=0) / x.shape[0]
+    seq_sq = (tokens**2).sum(axis=0) / x.shape[0]
+    var = tokens.var(axis=0)
+    wanda = np.abs(w) * np.sqrt(seq_sq)[None, :]
+    pruned0 = unstructured_mask(wanda, sparsity) if nm is None else nm_mask(wanda, *nm)
+    return dict(w=w, pruned0=pruned0, seq_sum=seq_sum, var=var, prune_score=wanda, gram=tokens.T @ tokens), tokens
+
+
+def true_errors(w, pruned, tokens):
+    """‖X d_r‖² for every row, straight from the tokens."""
+    d = np.where(pruned, w, 0.0)  # [R, C]
+    return np.sum((tokens @ d.T) ** 2, axis=0)  # [T, R] -> [R]
+
+
+def exact_oracle(w, pruned0, seq_sum, var, prune_score, gram, nm=None, cycles=50, gamma=1.0, lookahead=1, on_reject="stop"):
+    """Row by row, cycle by cycle; every candidate error computed directly."""
+    rows, cols = w.shape
+    out = pruned0.copy()
+    for r in range(rows):
+        c = w[r] * seq_sum
+        key = c / np.maximum(var, VAR_FLOOR) ** gamma
+        kept0 = ~pruned0[r]
+        grow = {
+            True: sorted((j for j in range(cols) if pruned0[r, j] and c[j] > 0), key=lambda j: (-key[j], j)),
+            False: sorted((j for j in range(cols) if pruned0[r, j] and c[j] < 0), key=lambda j: (key[j], j)),
+        }
+        prune = {
+            True: sorted((j for j in range(cols) if kept0[j] and c[j] < 0), key=lambda j: (prune_score[r, j], j)),
+            False: sorted((j for j in range(cols) if kept0[j] and c[j] > 0), key=lambda j: (prune_score[r, j], j)),
+        }
+        used = set()
+        mask = pruned0[r].copy()
+        eps = c[mask].sum()
+
+        def error(m):
+            d = np.where(m, w[r], 0.0)
+            return d @ gram @ d
+
+        for _ in range(cycles):
+            direction = bool(eps > 0)
+            grow_window = [j for j in grow[direction] if j not in used][:lookahead]
+            if nm is None:
+                prune_window = [j for j in prune[direction] if j not in used][:lookahead]
+                pairs = [(g, q) for g in grow_window for q in prune_window]
+                exhausted = not grow_window or not prune_window
+            else:
+                pairs = []
+                for g in grow_window:
+                    start = g - g % nm[1]
+                    group = [j for j in range(start, start + nm[1]) if kept0[j] and j not in used]
+                    if group:
+                        pairs.append((g, min(group, key=lambda j: (prune_score[r, j], j))))
+                exhausted = not grow_window
+            e0 = error(mask)
+            best, best_e = None, np.inf
+            for g, q in pairs:
+                trial = mask.copy()
+                trial[g], trial[q] = False, True
+                e = error(trial)
+                if e < best_e:
+                    best, best_e = (g, q), e
+            if best is not None and best_e - e0 < -1e-12 * e0:
+                g, q = best
+                mask[g], mask[q] = False, True
+                used.update((g, q))
+                eps += c[q] - c[g]
+            elif on_reject == "stop" or exhausted:
+                break
+            else:
+                used.add(grow_window[0])
+        out[r] = mask
+    return out
+
+
+@settings(max_examples=40)
+@given(
+    seed=st.integers(0, 2**31),
+    nm=st.sampled_from([None, (2, 4), (1, 4)]),
+    lookahead=st.sampled_from([1, 2, 3]),
+    on_reject=st.sampled_from(["stop", "skip"]),
+    cycles=st.sampled_from([0, 1, 4, 50]),
+    gamma=st.sampled_from([0.0, 1.0]),
+)
+def test_vectorised_matches_oracle(seed, nm, lookahead, on_reject, cycles, gamma):
+    args, _ = inputs(seed, nm=nm, sparsity=0.5 if nm is None else nm[0] / nm[1])
+    got = exact_swaps(**args, nm=nm, cycles=cycles, pow_of_var_regrowing=gamma, lookahead=lookahead, on_reject=on_reject)
+    want = exact_oracle(**args, nm=nm, cycles=cycles, gamma=gamma, lookahead=lookahead, on_reject=on_reject)
+    np.testing.assert_array_equal(got.pruned, want)
+
+
+@settings(max_examples=25)
+@given(
+    seed=st.integers(0, 2**31),
+    nm=st.sampled_from([None, (2, 4)]),
+    sparsity=st.sampled_from([0.3, 0.5, 0.7]),
+    lookahead=st.sampled_from([1, 3]),
+    on_reject=st.sampled_from(["stop", "skip"]),
+)
+def test_true_error_never_increases_and_sparsity_is_kept(seed, nm, sparsity, lookahead, on_reject):
+    args, tokens = inputs(seed, nm=nm, sparsity=sparsity if nm is None else 0.5, rows=5, cols=24)
+    w, pruned0 = args["w"], args["pruned0"]
+    previous = true_errors(w, pruned0, tokens)
+    for budget in range(1, 13):  # a run of t cycles is the first t cycles of a longer run
+        result = exact_swaps(**args, nm=nm, cycles=budget, lookahead=lookahead, on_reject=on_reject)
+        now = true_errors(w, result.pruned, tokens)
+        assert np.all(now <= previous * (1 + 1e-9) + 1e-12)
+        np.testing.assert_allclose(result.error_after, now, rtol=1e-9, atol=1e-9)
+        np.testing.assert_array_equal(result.pruned.sum(axis=1), pruned0.sum(axis=1))
+        if nm is not None:
+            groups = result.pruned.reshape(w.shape[0], -1, nm[1]).sum(axis=2)
+            assert np.all(groups == nm[0])
+        changed = result.pruned != pruned0
+        assert np.all(changed.sum(axis=1) == 2 * result.swaps)  # each weight flips at most once
+        previous = now
+
+
+def test_error_from_gram_matches_tokens():
+    args, tokens = inputs(1)
+    np.testing.assert_allclose(
+        row_squared_errors(args["w"], args["pruned0"], args["gram"]), true_errors(args["w"], args["pruned0"], tokens), rtol=1e-12
+    )
+
+
+@pytest.mark.parametrize("nm", [None, (2, 4)])
+def test_zero_cycles_is_the_identity(nm):
+    args, _ = inputs(2, nm=nm)
+    result = exact_swaps(**args, nm=nm, cycles=0)
+    np.testing.assert_array_equal(result.pruned, args["pruned0"])
+    assert result.cycles == 0 and result.swaps.sum() == 0
+
+
+def test_masks_do_not_depend_on_the_scale_of_g_and_inputs_are_untouched():
+    args, _ = inputs(3, rows=8, cols=24)
+    before = {k: v.copy() for k, v in args.items()}
+    a = exact_swaps(**args)
+    b = exact_swaps(**{**args, "gram": args["gram"] * (2.0 / 3.0)})  # the hessian of 3 sequences
+    np.testing.assert_array_equal(a.pruned, b.pruned)
+    for k, v in before.items():
+        np.testing.assert_array_equal(args[k], v)
+    assert a.swaps.sum() > 0  # the instance exercises swaps
+
+
+def swaps_by_budget(args, on_reject, budgets):
+    return np.stack([exact_swaps(**args, cycles=t, on_reject=on_reject).swaps for t in budgets])
+
+
+def test_stop_ends_the_row_at_its_first_rejection():
+    args, _ = inputs(4, rows=12, cols=32)
+    history = swaps_by_budget(args, "stop", range(0, 16))  # [t, R]
+    for row in history.T:
+        stalled = np.flatnonzero(np.diff(row) == 0)
+        if stalled.size:  # once a cycle passes without a swap, no later swap
+            assert row[-1] == row[stalled[0]]
+
+
+def test_skip_continues_after_a_rejection():
+    """Under "skip" some row accepts a swap after a cycle in which it rejected one."""
+    found = False
+    for seed in range(5):
+        args, _ = inputs(seed, rows=12, cols=32)
+        history = swaps_by_budget(args, "skip", range(0, 16))
+        steps = np.diff(history, axis=0)  # [t, R] 1 = swap accepted in that cycle
+        for col in steps.T:
+            first_reject = np.flatnonzero(col == 0)
+            if first_reject.size and col[first_reject[0] :].any():
+                found = True
+    assert found
+
+
+def test_lookahead_finds_at_least_the_first_step_of_lookahead_one():
+    """With k > 1 the first accepted swap lowers E at least as much as with k = 1."""
+    args, tokens = inputs(5, rows=10, cols=32)
+    e1 = exact_swaps(**args, cycles=1, lookahead=1).error_after
+    e4 = exact_swaps(**args, cycles=1, lookahead=4).error_after
+    assert np.all(e4 <= e1 * (1 + 1e-12))
+    assert np.any(e4 < e1)
+
+
+def test_cycle_budget():
+    assert cycle_budget(576, 50, None) == 50
+    assert cycle_budget(576, 50, 0.25) == 144
+    assert cycle_budget(1536, 50, 0.0) == 0
+    with pytest.raises(ValueError):
+        cycle_budget(10, 50, -0.5)
+
+
+def test_entry_point_with_linear_stats():
+    x, w = calibration(6, rows=8, cols=16, seqs=4)
+    acc = StatsAccumulator(16, with_hessian=True)
+    acc.update(x[:2])
+    acc.update(x[2:])
+    stats = acc.finalize()
+    tokens = x.reshape(-1, 16)
+    wanda = np.abs(w) * np.sqrt(stats.seq_sq)[None, :]
+    pruned0 = unstructured_mask(wanda, 0.5)
+    pruned, diag = dsnot_exact(w.astype(np.float32), pruned0, stats, None, lookahead=2, cycle_fraction=0.5)
+    want = exact_oracle(w.astype(np.float32).astype(np.float64), pruned0, stats.seq_sum, stats.var_pooled, wanda, tokens.T @ tokens, cycles=8, lookahead=2)
+    np.testing.assert_array_equal(pruned, want)
+    dense = np.sum((tokens @ w.T) ** 2)
+    assert diag["recon_before"] == pytest.approx(true_errors(w, pruned0, tokens).sum() / dense, rel=1e-5)
+    assert diag["recon_after"] == pytest.approx(true_errors(w, pruned, tokens).sum() / dense, rel=1e-5)
+    assert diag["recon_after"] <= diag["recon_before"]
+    assert diag["cycles"] <= 8 and diag["swaps"] >= 0
+    with pytest.raises(ValueError, match="Hessian"):
+        dsnot_exact(w, pruned0, _no_hessian(stats))
+
+
+def _no_hessian(stats):
+    return dataclasses.replace(stats, hessian=None)
