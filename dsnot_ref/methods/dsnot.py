@@ -1,0 +1,586 @@
+"""DSnoT, vectorised over all output rows (docs/dsnot.md §3-§4).
+
+DSnoT ("Dynamic Sparse No Training") keeps every weight value and, in each output row r,
+repeatedly regrows one pruned weight g and prunes one kept weight q so that the row's expected
+output error moves toward zero:
+
+    c[r, j] = W[r, j] · seq_sum[j]                        contribution      (§3)
+    ε[r]    = Σ_{j pruned in row r} c[r, j]               row error         (§3)
+    ε_after = ε[r] + c[r, q] − c[r, g]                    one swap          (§4)
+
+Shape letters: R output rows, C input columns, K = max_cycle_time, N:M structured sparsity.
+Units: ``seq_sum`` is (1/S) Σ_s Σ_t x (the "per-sequence sum", L × mean), so ε and
+``update_threshold`` are in those units, as in the released code. All statistics are float64.
+
+Two variants (``DSnoTSettings.variant``):
+
+* ``"reference"`` (default, §4a): candidate lists filtered by sign, never read past their end;
+  a swap is accepted only when |ε| > threshold and ε_after·ε >= 0, so |ε| never increases.
+* ``"official"`` (§4b): reproduces the released code (zyxxmu/DSnoT, commit 4c029df,
+  lib/prune.py ``prune_DSnoT``) pointer for pointer.
+
+Differences between the variants
+--------------------------------
+- variance: reference uses the pooled variance; official the mean within-sequence variance
+  (the caller passes the right ``var``; both are floored at ``VAR_FLOOR``).
+- growth list: reference = initially pruned weights whose contribution has the sign of ε
+  (exactly 0 never), best first; official = all C columns sorted by c/var**γ with kept ones at
+  0, read by two pointers from both ends.
+- pruning list: reference = initially kept weights with contribution of sign opposite to ε,
+  by Wanda score; official = all kept weights by Wanda score, negatives first, positives last
+  reversed, zero contributions mapped to list position 0 (a quirk, reproduced).
+- acceptance: reference |ε| > threshold and ε_after·ε >= 0 (N:M also |ε_after| < |ε|), a row
+  that rejects or runs out of candidates stops; official ``still_active &= |ε| > threshold``
+  on ε *before* the swap, with the sign check off by default (``without_same_sign=True``);
+  pointers of stopped rows keep moving and their mask entries are rewritten
+  (pruned[q] = False, pruned[g] = True) every cycle, exactly as in the released code.
+- N:M pruned weight: reference = smallest initial score among the weights of g's group that
+  are still kept from the initial mask; official = smallest initial score not yet set to +inf
+  (the score of every proposed q is set to +inf, accepted or not).
+- ties: both variants break ties by the lower column (stable sorts; for "largest first" lists
+  too). The released code uses stable sorts for the lists but an unstable ``torch.sort``/
+  ``topk`` for the N:M masks and the N:M pruned weight; we use the lower column there as well.
+
+Released-code defects not copied
+--------------------------------
+- division by a zero variance (a dead or constant input channel gives inf/NaN metrics): we
+  floor the variance at ``VAR_FLOOR``.
+- when a pointer leaves its list (narrow layers: C of tens to ~100 columns, or very low
+  sparsity) the released code regrows a weight that is already kept, prunes a kept weight in a
+  stopped row, or indexes out of range; the official variant raises ``DSnoTPointerError``
+  instead. Precisely: a regrowth pointer reading a column the initial mask keeps (or past the
+  list), a pruning pointer reading outside its K_r kept entries, or an N:M group with no
+  finite score left.
+- the SparseGPT initial score from a never-accumulated Hessian, ``pow_of_var_pruning`` parsed
+  but unused, ``--without_same_sign`` read with ``type=bool``: see docs/dsnot.md; not here.
+
+Trace format (``trace=True``): ``DSnoTTrace`` with
+  ``eps``    [cycles+1, R] float64: ε of each row after k cycles (row 0 = initial ε); a
+             stopped row repeats its last value (official: the loop's running ε);
+  ``active`` [cycles+1, R] bool: row still active after k cycles (row 0 all True);
+             cycle k accepted a swap in row r iff active[k, r];
+  ``swaps``  [n, 4] int64: (row, grown column, pruned column, cycle), cycles counted from 1,
+             ordered by cycle then row.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..backend import array_module, to_numpy
+from ..errors import UserError
+from .scores import check_nm, wanda_score
+
+VARIANTS = ("reference", "official", "exact")
+
+# Variances below this are treated as this value in c / var**γ, so that a dead or constant
+# input channel (var = 0) gives a finite metric. Activations of LLM layers have variances many
+# orders of magnitude above it, so it never changes an ordering in practice.
+VAR_FLOOR = 1e-12
+
+
+@dataclass(frozen=True)
+class DSnoTSettings:
+    variant: str = "reference"          # "reference" | "official" | "exact"
+    max_cycle_time: int = 50            # K, at most one swap per row and cycle
+    update_threshold: float = 0.1       # in per-sequence-sum units (see module docstring)
+    pow_of_var_regrowing: float = 1.0   # γ in c / var**γ; 0 = no division
+    without_same_sign: bool = True      # official variant only (True = sign check off)
+
+    def __post_init__(self):
+        if self.variant not in VARIANTS:
+            raise UserError(f"unknown DSnoT variant {self.variant!r}; choose one of {', '.join(VARIANTS)}")
+        if isinstance(self.max_cycle_time, bool) or not isinstance(self.max_cycle_time, (int, np.integer)) \
+                or self.max_cycle_time < 0:
+            raise UserError(f"max_cycle_time must be an integer >= 0, got {self.max_cycle_time!r}")
+        if not (math.isfinite(self.update_threshold) and self.update_threshold >= 0):
+            raise UserError(f"update_threshold must be finite and >= 0, got {self.update_threshold!r}")
+        if not math.isfinite(self.pow_of_var_regrowing):
+            raise UserError(f"pow_of_var_regrowing must be finite, got {self.pow_of_var_regrowing!r}")
+
+
+class DSnoTPointerError(UserError, ValueError):
+    """The official variant's pointer would leave its list (the released code misbehaves there).
+
+    Happens on narrow layers (C of tens to ~100 columns) or very low sparsity with many
+    cycles. Use the reference variant, fewer cycles, or a wider layer.
+    """
+
+
+@dataclass(frozen=True)
+class DSnoTTrace:
+    eps: np.ndarray      # [cycles+1, R] float64, ε after k cycles
+    active: np.ndarray   # [cycles+1, R] bool, still active after k cycles
+    swaps: np.ndarray    # [n, 4] int64, (row, grown column, pruned column, cycle)
+
+
+@dataclass(frozen=True)
+class DSnoTResult:
+    pruned: object              # [R, C] bool, same backend as the weight
+    eps_before: np.ndarray      # [R] float64, ε of the initial mask
+    eps_after: np.ndarray       # [R] float64, ε at the end of the loop
+    n_swaps: int                # accepted swaps, all rows
+    cycles: int                 # cycles run
+    trace: DSnoTTrace | None = None
+
+    def summary(self) -> dict:
+        """JSON-ready per-layer summary: mean |ε| before/after, swaps, cycles."""
+        return {
+            "eps_before": float(np.mean(np.abs(self.eps_before))) if self.eps_before.size else 0.0,
+            "eps_after": float(np.mean(np.abs(self.eps_after))) if self.eps_after.size else 0.0,
+            "swaps": int(self.n_swaps),
+            "cycles": int(self.cycles),
+        }
+
+
+# --------------------------------------------------------------------------- the error (§3)
+
+def contributions(w, seq_sum):
+    """c[r, j] = W[r, j] · seq_sum[j]: weight (r, j)'s share of the expected output.
+
+    [R, C], [C] -> [R, C] float64, in per-sequence-sum units.
+    """
+    xp = array_module(w, seq_sum)
+    return w.astype(xp.float64) * xp.asarray(seq_sum, dtype=xp.float64)[None, :]
+
+
+def row_errors(c, pruned):
+    """ε[r] = Σ_{j pruned} c[r, j], dense minus sparse expected output. [R, C] -> [R] float64."""
+    xp = array_module(c)
+    return xp.sum(xp.where(pruned, c, 0.0), axis=1)
+
+
+def floored_variance(var):
+    """var as float64, floored at VAR_FLOOR (so a dead channel cannot give inf/NaN). [C] -> [C]."""
+    xp = array_module(var)
+    return xp.maximum(xp.asarray(var, dtype=xp.float64), VAR_FLOOR)
+
+
+def regrowth_metric(c, var, pow_of_var: float):
+    """Growth criterion c[r, j] / var[j]**γ (γ = 0: c itself). [R, C], [C] -> [R, C] float64."""
+    if pow_of_var == 0:
+        return c
+    xp = array_module(c)
+    return c / (floored_variance(var) ** pow_of_var)[None, :]
+
+
+# --------------------------------------------------------------------------- sorting helper
+
+def stable_smallest(key, k: int):
+    """Column indices of the k smallest keys per row, in stable ascending order.
+
+    Equals ``argsort(key, axis=1, kind="stable")[:, :k]`` (ties: lower column first) but costs
+    O(C) per row when k is small, by partitioning instead of sorting. [R, C] -> [R, min(k, C)].
+    """
+    xp = array_module(key)
+    n_rows, n_cols = key.shape
+    k = min(int(k), n_cols)
+    if k == 0:
+        return xp.zeros((n_rows, 0), dtype=xp.int64)
+    if 4 * k >= n_cols:
+        return xp.argsort(key, axis=1, kind="stable")[:, :k].astype(xp.int64)
+    kth = xp.partition(key, k - 1, axis=1)[:, k - 1:k]                    # [R, 1] k-th smallest
+    below = key < kth
+    tied = key == kth
+    n_tied_needed = k - xp.sum(below, axis=1, keepdims=True)             # [R, 1]
+    take = below | (tied & (xp.cumsum(tied, axis=1) <= n_tied_needed))   # exactly k per row
+    cols = xp.nonzero(take)[1].reshape(n_rows, k).astype(xp.int64)       # ascending columns
+    order = xp.argsort(xp.take_along_axis(key, cols, axis=1), axis=1, kind="stable")
+    return xp.take_along_axis(cols, order, axis=1)
+
+
+# --------------------------------------------------------------------------- reference orders (§4a)
+
+def growth_order(c, var, pruned0, eps, pow_of_var: float, limit: int | None = None):
+    """Regrowth candidates of each row, best first (reference variant).
+
+    Candidates: weights pruned by the initial mask whose contribution has the sign of ε[r]
+    (strictly; c = 0 never helps). Ranked by c / var**γ: largest first when ε > 0, smallest
+    (most negative) first when ε < 0; ties to the lower column.
+    [R, C] ... -> (order [R, min(limit, C)] int64, count [R] int64 valid entries per row).
+    """
+    xp = array_module(c)
+    sign = xp.sign(eps)[:, None]                                          # [R, 1]
+    candidate = pruned0 & (sign * c > 0)                                  # [R, C]
+    key = xp.where(candidate, -sign * regrowth_metric(c, var, pow_of_var), xp.inf)
+    limit = c.shape[1] if limit is None else limit
+    return stable_smallest(key, limit), xp.sum(candidate, axis=1).astype(xp.int64)
+
+
+def prune_order(c, wanda, pruned0, eps, limit: int | None = None):
+    """Pruning candidates of each row, best first (reference variant).
+
+    Candidates: weights kept by the initial mask whose contribution has the sign opposite to
+    ε[r] (c < 0 when ε > 0, c > 0 when ε < 0), by Wanda score, smallest first, ties to the
+    lower column. -> (order [R, min(limit, C)] int64, count [R] int64).
+    """
+    xp = array_module(c)
+    sign = xp.sign(eps)[:, None]
+    candidate = ~pruned0 & (sign * c < 0)
+    key = xp.where(candidate, wanda, xp.inf)
+    limit = c.shape[1] if limit is None else limit
+    return stable_smallest(key, limit), xp.sum(candidate, axis=1).astype(xp.int64)
+
+
+# --------------------------------------------------------------------------- one cycle (§4)
+
+def next_candidate(order, count, n_done):
+    """Entry ``n_done[r]`` of each row's candidate list, and whether the list still has one.
+
+    ``n_done[r]`` swaps were accepted so far, so the next candidate sits at that position.
+    [R, W], [R], [R] -> (column [R] int64, meaningless where not available; available [R] bool).
+    """
+    xp = array_module(order)
+    available = n_done < count
+    if order.shape[1] == 0:
+        return xp.zeros(order.shape[0], dtype=xp.int64), available
+    at = xp.minimum(n_done, order.shape[1] - 1)[:, None]                  # [R, 1]
+    return xp.take_along_axis(order, at, axis=1)[:, 0], available
+
+
+def propose_swaps(grow, n_grow, prune, n_prune, n_done):
+    """The next (g, q) of every row: its next regrowth and next pruning candidate.
+
+    -> g [R], q [R] int64, available [R] bool (both lists still have an entry).
+    """
+    g, has_g = next_candidate(grow, n_grow, n_done)
+    q, has_q = next_candidate(prune, n_prune, n_done)
+    return g, q, has_g & has_q
+
+
+def propose_nm_pruning(g, initial_score, pruned, pruned0, m: int):
+    """N:M reference: in g's group of M columns, the weight still kept from the initial mask
+    with the smallest initial score (ties to the lower column). -> q [R], available [R]."""
+    xp = array_module(initial_score)
+    rows = xp.arange(g.shape[0], dtype=xp.int64)[:, None]                 # [R, 1]
+    group = (g - g % m)[:, None] + xp.arange(m, dtype=xp.int64)[None, :]  # [R, M] columns
+    candidate = ~pruned0[rows, group] & ~pruned[rows, group]              # [R, M]
+    key = xp.where(candidate, initial_score[rows, group], xp.inf)
+    at = xp.argmin(key, axis=1)                                           # first minimum
+    return group[rows[:, 0], at], xp.any(candidate, axis=1)
+
+
+def accept_swaps(eps, eps_after, candidate, threshold: float, strict_decrease: bool = False):
+    """Reference acceptance: |ε| > threshold and ε_after·ε >= 0 (sign kept, zero allowed).
+
+    ``strict_decrease`` adds |ε_after| < |ε| (N:M, where q's sign is not filtered). -> [R] bool.
+    """
+    xp = array_module(eps)
+    accept = candidate & (xp.abs(eps) > threshold) & (eps_after * eps >= 0)
+    if strict_decrease:
+        accept &= xp.abs(eps_after) < xp.abs(eps)
+    return accept
+
+
+def apply_swaps_inplace(pruned, eps, g, q, c_g, c_q, accept):
+    """Flip both mask entries of accepted rows (edits ``pruned``); return the new ε [R]."""
+    xp = array_module(pruned)
+    rows = xp.nonzero(accept)[0]
+    pruned[rows, g[rows]] = False
+    pruned[rows, q[rows]] = True
+    return (eps + xp.where(accept, c_q, 0.0)) - xp.where(accept, c_g, 0.0)
+
+
+# --------------------------------------------------------------------------- trace recorder
+
+class _Recorder:
+    """Collects ε, active flags and swaps cycle by cycle (only what was asked for)."""
+
+    def __init__(self, eps0, wanted: bool):
+        self.wanted = wanted
+        self.n_swaps = 0
+        self.cycles = 0
+        self.eps = [to_numpy(eps0).copy()] if wanted else []
+        self.active = [np.ones(eps0.shape[0], dtype=np.bool_)] if wanted else []
+        self.swaps = []
+
+    def cycle(self, eps, accept, g, q):
+        self.cycles += 1
+        accept_h = to_numpy(accept)
+        self.n_swaps += int(accept_h.sum())
+        if not self.wanted:
+            return
+        self.eps.append(to_numpy(eps).copy())
+        self.active.append(accept_h.copy())
+        rows = np.nonzero(accept_h)[0].astype(np.int64)
+        cycle = np.full(rows.shape, self.cycles, dtype=np.int64)
+        self.swaps.append(np.stack([rows, to_numpy(g)[rows], to_numpy(q)[rows], cycle], axis=1))
+
+    def trace(self) -> DSnoTTrace | None:
+        if not self.wanted:
+            return None
+        swaps = np.concatenate(self.swaps, axis=0) if self.swaps else np.zeros((0, 4), np.int64)
+        return DSnoTTrace(eps=np.stack(self.eps).astype(np.float64),
+                          active=np.stack(self.active), swaps=swaps.astype(np.int64))
+
+
+# --------------------------------------------------------------------------- reference loop
+
+def dsnot_reference(c, wanda, var, pruned0, settings: DSnoTSettings, nm=None,
+                    initial_score=None, trace: bool = False):
+    """Reference DSnoT loop (§4a). -> (pruned [R, C], ε [R], recorder)."""
+    xp = array_module(c)
+    n_rows = c.shape[0]
+    limit = settings.max_cycle_time
+    eps = row_errors(c, pruned0)                                          # [R]
+    rec = _Recorder(eps, trace)
+    grow, n_grow = growth_order(c, var, pruned0, eps, settings.pow_of_var_regrowing, limit)
+    if nm is None:
+        prune, n_prune = prune_order(c, wanda, pruned0, eps, limit)
+    pruned = pruned0.copy()
+    rows = xp.arange(n_rows, dtype=xp.int64)
+    n_done = xp.zeros(n_rows, dtype=xp.int64)
+    active = xp.ones(n_rows, dtype=xp.bool_)
+    while rec.cycles < settings.max_cycle_time and bool(xp.any(active)):
+        if nm is None:
+            g, q, available = propose_swaps(grow, n_grow, prune, n_prune, n_done)
+        else:
+            g, has_g = next_candidate(grow, n_grow, n_done)
+            q, has_q = propose_nm_pruning(g, initial_score, pruned, pruned0, nm[1])
+            available = has_g & has_q
+        c_g, c_q = c[rows, g], c[rows, q]
+        eps_after = eps + c_q - c_g
+        active = accept_swaps(eps, eps_after, active & available, settings.update_threshold,
+                              strict_decrease=nm is not None)
+        eps = apply_swaps_inplace(pruned, eps, g, q, c_g, c_q, active)
+        n_done += active
+        rec.cycle(eps, active, g, q)
+    return pruned, eps, rec
+
+
+# --------------------------------------------------------------------------- official orders (§4b)
+
+def official_growth_order(c, var, pruned0, pow_of_var: float):
+    """Released code's regrowth list: all C columns sorted ascending (stable) by c / var**γ,
+    kept columns counted as 0 (they sit in the middle). [R, C] -> [R, C] int64."""
+    xp = array_module(c)
+    metric = xp.where(pruned0, regrowth_metric(c, var, pow_of_var), 0.0)
+    return xp.argsort(metric, axis=1, kind="stable").astype(xp.int64)
+
+
+def official_prune_order(c, wanda, pruned0):
+    """Released code's pruning list (``return_reorder_indice``), per row.
+
+    The K_r kept columns sorted ascending (stable) by Wanda score; reordered so that slots
+    [0, n_neg) hold the c < 0 ones in that order, slots [K_r − n_pos, K_r) the c > 0 ones in
+    reverse order (the list ends with the smallest-score positive), and the n_zero slots in
+    between all hold list position 0 (the smallest-score kept column: the released code's
+    quirk for c == 0). Slots >= K_r are padding (-1).
+    -> (order [R, C] int64, n_kept [R] int64).
+    """
+    xp = array_module(c)
+    n_rows, n_cols = c.shape
+    by_score = xp.argsort(xp.where(pruned0, xp.inf, wanda), axis=1, kind="stable")  # kept first
+    n_kept = xp.sum(~pruned0, axis=1).astype(xp.int64)                              # [R]
+    position = xp.arange(n_cols, dtype=xp.int64)[None, :]                           # [1, C]
+    is_kept = position < n_kept[:, None]
+    c_sorted = xp.take_along_axis(c, by_score, axis=1)
+    neg = is_kept & (c_sorted < 0)
+    pos = is_kept & (c_sorted > 0)
+    # destination slot of each sorted position: negatives keep their relative order from the
+    # front; positives fill from the back, so the first positive lands in the last slot.
+    neg_slot = xp.cumsum(neg, axis=1) - 1
+    pos_slot = n_kept[:, None] - xp.cumsum(pos, axis=1)
+    order = xp.where(is_kept, by_score[:, :1], -1).astype(xp.int64)   # zeros -> position 0
+    r_neg, p_neg = xp.nonzero(neg)
+    order[r_neg, neg_slot[r_neg, p_neg]] = by_score[r_neg, p_neg]
+    r_pos, p_pos = xp.nonzero(pos)
+    order[r_pos, pos_slot[r_pos, p_pos]] = by_score[r_pos, p_pos]
+    return order, n_kept
+
+
+def _pointer_error(kind: str, bad, cycle: int, detail: str):
+    row = int(to_numpy(bad).nonzero()[0][0])
+    raise DSnoTPointerError(
+        f"official DSnoT: the {kind} pointer of row {row} at cycle {cycle} {detail}; the released "
+        "code misbehaves here (layer too narrow or too few candidates for max_cycle_time); "
+        "use variant 'reference' or fewer cycles"
+    )
+
+
+def read_growth_pointers(order, pruned0, n_left, n_right, go_right, cycle: int):
+    """Official regrowth side: the column under the left or right pointer of every row.
+
+    Left pointer = position n_left, right pointer = position C−1−n_right. Raises
+    DSnoTPointerError if the column is outside the list or not pruned by the initial mask.
+    -> g [R] int64.
+    """
+    xp = array_module(order)
+    n_cols = order.shape[1]
+    position = xp.where(go_right, n_cols - 1 - n_right, n_left)
+    outside = (position < 0) | (position >= n_cols)
+    if bool(xp.any(outside)):
+        _pointer_error("regrowth", outside, cycle, "left its list")
+    rows = xp.arange(order.shape[0], dtype=xp.int64)
+    g = order[rows, position]
+    kept = ~pruned0[rows, g]
+    if bool(xp.any(kept)):
+        _pointer_error("regrowth", kept, cycle, "reached a weight the initial mask keeps")
+    return g
+
+
+def read_prune_pointers(order, n_kept, n_left, n_right, go_right, cycle: int):
+    """Official pruning side: slot n_left, or slot K_r−1−n_right when reading from the right.
+
+    Raises DSnoTPointerError outside [0, K_r). -> q [R] int64.
+    """
+    xp = array_module(order)
+    slot = xp.where(go_right, n_kept - 1 - n_right, n_left)
+    outside = (slot < 0) | (slot >= n_kept)
+    if bool(xp.any(outside)):
+        _pointer_error("pruning", outside, cycle, "left its list of kept weights")
+    return order[xp.arange(order.shape[0], dtype=xp.int64), slot]
+
+
+def official_accept(still_active, eps, eps_after, sign0, threshold: float, sign_check: bool):
+    """Released code's rule: still_active &= |ε| > threshold (ε before the swap), and with the
+    sign check sign(ε_after) == sign(initial ε). -> [R] bool."""
+    xp = array_module(eps)
+    accept = still_active & (xp.abs(eps) > threshold)
+    if sign_check:
+        accept &= xp.sign(eps_after) == sign0
+    return accept
+
+
+def apply_official_inplace(pruned, g, q, accept):
+    """Released code's mask write for *every* row: pruned[q] = accept, pruned[g] = not accept."""
+    xp = array_module(pruned)
+    rows = xp.arange(pruned.shape[0], dtype=xp.int64)
+    pruned[rows, q] = accept
+    pruned[rows, g] = ~accept
+
+
+# --------------------------------------------------------------------------- official loops
+
+def dsnot_official(c, wanda, var, pruned0, settings: DSnoTSettings, trace: bool = False):
+    """Official DSnoT loop, unstructured (§4b). -> (pruned [R, C], ε [R], recorder)."""
+    xp = array_module(c)
+    n_rows = c.shape[0]
+    eps = row_errors(c, pruned0)
+    sign0 = xp.sign(eps)
+    rec = _Recorder(eps, trace)
+    grow = official_growth_order(c, var, pruned0, settings.pow_of_var_regrowing)
+    prune, n_kept = official_prune_order(c, wanda, pruned0)
+    pruned = pruned0.copy()
+    rows = xp.arange(n_rows, dtype=xp.int64)
+    g_left, g_right, q_left, q_right = (xp.zeros(n_rows, dtype=xp.int64) for _ in range(4))
+    active = xp.ones(n_rows, dtype=xp.bool_)
+    while rec.cycles < settings.max_cycle_time and bool(xp.any(active)):
+        cycle = rec.cycles + 1
+        grow_right = eps > 0              # ε > 0: read the largest metric (right end)
+        g = read_growth_pointers(grow, pruned0, g_left, g_right, grow_right, cycle)
+        g_left, g_right = g_left + ~grow_right, g_right + grow_right
+        prune_right = eps < 0             # ε < 0: read a positive contribution (right end)
+        q = read_prune_pointers(prune, n_kept, q_left, q_right, prune_right, cycle)
+        q_left, q_right = q_left + ~prune_right, q_right + prune_right
+        c_g, c_q = c[rows, g], c[rows, q]
+        eps_after = eps + c_q - c_g
+        active = official_accept(active, eps, eps_after, sign0, settings.update_threshold,
+                                 sign_check=not settings.without_same_sign)
+        apply_official_inplace(pruned, g, q, active)
+        eps = (eps + xp.where(active, c_q, 0.0)) - xp.where(active, c_g, 0.0)
+        rec.cycle(eps, active, g, q)
+    return pruned, eps, rec
+
+
+def read_nm_pruning(nm_score, g, m: int, cycle: int):
+    """Official N:M pruning side: in g's group, the smallest score not yet set to +inf
+    (ties to the lower column). Raises DSnoTPointerError if none is left. -> q [R]."""
+    xp = array_module(nm_score)
+    rows = xp.arange(g.shape[0], dtype=xp.int64)[:, None]
+    group = (g - g % m)[:, None] + xp.arange(m, dtype=xp.int64)[None, :]  # [R, M]
+    block = nm_score[rows, group]
+    exhausted = xp.all(xp.isinf(block), axis=1)
+    if bool(xp.any(exhausted)):
+        _pointer_error("N:M pruning", exhausted, cycle, "found no weight left in its group")
+    return group[rows[:, 0], xp.argmin(block, axis=1)]
+
+
+def dsnot_official_nm(c, var, pruned0, initial_score, settings: DSnoTSettings, m: int,
+                      trace: bool = False):
+    """Official DSnoT loop, N:M branch (§4b). -> (pruned [R, C], ε [R], recorder)."""
+    xp = array_module(c)
+    n_rows = c.shape[0]
+    eps = row_errors(c, pruned0)
+    sign0 = xp.sign(eps)
+    rec = _Recorder(eps, trace)
+    grow = official_growth_order(c, var, pruned0, settings.pow_of_var_regrowing)
+    nm_score = xp.where(pruned0, xp.inf, xp.asarray(initial_score, dtype=xp.float64))
+    pruned = pruned0.copy()
+    rows = xp.arange(n_rows, dtype=xp.int64)
+    g_left, g_right = xp.zeros(n_rows, dtype=xp.int64), xp.zeros(n_rows, dtype=xp.int64)
+    active = xp.ones(n_rows, dtype=xp.bool_)
+    while rec.cycles < settings.max_cycle_time and bool(xp.any(active)):
+        cycle = rec.cycles + 1
+        grow_right = eps > 0
+        g = read_growth_pointers(grow, pruned0, g_left, g_right, grow_right, cycle)
+        g_left, g_right = g_left + ~grow_right, g_right + grow_right
+        q = read_nm_pruning(nm_score, g, m, cycle)
+        c_g, c_q = c[rows, g], c[rows, q]
+        eps_after = eps + c_q - c_g
+        active = official_accept(active, eps, eps_after, sign0, settings.update_threshold,
+                                 sign_check=True)
+        nm_score[rows, q] = xp.inf        # proposed q leaves the candidates, accepted or not
+        apply_official_inplace(pruned, g, q, active)
+        eps = (eps + xp.where(active, c_q, 0.0)) - xp.where(active, c_g, 0.0)
+        rec.cycle(eps, active, g, q)
+    return pruned, eps, rec
+
+
+# --------------------------------------------------------------------------- entry point
+
+def check_inputs(weight, pruned0, seq_sum, seq_sq, var, nm, initial_score):
+    """Shapes, dtypes and finiteness of DSnoT's inputs; UserError naming the array."""
+    xp = array_module(weight)
+    if weight.ndim != 2:
+        raise UserError(f"weight must be [R, C], got shape {weight.shape}")
+    n_rows, n_cols = weight.shape
+    if pruned0.shape != weight.shape or pruned0.dtype != xp.bool_:
+        raise UserError(f"initial mask must be bool {weight.shape}, got {pruned0.dtype} {pruned0.shape}")
+    for name, a in (("seq_sum", seq_sum), ("seq_sq", seq_sq), ("var", var)):
+        if tuple(a.shape) != (n_cols,):
+            raise UserError(f"{name} has shape {tuple(a.shape)}, expected ({n_cols},)")
+        if not bool(xp.all(xp.isfinite(a))):
+            raise UserError(f"{name} has NaN or inf entries")
+    if not bool(xp.all(xp.isfinite(weight))):
+        raise UserError("weight has NaN or inf entries")
+    if nm is not None:
+        n, m = check_nm(nm)
+        if n_cols % m != 0:
+            raise UserError(f"{n}:{m} sparsity needs C divisible by {m}, got C={n_cols}")
+    if initial_score is not None and tuple(initial_score.shape) != (n_rows, n_cols):
+        raise UserError(f"initial_score has shape {tuple(initial_score.shape)}, expected {weight.shape}")
+
+
+def dsnot(weight, pruned0, seq_sum, seq_sq, var, settings: DSnoTSettings = DSnoTSettings(), *,
+          nm: tuple[int, int] | None = None, initial_score=None, trace: bool = False) -> DSnoTResult:
+    """DSnoT on one weight matrix: a new mask with the same number of pruned weights per row.
+
+    weight [R, C] (any float dtype; never changed), pruned0 [R, C] bool (initial mask, True =
+    pruned), seq_sum / seq_sq / var [C] input statistics (see docs/design.md LinearStats; the
+    reference variant expects ``var_pooled``, the official ``var_within``). ``initial_score``
+    [R, C] is the initial pruner's score, used by N:M to pick the pruned weight (default: the
+    Wanda score). Variants "reference" and "official"; "exact" lives in ``dsnot_exact``.
+    """
+    check_inputs(weight, pruned0, seq_sum, seq_sq, var, nm, initial_score)
+    c = contributions(weight, seq_sum)                                    # [R, C]
+    wanda = wanda_score(weight, seq_sq)                                   # [R, C]
+    if nm is not None and initial_score is None:
+        initial_score = wanda
+    var = floored_variance(var)
+    eps_before = row_errors(c, pruned0)
+    if settings.variant == "reference":
+        pruned, eps, rec = dsnot_reference(c, wanda, var, pruned0, settings, nm, initial_score, trace)
+    elif settings.variant == "official" and nm is None:
+        pruned, eps, rec = dsnot_official(c, wanda, var, pruned0, settings, trace)
+    elif settings.variant == "official":
+        pruned, eps, rec = dsnot_official_nm(c, var, pruned0, initial_score, settings, nm[1], trace)
+    else:
+        raise UserError(f"variant {settings.variant!r} is not handled by dsnot(); "
+                        "use methods.prune_linear or methods.dsnot_exact")
+    return DSnoTResult(pruned=pruned, eps_before=to_numpy(eps_before).astype(np.float64),
+                       eps_after=to_numpy(eps).astype(np.float64), n_swaps=rec.n_swaps,
+                       cycles=rec.cycles, trace=rec.trace())
