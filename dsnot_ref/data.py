@@ -1,0 +1,256 @@
+"""Corpora, tokenising and calibration windows, following the data protocol of the paper's code.
+
+The DSnoT code (``lib/data.py``, itself from SparseGPT's ``datautils.py``) does:
+
+- WikiText-2 calibration: the train split's lines joined with ``" "``, tokenised once; then
+  ``random.seed(seed)`` and for each sequence ``i = random.randint(0, n_tokens - L - 1)``,
+  window ``tokens[i : i + L]``.
+- C4 calibration: ``random.seed(seed)``; for each sequence draw
+  ``random.randint(0, n_docs - 1)`` and tokenise that document until one has more than L
+  tokens, then ``i = random.randint(0, doc_len - L - 1)``, window ``doc[i : i + L]``.
+- WikiText-2 evaluation: the test split's lines joined with ``"\\n\\n"``, tokenised once.
+
+Which of the two sampling schemes applies is decided by the file type: a token *stream* for
+``.txt`` (the whole file is one text) and WikiText ``.raw`` files; *documents* for JSON lines
+(``.jsonl``, ``.json``, optionally gzipped, with a ``"text"`` field, as C4 shards are
+distributed).
+
+Tokenising uses the ``tokenizer.json`` of the model as it is, with its special-token rules:
+``tokenizer.encode(text)`` equals Hugging Face's ``tokenizer(text)``, which is what the paper
+calls. (SmolLM2's tokenizer adds no BOS; a LLaMA tokenizer's post-processor adds one.)
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+
+from .errors import UserError
+
+_REPO_ROOT = Path(__file__).resolve().parent.parent
+BUNDLED_EVAL = _REPO_ROOT / "data" / "corpora" / "wiki_eval.txt"
+BUNDLED_CALIBRATION = _REPO_ROOT / "data" / "corpora" / "wiki_calib.jsonl"
+
+_JSON_LINES_SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".json.gz")
+_STREAM_SUFFIXES = (".txt", ".txt.gz", ".raw")
+
+
+# --- tokenizer ------------------------------------------------------------------------------
+
+def load_tokenizer(model_dir):
+    """The model's ``tokenizer.json`` as a ``tokenizers.Tokenizer``.
+
+    It is used exactly as saved: no BOS is added unless the file's post-processor adds one (the
+    paper's protocol tokenises raw text with the model's own tokenizer).
+    """
+    from tokenizers import Tokenizer
+
+    path = Path(model_dir) / "tokenizer.json"
+    if not path.is_file():
+        raise UserError(f"no tokenizer.json in model directory {model_dir}")
+    try:
+        return Tokenizer.from_file(str(path))
+    except Exception as exc:  # tokenizers raises a bare Exception on a bad file
+        raise UserError(f"cannot read tokenizer {path}: {str(exc).splitlines()[0]}") from None
+
+
+def encode(tokenizer, text: str) -> np.ndarray:
+    """Token ids of ``text`` as int64 [T] (what ``tokenizer(text).input_ids`` gives in HF)."""
+    return np.asarray(tokenizer.encode(text).ids, dtype=np.int64)
+
+
+# --- reading corpora ------------------------------------------------------------------------
+
+def corpus_kind(path) -> str:
+    """``"stream"`` (one token stream) or ``"documents"`` (sampled document by document)."""
+    name = Path(path).name.lower()
+    if name.endswith(_JSON_LINES_SUFFIXES):
+        return "documents"
+    if name.endswith(_STREAM_SUFFIXES):
+        return "stream"
+    raise UserError(
+        f"unsupported corpus file type {path}: expected .txt, .raw (WikiText), "
+        ".jsonl, .jsonl.gz, .json or .json.gz (JSON lines with a 'text' field)"
+    )
+
+
+def _read_text(path: Path) -> str:
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    try:
+        with opener(path, "rt", encoding="utf-8", newline="") as fh:
+            return fh.read()
+    except UnicodeDecodeError as exc:
+        raise UserError(f"corpus {path} is not UTF-8 text (byte {exc.start})") from None
+    except (OSError, EOFError) as exc:  # e.g. a truncated or non-gzip .gz
+        raise UserError(f"cannot read corpus {path}: {exc}") from None
+
+
+def _json_lines_texts(path: Path, content: str) -> list[str]:
+    texts = []
+    for lineno, line in enumerate(content.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise UserError(f"corpus {path} line {lineno} is not JSON: {exc.msg}") from None
+        if not isinstance(record, dict) or not isinstance(record.get("text"), str):
+            raise UserError(f"corpus {path} line {lineno} has no string 'text' field")
+        texts.append(record["text"])
+    return texts
+
+
+def _wikitext_raw_lines(content: str) -> list[str]:
+    """WikiText ``.raw`` lines as Hugging Face ``datasets`` rows: newline kept, blanks -> ""."""
+    return [line if line.strip() else "" for line in content.splitlines(keepends=True)]
+
+
+def read_texts(path) -> list[str]:
+    """The texts of a corpus file.
+
+    ``.txt`` / ``.txt.gz``: the whole file is one text. ``.raw`` (WikiText-2 raw, e.g.
+    ``wiki.test.raw``): one text per line, newline kept and whitespace-only lines empty, as the
+    Hugging Face ``wikitext-2-raw-v1`` rows the paper joins. JSON lines (``.jsonl``,
+    ``.jsonl.gz``, ``.json``, ``.json.gz``): the ``"text"`` field of each line, in file order.
+    """
+    path = Path(path)
+    kind = corpus_kind(path)
+    if not path.is_file():
+        raise UserError(f"corpus file {path} does not exist")
+    content = _read_text(path)
+    name = path.name.lower()
+    if kind == "documents":
+        texts = _json_lines_texts(path, content)
+    elif name.endswith(".raw"):
+        texts = _wikitext_raw_lines(content)
+    else:
+        texts = [content]
+    if not any(t.strip() for t in texts):
+        raise UserError(f"corpus {path} is empty")
+    return texts
+
+
+# --- evaluation -----------------------------------------------------------------------------
+
+def eval_tokens(tokenizer, path) -> np.ndarray:
+    """The evaluation token stream [T] int64: texts joined by ``"\\n\\n"``, tokenised once."""
+    tokens = encode(tokenizer, "\n\n".join(read_texts(path)))
+    if tokens.size == 0:
+        raise UserError(f"corpus {path} gives no tokens")
+    return tokens
+
+
+# --- calibration ----------------------------------------------------------------------------
+
+def calibration_windows(tokenizer, path, n_samples: int, seqlen: int, seed: int) -> np.ndarray:
+    """S = ``n_samples`` calibration windows of L = ``seqlen`` tokens: [S, L] int64.
+
+    Draws exactly the random numbers the paper's code draws, in the same order, from a
+    ``random.Random(seed)`` (the same sequence as ``random.seed(seed)`` on the module, without
+    touching the global generator). Stream corpora (.txt, .raw) use ``stream_windows`` on the
+    texts joined by ``" "`` (as the WikiText-2 train split is); document corpora use
+    ``document_windows``.
+    """
+    path = Path(path)
+    if int(n_samples) < 1:
+        raise UserError(f"number of calibration samples must be positive, got {n_samples}")
+    if int(seqlen) < 1:
+        raise UserError(f"calibration sequence length must be positive, got {seqlen}")
+    texts = read_texts(path)
+    rng = random.Random(seed)
+    if corpus_kind(path) == "stream":
+        return stream_windows(encode(tokenizer, " ".join(texts)), int(n_samples), int(seqlen), rng, path)
+    return document_windows(tokenizer, texts, int(n_samples), int(seqlen), rng, path)
+
+
+def stream_windows(tokens: np.ndarray, n_samples: int, seqlen: int, rng: random.Random,
+                   path="corpus") -> np.ndarray:
+    """[T] -> [S, L]: for each sample ``i = randint(0, T - L - 1)``, window ``tokens[i:i+L]``."""
+    n_tokens = tokens.shape[0]
+    if n_tokens < seqlen + 1:  # randint needs T - L - 1 >= 0
+        raise UserError(
+            f"corpus {path} is too short: {n_tokens} tokens, a window of L={seqlen} needs {seqlen + 1}"
+        )
+    windows = np.empty((n_samples, seqlen), dtype=np.int64)
+    for s in range(n_samples):
+        i = rng.randint(0, n_tokens - seqlen - 1)
+        windows[s] = tokens[i:i + seqlen]
+    return windows
+
+
+def document_windows(tokenizer, docs: list[str], n_samples: int, seqlen: int,
+                     rng: random.Random, path="corpus") -> np.ndarray:
+    """Documents -> [S, L], the paper's C4 loop.
+
+    For each sample: draw ``randint(0, len(docs) - 1)`` until the drawn document has more than
+    L tokens, then ``i = randint(0, doc_len - L - 1)``. Documents are tokenised once each,
+    when first drawn. If every document has been drawn and none is long enough the loop
+    could never end, so that is a UserError.
+    """
+    cache: dict[int, np.ndarray] = {}
+    n_long = 0  # tokenised documents with more than L tokens
+    windows = np.empty((n_samples, seqlen), dtype=np.int64)
+    for s in range(n_samples):
+        while True:
+            d = rng.randint(0, len(docs) - 1)
+            if d not in cache:
+                cache[d] = encode(tokenizer, docs[d])
+                n_long += cache[d].shape[0] > seqlen
+            if cache[d].shape[0] > seqlen:
+                break
+            if n_long == 0 and len(cache) == len(docs):
+                longest = max(t.shape[0] for t in cache.values())
+                raise UserError(
+                    f"corpus {path} is too short: no document has more than L={seqlen} tokens "
+                    f"(longest: {longest})"
+                )
+        tokens = cache[d]
+        i = rng.randint(0, tokens.shape[0] - seqlen - 1)
+        windows[s] = tokens[i:i + seqlen]
+    return windows
+
+
+# --- pre-tokenised calibration --------------------------------------------------------------
+
+def load_calibration_tokens(path, vocab_size: int, max_len: int) -> np.ndarray:
+    """An integer ``.npy`` of calibration windows [S, L], checked, as int64."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"calibration tokens file {path} does not exist")
+    try:
+        tokens = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise UserError(f"cannot read calibration tokens {path} as .npy: {exc}") from None
+    if not isinstance(tokens, np.ndarray):
+        raise UserError(f"calibration tokens {path} is not a single .npy array")
+    if tokens.ndim != 2:
+        raise UserError(f"calibration tokens {path} must have shape [S, L], got {tokens.shape}")
+    if tokens.dtype.kind not in "iu":
+        raise UserError(f"calibration tokens {path} must be integers, got dtype {tokens.dtype}")
+    n_seq, seqlen = tokens.shape
+    if n_seq < 1 or seqlen < 1:
+        raise UserError(f"calibration tokens {path} has shape {tokens.shape}; S and L must be positive")
+    if seqlen > max_len:
+        raise UserError(f"calibration tokens {path} has L={seqlen}, more than the model's {max_len} positions")
+    low, high = int(tokens.min()), int(tokens.max())
+    if low < 0 or high >= vocab_size:
+        raise UserError(
+            f"calibration tokens {path} hold ids in [{low}, {high}], outside the vocabulary [0, {vocab_size})"
+        )
+    return tokens.astype(np.int64)
+
+
+def tokens_hash(tokens) -> str:
+    """sha256 hex of ``b"shape=S,L;"`` followed by the tokens as int64 little-endian, C order."""
+    tokens = np.asarray(tokens)
+    if tokens.dtype.kind not in "iu":
+        raise TypeError(f"tokens_hash expects integer tokens, got {tokens.dtype}")
+    digest = hashlib.sha256()
+    digest.update(("shape=" + ",".join(str(n) for n in tokens.shape) + ";").encode("ascii"))
+    digest.update(np.ascontiguousarray(tokens, dtype="<i8").tobytes())
+    return digest.hexdigest()
