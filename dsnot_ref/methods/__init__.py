@@ -1,0 +1,199 @@
+"""Pruning one weight matrix: the single interface the pipeline calls (docs/design.md).
+
+``prune_linear(weight [R, C], stats, spec)`` builds the initial mask of ``spec.initial_method``
+(or of ``spec.method`` for the one-shot baselines), runs DSnoT when asked, and reports
+JSON-ready diagnostics. Pure math: arrays and frozen dataclasses in, new arrays out.
+
+Modules: ``scores`` (magnitude / Wanda scores, unstructured and N:M masks), ``sparsegpt``,
+``dsnot`` (vectorised DSnoT, reference and official variants), ``dsnot_loop`` (row-by-row
+oracle), ``dsnot_exact`` (issue-8 exact-error variant), ``golden`` (fixture files).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..backend import array_module, to_numpy
+from ..errors import UserError
+from .dsnot import DSnoTResult, DSnoTSettings, contributions, dsnot, row_errors
+from .scores import check_nm, check_sparsity, initial_mask, magnitude_score, wanda_score
+
+METHODS = ("dense", "magnitude", "wanda", "sparsegpt", "dsnot")
+INITIAL_METHODS = ("magnitude", "wanda", "sparsegpt")
+
+
+@dataclass(frozen=True)
+class PruneSpec:
+    method: str                          # "dense" | "magnitude" | "wanda" | "sparsegpt" | "dsnot"
+    sparsity: float                      # in [0, 1); must equal N/M when nm is set
+    nm: tuple[int, int] | None = None
+    initial_method: str = "wanda"        # for method="dsnot"
+    dsnot: DSnoTSettings = field(default_factory=DSnoTSettings)
+
+    def __post_init__(self):
+        if self.method not in METHODS:
+            raise UserError(f"unknown pruning method {self.method!r}; choose one of {', '.join(METHODS)}")
+        if self.initial_method not in INITIAL_METHODS:
+            raise UserError(f"unknown initial method {self.initial_method!r}; "
+                            f"choose one of {', '.join(INITIAL_METHODS)}")
+        if self.nm is not None:
+            object.__setattr__(self, "nm", check_nm(self.nm))   # normalise to a tuple of ints
+        if self.method != "dense":
+            check_sparsity(self.sparsity, self.nm)
+
+
+@dataclass(frozen=True)
+class PruneResult:
+    weight: np.ndarray      # [R, C], same dtype as the input (SparseGPT changes kept values)
+    pruned: np.ndarray      # [R, C] bool, True = weight is zero
+    diagnostics: dict       # JSON-ready scalars
+
+
+def needs_hessian(spec: PruneSpec) -> bool:
+    """True when pruning needs the [C, C] Hessian: SparseGPT (standalone or as DSnoT's initial
+    mask) and the exact DSnoT variant. The reconstruction-error diagnostics also use it when
+    the pipeline gathers it anyway."""
+    if spec.method == "sparsegpt":
+        return True
+    return spec.method == "dsnot" and (spec.initial_method == "sparsegpt" or spec.dsnot.variant == "exact")
+
+
+def reconstruction_error(w, pruned, hessian) -> float:
+    """Relative calibration reconstruction error of a mask (weights otherwise unchanged).
+
+    ‖(W − W⊙keep) X‖² / ‖W X‖² = Σ_r d_rᵀ H d_r / Σ_r w_rᵀ H w_r, with d = W where pruned,
+    0 elsewhere, and H = (2/S) Σ_s X_sᵀ X_s [C, C] (its scale cancels). 0 for a dense layer
+    with no output (all-zero denominator).
+    """
+    xp = array_module(w, hessian)
+    w64 = w.astype(xp.float64)
+    h = xp.asarray(hessian, dtype=xp.float64)
+    d = xp.where(pruned, w64, 0.0)                                        # [R, C]
+    dense = float(xp.sum(w64 * (w64 @ h)))                                # Σ_r w_rᵀ H w_r
+    return float(xp.sum(d * (d @ h))) / dense if dense > 0 else 0.0
+
+
+def weight_error(w_dense, w_sparse, hessian) -> float:
+    """Like ``reconstruction_error`` for a changed weight (SparseGPT): ‖(W − Ŵ)X‖² / ‖WX‖²."""
+    xp = array_module(w_dense, hessian)
+    w64 = w_dense.astype(xp.float64)
+    h = xp.asarray(hessian, dtype=xp.float64)
+    d = w64 - w_sparse.astype(xp.float64)
+    dense = float(xp.sum(w64 * (w64 @ h)))
+    return float(xp.sum(d * (d @ h))) / dense if dense > 0 else 0.0
+
+
+def initial_score(weight, stats, method: str):
+    """Score of a one-shot pruner: small = pruned first. [R, C] -> [R, C] float64.
+
+    "sparsegpt" is SparseGPT's OBS saliency W² / d² from the layer Hessian (the mask only:
+    no weight update), used as DSnoT's initial mask as the spec asks.
+    """
+    if method == "magnitude":
+        return magnitude_score(weight)
+    if method == "wanda":
+        return wanda_score(weight, stats.seq_sq)
+    if method == "sparsegpt":
+        if stats.hessian is None:
+            raise UserError("a SparseGPT initial mask needs the Hessian statistics (LinearStats.hessian)")
+        from .sparsegpt import sparsegpt_score  # noqa: PLC0415 - lazy: optional module
+
+        return sparsegpt_score(weight, stats.hessian)
+    raise UserError(f"unknown initial method {method!r}")
+
+
+def _variance(stats, variant: str):
+    """The growth criterion's variance: pooled (reference) or within-sequence (official)."""
+    return stats.var_within if variant == "official" else stats.var_pooled
+
+
+def _mask_diagnostics(weight, stats, pruned) -> dict:
+    """Fraction pruned, mean |ε| over rows and (with the Hessian) the relative error of a mask."""
+    xp = array_module(weight)
+    eps = row_errors(contributions(weight, stats.seq_sum), pruned)       # [R]
+    out = {
+        "sparsity": float(to_numpy(pruned).mean()) if pruned.size else 0.0,
+        "eps": float(xp.mean(xp.abs(eps))) if eps.size else 0.0,
+    }
+    if stats.hessian is not None:
+        out["recon"] = reconstruction_error(weight, pruned, stats.hessian)
+    return out
+
+
+def prune_linear(weight, stats, spec: PruneSpec, *, apply_dsnot: bool = True) -> PruneResult:
+    """Prune one linear layer's weight [R, C] with ``spec``; ``stats`` is its LinearStats.
+
+    dense: no mask. magnitude / wanda: initial mask, weights zeroed. sparsegpt: SparseGPT with
+    its weight update. dsnot: initial mask of ``spec.initial_method`` then DSnoT (variant from
+    ``spec.dsnot``) unless ``apply_dsnot`` is False (the pipeline's skip_layer rule).
+    Diagnostics: sparsity, eps_before / eps_after (mean |ε|), swaps, cycles, and
+    recon_before / recon_after when the Hessian is present.
+    """
+    xp = array_module(weight)
+    if spec.method == "dense":
+        return PruneResult(weight, xp.zeros(weight.shape, dtype=xp.bool_), {"sparsity": 0.0})
+    if spec.method == "sparsegpt":
+        return _prune_sparsegpt(weight, stats, spec)
+    method = spec.initial_method if spec.method == "dsnot" else spec.method
+    score = initial_score(weight, stats, method)
+    pruned0 = initial_mask(score, spec.sparsity, spec.nm)
+    before = _mask_diagnostics(weight, stats, pruned0)
+    diagnostics = {"sparsity": before["sparsity"], "eps_before": before["eps"]}
+    if "recon" in before:
+        diagnostics["recon_before"] = before["recon"]
+    pruned = pruned0
+    if spec.method == "dsnot" and apply_dsnot:
+        pruned, extra = _run_dsnot(weight, stats, spec, pruned0, score)
+        diagnostics.update(extra)
+    else:
+        diagnostics.update({"swaps": 0, "cycles": 0})
+    after = _mask_diagnostics(weight, stats, pruned)
+    diagnostics["eps_after"] = after["eps"]
+    if "recon" in after:
+        diagnostics["recon_after"] = after["recon"]
+    new_weight = xp.where(pruned, xp.zeros((), dtype=weight.dtype), weight)
+    return PruneResult(new_weight, pruned, diagnostics)
+
+
+def _run_dsnot(weight, stats, spec: PruneSpec, pruned0, score):
+    """DSnoT on the initial mask: -> (pruned, {swaps, cycles})."""
+    settings = spec.dsnot
+    if settings.variant == "exact":
+        from .dsnot_exact import dsnot_exact  # noqa: PLC0415 - lazy: issue-8 module
+
+        pruned, diag = dsnot_exact(weight, pruned0, stats, settings, nm=spec.nm, initial_score=score)
+        return pruned, {"swaps": int(diag.get("swaps", 0)), "cycles": int(diag.get("cycles", 0))}
+    result: DSnoTResult = dsnot(weight, pruned0, stats.seq_sum, stats.seq_sq,
+                                _variance(stats, settings.variant), settings,
+                                nm=spec.nm, initial_score=score)
+    return result.pruned, {"swaps": result.n_swaps, "cycles": result.cycles}
+
+
+def _prune_sparsegpt(weight, stats, spec: PruneSpec) -> PruneResult:
+    if stats.hessian is None:
+        raise UserError("SparseGPT needs the Hessian statistics (LinearStats.hessian)")
+    from .sparsegpt import sparsegpt_prune  # noqa: PLC0415 - lazy: optional module
+
+    new_weight, pruned = sparsegpt_prune(weight, stats.hessian, spec.sparsity, nm=spec.nm)
+    diagnostics = {
+        "sparsity": float(to_numpy(pruned).mean()) if pruned.size else 0.0,
+        "recon_before": reconstruction_error(weight, pruned, stats.hessian),  # mask alone
+        "recon_after": weight_error(weight, new_weight, stats.hessian),       # with the update
+        "swaps": 0,
+        "cycles": 0,
+    }
+    return PruneResult(new_weight, pruned, diagnostics)
+
+
+__all__ = [
+    "DSnoTSettings",
+    "PruneResult",
+    "PruneSpec",
+    "initial_score",
+    "needs_hessian",
+    "prune_linear",
+    "reconstruction_error",
+    "weight_error",
+]
