@@ -14,12 +14,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dsnot_ref.methods.dsnot_exact import (
-    VAR_FLOOR,
     cycle_budget,
     dsnot_exact,
     exact_swaps,
     row_squared_errors,
 )
+from dsnot_ref.methods.dsnot import VAR_FLOOR
 from dsnot_ref.methods.scores import nm_mask, unstructured_mask
 from dsnot_ref.stats import StatsAccumulator
 
@@ -247,3 +247,20 @@ def test_entry_point_with_linear_stats():
 
 def _no_hessian(stats):
     return dataclasses.replace(stats, hessian=None)
+
+
+@pytest.mark.parametrize("nm", [None, (2, 4)])
+def test_lookahead_one_proposes_the_reference_pair(nm):
+    """Where both the reference variant and the exact one swap in the first cycle, it is the same swap."""
+    from dsnot_ref.methods.dsnot import DSnoTSettings, dsnot
+
+    x, w = calibration(8, rows=40, cols=32)
+    tokens = x.reshape(-1, 32)
+    seq_sum, seq_sq = tokens.sum(axis=0) / 3, (tokens**2).sum(axis=0) / 3
+    wanda = np.abs(w) * np.sqrt(seq_sq)[None, :]
+    pruned0 = unstructured_mask(wanda, 0.5) if nm is None else nm_mask(wanda, *nm)
+    ref = dsnot(w, pruned0, seq_sum, seq_sq, tokens.var(axis=0), DSnoTSettings(max_cycle_time=1, update_threshold=0.0), nm=nm)
+    exact = exact_swaps(w, pruned0, seq_sum, tokens.var(axis=0), wanda, tokens.T @ tokens, nm=nm, cycles=1)
+    both = (ref.pruned != pruned0).any(axis=1) & (exact.swaps == 1)
+    assert both.sum() >= 3
+    np.testing.assert_array_equal(ref.pruned[both], exact.pruned[both])

@@ -47,13 +47,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 
 from ..backend import array_module
+from .dsnot import check_inputs, contributions, growth_order, propose_nm_pruning, prune_order, row_errors
+from .scores import wanda_score
 
 ON_REJECT = ("stop", "skip")
 ACCEPT_RTOL = 1e-12  # a swap must lower E_r by more than this fraction of E_r
-VAR_FLOOR = 1e-12  # TODO(reuse): replace with dsnot.py's floor once it lands
 
 
 @dataclass(frozen=True)
@@ -87,44 +87,41 @@ def cycle_budget(n_cols: int, max_cycle_time: int, cycle_fraction: float | None)
 
 @dataclass(frozen=True)
 class CandidateList:
-    """One ordered candidate list per row: ``order [R, C]`` columns, members first."""
+    """One direction's candidate list per row, from ``dsnot.growth_order``/``prune_order``."""
 
-    order: object  # [R, C] int64 column indices in proposal order; non-members at the end
-    member: object  # [R, C] bool, by column: is column j in row r's list
-
-
-def candidate_list(member, key):
-    """Rows' members sorted ascending by ``key`` (stable: lower column first on ties)."""
-    xp = array_module(key)
-    order = xp.argsort(xp.where(member, key, xp.inf), axis=1, kind="stable")  # [R, C]
-    return CandidateList(order=order, member=member)
+    order: object  # [R, W] int64 columns in proposal order (W = how far we may read)
+    count: object  # [R] int64: entries [0, count) are candidates
 
 
-def direction_lists(c, var, prune_score, pruned0, pow_of_var_regrowing):
-    """The reference variant's four lists: growth and pruning, for ε > 0 and for ε <= 0.
+def direction_lists(c, var, wanda, pruned0, pow_of_var_regrowing, limit: int):
+    """The reference variant's lists for ε > 0 and for ε <= 0, ``limit`` entries deep.
 
-    c [R, C] contributions; var [C]; prune_score [R, C] (Wanda for unstructured).
+    Built by the reference variant's own ``growth_order``/``prune_order``, asked once as if
+    every row had ε = +1 and once as if ε = −1 (ε = 0 proposes like ε < 0, as in the reference
+    "otherwise take the smallest").
     """
     xp = array_module(c)
-    growth_key = c / xp.maximum(var, VAR_FLOOR)[None, :] ** pow_of_var_regrowing  # [R, C]
-    kept0 = ~pruned0
-    return {
-        "grow_pos": candidate_list(pruned0 & (c > 0), -growth_key),  # largest first
-        "grow_neg": candidate_list(pruned0 & (c < 0), growth_key),  # smallest first
-        "prune_pos": candidate_list(kept0 & (c < 0), prune_score),  # for ε > 0
-        "prune_neg": candidate_list(kept0 & (c > 0), prune_score),  # for ε <= 0
-    }
+    plus = xp.ones(c.shape[0], dtype=xp.float64)
+    lists = {}
+    for name, eps in (("pos", plus), ("neg", -plus)):
+        lists["grow_" + name] = CandidateList(*growth_order(c, var, pruned0, eps, pow_of_var_regrowing, limit))
+        lists["prune_" + name] = CandidateList(*prune_order(c, wanda, pruned0, eps, limit))
+    return lists
 
 
 def window(cands: CandidateList, available, k: int):
-    """The first k still-available members of each row's list.
+    """The first k still-available entries of each row's list.
 
     ``available [R, C]`` by column -> ``(cols [R, k] int64, valid [R, k] bool)``; invalid
     slots (list exhausted) hold column 0.
     """
     xp = array_module(cands.order)
-    usable = xp.take_along_axis(cands.member & available, cands.order, axis=1)  # by position
-    rank = xp.cumsum(usable, axis=1)  # [R, C]: how many usable up to each position
+    n_rows, width = cands.order.shape
+    if width == 0:
+        return xp.zeros((n_rows, k), dtype=xp.int64), xp.zeros((n_rows, k), dtype=xp.bool_)
+    in_list = xp.arange(width)[None, :] < cands.count[:, None]  # [R, W]
+    usable = in_list & xp.take_along_axis(available, cands.order, axis=1)  # by position
+    rank = xp.cumsum(usable, axis=1)  # [R, W]: how many usable up to each position
     positions = xp.stack([xp.argmax(rank >= j, axis=1) for j in range(1, k + 1)], axis=1)
     valid = rank[:, -1:] >= xp.arange(1, k + 1)[None, :]  # [R, k]
     cols = xp.take_along_axis(cands.order, positions, axis=1)
@@ -138,18 +135,15 @@ def pick_by_direction(positive, pos_pair, neg_pair):
     return xp.where(sel, pos_pair[0], neg_pair[0]), xp.where(sel, pos_pair[1], neg_pair[1])
 
 
-def nm_partners(grow_cols, prunable, prune_score, m: int):
-    """N:M: for each growth candidate, the prunable weight with the smallest score in its group.
+def nm_partners(grow_cols, initial_score, pruned, pruned0, m: int):
+    """N:M: each growth candidate's partner, by the reference variant's ``propose_nm_pruning``.
 
-    ``grow_cols [R, k] -> (q [R, k], valid [R, k])``; ties go to the lower column.
+    ``grow_cols [R, k] -> (q [R, k], valid [R, k])``: in g's group, the weight still kept from
+    the initial mask with the smallest initial score (ties to the lower column).
     """
-    xp = array_module(prune_score)
-    rows = xp.arange(grow_cols.shape[0])[:, None, None]
-    group = (grow_cols - grow_cols % m)[:, :, None] + xp.arange(m)[None, None, :]  # [R, k, M]
-    score = xp.where(prunable[rows, group], prune_score[rows, group], xp.inf)  # [R, k, M]
-    best = xp.argmin(score, axis=2)  # [R, k]
-    q = xp.take_along_axis(group, best[:, :, None], axis=2)[:, :, 0]
-    return q, xp.isfinite(xp.min(score, axis=2))
+    xp = array_module(grow_cols)
+    slots = [propose_nm_pruning(grow_cols[:, j], initial_score, pruned, pruned0, m) for j in range(grow_cols.shape[1])]
+    return xp.stack([q for q, _ in slots], axis=1), xp.stack([ok for _, ok in slots], axis=1)
 
 
 def swap_deltas(w, g_r, gram, grow, grow_valid, prune, prune_valid, paired: bool):
@@ -184,6 +178,44 @@ def best_pair(delta, grow, prune, paired: bool):
     return grow[rows, a], prune[rows, b], flat[rows, best]
 
 
+def propose_pairs(lists, eps, growable, pruned, pruned0, prune_score, nm, lookahead: int):
+    """This cycle's candidate windows for every row, in the direction of its ε.
+
+    -> (grow [R, k], grow_valid, prune [R, k], prune_valid, exhausted [R]); ``exhausted``: the
+    row can never swap again (no growth candidate, or unstructured no pruning candidate).
+    """
+    positive = eps > 0
+    grow, grow_valid = pick_by_direction(
+        positive, window(lists["grow_pos"], growable, lookahead), window(lists["grow_neg"], growable, lookahead)
+    )
+    if nm is None:
+        kept = ~pruned
+        prune, prune_valid = pick_by_direction(
+            positive, window(lists["prune_pos"], kept, lookahead), window(lists["prune_neg"], kept, lookahead)
+        )
+        return grow, grow_valid, prune, prune_valid, ~grow_valid[:, 0] | ~prune_valid[:, 0]
+    prune, prune_valid = nm_partners(grow, prune_score, pruned, pruned0, nm[1])
+    return grow, grow_valid, prune, prune_valid, ~grow_valid[:, 0]
+
+
+def apply_swaps_exact_inplace(state, w, c, gram, g, q, delta, accept):
+    """Accepted rows: flip both mask entries, update g_r with two columns of G, E_r and ε.
+
+    Edits the arrays of ``state`` (pruned, growable, g_r, error, eps, swaps) in place.
+    """
+    xp = array_module(w)
+    idx = xp.nonzero(accept)[0]
+    g, q = g[idx], q[idx]
+    wg, wq = w[idx, g], w[idx, q]  # [A]
+    state["g_r"][idx] += -wg[:, None] * gram[g] + wq[:, None] * gram[q]  # G symmetric: rows = columns
+    state["error"][idx] += delta[idx]
+    state["eps"][idx] += c[idx, q] - c[idx, g]
+    state["pruned"][idx, g] = False
+    state["pruned"][idx, q] = True
+    state["growable"][idx, g] = False
+    state["swaps"][idx] += 1
+
+
 def exact_swaps(
     w,
     pruned0,
@@ -212,55 +244,43 @@ def exact_swaps(
     w = xp.asarray(w, dtype=xp.float64)
     gram = xp.asarray(gram, dtype=xp.float64)
     prune_score = xp.asarray(prune_score, dtype=xp.float64)
-    n_rows = w.shape[0]
-    rows = xp.arange(n_rows)
-    c = w * xp.asarray(seq_sum, dtype=xp.float64)[None, :]  # [R, C] contributions
-    lists = direction_lists(c, xp.asarray(var, dtype=xp.float64), prune_score, pruned0, pow_of_var_regrowing)
-    pruned = xp.array(pruned0, dtype=xp.bool_)
-    growable = pruned.copy()  # by column: not yet regrown or skipped
-    prunable = ~pruned  # by column: not yet pruned
-    eps = xp.sum(xp.where(pruned, c, 0.0), axis=1)  # [R]
-    d = xp.where(pruned, w, 0.0)
+    pruned0 = xp.asarray(pruned0, dtype=xp.bool_)
+    rows = xp.arange(w.shape[0])
+    c = contributions(w, seq_sum)  # [R, C]
+    # each cycle consumes at most one entry of a list, and looks k entries past that
+    depth = min(w.shape[1], cycles + lookahead)
+    lists = direction_lists(c, var, prune_score, pruned0, pow_of_var_regrowing, depth)
+    d = xp.where(pruned0, w, 0.0)  # [R, C] dense − sparse
     g_r = d @ gram  # [R, C] @ [C, C] -> [R, C]
-    error = xp.sum(d * g_r, axis=1)  # [R]
-    eps_before, error_before = eps.copy(), error.copy()
-    swaps = xp.zeros(n_rows, dtype=xp.int64)
-    active = xp.ones(n_rows, dtype=xp.bool_)
+    state = {
+        "pruned": pruned0.copy(),
+        "growable": pruned0.copy(),  # by column: not yet regrown or skipped
+        "g_r": g_r,
+        "error": xp.sum(d * g_r, axis=1),  # [R] E_r
+        "eps": row_errors(c, pruned0),  # [R] ε_r
+        "swaps": xp.zeros(w.shape[0], dtype=xp.int64),
+    }
+    eps_before, error_before = state["eps"].copy(), state["error"].copy()
+    active = xp.ones(w.shape[0], dtype=xp.bool_)
     cycle = 0
     while cycle < cycles and bool(xp.any(active)):
         cycle += 1
-        positive = eps > 0
-        grow, grow_valid = pick_by_direction(
-            positive, window(lists["grow_pos"], growable, lookahead), window(lists["grow_neg"], growable, lookahead)
+        grow, grow_ok, prune, prune_ok, exhausted = propose_pairs(
+            lists, state["eps"], state["growable"], state["pruned"], pruned0, prune_score, nm, lookahead
         )
-        if nm is None:
-            prune, prune_valid = pick_by_direction(
-                positive, window(lists["prune_pos"], prunable, lookahead), window(lists["prune_neg"], prunable, lookahead)
-            )
-            exhausted = ~grow_valid[:, 0] | ~prune_valid[:, 0]
-        else:
-            prune, prune_valid = nm_partners(grow, prunable, prune_score, nm[1])
-            exhausted = ~grow_valid[:, 0]
-        delta = swap_deltas(w, g_r, gram, grow, grow_valid, prune, prune_valid, paired=nm is not None)
+        delta = swap_deltas(w, state["g_r"], gram, grow, grow_ok, prune, prune_ok, paired=nm is not None)
         g, q, best = best_pair(delta, grow, prune, paired=nm is not None)
-        accept = active & (best < -ACCEPT_RTOL * error)
-        rejected = active & ~accept
-        if on_reject == "stop":
-            active &= accept
-        else:
-            dropped = rejected & grow_valid[:, 0]
-            growable[rows[dropped], grow[dropped, 0]] = False  # drop the head of the window
+        accept = active & (best < -ACCEPT_RTOL * state["error"])
+        if on_reject == "skip":
+            dropped = active & ~accept & grow_ok[:, 0]
+            state["growable"][rows[dropped], grow[dropped, 0]] = False  # drop the window's head
             active &= accept | ~exhausted
-        idx = rows[accept]
-        g, q = g[accept], q[accept]
-        wg, wq = w[idx, g], w[idx, q]
-        g_r[idx] += -wg[:, None] * gram[g] + wq[:, None] * gram[q]  # G symmetric: rows = columns
-        error[idx] += best[accept]
-        eps[idx] += c[idx, q] - c[idx, g]
-        pruned[idx, g], pruned[idx, q] = False, True
-        growable[idx, g], prunable[idx, q] = False, False
-        swaps[idx] += 1
-    return ExactResult(pruned, swaps, error_before, error, eps_before, eps, cycle)
+        else:
+            active &= accept
+        apply_swaps_exact_inplace(state, w, c, gram, g, q, best, accept)
+    return ExactResult(
+        state["pruned"], state["swaps"], error_before, state["error"], eps_before, state["eps"], cycle
+    )
 
 
 def dsnot_exact(
@@ -286,14 +306,14 @@ def dsnot_exact(
     if stats.hessian is None:
         raise ValueError("dsnot exact needs the Hessian statistics (LinearStats.hessian)")
     xp = array_module(weight, stats.hessian)
+    check_inputs(weight, pruned, stats.seq_sum, stats.seq_sq, stats.var_pooled, nm, initial_score)
     lookahead = _setting(lookahead, settings, "lookahead", 1)
     cycle_fraction = _setting(cycle_fraction, settings, "cycle_fraction", None)
     on_reject = _setting(on_reject, settings, "on_reject", "stop")
     max_cycle_time = _setting(None, settings, "max_cycle_time", 50)
     gamma = _setting(None, settings, "pow_of_var_regrowing", 1.0)
     w64 = xp.asarray(weight, dtype=xp.float64)
-    seq_sq = xp.asarray(stats.seq_sq, dtype=xp.float64)
-    wanda = xp.abs(w64) * xp.sqrt(seq_sq)[None, :]  # [R, C]
+    wanda = wanda_score(w64, stats.seq_sq)  # [R, C]
     prune_score = wanda if (nm is None or initial_score is None) else initial_score
     gram = xp.asarray(stats.hessian, dtype=xp.float64) * (stats.n_seq / 2.0)  # Σ x xᵀ
     result = exact_swaps(
