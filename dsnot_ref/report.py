@@ -80,11 +80,15 @@ def summary_lines(results: dict) -> list[str]:
         )
     ]
     sparsity = results.get("sparsity") or {}
-    if "overall" in sparsity:
+    per_layer = list((sparsity.get("per_layer") or {}).values())
+    if per_layer:
         lines.append(
             f"sparsity check: {sparsity['overall']:.4f} of linear weights are zero "
-            f"(requested {sparsity.get('requested', '?')})"
+            f"(requested {sparsity.get('requested', '?')}; per layer min {min(per_layer):.4f}, "
+            f"max {max(per_layer):.4f}, {len(per_layer)} layers)"
         )
+    elif sparsity:
+        lines.append("sparsity check: no linear weight was pruned")
     for which, ppl in (results.get("perplexity") or {}).items():
         if ppl:
             lines.append(
