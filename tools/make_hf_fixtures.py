@@ -178,13 +178,15 @@ def build_demo_fixture() -> None:
     tokens = rng.integers(0, model.config.vocab_size, size=(1, 32), dtype=np.int64)
     with torch.no_grad():
         logits = model(torch.from_numpy(tokens)).logits.numpy().astype(np.float32)
-    # The full [1, 32, 49152] logits are ~6 MB; keep the last position in full plus every
-    # position's top-16 entries, enough to compare the two forward passes.
+    # The full [1, 32, 49152] logits are ~6 MB; keep every position's top-16 entries and 256
+    # fixed random vocabulary columns, enough to compare the two forward passes.
     top = np.argsort(-logits[0], axis=-1, kind="stable")[:, :16]  # [L, 16]
+    sample_ids = np.sort(rng.choice(model.config.vocab_size, size=256, replace=False))
     out = FIXTURES / "demo-logits.npz"
-    np.savez_compressed(out, tokens=tokens, last_logits=logits[0, -1],
-                        top_ids=top.astype(np.int64),
-                        top_logits=np.take_along_axis(logits[0], top, axis=-1))
+    np.savez_compressed(out, tokens=tokens, top_ids=top.astype(np.int64),
+                        top_logits=np.take_along_axis(logits[0], top, axis=-1),
+                        sample_ids=sample_ids.astype(np.int64),
+                        sample_logits=logits[0][:, sample_ids])
     print(f"demo: {out} ({out.stat().st_size / 1024:.0f} KiB)")
 
 
