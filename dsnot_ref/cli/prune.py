@@ -253,7 +253,7 @@ def validate(args) -> PruneJob:
     calibration = existing_file(args.calibration, "--calibration")
     calibration_tokens = existing_file(args.calibration_tokens, "--calibration-tokens")
     eval_dataset = None
-    if str(args.eval_dataset).lower() != "none":
+    if args.eval_dataset is None or args.eval_dataset.lower() != "none":
         eval_dataset = existing_file(args.eval_dataset, "--eval-dataset") or default_eval_path()
     save_model = Path(args.save_model) if args.save_model else None
     if save_model is not None:
@@ -360,7 +360,7 @@ def execute(job: PruneJob, calib_tokens: np.ndarray | None = None, eval_tokens: 
     else:
         with clock.phase("prune"):
             run = prune(job, model, calib_tokens)
-        store, masks, layers = run.weights_store(), dict(run.masks()), layer_rows(run.diagnostics)
+        store, masks, layers = run.weights_store(), dict(run.masks()), layer_rows(run.diagnostics, job.method == "dsnot")
     try:
         sparsity = sparsity_check(store, masks, job.sparsity)
         perplexity = {}
@@ -507,14 +507,17 @@ def layer_summary(diagnostics: dict) -> str:
     return " ".join(parts)
 
 
-def layer_rows(diagnostics: list[dict]) -> list[dict]:
-    """Pipeline diagnostics -> one flat row per linear sublayer (the results file's 'layers')."""
+def layer_rows(diagnostics: list[dict], dsnot_ran: bool) -> list[dict]:
+    """Pipeline diagnostics -> one flat row per linear sublayer (the results file's 'layers').
+
+    ``dsnot`` is True for a sublayer DSnoT adjusted (a DSnoT run, not skipped by --skip-layer).
+    """
     rows = []
     for layer in diagnostics:
         for sub, d in layer["sublayers"].items():
             row = {"name": f"{layer['layer']}.{sub}", "layer": layer["layer"], "sublayer": sub}
             row["sparsity"] = d.get("fraction_pruned")
-            row["dsnot"] = d.get("apply_dsnot")
+            row["dsnot"] = bool(dsnot_ran and d.get("apply_dsnot"))
             row.update({k: v for k, v in d.items() if k not in ("fraction_pruned", "apply_dsnot")})
             rows.append(row)
     return rows
