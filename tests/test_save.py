@@ -159,3 +159,38 @@ def test_zero_mask_bf16():
     bits = np.array([[0x0000, 0x8000, 0x0001, 0x3F80]], dtype="<u2")  # +0, -0, subnormal, 1.0
     raw = save.RawTensor("BF16", bits.shape, bits.tobytes())
     np.testing.assert_array_equal(save.zero_mask(raw), [[True, True, False, False]])
+
+
+@pytest.mark.parametrize("fixture", ["tiny-llama", "tiny-opt", "llama-bf16", "llama-f16-sharded"])
+def test_saved_model_logits_equal_overlay_forward(tmp_path, fixture):
+    """Our loader on the saved directory gives the logits of our forward on the pruned store."""
+    from dsnot_ref.model import forward, load_model
+
+    src = FIXTURES / fixture
+    _, store, masks = pruned_overlay(src)
+    out = save.save_pruned_model(src, tmp_path / "pruned", store, masks)
+    tokens = np.load(src / "logits.npz")["tokens"]  # [B, L]
+    expected = forward(load_model(src, store=store), tokens)
+    np.testing.assert_array_equal(forward(load_model(out), tokens), expected)
+
+
+@pytest.mark.parametrize("fixture", ["tiny-llama", "tiny-opt", "llama-bf16", "llama-f16-sharded"])
+def test_transformers_loads_saved_model(tmp_path, fixture):
+    """Optional: Hugging Face transformers loads the saved directory; logits agree with ours."""
+    transformers = pytest.importorskip("transformers")
+    torch = pytest.importorskip("torch")
+    from dsnot_ref.model import forward, load_model
+
+    src = FIXTURES / fixture
+    _, store, masks = pruned_overlay(src)
+    out = save.save_pruned_model(src, tmp_path / "pruned", store, masks)
+    tokens = np.load(src / "logits.npz")["tokens"]
+    hf = transformers.AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32)
+    hf.eval()
+    with torch.no_grad():
+        theirs = hf(torch.from_numpy(tokens)).logits.numpy()
+    ours = forward(load_model(out), tokens)
+    np.testing.assert_allclose(theirs, ours, atol=1e-4, rtol=0)
+    # And transformers sees exactly our zeros.
+    q = dict(hf.named_parameters())[sorted(masks)[0]].detach().numpy()
+    np.testing.assert_array_equal(q == 0, masks[sorted(masks)[0]])
