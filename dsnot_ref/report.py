@@ -144,8 +144,8 @@ def demo_table(rows: list[dict]) -> str:
     return format_table(rows, columns)
 
 
-def plot_layers(results: dict, path) -> Path:
-    """Figure of per-layer mean |ε| and reconstruction error, before and after DSnoT, as PNG."""
+def require_matplotlib(path):
+    """matplotlib.pyplot (non-interactive backend), or a UserError naming the figure file."""
     try:
         import matplotlib  # noqa: PLC0415 - optional extra "plot"
 
@@ -155,6 +155,12 @@ def plot_layers(results: dict, path) -> Path:
         raise UserError(
             f"--plot {path} needs matplotlib, which is not installed (pip install -e .[plot])"
         ) from None
+    return plt
+
+
+def plot_layers(results: dict, path) -> Path:
+    """Figure of per-layer mean |ε| and reconstruction error, before and after DSnoT, as PNG."""
+    plt = require_matplotlib(path)
     rows = results.get("layers") or []
     if not rows:
         raise UserError("the results have no per-layer diagnostics to plot")

@@ -36,8 +36,9 @@ def read_results(path: Path) -> dict:
 
 def run(args) -> int:
     results = read_results(Path(args.results))
-    if args.plot:
+    if args.plot:  # refuse before printing anything
         check_writable_parent(args.plot)
+        report.require_matplotlib(args.plot)
     print("\n".join(report.summary_lines(results)))
     print(report.layer_table(results))
     if args.plot:
