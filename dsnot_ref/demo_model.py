@@ -105,6 +105,11 @@ def fetch_demo_model(name: str = "smollm2-135m", progress=None) -> Path:
     if is_complete(out_dir):
         return out_dir
     say = progress or (lambda line: None)
+    try:
+        import gguf  # noqa: F401 - optional dependency, only needed to convert
+    except ImportError:
+        raise UserError("converting the demo model needs the gguf package: "
+                        "pip install 'dsnot_ref[demo]' (or pip install gguf)") from None
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     with _exclusive_lock(out_dir.parent / f".{name}.lock"):
         if is_complete(out_dir):  # another process finished while we waited

@@ -8,13 +8,14 @@ import math
 import subprocess
 from pathlib import Path
 
-import gguf
 import numpy as np
 import pytest
 from safetensors import safe_open
 
 from dsnot_ref import demo_model as dm
 from dsnot_ref.errors import UserError
+
+gguf = pytest.importorskip("gguf")  # the optional [demo] dependency
 
 
 # --- the q/k row permutation ----------------------------------------------------------------
