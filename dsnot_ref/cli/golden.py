@@ -1,0 +1,90 @@
+"""`dsnot-ref golden`: run our DSnoT on golden inputs, or check another implementation's outputs.
+
+    dsnot-ref golden run IN.npz -o OUT.npz
+        our outputs (mask, ε trace, swaps) for the inputs of IN.npz, written atomically to OUT.npz
+    dsnot-ref golden check OTHER.npz|DIR [--against REF.npz|DIR] [--rtol 1e-6] [--atol 0]
+        compare OTHER's outputs with the reference case of the same name (default: the
+        committed data/golden/); one line per case; exit 0 if all identical, 1 otherwise
+
+File format: data/golden/FORMAT.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..errors import UserError
+from ..methods.golden import GOLDEN_DIR, compare_outputs, inputs_equal, read_case, run_case, write_case
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser("golden", help="golden DSnoT fixtures: run ours, check another implementation")
+    sub = p.add_subparsers(dest="golden_command", metavar="ACTION")
+    sub.required = True
+    run_p = sub.add_parser("run", help="compute our outputs for the inputs of a golden file")
+    run_p.add_argument("input", type=Path, help="golden .npz with inputs (outputs, if any, are ignored)")
+    run_p.add_argument("-o", "--output", type=Path, required=True, help="where to write inputs + our outputs")
+    check_p = sub.add_parser("check", help="compare another implementation's outputs with ours")
+    check_p.add_argument("other", type=Path, help="a golden .npz with outputs, or a directory of them")
+    check_p.add_argument("--against", type=Path, default=GOLDEN_DIR,
+                         help="reference golden file or directory (default: the committed fixtures)")
+    check_p.add_argument("--rtol", type=float, default=1e-6, help="ε-trace tolerance relative to max |ε|")
+    check_p.add_argument("--atol", type=float, default=0.0, help="absolute ε-trace tolerance")
+    return p
+
+
+def run(args) -> int:
+    if args.golden_command == "run":
+        return _run(args)
+    return _check(args)
+
+
+def _run(args) -> int:
+    case, _ = read_case(args.input)
+    outputs = run_case(case)
+    write_case(args.output, case, outputs)
+    print(f"{case.name}: {outputs.cycles} cycles, {len(outputs.swaps)} swaps -> {args.output}")
+    return 0
+
+
+def _npz_files(path: Path) -> list[Path]:
+    if path.is_dir():
+        files = sorted(path.glob("*.npz"))
+        if not files:
+            raise UserError(f"no .npz golden files in directory {path}")
+        return files
+    if not path.exists():
+        raise UserError(f"golden file {path} does not exist")
+    return [path]
+
+
+def _reference_cases(path: Path) -> dict:
+    cases = {}
+    for f in _npz_files(path):
+        case, outputs = read_case(f)
+        if outputs is None:
+            raise UserError(f"reference golden file {f} has no outputs")
+        cases[case.name] = (case, outputs, f)
+    return cases
+
+
+def _check(args) -> int:
+    references = _reference_cases(args.against)
+    all_identical = True
+    for f in _npz_files(args.other):
+        case, theirs = read_case(f)
+        if theirs is None:
+            raise UserError(f"golden file {f} has inputs but no outputs to check")
+        if case.name not in references:
+            raise UserError(f"case {case.name!r} of {f} is not among the reference cases in {args.against}")
+        ref_case, ours, ref_file = references[case.name]
+        if not inputs_equal(case, ref_case):
+            print(f"{case.name}: inputs differ from {ref_file}")
+            all_identical = False
+            continue
+        cmp = compare_outputs(ours, theirs, rtol=args.rtol, atol=args.atol)
+        verdict = "IDENTICAL" if cmp.identical else "DIFFERENT"
+        print(f"{case.name}: {verdict}: {cmp.describe()}")
+        all_identical &= cmp.identical
+    return 0 if all_identical else 1

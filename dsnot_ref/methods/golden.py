@@ -1,0 +1,280 @@
+"""Golden fixtures: small DSnoT problems with their expected masks and ε traces.
+
+A golden file is one ``.npz`` holding one case: the inputs of ``dsnot.dsnot`` (weight,
+statistics, initial mask, settings) and, optionally, its outputs (final mask, ε trace, active
+flags, swaps). The format is described in ``data/golden/FORMAT.md``. Another implementation
+(a GPU kernel, a port) reads the inputs, writes its own outputs in the same format, and
+``compare_outputs`` / ``dsnot-ref golden check`` say whether it agrees with ours.
+
+Reading and writing are the I/O edge (UserError naming file and key); ``run_case`` and
+``compare_outputs`` are pure.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import UserError
+from ..io_utils import atomic_path
+from .dsnot import DSnoTSettings, dsnot
+from .scores import initial_mask, magnitude_score, wanda_score
+
+FORMAT_VERSION = 1
+GOLDEN_DIR = Path(__file__).resolve().parents[2] / "data" / "golden"
+
+INPUT_ARRAYS = ("weight", "seq_sum", "seq_sq", "var", "initial_score", "pruned0")
+SETTING_KEYS = ("variant", "max_cycle_time", "update_threshold", "pow_of_var_regrowing",
+                "without_same_sign", "nm")
+META_KEYS = ("format_version", "case", "description", "initial_method", "sparsity")
+OUTPUT_KEYS = ("pruned", "eps_trace", "active_trace", "swaps", "cycles")
+
+
+@dataclass(frozen=True)
+class GoldenCase:
+    name: str
+    weight: np.ndarray           # [R, C] float64
+    seq_sum: np.ndarray          # [C] float64, (1/S) Σ_s Σ_t x
+    seq_sq: np.ndarray           # [C] float64, (1/S) Σ_s Σ_t x²
+    var: np.ndarray              # [C] float64, the variance this variant uses
+    initial_score: np.ndarray    # [R, C] float64, score of the initial pruner
+    pruned0: np.ndarray          # [R, C] bool, initial mask (True = pruned)
+    settings: DSnoTSettings
+    nm: tuple[int, int] | None
+    sparsity: float
+    initial_method: str
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class GoldenOutputs:
+    pruned: np.ndarray           # [R, C] bool, final mask
+    eps_trace: np.ndarray        # [cycles+1, R] float64
+    active_trace: np.ndarray     # [cycles+1, R] bool
+    swaps: np.ndarray            # [n, 4] int64 (row, grown column, pruned column, cycle)
+    cycles: int
+
+
+@dataclass(frozen=True)
+class Comparison:
+    identical: bool
+    mask_agreement: float        # fraction of equal mask entries
+    n_mask_diff: int
+    first_diff_row: int | None   # lowest row whose mask differs
+    max_eps_diff: float | None   # None when the traces' shapes differ
+    cycles: tuple[int, int]      # (ours, theirs)
+    swaps_equal: bool
+
+    def describe(self) -> str:
+        """One human line."""
+        if self.n_mask_diff == 0:
+            mask = "masks identical"
+        else:
+            mask = (f"masks differ in {self.n_mask_diff} entries (agreement "
+                    f"{100 * self.mask_agreement:.4f}%), first differing row {self.first_diff_row}")
+        eps = ("eps traces of different shape" if self.max_eps_diff is None
+               else f"max |eps diff| {self.max_eps_diff:.3g}")
+        swaps = "swaps identical" if self.swaps_equal else "swaps differ"
+        return f"{mask}; {eps}; cycles {self.cycles[0]} vs {self.cycles[1]}; {swaps}"
+
+
+# --------------------------------------------------------------------------- running and comparing
+
+def run_case(case: GoldenCase) -> GoldenOutputs:
+    """Our outputs for a case (vectorised DSnoT with trace)."""
+    res = dsnot(case.weight, case.pruned0, case.seq_sum, case.seq_sq, case.var, case.settings,
+                nm=case.nm, initial_score=case.initial_score, trace=True)
+    return GoldenOutputs(pruned=np.asarray(res.pruned), eps_trace=res.trace.eps,
+                         active_trace=res.trace.active, swaps=res.trace.swaps, cycles=res.cycles)
+
+
+def compare_outputs(ours: GoldenOutputs, theirs: GoldenOutputs, rtol: float = 1e-6,
+                    atol: float = 0.0) -> Comparison:
+    """Masks must be equal, cycles and swaps equal, ε traces equal within
+    ``atol + rtol · max|ε|`` (float32 implementations round differently)."""
+    if ours.pruned.shape != theirs.pruned.shape:
+        raise UserError(f"mask shapes differ: {ours.pruned.shape} vs {theirs.pruned.shape}")
+    diff = ours.pruned != theirs.pruned
+    rows = np.nonzero(diff.any(axis=1))[0]
+    if ours.eps_trace.shape == theirs.eps_trace.shape:
+        max_eps_diff = float(np.max(np.abs(ours.eps_trace - theirs.eps_trace), initial=0.0))
+        scale = float(np.max(np.abs(ours.eps_trace), initial=0.0))
+        eps_ok = max_eps_diff <= atol + rtol * scale
+    else:
+        max_eps_diff, eps_ok = None, False
+    swaps_equal = ours.swaps.shape == theirs.swaps.shape and bool(np.all(ours.swaps == theirs.swaps))
+    identical = (not diff.any()) and eps_ok and swaps_equal and ours.cycles == theirs.cycles
+    return Comparison(identical=identical, mask_agreement=float(1 - diff.mean()) if diff.size else 1.0,
+                      n_mask_diff=int(diff.sum()), first_diff_row=int(rows[0]) if len(rows) else None,
+                      max_eps_diff=max_eps_diff, cycles=(ours.cycles, theirs.cycles),
+                      swaps_equal=swaps_equal)
+
+
+def inputs_equal(a: GoldenCase, b: GoldenCase) -> bool:
+    """Same problem: arrays equal (to float64 rounding of a float32 copy) and same settings."""
+    for name in INPUT_ARRAYS:
+        x, y = getattr(a, name), getattr(b, name)
+        if x.shape != y.shape or not np.allclose(x, y, rtol=1e-6, atol=0.0):
+            return False
+    return a.settings == b.settings and a.nm == b.nm
+
+
+# --------------------------------------------------------------------------- files
+
+def _scalar(value, dtype):
+    return np.array(value, dtype=dtype)
+
+
+def case_arrays(case: GoldenCase, outputs: GoldenOutputs | None = None) -> dict[str, np.ndarray]:
+    """The arrays of a golden file (see data/golden/FORMAT.md)."""
+    s = case.settings
+    arrays = {
+        "format_version": _scalar(FORMAT_VERSION, np.int64),
+        "case": np.array(case.name), "description": np.array(case.description),
+        "initial_method": np.array(case.initial_method), "sparsity": _scalar(case.sparsity, np.float64),
+        "weight": case.weight.astype(np.float64), "seq_sum": case.seq_sum.astype(np.float64),
+        "seq_sq": case.seq_sq.astype(np.float64), "var": case.var.astype(np.float64),
+        "initial_score": case.initial_score.astype(np.float64), "pruned0": case.pruned0.astype(np.bool_),
+        "variant": np.array(s.variant), "max_cycle_time": _scalar(s.max_cycle_time, np.int64),
+        "update_threshold": _scalar(s.update_threshold, np.float64),
+        "pow_of_var_regrowing": _scalar(s.pow_of_var_regrowing, np.float64),
+        "without_same_sign": _scalar(s.without_same_sign, np.bool_),
+        "nm": np.array(case.nm if case.nm is not None else (0, 0), dtype=np.int64),
+    }
+    if outputs is not None:
+        arrays.update({
+            "pruned": outputs.pruned.astype(np.bool_), "eps_trace": outputs.eps_trace.astype(np.float64),
+            "active_trace": outputs.active_trace.astype(np.bool_), "swaps": outputs.swaps.astype(np.int64),
+            "cycles": _scalar(outputs.cycles, np.int64),
+        })
+    return arrays
+
+
+def write_case(path, case: GoldenCase, outputs: GoldenOutputs | None = None) -> None:
+    """Write a golden file atomically (temporary name, then rename)."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez_compressed(f, **case_arrays(case, outputs))
+
+
+def _load(path) -> dict[str, np.ndarray]:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"golden file {path} does not exist")
+    if not zipfile.is_zipfile(path):
+        raise UserError(f"golden file {path} is not an .npz (zip) archive")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        raise UserError(f"{path} is not a readable .npz golden file ({exc})") from None
+
+
+def _get(arrays, key, path, shape=None, kind=None):
+    if key not in arrays:
+        raise UserError(f"golden file {path} has no array {key!r}")
+    a = arrays[key]
+    if kind is not None and a.dtype.kind not in kind:
+        raise UserError(f"golden file {path}: {key!r} has dtype {a.dtype}, expected kind {kind!r}")
+    if shape is not None and a.shape != tuple(shape):
+        raise UserError(f"golden file {path}: {key!r} has shape {a.shape}, expected {tuple(shape)}")
+    return a
+
+
+def read_case(path) -> tuple[GoldenCase, GoldenOutputs | None]:
+    """Read a golden file: its case, and its outputs when it has them."""
+    z = _load(path)
+    version = int(_get(z, "format_version", path, (), "iu"))
+    if version != FORMAT_VERSION:
+        raise UserError(f"golden file {path} has format_version {version}, expected {FORMAT_VERSION}")
+    w = _get(z, "weight", path, kind="fi")
+    if w.ndim != 2:
+        raise UserError(f"golden file {path}: 'weight' must be [R, C], got shape {w.shape}")
+    n_rows, n_cols = w.shape
+    vec = {k: _get(z, k, path, (n_cols,), "fi").astype(np.float64) for k in ("seq_sum", "seq_sq", "var")}
+    nm = tuple(int(v) for v in _get(z, "nm", path, (2,), "iu"))
+    try:
+        settings = DSnoTSettings(
+            variant=str(_get(z, "variant", path, (), "U")),
+            max_cycle_time=int(_get(z, "max_cycle_time", path, (), "iu")),
+            update_threshold=float(_get(z, "update_threshold", path, (), "fi")),
+            pow_of_var_regrowing=float(_get(z, "pow_of_var_regrowing", path, (), "fi")),
+            without_same_sign=bool(_get(z, "without_same_sign", path, (), "b")),
+        )
+    except UserError as exc:
+        raise UserError(f"golden file {path}: {exc}") from None
+    case = GoldenCase(
+        name=str(_get(z, "case", path, (), "U")),
+        weight=w.astype(np.float64), **vec,
+        initial_score=_get(z, "initial_score", path, (n_rows, n_cols), "fi").astype(np.float64),
+        pruned0=_get(z, "pruned0", path, (n_rows, n_cols), "b"),
+        settings=settings, nm=None if nm == (0, 0) else nm,
+        sparsity=float(_get(z, "sparsity", path, (), "fi")),
+        initial_method=str(_get(z, "initial_method", path, (), "U")),
+        description=str(z["description"]) if "description" in z else "",
+    )
+    if "pruned" not in z:
+        return case, None
+    eps = _get(z, "eps_trace", path, kind="f")
+    cycles = int(_get(z, "cycles", path, (), "iu"))
+    outputs = GoldenOutputs(
+        pruned=_get(z, "pruned", path, (n_rows, n_cols), "b"),
+        eps_trace=_get(z, "eps_trace", path, (cycles + 1, n_rows), "f").astype(np.float64),
+        active_trace=_get(z, "active_trace", path, eps.shape, "b"),
+        swaps=_get(z, "swaps", path, kind="iu").astype(np.int64).reshape(-1, 4),
+        cycles=cycles,
+    )
+    return case, outputs
+
+
+# --------------------------------------------------------------------------- the standard cases
+
+def synthetic_layer(seed: int, n_rows: int, n_cols: int, n_seq: int = 4, seq_len: int = 32):
+    """A small random layer and its input statistics computed from their definitions.
+
+    Activations have per-channel means and scales (some channels dead: x = 0), like LLM
+    hidden states. -> (weight [R, C], seq_sum, seq_sq, var_pooled, var_within), float64.
+    """
+    rng = np.random.default_rng(seed)
+    mean = rng.standard_normal(n_cols) * 0.3
+    scale = np.exp(rng.standard_normal(n_cols) * 0.5)
+    x = mean + scale * rng.standard_normal((n_seq, seq_len, n_cols))             # [S, L, C]
+    x[:, :, rng.random(n_cols) < 0.02] = 0.0                                     # dead channels
+    w = rng.standard_normal((n_rows, n_cols)) * 0.05
+    seq_sum = x.sum(axis=1).mean(axis=0)                                         # [C]
+    seq_sq = (x**2).sum(axis=1).mean(axis=0)
+    var_pooled = x.reshape(-1, n_cols).var(axis=0)
+    var_within = x.var(axis=1).mean(axis=0)
+    return w, seq_sum, seq_sq, var_pooled, var_within
+
+
+# name, seed, method, sparsity, nm, variant
+STANDARD_CASES = (
+    ("wanda_u50_reference", 1, "wanda", 0.5, None, "reference"),
+    ("wanda_u70_reference", 2, "wanda", 0.7, None, "reference"),
+    ("magnitude_u50_reference", 3, "magnitude", 0.5, None, "reference"),
+    ("wanda_2of4_reference", 4, "wanda", 0.5, (2, 4), "reference"),
+    ("wanda_u50_official", 1, "wanda", 0.5, None, "official"),
+    ("wanda_u70_official", 2, "wanda", 0.7, None, "official"),
+    ("magnitude_u50_official", 3, "magnitude", 0.5, None, "official"),
+    ("wanda_2of4_official", 4, "wanda", 0.5, (2, 4), "official"),
+)
+
+
+def standard_cases(n_rows: int = 8, n_cols: int = 384) -> list[GoldenCase]:
+    """The committed fixture set, built deterministically from fixed seeds."""
+    out = []
+    for name, seed, method, sparsity, nm, variant in STANDARD_CASES:
+        w, seq_sum, seq_sq, var_pooled, var_within = synthetic_layer(seed, n_rows, n_cols)
+        score = magnitude_score(w) if method == "magnitude" else wanda_score(w, seq_sq)
+        out.append(GoldenCase(
+            name=name, weight=w, seq_sum=seq_sum, seq_sq=seq_sq,
+            var=var_within if variant == "official" else var_pooled,
+            initial_score=score, pruned0=initial_mask(score, sparsity, nm),
+            settings=DSnoTSettings(variant=variant), nm=nm, sparsity=sparsity, initial_method=method,
+            description=f"{method} initial mask, {f'{nm[0]}:{nm[1]}' if nm else f'{sparsity:.0%} unstructured'}, "
+                        f"{variant} DSnoT, default settings, synthetic layer seed {seed}",
+        ))
+    return out

@@ -1,0 +1,32 @@
+"""Regenerate data/golden/*.npz: the standard DSnoT cases with our expected outputs.
+
+    python tools/make_golden.py [--out data/golden]
+
+Deterministic: fixed seeds (dsnot_ref.methods.golden.STANDARD_CASES), float64 throughout.
+Run it only when the algorithm's intended behaviour changes, and say why in the commit;
+tests/test_golden.py checks that the committed files equal what the code produces now.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from dsnot_ref.methods.golden import GOLDEN_DIR, run_case, standard_cases, write_case
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=GOLDEN_DIR, help="output directory")
+    args = parser.parse_args(argv)
+    for case in standard_cases():
+        outputs = run_case(case)
+        path = args.out / f"{case.name}.npz"
+        write_case(path, case, outputs)
+        print(f"{path}: {outputs.cycles} cycles, {len(outputs.swaps)} swaps", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
