@@ -1,0 +1,131 @@
+"""Peak resident memory of a full calibration + pruning pass, for models of 4, 8 and 16 layers.
+
+Builds synthetic random LLaMA-shaped models of the same width (hidden 512 by default) in a
+temporary directory, runs ``prune_model`` on each in a fresh subprocess, and prints each run's
+peak RSS (the child's own VmHWM from /proc/self/status: RUSAGE_CHILDREN reports the maximum over
+all children so far, and a child's ru_maxrss inherits the parent's high-water mark across
+fork + exec) beside the size of one layer's weights and one activation chunk. The pipeline keeps the activations on disk and one layer in memory, so the
+peak should barely grow with depth: target peak(16) / peak(4) < 1.2. Prints, never asserts.
+
+    python benchmarks/pipeline_memory.py [--hidden 512] [--seqs 32] [--seqlen 128] [--chunk 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from safetensors.numpy import save_file
+
+CHILD = r"""
+import json, sys
+import numpy as np
+from dsnot_ref import model as model_lib
+from dsnot_ref.methods import PruneSpec
+from dsnot_ref.pipeline import PipelineSettings, prune_model
+
+def peak_kib():
+    # VmHWM: peak RSS of this process image. (getrusage's ru_maxrss is no good here: Linux
+    # carries the parent's high-water mark across fork + exec into the child's ru_maxrss.)
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+
+model_dir, run_dir, n_seq, seq_len, chunk, method = sys.argv[1:7]
+model = model_lib.load_model(model_dir)
+tokens = np.random.default_rng(0).integers(0, model.config.vocab_size, (int(n_seq), int(seq_len)), dtype=np.int64)
+before = peak_kib()
+settings = PipelineSettings(spec=PruneSpec(method=method, sparsity=0.5), chunk_size=int(chunk))
+with prune_model(model, tokens, settings, run_dir) as run:
+    timings = run.timings
+peak = peak_kib()
+print(json.dumps({"before_kib": before, "peak_kib": peak, "timings": timings}))
+"""
+
+
+def llama_config(hidden: int, n_layers: int) -> dict:
+    heads = hidden // 64
+    return {
+        "architectures": ["LlamaForCausalLM"],
+        "model_type": "llama",
+        "hidden_size": hidden,
+        "intermediate_size": hidden * 11 // 4,
+        "num_hidden_layers": n_layers,
+        "num_attention_heads": heads,
+        "num_key_value_heads": heads,
+        "head_dim": 64,
+        "max_position_embeddings": 2048,
+        "rms_norm_eps": 1e-5,
+        "rope_theta": 10000.0,
+        "tie_word_embeddings": True,
+        "vocab_size": 2048,
+        "torch_dtype": "float32",
+        "bos_token_id": 1,
+        "eos_token_id": 2,
+    }
+
+
+def write_model(directory: Path, hidden: int, n_layers: int) -> Path:
+    """A random LLaMA checkpoint (float32 safetensors + config.json)."""
+    from dsnot_ref import model as model_lib  # noqa: PLC0415
+    from dsnot_ref.config import ModelConfig  # noqa: PLC0415
+
+    directory.mkdir(parents=True)
+    (directory / "config.json").write_text(json.dumps(llama_config(hidden, n_layers), indent=2))
+    config = ModelConfig.from_file(directory)
+    rng = np.random.default_rng(n_layers)
+    tensors = {}
+    for name, shape in model_lib.expected_weights(config).items():
+        if name.endswith("norm.weight"):
+            tensors[name] = np.ones(shape, dtype=np.float32)
+        else:
+            tensors[name] = (rng.standard_normal(shape, dtype=np.float32) / np.sqrt(shape[-1])).astype(np.float32)
+    save_file(tensors, str(directory / "model.safetensors"))
+    return directory
+
+
+def layer_bytes(hidden: int) -> int:
+    ffn = hidden * 11 // 4
+    return 4 * (4 * hidden * hidden + 3 * hidden * ffn + 2 * hidden)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--hidden", type=int, default=512)
+    parser.add_argument("--seqs", type=int, default=32)
+    parser.add_argument("--seqlen", type=int, default=128)
+    parser.add_argument("--chunk", type=int, default=4)
+    parser.add_argument("--method", default="wanda")
+    parser.add_argument("--layers", type=int, nargs="+", default=[4, 8, 16])
+    args = parser.parse_args()
+
+    mib = 1024 * 1024
+    chunk_bytes = args.chunk * args.seqlen * args.hidden * 4
+    print(f"hidden {args.hidden}, S={args.seqs}, L={args.seqlen}, chunk B={args.chunk}, method {args.method}")
+    print(f"one layer's weights: {layer_bytes(args.hidden) / mib:.1f} MiB; one activation chunk: {chunk_bytes / mib:.2f} MiB; "
+          f"all activations of one boundary (on disk): {args.seqs * args.seqlen * args.hidden * 4 / mib:.1f} MiB")
+    peaks = {}
+    with tempfile.TemporaryDirectory(prefix="dsnot_mem_") as tmp:
+        for n in args.layers:
+            model_dir = write_model(Path(tmp) / f"model{n}", args.hidden, n)
+            out = subprocess.run(
+                [sys.executable, "-c", CHILD, str(model_dir), str(Path(tmp) / f"run{n}"),
+                 str(args.seqs), str(args.seqlen), str(args.chunk), args.method],
+                check=True, capture_output=True, text=True,
+            )
+            result = json.loads(out.stdout.strip().splitlines()[-1])
+            peaks[n] = result["peak_kib"] * 1024
+            weights = sum(p.stat().st_size for p in model_dir.glob("*.safetensors"))
+            print(f"{n:3d} layers: checkpoint {weights / mib:7.1f} MiB, RSS after load {result['before_kib'] / 1024:6.1f} MiB, "
+                  f"peak RSS {peaks[n] / mib:6.1f} MiB, seconds "
+                  + ", ".join(f"{k} {v:.2f}" for k, v in result["timings"].items()))
+    if 4 in peaks and 16 in peaks:
+        print(f"peak(16) / peak(4) = {peaks[16] / peaks[4]:.3f}  (target < 1.2)")
+
+
+if __name__ == "__main__":
+    main()
