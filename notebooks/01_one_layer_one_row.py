@@ -34,6 +34,8 @@ import numpy as np
 
 import nbutil
 from dsnot_ref import data
+from dsnot_ref.methods import reconstruction_error
+from dsnot_ref.methods.dsnot import contributions, row_errors
 from dsnot_ref.methods.scores import magnitude_score, unstructured_mask, wanda_score
 from dsnot_ref.model import load_layer, load_model
 from dsnot_ref.stats import StatsAccumulator
@@ -69,7 +71,7 @@ W = load_layer(model, LAYER)[SUBLAYER + ".weight"]                              
 S, L, C = X.shape
 R = W.shape[0]
 
-acc = StatsAccumulator(C)
+acc = StatsAccumulator(C, with_hessian=True)   # the Hessian is only for the reconstruction error
 acc.update(X)
 stats = acc.finalize()
 print(f"layer {LAYER} {SUBLAYER}: W is [R={R}, C={C}]; X is [S={S}, L={L}, C={C}]")
@@ -85,7 +87,7 @@ print("first window:", repr(tokenizer.decode(tokens[0].tolist())[:160]))
 # The check below computes that output the long way, `X @ Wᵀ`, token by token: the two agree.
 
 # %%
-contribution = W.astype(np.float64) * stats.seq_sum                              # [R, C]
+contribution = contributions(W, stats.seq_sum)                                   # [R, C]
 dense_out = X.reshape(S * L, C).astype(np.float64) @ W.T.astype(np.float64)      # [T, R]
 expected_row_output = dense_out.reshape(S, L, R).sum(axis=1).mean(axis=0)        # [R]
 print("max |Σ_j c[r, j] − mean_s Σ_t y[s, t, r]| =",
@@ -105,7 +107,7 @@ masks = {
     "magnitude": unstructured_mask(magnitude_score(W), SPARSITY),                # pruned [R, C]
     "wanda": unstructured_mask(wanda_score(W, stats.seq_sq), SPARSITY),          # pruned [R, C]
 }
-eps = {name: np.where(pruned, contribution, 0.0).sum(axis=1) for name, pruned in masks.items()}  # [R]
+eps = {name: row_errors(contribution, pruned) for name, pruned in masks.items()}  # [R]
 for name, pruned in masks.items():
     print(f"{name:9s}: {pruned.mean():.3f} of weights pruned, mean |ε| = {np.abs(eps[name]).mean():.4g}")
 print("masks agree on", f"{(masks['magnitude'] == masks['wanda']).mean():.1%}", "of the weights")
@@ -113,18 +115,30 @@ print("masks agree on", f"{(masks['magnitude'] == masks['wanda']).mean():.1%}", 
 # %% [markdown]
 # ### One row, weight by weight
 #
-# The row with the largest Wanda |ε|: every weight's contribution, sorted. Pruned ones (red) sum
-# to ε. A mask that pruned as much positive as negative contribution would have ε = 0 without
-# keeping any more weights: that freedom is what DSnoT uses.
+# The row with the largest Wanda |ε|. Left: every weight's contribution against its Wanda score;
+# Wanda prunes by score (left of the row's cut), whatever the contribution, so the pruned
+# contributions (red) need not cancel. Right: the pruned contributions added up in score order;
+# the end point is ε. A mask that pruned as much positive as negative contribution would have
+# ε = 0 with the same number of zeros: that freedom is what DSnoT uses.
 
 # %%
 row = int(np.argmax(np.abs(eps["wanda"])))
-order = np.argsort(contribution[row], kind="stable")
-colors = np.where(masks["wanda"][row, order], "tab:red", "tab:gray")
-fig, ax = plt.subplots(figsize=(9, 3))
-ax.bar(np.arange(C), contribution[row, order], color=colors, width=1.0)
-ax.set(title=f"row {row}: contributions c[r, j] sorted; red = pruned by Wanda, ε = {eps['wanda'][row]:.3g}",
-       xlabel="columns, sorted by contribution", ylabel="c[r, j]")
+row_score = wanda_score(W, stats.seq_sq)[row]                                     # [C]
+pruned_row = masks["wanda"][row]                                                  # [C]
+fig, axes = plt.subplots(1, 2, figsize=(12, 3.8))
+for is_pruned, color, name in ((False, "tab:gray", "kept"), (True, "tab:red", "pruned")):
+    sel = pruned_row == is_pruned
+    axes[0].scatter(row_score[sel], contribution[row, sel], s=8, color=color, label=name)
+axes[0].set(xscale="log", yscale="symlog", xlabel="Wanda score of W[r, j]", ylabel="c[r, j] (symlog)",
+            title=f"row {row}: contribution vs score")
+axes[0].legend()
+pruned_cols = np.nonzero(pruned_row)[0]
+in_score_order = pruned_cols[np.argsort(row_score[pruned_cols], kind="stable")]
+axes[1].plot(np.cumsum(contribution[row, in_score_order]), color="tab:red")
+axes[1].axhline(0, color="k", lw=0.6)
+axes[1].set(xlabel="pruned weights, by increasing score", ylabel="running sum of c[r, j]",
+            title=f"ε[{row}] = {eps['wanda'][row]:.3g} is where the curve ends")
+plt.tight_layout()
 plt.show()
 
 # %% [markdown]
@@ -161,14 +175,17 @@ plt.show()
 
 # %% [markdown]
 # The layer's relative reconstruction error `‖(W ⊙ pruned) X‖² / ‖W X‖²` summarises the whole
-# output error in one number; Wanda, which weighs each weight by its input's norm, should be
-# lower than magnitude here.
+# output error in one number. `reconstruction_error` computes it from the Hessian
+# `H = (2/S) Σ_s X_sᵀ X_s` without touching the tokens again; the second column measures it
+# directly on the tokens. Wanda, which weighs each weight by its input's norm, is usually the
+# lower of the two.
 
 # %%
 dense_energy = (dense_out ** 2).sum()
 for name, pruned in masks.items():
     err = X.reshape(S * L, C).astype(np.float64) @ np.where(pruned, W, 0.0).T.astype(np.float64)  # [T, R]
-    print(f"{name:9s}: relative reconstruction error = {(err ** 2).sum() / dense_energy:.4f}")
+    print(f"{name:9s}: reconstruction_error = {reconstruction_error(W, pruned, stats.hessian):.4f}; "
+          f"measured on the tokens = {(err ** 2).sum() / dense_energy:.4f}")
 
 # %% [markdown]
 # ## Distributions
