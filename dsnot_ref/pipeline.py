@@ -82,8 +82,8 @@ class PipelineSettings:
 class PruneRun:
     """What a pruning run produced, on disk in ``run_dir``.
 
-    ``diagnostics[i]``: layer i's JSON (per sublayer: prune_linear's diagnostics, the fraction
-    pruned, whether DSnoT ran; and the layer's timings). ``timings``: seconds spent by this call
+    ``diagnostics[i]``: layer i's JSON (per sublayer: prune_linear's diagnostics and whether
+    DSnoT ran; and the layer's timings). ``timings``: seconds spent by this call
     (layers finished by an earlier, interrupted call are not counted).
     """
 
@@ -277,11 +277,7 @@ def prune_sublayers(layer: dict, names: list[str], stats: dict, settings: Pipeli
         result = prune_linear(layer[f"{name}.weight"], stats[name], settings.spec, apply_dsnot=apply)
         weights[f"{name}.weight"] = result.weight
         masks[f"{name}.weight"] = result.pruned
-        diagnostics[name] = {
-            **jsonable(result.diagnostics),
-            "apply_dsnot": apply,
-            "fraction_pruned": float(result.pruned.mean()),
-        }
+        diagnostics[name] = {**jsonable(result.diagnostics), "apply_dsnot": apply}
     return weights, masks, diagnostics
 
 

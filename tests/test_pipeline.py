@@ -2,58 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-import dsnot_ref.methods as methods
+from dsnot_ref import cache, pipeline
+from dsnot_ref import model as model_lib
 from dsnot_ref.errors import UserError
+from dsnot_ref.methods import PruneSpec, prune_linear
+from dsnot_ref.pipeline import PipelineSettings, prune_model
+from dsnot_ref.stats import StatsAccumulator
 
 FIXTURES = Path(__file__).resolve().parent.parent / "data" / "fixtures"
-
-
-# --- stand-in for dsnot_ref.methods' interface, used only until methods/__init__.py exists -----
-def _install_methods_stand_in() -> None:
-    from dsnot_ref.methods.scores import initial_mask, wanda_score
-
-    @dataclass(frozen=True)
-    class PruneSpec:
-        method: str
-        sparsity: float
-        nm: tuple | None = None
-        initial_method: str = "wanda"
-        dsnot: object = field(default=None)
-
-    @dataclass(frozen=True)
-    class PruneResult:
-        weight: np.ndarray
-        pruned: np.ndarray
-        diagnostics: dict
-
-    def needs_hessian(spec):
-        return spec.method == "sparsegpt"
-
-    def prune_linear(weight, stats, spec, *, apply_dsnot=True):
-        if spec.method == "dense":
-            pruned = np.zeros(weight.shape, dtype=np.bool_)
-        else:
-            pruned = initial_mask(wanda_score(weight, stats.seq_sq), spec.sparsity, spec.nm)
-        return PruneResult(np.where(pruned, 0, weight).astype(weight.dtype), pruned, {"stand_in": True})
-
-    methods.PruneSpec, methods.PruneResult = PruneSpec, PruneResult
-    methods.needs_hessian, methods.prune_linear = needs_hessian, prune_linear
-
-
-if not hasattr(methods, "prune_linear"):
-    _install_methods_stand_in()
-
-from dsnot_ref import cache, pipeline  # noqa: E402
-from dsnot_ref import model as model_lib  # noqa: E402
-from dsnot_ref.methods import PruneSpec, prune_linear  # noqa: E402
-from dsnot_ref.pipeline import PipelineSettings, prune_model  # noqa: E402
-from dsnot_ref.stats import StatsAccumulator  # noqa: E402
 
 
 def tokens_for(model, n_seq, seq_len, seed=0):
@@ -148,7 +109,7 @@ def test_progress_and_diagnostics(tmp_path):
     flags = {name: d["apply_dsnot"] for name, d in diag["sublayers"].items()}
     assert flags == {"self_attn.q_proj": True, "self_attn.k_proj": True, "self_attn.v_proj": True,
                      "self_attn.out_proj": True, "fc1": False, "fc2": False}
-    assert diag["sublayers"]["fc1"]["fraction_pruned"] == pytest.approx(0.25)
+    assert diag["sublayers"]["fc1"]["sparsity"] == pytest.approx(0.25)
 
 
 # --- the small pieces ---------------------------------------------------------------------

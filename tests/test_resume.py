@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file, save_file
 
-import test_pipeline  # noqa: F401 - installs the methods stand-in while methods/__init__ is missing
 from dsnot_ref import cache
 from dsnot_ref import model as model_lib
 from dsnot_ref.config import ModelConfig
