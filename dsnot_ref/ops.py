@@ -98,11 +98,27 @@ def attention_mask(seq_len: int, window: int | None, dtype, xp=np):
     return xp.asarray(np.where(allowed, 0.0, -np.inf).astype(dtype))
 
 
+ATTENTION_SCORES_BYTES = 256 * 1024 * 1024  # score matrices held at once; larger batches are split
+
+
 def causal_attention(q, k, v, window: int | None = None):
     """softmax(q kᵀ / sqrt(Dh) + mask) v with grouped KV heads (head h uses KV head h // G).
 
-    q [B, H, L, Dh], k and v [B, K, L, Dh] -> [B, H, L, Dh]
+    q [B, H, L, Dh], k and v [B, K, L, Dh] -> [B, H, L, Dh]. Sequences are processed a few at a
+    time so that the [b, H, L, L] scores stay under ATTENTION_SCORES_BYTES.
     """
+    xp = array_module(q, k, v)
+    b, n_heads, seq_len, _ = q.shape
+    per_seq = n_heads * seq_len * seq_len * q.dtype.itemsize
+    step = max(1, ATTENTION_SCORES_BYTES // per_seq)
+    if step >= b:
+        return attention_chunk(q, k, v, window)
+    return xp.concatenate([attention_chunk(q[i:i + step], k[i:i + step], v[i:i + step], window)
+                           for i in range(0, b, step)], axis=0)
+
+
+def attention_chunk(q, k, v, window: int | None):
+    """causal_attention on one batch chunk (all its scores in memory at once)."""
     xp = array_module(q, k, v)
     b, n_heads, seq_len, head_dim = q.shape
     n_kv = k.shape[1]

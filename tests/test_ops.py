@@ -111,6 +111,14 @@ def test_causal_attention_matches_loops(n_heads, n_kv, window):
     assert got32.dtype == np.float32 and np.allclose(got32, got, atol=1e-5)
 
 
+def test_attention_batch_split_gives_the_same_result(monkeypatch):
+    q = RNG.standard_normal((5, 4, 6, 8))
+    k, v = RNG.standard_normal((5, 2, 6, 8)), RNG.standard_normal((5, 2, 6, 8))
+    whole = ops.causal_attention(q, k, v)
+    monkeypatch.setattr(ops, "ATTENTION_SCORES_BYTES", 2 * 4 * 6 * 6 * 8)  # two sequences at a time
+    assert np.array_equal(ops.causal_attention(q, k, v), whole)
+
+
 def test_attention_is_causal():
     q, k, v = (RNG.standard_normal((1, 2, 10, 4)) for _ in range(3))
     base = ops.causal_attention(q, k, v)
