@@ -255,3 +255,32 @@ def test_prune_linear_sparsegpt_paths():
     ds = prune_linear(w, st, PruneSpec("dsnot", 0.5, initial_method="sparsegpt"))
     np.testing.assert_array_equal(ds.weight, np.where(ds.pruned, 0, w))   # values unchanged
     assert (ds.pruned.sum(1) == 32).all()
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_official_list_ends_equal_the_full_lists(seed):
+    # The loop reads only the ends of the released code's two lists; they must be exactly the
+    # first / last entries of the full lists, ties and zero contributions included.
+    from dsnot_ref.methods.dsnot import (
+        official_growth_ends, official_growth_order, official_prune_ends)
+
+    rng = np.random.default_rng(seed)
+    r, c_cols = 5, 40
+    c = np.round(rng.standard_normal((r, c_cols)), 0)                   # ties and zeros
+    wanda = np.round(rng.random((r, c_cols)) * 4, 0)
+    var = rng.random(c_cols) + 0.5
+    pruned0 = rng.random((r, c_cols)) < [[0.1], [0.5], [0.9], [0.97], [0.0]]
+    full_grow = official_growth_order(c, var, pruned0, 1.0)
+    full_prune, n_kept = official_prune_order(c, wanda, pruned0)
+    for k in (1, 7, 40, 60):
+        left, right = official_growth_ends(c, var, pruned0, 1.0, k)
+        w = min(k, c_cols)
+        np.testing.assert_array_equal(left, full_grow[:, :w])
+        np.testing.assert_array_equal(right, full_grow[:, ::-1][:, :w])
+        p_left, p_right = official_prune_ends(c, wanda, pruned0, k)
+        for row in range(r):
+            kr = int(n_kept[row])
+            expect_left = [full_prune[row, s] if s < kr else -1 for s in range(w)]
+            expect_right = [full_prune[row, kr - 1 - b] if b < kr else -1 for b in range(w)]
+            np.testing.assert_array_equal(p_left[row], expect_left)
+            np.testing.assert_array_equal(p_right[row], expect_right)

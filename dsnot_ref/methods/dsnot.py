@@ -186,7 +186,10 @@ def stable_smallest(key, k: int):
     below = key < kth
     tied = key == kth
     n_tied_needed = k - xp.sum(below, axis=1, keepdims=True)             # [R, 1]
-    take = below | (tied & (xp.cumsum(tied, axis=1) <= n_tied_needed))   # exactly k per row
+    if bool(xp.all(xp.sum(tied, axis=1, keepdims=True) == n_tied_needed)):
+        take = below | tied          # the usual case: no tie straddles the k-th place
+    else:                            # take the lowest-column ties first (stable order)
+        take = below | (tied & (xp.cumsum(tied, axis=1, dtype=xp.int32) <= n_tied_needed))
     cols = xp.nonzero(take)[1].reshape(n_rows, k).astype(xp.int64)       # ascending columns
     order = xp.argsort(xp.take_along_axis(key, cols, axis=1), axis=1, kind="stable")
     return xp.take_along_axis(cols, order, axis=1)
@@ -357,8 +360,28 @@ def official_growth_order(c, var, pruned0, pow_of_var: float):
     """Released code's regrowth list: all C columns sorted ascending (stable) by c / var**γ,
     kept columns counted as 0 (they sit in the middle). [R, C] -> [R, C] int64."""
     xp = array_module(c)
-    metric = xp.where(pruned0, regrowth_metric(c, var, pow_of_var), 0.0)
-    return xp.argsort(metric, axis=1, kind="stable").astype(xp.int64)
+    return xp.argsort(official_growth_metric(c, var, pruned0, pow_of_var), axis=1,
+                      kind="stable").astype(xp.int64)
+
+
+def official_growth_metric(c, var, pruned0, pow_of_var: float):
+    """c / var**γ where initially pruned, 0 where kept. [R, C] -> [R, C] float64."""
+    xp = array_module(c)
+    return xp.where(pruned0, regrowth_metric(c, var, pow_of_var), 0.0)
+
+
+def official_growth_ends(c, var, pruned0, pow_of_var: float, k: int):
+    """The two ends of ``official_growth_order`` that k cycles can reach, without a full sort.
+
+    -> (left [R, min(k, C)]: positions 0, 1, ... ; right [R, min(k, C)]: positions C−1, C−2, ...).
+    ``right`` lists the largest metrics first and, among ties, the higher column first: the
+    order in which a pointer walking left from the end of a stable ascending sort meets them.
+    """
+    metric = official_growth_metric(c, var, pruned0, pow_of_var)
+    n_cols = c.shape[1]
+    left = stable_smallest(metric, k)
+    right = (n_cols - 1) - stable_smallest(-metric[:, ::-1], k)           # mirror the columns
+    return left, right
 
 
 def official_prune_order(c, wanda, pruned0):
@@ -392,6 +415,49 @@ def official_prune_order(c, wanda, pruned0):
     return order, n_kept
 
 
+def official_prune_ends(c, wanda, pruned0, k: int):
+    """The slots of ``official_prune_order`` that k cycles can reach, without a full sort.
+
+    -> (left [R, W]: slots 0, 1, ... ; right [R, W]: slots K_r−1, K_r−2, ...), W = min(k, C),
+    −1 where a slot is outside the row's K_r kept weights. Built from the k smallest and k
+    largest Wanda scores among the negative- and positive-contribution kept weights, which is
+    all a pointer can reach in k steps from either end (see ``official_prune_order`` for the
+    layout: negatives ascending | position-0 repeats for c == 0 | positives descending).
+    """
+    xp = array_module(c)
+    n_cols = c.shape[1]
+    kept = ~pruned0
+    neg, pos = kept & (c < 0), kept & (c > 0)
+    n_kept, n_neg, n_pos = (xp.sum(a, axis=1, keepdims=True) for a in (kept, neg, pos))  # [R, 1]
+
+    def smallest(mask, width):       # ascending score, ties: lower column first
+        return stable_smallest(xp.where(mask, wanda, xp.inf), width)
+
+    def largest(mask, width):        # descending score, ties: higher column first
+        return (n_cols - 1) - stable_smallest(xp.where(mask, -wanda, xp.inf)[:, ::-1], width)
+
+    width = min(int(k), n_cols)
+    if width == 0:
+        empty = xp.zeros((c.shape[0], 0), dtype=xp.int64)
+        return empty, empty
+    neg_asc, neg_desc = smallest(neg, width), largest(neg, width)
+    pos_asc, pos_desc = smallest(pos, width), largest(pos, width)
+    first = smallest(kept, 1)                                             # list position 0
+
+    def at(window, i):
+        return xp.take_along_axis(window, xp.clip(i, 0, width - 1), axis=1)
+
+    j = xp.arange(width, dtype=xp.int64)[None, :]                        # reads so far
+    left = xp.where(j < n_neg, at(neg_asc, j),
+                    xp.where(j < n_kept - n_pos, first,
+                             xp.where(j < n_kept, at(pos_desc, j - (n_kept - n_pos)), -1)))
+    slot = n_kept - 1 - j
+    right = xp.where(j < n_pos, at(pos_asc, j),
+                     xp.where(slot >= n_neg, first,
+                              xp.where(slot >= 0, at(neg_desc, j - (n_kept - n_neg)), -1)))
+    return left.astype(xp.int64), right.astype(xp.int64)
+
+
 def _pointer_error(kind: str, bad, cycle: int, detail: str):
     row = int(to_numpy(bad).nonzero()[0][0])
     raise DSnoTPointerError(
@@ -401,38 +467,40 @@ def _pointer_error(kind: str, bad, cycle: int, detail: str):
     )
 
 
-def read_growth_pointers(order, pruned0, n_left, n_right, go_right, cycle: int):
+def read_growth_pointers(left, right, pruned0, n_left, n_right, go_right, cycle: int):
     """Official regrowth side: the column under the left or right pointer of every row.
 
-    Left pointer = position n_left, right pointer = position C−1−n_right. Raises
-    DSnoTPointerError if the column is outside the list or not pruned by the initial mask.
-    -> g [R] int64.
+    ``left`` / ``right`` are the two ends of the regrowth list (``official_growth_ends``); the
+    left pointer has read n_left entries, the right one n_right. Raises DSnoTPointerError if
+    the pointer is past the list or on a column that the initial mask keeps. -> g [R] int64.
     """
-    xp = array_module(order)
-    n_cols = order.shape[1]
-    position = xp.where(go_right, n_cols - 1 - n_right, n_left)
-    outside = (position < 0) | (position >= n_cols)
+    xp = array_module(left)
+    n_cols = pruned0.shape[1]
+    read = xp.where(go_right, n_right, n_left)                            # entries read so far
+    outside = read >= min(left.shape[1], n_cols)
     if bool(xp.any(outside)):
         _pointer_error("regrowth", outside, cycle, "left its list")
-    rows = xp.arange(order.shape[0], dtype=xp.int64)
-    g = order[rows, position]
+    rows = xp.arange(left.shape[0], dtype=xp.int64)
+    g = xp.where(go_right, right[rows, xp.minimum(read, right.shape[1] - 1)],
+                 left[rows, xp.minimum(read, left.shape[1] - 1)])
     kept = ~pruned0[rows, g]
     if bool(xp.any(kept)):
         _pointer_error("regrowth", kept, cycle, "reached a weight the initial mask keeps")
     return g
 
 
-def read_prune_pointers(order, n_kept, n_left, n_right, go_right, cycle: int):
-    """Official pruning side: slot n_left, or slot K_r−1−n_right when reading from the right.
-
-    Raises DSnoTPointerError outside [0, K_r). -> q [R] int64.
-    """
-    xp = array_module(order)
-    slot = xp.where(go_right, n_kept - 1 - n_right, n_left)
-    outside = (slot < 0) | (slot >= n_kept)
+def read_prune_pointers(left, right, n_kept, n_left, n_right, go_right, cycle: int):
+    """Official pruning side: slot n_left, or slot K_r−1−n_right when reading from the right
+    (``left`` / ``right`` from ``official_prune_ends``). Raises DSnoTPointerError outside
+    [0, K_r). -> q [R] int64."""
+    xp = array_module(left)
+    read = xp.where(go_right, n_right, n_left)
+    outside = read >= n_kept
     if bool(xp.any(outside)):
         _pointer_error("pruning", outside, cycle, "left its list of kept weights")
-    return order[xp.arange(order.shape[0], dtype=xp.int64), slot]
+    rows = xp.arange(left.shape[0], dtype=xp.int64)
+    at = xp.minimum(read, left.shape[1] - 1)
+    return xp.where(go_right, right[rows, at], left[rows, at])
 
 
 def official_accept(still_active, eps, eps_after, sign0, threshold: float, sign_check: bool):
@@ -462,8 +530,10 @@ def dsnot_official(c, wanda, var, pruned0, settings: DSnoTSettings, trace: bool 
     eps = row_errors(c, pruned0)
     sign0 = xp.sign(eps)
     rec = _Recorder(eps, trace)
-    grow = official_growth_order(c, var, pruned0, settings.pow_of_var_regrowing)
-    prune, n_kept = official_prune_order(c, wanda, pruned0)
+    grow_left, grow_right_end = official_growth_ends(c, var, pruned0, settings.pow_of_var_regrowing,
+                                                     settings.max_cycle_time)
+    prune_left, prune_right_end = official_prune_ends(c, wanda, pruned0, settings.max_cycle_time)
+    n_kept = xp.sum(~pruned0, axis=1).astype(xp.int64)
     pruned = pruned0.copy()
     rows = xp.arange(n_rows, dtype=xp.int64)
     g_left, g_right, q_left, q_right = (xp.zeros(n_rows, dtype=xp.int64) for _ in range(4))
@@ -471,10 +541,10 @@ def dsnot_official(c, wanda, var, pruned0, settings: DSnoTSettings, trace: bool 
     while rec.cycles < settings.max_cycle_time and bool(xp.any(active)):
         cycle = rec.cycles + 1
         grow_right = eps > 0              # ε > 0: read the largest metric (right end)
-        g = read_growth_pointers(grow, pruned0, g_left, g_right, grow_right, cycle)
+        g = read_growth_pointers(grow_left, grow_right_end, pruned0, g_left, g_right, grow_right, cycle)
         g_left, g_right = g_left + ~grow_right, g_right + grow_right
         prune_right = eps < 0             # ε < 0: read a positive contribution (right end)
-        q = read_prune_pointers(prune, n_kept, q_left, q_right, prune_right, cycle)
+        q = read_prune_pointers(prune_left, prune_right_end, n_kept, q_left, q_right, prune_right, cycle)
         q_left, q_right = q_left + ~prune_right, q_right + prune_right
         c_g, c_q = c[rows, g], c[rows, q]
         eps_after = eps + c_q - c_g
@@ -507,7 +577,8 @@ def dsnot_official_nm(c, var, pruned0, initial_score, settings: DSnoTSettings, m
     eps = row_errors(c, pruned0)
     sign0 = xp.sign(eps)
     rec = _Recorder(eps, trace)
-    grow = official_growth_order(c, var, pruned0, settings.pow_of_var_regrowing)
+    grow_left, grow_right_end = official_growth_ends(c, var, pruned0, settings.pow_of_var_regrowing,
+                                                     settings.max_cycle_time)
     nm_score = xp.where(pruned0, xp.inf, xp.asarray(initial_score, dtype=xp.float64))
     pruned = pruned0.copy()
     rows = xp.arange(n_rows, dtype=xp.int64)
@@ -516,7 +587,7 @@ def dsnot_official_nm(c, var, pruned0, initial_score, settings: DSnoTSettings, m
     while rec.cycles < settings.max_cycle_time and bool(xp.any(active)):
         cycle = rec.cycles + 1
         grow_right = eps > 0
-        g = read_growth_pointers(grow, pruned0, g_left, g_right, grow_right, cycle)
+        g = read_growth_pointers(grow_left, grow_right_end, pruned0, g_left, g_right, grow_right, cycle)
         g_left, g_right = g_left + ~grow_right, g_right + grow_right
         q = read_nm_pruning(nm_score, g, m, cycle)
         c_g, c_q = c[rows, g], c[rows, q]
