@@ -42,7 +42,7 @@ import numpy as np
 
 from . import cache
 from . import model as model_lib
-from .backend import get_backend, to_device, to_numpy
+from .backend import array_module, get_backend, to_device, to_numpy
 from .errors import UserError
 from .io_utils import atomic_write_json
 from .methods import PruneSpec, needs_hessian, prune_linear
@@ -224,45 +224,65 @@ def chunk_starts(n_seq: int, chunk_size: int) -> range:
     return range(0, n_seq, chunk_size)
 
 
+class StatsCapture:
+    """The ``capture`` callback of ``block_forward``: feeds each sublayer input to its accumulator.
+
+    Sublayers that share an input (``input_leaders``) are accumulated once, under the leader.
+    On the first chunk we check that they really received the same tensor.
+    """
+
+    def __init__(self, names: list[str], n_cols: dict[str, int], with_hessian: bool):
+        self.leaders = input_leaders(names)
+        self.accumulators = {
+            name: StatsAccumulator(n_cols[name], with_hessian=with_hessian)
+            for name in names
+            if self.leaders[name] == name
+        }
+        self.shared_leaders = {leader for name, leader in self.leaders.items() if leader != name}
+        self.last_input: dict[str, object] = {}  # leader -> its input in the first chunk
+        self.checked = False  # the sharing was verified on one chunk
+        self.seconds = 0.0
+
+    def __call__(self, name: str, x_in) -> None:  # x_in [B, L, C]
+        start = time.perf_counter()
+        leader = self.leaders[name]
+        if leader == name:
+            self.accumulators[name].update(x_in)
+            if not self.checked and name in self.shared_leaders:
+                self.last_input[name] = x_in
+        elif not self.checked:
+            xp = array_module(x_in)
+            shared = self.last_input[leader]
+            if not (x_in is shared or bool(xp.array_equal(x_in, shared))):
+                raise RuntimeError(f"{name} was assumed to read the same input as {leader}")
+        self.seconds += time.perf_counter() - start
+
+    def end_chunk(self) -> None:
+        self.checked = True
+        self.last_input.clear()
+
+    def finalize(self) -> dict:
+        """name -> LinearStats for every sublayer (shared ones get the leader's object)."""
+        by_leader = {leader: acc.finalize() for leader, acc in self.accumulators.items()}
+        return {name: by_leader[leader] for name, leader in self.leaders.items()}
+
+
 def gather_stats(config, layer: dict, in_path: Path, settings: PipelineSettings, xp, timer: Timer) -> dict:
     """Run the dense layer over every chunk; name -> LinearStats for every linear sublayer."""
     names = model_lib.linear_names(config)
-    leaders = input_leaders(names)
-    with_hessian = needs_hessian(settings.spec) or settings.recon_error
-    accumulators = {
-        name: StatsAccumulator(layer[f"{name}.weight"].shape[1], with_hessian=with_hessian)
-        for name in names
-        if leaders[name] == name
-    }
-    captured: dict[str, object] = {}
-    stats_seconds = 0.0
-
-    def capture(name, x_in):  # x_in [B, L, C]
-        nonlocal stats_seconds
-        start = time.perf_counter()
-        leader = leaders[name]
-        if leader == name:
-            accumulators[name].update(x_in)
-            captured[name] = x_in
-        elif not first_chunk_checked and not (x_in is captured[leader] or xp.array_equal(x_in, captured[leader])):
-            raise AssertionError(f"{name} was assumed to read the same input as {leader}")
-        stats_seconds += time.perf_counter() - start
-
+    n_cols = {name: layer[f"{name}.weight"].shape[1] for name in names}  # C of each [R, C]
+    capture = StatsCapture(names, n_cols, with_hessian=needs_hessian(settings.spec) or settings.recon_error)
     n_seq = cache.activation_info(in_path)[0][0]
     dtype = DTYPES[settings.dtype]
-    first_chunk_checked = False
     for start in chunk_starts(n_seq, settings.chunk_size):
         with timer("io"):
-            x = xp.asarray(cache.read_chunk(in_path, start, start + settings.chunk_size).astype(dtype, copy=False))
-        before = stats_seconds
-        t0 = time.perf_counter()
+            x = to_device(cache.read_chunk(in_path, start, start + settings.chunk_size).astype(dtype, copy=False), xp)
+        stats_before, t0 = capture.seconds, time.perf_counter()
         model_lib.block_forward(config, layer, x, capture=capture)  # [B, L, D] -> [B, L, D], discarded
-        elapsed = time.perf_counter() - t0
-        timer.seconds["forward"] += elapsed - (stats_seconds - before)
-        captured.clear()
-        first_chunk_checked = True
-    timer.seconds["stats"] += stats_seconds
-    return {name: accumulators[leaders[name]].finalize() for name in names}
+        timer.seconds["forward"] += time.perf_counter() - t0 - (capture.seconds - stats_before)
+        capture.end_chunk()
+    timer.seconds["stats"] += capture.seconds
+    return capture.finalize()
 
 
 def prune_sublayers(layer: dict, names: list[str], stats: dict, settings: PipelineSettings) -> tuple[dict, dict, dict]:
@@ -299,7 +319,7 @@ def write_next_inputs(config, layer: dict, in_path: Path, out_path: Path, settin
     with cache.ActivationWriter(out_path, shape, dtype) as writer:
         for start in chunk_starts(shape[0], settings.chunk_size):
             with timer("io"):
-                x = xp.asarray(cache.read_chunk(in_path, start, start + settings.chunk_size).astype(dtype, copy=False))
+                x = to_device(cache.read_chunk(in_path, start, start + settings.chunk_size).astype(dtype, copy=False), xp)
             with timer("forward"):
                 y = model_lib.block_forward(config, layer, x)  # [B, L, D] -> [B, L, D]
                 y = to_numpy(y)

@@ -146,6 +146,27 @@ def test_input_leaders_share_qkv_and_gate_up():
     assert opt["fc1"] == "fc1" and opt["fc2"] == "fc2"
 
 
+def test_stats_capture_shares_one_accumulation():
+    names = list(model_lib.LLAMA_LINEARS)
+    n_cols = {n: (8 if n == "mlp.down_proj" else 4) for n in names}
+    capture = pipeline.StatsCapture(names, n_cols, with_hessian=False)
+    rng = np.random.default_rng(0)
+    h, a, m = (rng.standard_normal((2, 3, c)) for c in (4, 4, 8))
+    for name in names:  # the order block_forward calls it in
+        capture(name, {"self_attn.o_proj": a, "mlp.down_proj": m}.get(name, h))
+    capture.end_chunk()
+    stats = capture.finalize()
+    assert stats["self_attn.k_proj"] is stats["self_attn.q_proj"] is stats["self_attn.v_proj"]
+    assert stats["mlp.up_proj"] is stats["mlp.gate_proj"]
+    assert stats["mlp.gate_proj"] is not stats["self_attn.q_proj"]
+    np.testing.assert_allclose(stats["self_attn.q_proj"].seq_sq, (h**2).sum(axis=(0, 1)) / 2)  # counted once
+    np.testing.assert_allclose(stats["mlp.down_proj"].seq_sum, m.sum(axis=(0, 1)) / 2)
+    fresh = pipeline.StatsCapture(names, n_cols, with_hessian=False)
+    fresh("self_attn.q_proj", h)
+    with pytest.raises(RuntimeError, match="same input"):
+        fresh("self_attn.k_proj", h + 1)
+
+
 def test_skip_rules():
     spec = PruneSpec(method="wanda", sparsity=0.5)
     s = PipelineSettings(spec=spec)  # skip_layer="mlp"
