@@ -47,7 +47,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-
 from ..backend import array_module
 from .dsnot import check_inputs, contributions, growth_order, propose_nm_pruning, prune_order, row_errors
 from .scores import wanda_score
