@@ -13,7 +13,7 @@ from dsnot_ref.errors import UserError
 from dsnot_ref.methods import DSnoTSettings, PruneSpec, needs_hessian, prune_linear, reconstruction_error
 from dsnot_ref.methods.dsnot import DSnoTPointerError, dsnot, official_prune_order, stable_smallest
 from dsnot_ref.methods.dsnot_loop import dsnot_loop
-from dsnot_ref.methods.scores import unstructured_mask, wanda_score
+from dsnot_ref.methods.scores import nm_mask, unstructured_mask, wanda_score
 
 ONES8 = np.ones(8)
 
@@ -284,3 +284,21 @@ def test_official_list_ends_equal_the_full_lists(seed):
             expect_right = [full_prune[row, kr - 1 - b] if b < kr else -1 for b in range(w)]
             np.testing.assert_array_equal(p_left[row], expect_left)
             np.testing.assert_array_equal(p_right[row], expect_right)
+
+
+@pytest.mark.parametrize("variant,nm", [("reference", None), ("official", None),
+                                        ("reference", (2, 4)), ("official", (2, 4))])
+def test_row_chunking_does_not_change_results(monkeypatch, variant, nm):
+    import dsnot_ref.methods.dsnot as dsnot_module
+
+    w, x = layer(5, r=40, c=256)
+    seq_sum, seq_sq, var = x.sum(1).mean(0), (x**2).sum(1).mean(0), x.reshape(-1, 256).var(0)
+    score = wanda_score(w, seq_sq)
+    p0 = unstructured_mask(score, 0.6) if nm is None else nm_mask(score, *nm)
+    s = DSnoTSettings(variant=variant, max_cycle_time=20)
+    whole = dsnot(w, p0, seq_sum, seq_sq, var, s, nm=nm, trace=True)
+    monkeypatch.setattr(dsnot_module, "ROW_CHUNK_ENTRIES", 3 * 256)     # blocks of 3 rows
+    chunked = dsnot(w, p0, seq_sum, seq_sq, var, s, nm=nm, trace=True)
+    np.testing.assert_array_equal(whole.pruned, chunked.pruned)
+    np.testing.assert_array_equal(whole.trace.eps, chunked.trace.eps)
+    assert whole.n_swaps > 0

@@ -17,7 +17,10 @@ import numpy as np
 
 from ..backend import array_module, to_numpy
 from ..errors import UserError
-from .dsnot import DSnoTResult, DSnoTSettings, contributions, dsnot, row_errors
+# ``dsnot`` the function is imported under another name so that ``dsnot_ref.methods.dsnot``
+# stays the submodule.
+from .dsnot import DSnoTResult, DSnoTSettings, contributions, row_errors
+from .dsnot import dsnot as run_dsnot
 from .scores import check_nm, check_sparsity, initial_mask, magnitude_score, wanda_score
 
 METHODS = ("dense", "magnitude", "wanda", "sparsegpt", "dsnot")
@@ -165,9 +168,9 @@ def _run_dsnot(weight, stats, spec: PruneSpec, pruned0, score):
 
         pruned, diag = dsnot_exact(weight, pruned0, stats, settings, nm=spec.nm, initial_score=score)
         return pruned, {"swaps": int(diag.get("swaps", 0)), "cycles": int(diag.get("cycles", 0))}
-    result: DSnoTResult = dsnot(weight, pruned0, stats.seq_sum, stats.seq_sq,
-                                _variance(stats, settings.variant), settings,
-                                nm=spec.nm, initial_score=score)
+    result: DSnoTResult = run_dsnot(weight, pruned0, stats.seq_sum, stats.seq_sq,
+                                    _variance(stats, settings.variant), settings,
+                                    nm=spec.nm, initial_score=score)
     return result.pruned, {"swaps": result.n_swaps, "cycles": result.cycles}
 
 

@@ -183,16 +183,36 @@ def stable_smallest(key, k: int):
     if 4 * k >= n_cols:
         return xp.argsort(key, axis=1, kind="stable")[:, :k].astype(xp.int64)
     kth = xp.partition(key, k - 1, axis=1)[:, k - 1:k]                    # [R, 1] k-th smallest
-    below = key < kth
-    tied = key == kth
-    n_tied_needed = k - xp.sum(below, axis=1, keepdims=True)             # [R, 1]
-    if bool(xp.all(xp.sum(tied, axis=1, keepdims=True) == n_tied_needed)):
-        take = below | tied          # the usual case: no tie straddles the k-th place
-    else:                            # take the lowest-column ties first (stable order)
+    take = key <= kth
+    if not bool(xp.all(xp.sum(take, axis=1) == k)):
+        # a tie straddles the k-th place: of the tied keys take the lowest columns first
+        below, tied = key < kth, key == kth
+        n_tied_needed = k - xp.sum(below, axis=1, keepdims=True)         # [R, 1]
         take = below | (tied & (xp.cumsum(tied, axis=1, dtype=xp.int32) <= n_tied_needed))
     cols = xp.nonzero(take)[1].reshape(n_rows, k).astype(xp.int64)       # ascending columns
     order = xp.argsort(xp.take_along_axis(key, cols, axis=1), axis=1, kind="stable")
     return xp.take_along_axis(cols, order, axis=1)
+
+
+# Rows per block in ``by_row_chunks``: about 2**18 entries (2 MiB per float64 temporary), so a
+# block's temporaries stay in cache. Tests lower it to exercise the chunking on small inputs.
+ROW_CHUNK_ENTRIES = 1 << 18
+
+
+def by_row_chunks(fn, row_arrays, *args):
+    """Apply a row-independent list builder to blocks of rows and stack the results.
+
+    Same result as ``fn(*row_arrays, *args)``; the temporaries of one block stay small and
+    in cache, which is several times faster than whole-matrix temporaries for R in the
+    thousands. ``row_arrays`` are split along axis 0; ``args`` are passed whole.
+    """
+    xp = array_module(row_arrays[0])
+    n_rows, n_cols = row_arrays[0].shape[0], max(1, row_arrays[0].shape[-1])
+    chunk = max(1, ROW_CHUNK_ENTRIES // n_cols)
+    if n_rows <= chunk:
+        return fn(*row_arrays, *args)
+    parts = [fn(*(a[i:i + chunk] for a in row_arrays), *args) for i in range(0, n_rows, chunk)]
+    return tuple(xp.concatenate([p[j] for p in parts], axis=0) for j in range(len(parts[0])))
 
 
 # --------------------------------------------------------------------------- reference orders (§4a)
@@ -206,9 +226,9 @@ def growth_order(c, var, pruned0, eps, pow_of_var: float, limit: int | None = No
     [R, C] ... -> (order [R, min(limit, C)] int64, count [R] int64 valid entries per row).
     """
     xp = array_module(c)
-    sign = xp.sign(eps)[:, None]                                          # [R, 1]
-    candidate = pruned0 & (sign * c > 0)                                  # [R, C]
-    key = xp.where(candidate, -sign * regrowth_metric(c, var, pow_of_var), xp.inf)
+    signed = c * xp.sign(eps)[:, None]                     # > 0 where c has the sign of ε
+    candidate = pruned0 & (signed > 0)                                    # [R, C]
+    key = xp.where(candidate, -regrowth_metric(signed, var, pow_of_var), xp.inf)
     limit = c.shape[1] if limit is None else limit
     return stable_smallest(key, limit), xp.sum(candidate, axis=1).astype(xp.int64)
 
@@ -221,8 +241,7 @@ def prune_order(c, wanda, pruned0, eps, limit: int | None = None):
     lower column. -> (order [R, min(limit, C)] int64, count [R] int64).
     """
     xp = array_module(c)
-    sign = xp.sign(eps)[:, None]
-    candidate = ~pruned0 & (sign * c < 0)
+    candidate = ~pruned0 & (c * xp.sign(eps)[:, None] < 0)
     key = xp.where(candidate, wanda, xp.inf)
     limit = c.shape[1] if limit is None else limit
     return stable_smallest(key, limit), xp.sum(candidate, axis=1).astype(xp.int64)
@@ -330,9 +349,12 @@ def dsnot_reference(c, wanda, var, pruned0, settings: DSnoTSettings, nm=None,
     limit = settings.max_cycle_time
     eps = row_errors(c, pruned0)                                          # [R]
     rec = _Recorder(eps, trace)
-    grow, n_grow = growth_order(c, var, pruned0, eps, settings.pow_of_var_regrowing, limit)
+    grow, n_grow = by_row_chunks(
+        lambda c_, p_, e_: growth_order(c_, var, p_, e_, settings.pow_of_var_regrowing, limit),
+        (c, pruned0, eps))
     if nm is None:
-        prune, n_prune = prune_order(c, wanda, pruned0, eps, limit)
+        prune, n_prune = by_row_chunks(lambda c_, w_, p_, e_: prune_order(c_, w_, p_, e_, limit),
+                                       (c, wanda, pruned0, eps))
     pruned = pruned0.copy()
     rows = xp.arange(n_rows, dtype=xp.int64)
     n_done = xp.zeros(n_rows, dtype=xp.int64)
@@ -530,9 +552,11 @@ def dsnot_official(c, wanda, var, pruned0, settings: DSnoTSettings, trace: bool 
     eps = row_errors(c, pruned0)
     sign0 = xp.sign(eps)
     rec = _Recorder(eps, trace)
-    grow_left, grow_right_end = official_growth_ends(c, var, pruned0, settings.pow_of_var_regrowing,
-                                                     settings.max_cycle_time)
-    prune_left, prune_right_end = official_prune_ends(c, wanda, pruned0, settings.max_cycle_time)
+    grow_left, grow_right_end = by_row_chunks(
+        lambda c_, p_: official_growth_ends(c_, var, p_, settings.pow_of_var_regrowing, settings.max_cycle_time),
+        (c, pruned0))
+    prune_left, prune_right_end = by_row_chunks(
+        lambda c_, w_, p_: official_prune_ends(c_, w_, p_, settings.max_cycle_time), (c, wanda, pruned0))
     n_kept = xp.sum(~pruned0, axis=1).astype(xp.int64)
     pruned = pruned0.copy()
     rows = xp.arange(n_rows, dtype=xp.int64)
@@ -577,8 +601,9 @@ def dsnot_official_nm(c, var, pruned0, initial_score, settings: DSnoTSettings, m
     eps = row_errors(c, pruned0)
     sign0 = xp.sign(eps)
     rec = _Recorder(eps, trace)
-    grow_left, grow_right_end = official_growth_ends(c, var, pruned0, settings.pow_of_var_regrowing,
-                                                     settings.max_cycle_time)
+    grow_left, grow_right_end = by_row_chunks(
+        lambda c_, p_: official_growth_ends(c_, var, p_, settings.pow_of_var_regrowing, settings.max_cycle_time),
+        (c, pruned0))
     nm_score = xp.where(pruned0, xp.inf, xp.asarray(initial_score, dtype=xp.float64))
     pruned = pruned0.copy()
     rows = xp.arange(n_rows, dtype=xp.int64)
