@@ -313,6 +313,7 @@ class _Recorder:
 
     def __init__(self, eps0, wanted: bool):
         self.wanted = wanted
+        self.eps_before = to_numpy(eps0).astype(np.float64)
         self.n_swaps = 0
         self.cycles = 0
         self.eps = [to_numpy(eps0).copy()] if wanted else []
@@ -667,7 +668,6 @@ def dsnot(weight, pruned0, seq_sum, seq_sq, var, settings: DSnoTSettings = DSnoT
     if nm is not None and initial_score is None:
         initial_score = wanda
     var = floored_variance(var)
-    eps_before = row_errors(c, pruned0)
     if settings.variant == "reference":
         pruned, eps, rec = dsnot_reference(c, wanda, var, pruned0, settings, nm, initial_score, trace)
     elif settings.variant == "official" and nm is None:
@@ -677,6 +677,6 @@ def dsnot(weight, pruned0, seq_sum, seq_sq, var, settings: DSnoTSettings = DSnoT
     else:
         raise UserError(f"variant {settings.variant!r} is not handled by dsnot(); "
                         "use methods.prune_linear or methods.dsnot_exact")
-    return DSnoTResult(pruned=pruned, eps_before=to_numpy(eps_before).astype(np.float64),
+    return DSnoTResult(pruned=pruned, eps_before=rec.eps_before,
                        eps_after=to_numpy(eps).astype(np.float64), n_swaps=rec.n_swaps,
                        cycles=rec.cycles, trace=rec.trace())
