@@ -163,7 +163,6 @@ def regrowth_metric(c, var, pow_of_var: float):
     """Growth criterion c[r, j] / var[j]**γ (γ = 0: c itself). [R, C], [C] -> [R, C] float64."""
     if pow_of_var == 0:
         return c
-    xp = array_module(c)
     return c / (floored_variance(var) ** pow_of_var)[None, :]
 
 
@@ -381,7 +380,10 @@ def dsnot_reference(c, wanda, var, pruned0, settings: DSnoTSettings, nm=None,
 
 def official_growth_order(c, var, pruned0, pow_of_var: float):
     """Released code's regrowth list: all C columns sorted ascending (stable) by c / var**γ,
-    kept columns counted as 0 (they sit in the middle). [R, C] -> [R, C] int64."""
+    kept columns counted as 0 (they sit in the middle). [R, C] -> [R, C] int64.
+
+    The definition; the loop reads only its two ends, from ``official_growth_ends``.
+    """
     xp = array_module(c)
     return xp.argsort(official_growth_metric(c, var, pruned0, pow_of_var), axis=1,
                       kind="stable").astype(xp.int64)
@@ -416,6 +418,8 @@ def official_prune_order(c, wanda, pruned0):
     between all hold list position 0 (the smallest-score kept column: the released code's
     quirk for c == 0). Slots >= K_r are padding (-1).
     -> (order [R, C] int64, n_kept [R] int64).
+
+    The definition; the loop reads only its two ends, from ``official_prune_ends``.
     """
     xp = array_module(c)
     n_rows, n_cols = c.shape
