@@ -18,7 +18,7 @@ import numpy as np
 from . import model as model_lib
 from .backend import to_device, to_numpy
 from .errors import UserError
-from .ops import log_softmax_nll
+from .ops import QUERY_BLOCK, log_softmax_nll
 
 ATTENTION_BUDGET_BYTES = 256 * 1024 * 1024   # scores of one chunk: B·H·L·L floats
 CHUNK_TOKENS = 8192                          # tokens per chunk for everything else
@@ -44,8 +44,8 @@ def eval_windows(tokens_1d, seqlen: int, max_windows: int | None = None) -> np.n
 
 
 def chunk_size(config, seqlen: int, itemsize: int) -> int:
-    """Windows per chunk: bounded by attention scores (B·H·L·L) and by tokens (B·L)."""
-    per_window = config.num_heads * seqlen * seqlen * itemsize
+    """Windows per chunk: bounded by attention scores (B·H·QUERY_BLOCK·L) and by tokens (B·L)."""
+    per_window = config.num_heads * min(seqlen, QUERY_BLOCK) * seqlen * itemsize
     return max(1, min(ATTENTION_BUDGET_BYTES // per_window, CHUNK_TOKENS // seqlen))
 
 

@@ -88,48 +88,52 @@ def apply_rope(x, cos, sin):
     return x * cos + rotate_half(x) * sin
 
 
-def attention_mask(seq_len: int, window: int | None, dtype, xp=np):
-    """Additive mask: 0 where query t may attend key s (s ≤ t, and t − s < window), else −inf.  -> [L, L]"""
-    t = np.arange(seq_len)[:, None]
-    s = np.arange(seq_len)[None, :]
+QUERY_BLOCK = 256  # queries per attention block: bounds score memory, skips masked key blocks
+
+
+def block_mask(q_start: int, n_q: int, k_start: int, n_k: int, window: int | None, dtype, xp=np):
+    """Additive mask of queries t = q_start.. against keys s = k_start..: 0 where s ≤ t and
+    t − s < window, else −inf.   -> [n_q, n_k]"""
+    t = np.arange(q_start, q_start + n_q)[:, None]
+    s = np.arange(k_start, k_start + n_k)[None, :]
     allowed = s <= t
     if window is not None:
         allowed &= (t - s) < window
     return xp.asarray(np.where(allowed, 0.0, -np.inf).astype(dtype))
 
 
-ATTENTION_SCORES_BYTES = 256 * 1024 * 1024  # score matrices held at once; larger batches are split
-
-
 def causal_attention(q, k, v, window: int | None = None):
     """softmax(q kᵀ / sqrt(Dh) + mask) v with grouped KV heads (head h uses KV head h // G).
 
-    q [B, H, L, Dh], k and v [B, K, L, Dh] -> [B, H, L, Dh]. Sequences are processed a few at a
-    time so that the [b, H, L, L] scores stay under ATTENTION_SCORES_BYTES.
+    q [B, H, L, Dh], k and v [B, K, L, Dh] -> [B, H, L, Dh]. Queries go in blocks of
+    QUERY_BLOCK; each block only meets the keys it may see (up to its last query, and within
+    the sliding window), which skips about half of the work of a full L×L score matrix.
     """
-    xp = array_module(q, k, v)
-    b, n_heads, seq_len, _ = q.shape
-    per_seq = n_heads * seq_len * seq_len * q.dtype.itemsize
-    step = max(1, ATTENTION_SCORES_BYTES // per_seq)
-    if step >= b:
-        return attention_chunk(q, k, v, window)
-    return xp.concatenate([attention_chunk(q[i:i + step], k[i:i + step], v[i:i + step], window)
-                           for i in range(0, b, step)], axis=0)
-
-
-def attention_chunk(q, k, v, window: int | None):
-    """causal_attention on one batch chunk (all its scores in memory at once)."""
     xp = array_module(q, k, v)
     b, n_heads, seq_len, head_dim = q.shape
     n_kv = k.shape[1]
-    group = n_heads // n_kv
-    qg = q.reshape(b, n_kv, group, seq_len, head_dim)                 # [B, K, G, L, Dh]
-    scores = xp.matmul(qg, k[:, :, None].swapaxes(-1, -2))            # [B, K, G, L, L]
-    scores *= q.dtype.type(1.0 / math.sqrt(head_dim))
-    scores += attention_mask(seq_len, window, q.dtype, xp)
-    probs = softmax_(scores)
-    out = xp.matmul(probs, v[:, :, None])                             # [B, K, G, L, Dh]
+    qg = q.reshape(b, n_kv, n_heads // n_kv, seq_len, head_dim)      # [B, K, G, L, Dh]
+    out = xp.empty(qg.shape, dtype=q.dtype)
+    for start in range(0, seq_len, QUERY_BLOCK):
+        stop = min(start + QUERY_BLOCK, seq_len)
+        first = 0 if window is None else max(0, start - window + 1)  # earliest visible key
+        out[:, :, :, start:stop] = attention_block(
+            qg[:, :, :, start:stop], k[:, :, first:stop], v[:, :, first:stop], start, first, window)
     return out.reshape(b, n_heads, seq_len, head_dim)
+
+
+def attention_block(q, k, v, q_start: int, k_start: int, window: int | None):
+    """One block of queries against its keys.   q [B, K, G, Lq, Dh], k/v [B, K, Lk, Dh] -> [B, K, G, Lq, Dh]"""
+    xp = array_module(q, k, v)
+    b, n_kv, group, n_q, head_dim = q.shape
+    n_k = k.shape[2]
+    rows = q.reshape(b, n_kv, group * n_q, head_dim)                 # one GEMM per KV head
+    scores = xp.matmul(rows, k.swapaxes(-1, -2))                      # [B, K, G·Lq, Lk]
+    scores = scores.reshape(b, n_kv, group, n_q, n_k)
+    scores *= q.dtype.type(1.0 / math.sqrt(head_dim))
+    scores += block_mask(q_start, n_q, k_start, n_k, window, q.dtype, xp)
+    probs = softmax_(scores).reshape(b, n_kv, group * n_q, n_k)
+    return xp.matmul(probs, v).reshape(b, n_kv, group, n_q, head_dim)
 
 
 def softmax_(scores):

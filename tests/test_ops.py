@@ -111,12 +111,12 @@ def test_causal_attention_matches_loops(n_heads, n_kv, window):
     assert got32.dtype == np.float32 and np.allclose(got32, got, atol=1e-5)
 
 
-def test_attention_batch_split_gives_the_same_result(monkeypatch):
-    q = RNG.standard_normal((5, 4, 6, 8))
-    k, v = RNG.standard_normal((5, 2, 6, 8)), RNG.standard_normal((5, 2, 6, 8))
-    whole = ops.causal_attention(q, k, v)
-    monkeypatch.setattr(ops, "ATTENTION_SCORES_BYTES", 2 * 4 * 6 * 6 * 8)  # two sequences at a time
-    assert np.array_equal(ops.causal_attention(q, k, v), whole)
+@pytest.mark.parametrize("window", [None, 3, 5])
+def test_attention_query_blocks_give_the_same_result(monkeypatch, window):
+    q = RNG.standard_normal((2, 4, 11, 8))
+    k, v = RNG.standard_normal((2, 2, 11, 8)), RNG.standard_normal((2, 2, 11, 8))
+    monkeypatch.setattr(ops, "QUERY_BLOCK", 4)  # blocks of 4, 4, 3 queries
+    assert np.allclose(ops.causal_attention(q, k, v, window), naive_attention(q, k, v, window), atol=1e-12)
 
 
 def test_attention_is_causal():
