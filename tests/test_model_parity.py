@@ -181,3 +181,16 @@ def test_demo_model_matches_transformers_logits():
     assert np.abs(logits[:, ref["sample_ids"]] - ref["sample_logits"]).max() <= 1e-3
     top = np.take_along_axis(logits, ref["top_ids"], axis=-1)
     assert np.abs(top - ref["top_logits"]).max() <= 1e-3
+
+
+@pytest.mark.parametrize("name", ["tiny-llama", "tiny-opt"])
+def test_fixture_tokenizer_is_bytes(name):
+    """The tiny fixtures' tokenizer.json maps any text to its UTF-8 bytes and back."""
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(FIXTURES / name / "tokenizer.json"))
+    text = "Grüße, 世界!\n\n  tabs\tand emoji 🙂"
+    ids = tok.encode(text).ids
+    assert ids == list(text.encode("utf-8"))
+    assert tok.decode(ids) == text
+    assert tok.get_vocab_size() == load_model(FIXTURES / name).config.vocab_size
