@@ -79,10 +79,11 @@ def corpus_kind(path) -> str:
     )
 
 
-def _read_text(path: Path) -> str:
+def _read_text(path: Path, universal_newlines: bool = False) -> str:
+    """The file's text; line endings kept as they are unless ``universal_newlines``."""
     opener = gzip.open if path.name.lower().endswith(".gz") else open
     try:
-        with opener(path, "rt", encoding="utf-8", newline="") as fh:
+        with opener(path, "rt", encoding="utf-8", newline=None if universal_newlines else "") as fh:
             return fh.read()
     except UnicodeDecodeError as exc:
         raise UserError(f"corpus {path} is not UTF-8 text (byte {exc.start})") from None
@@ -106,8 +107,15 @@ def _json_lines_texts(path: Path, content: str) -> list[str]:
 
 
 def _wikitext_raw_lines(content: str) -> list[str]:
-    """WikiText ``.raw`` lines as Hugging Face ``datasets`` rows: newline kept, blanks -> ""."""
-    return [line if line.strip() else "" for line in content.splitlines(keepends=True)]
+    """WikiText ``.raw`` lines as Hugging Face ``datasets`` rows: newline kept, blanks -> "".
+
+    The ``wikitext`` loader iterates the file opened in text mode (universal newlines, so lines
+    end at "\n" only after translation, not at the other separators ``str.splitlines`` knows)
+    and yields ``row`` if ``row.strip()`` else ``""``.
+    """
+    parts = content.split("\n")
+    lines = [part + "\n" for part in parts[:-1]] + ([parts[-1]] if parts[-1] else [])
+    return [line if line.strip() else "" for line in lines]
 
 
 def read_texts(path) -> list[str]:
@@ -122,8 +130,8 @@ def read_texts(path) -> list[str]:
     kind = corpus_kind(path)
     if not path.is_file():
         raise UserError(f"corpus file {path} does not exist")
-    content = _read_text(path)
     name = path.name.lower()
+    content = _read_text(path, universal_newlines=name.endswith(".raw"))
     if kind == "documents":
         texts = _json_lines_texts(path, content)
     elif name.endswith(".raw"):

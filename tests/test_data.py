@@ -67,6 +67,12 @@ def test_wikitext_raw_like_hf_rows(tmp_path):
     rows = data.read_texts(p)
     assert rows == ["", " = Title = \n", "", " Para one . \n", " Para two . \n", "", " = = Sec = = \n", ""]
     assert "".join(r if r else " \n" for r in rows) == raw
+    # Line ends as Python's text-mode iteration sees them (what the Hugging Face loader does).
+    odd = " a\u2028b \r\n \n c\x85d \r e"
+    p.write_bytes(odd.encode("utf-8"))
+    with open(p, encoding="utf-8") as fh:
+        want = [row if row.strip() else "" for row in fh]
+    assert data.read_texts(p) == want == [" a\u2028b \n", "", " c\x85d \n", " e"]
 
 
 def test_eval_tokens_join_with_blank_lines(tmp_path, byte_tokenizer):
