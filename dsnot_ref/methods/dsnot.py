@@ -179,6 +179,8 @@ def stable_smallest(key, k: int):
     k = min(int(k), n_cols)
     if k == 0:
         return xp.zeros((n_rows, 0), dtype=xp.int64)
+    if k == 1:
+        return xp.argmin(key, axis=1)[:, None].astype(xp.int64)        # first minimum
     if 4 * k >= n_cols:
         return xp.argsort(key, axis=1, kind="stable")[:, :k].astype(xp.int64)
     kth = xp.partition(key, k - 1, axis=1)[:, k - 1:k]                    # [R, 1] k-th smallest
@@ -341,20 +343,36 @@ class _Recorder:
 
 # --------------------------------------------------------------------------- reference loop
 
-def dsnot_reference(c, wanda, var, pruned0, settings: DSnoTSettings, nm=None,
+def contributions_at(w, seq_sum, rows, cols):
+    """c[rows, cols] = W[rows, cols] · seq_sum[cols] without forming c. [n], [n] -> [n] float64."""
+    xp = array_module(w)
+    return w[rows, cols].astype(xp.float64) * seq_sum[cols]
+
+
+def reference_lists(w, pruned0, seq_sum, seq_sq, var, pow_of_var: float, limit: int,
+                    with_pruning: bool = True):
+    """ε and the reference candidate lists of a block of rows (see ``growth_order``,
+    ``prune_order``). -> (eps [R], grow, n_grow[, prune, n_prune]); no pruning list for N:M."""
+    c = contributions(w, seq_sum)                                         # [R, C]
+    eps = row_errors(c, pruned0)
+    grow, n_grow = growth_order(c, var, pruned0, eps, pow_of_var, limit)
+    if not with_pruning:
+        return eps, grow, n_grow
+    prune, n_prune = prune_order(c, wanda_score(w, seq_sq), pruned0, eps, limit)
+    return eps, grow, n_grow, prune, n_prune
+
+
+def dsnot_reference(w, pruned0, seq_sum, seq_sq, var, settings: DSnoTSettings, nm=None,
                     initial_score=None, trace: bool = False):
     """Reference DSnoT loop (§4a). -> (pruned [R, C], ε [R], recorder)."""
-    xp = array_module(c)
-    n_rows = c.shape[0]
-    limit = settings.max_cycle_time
-    eps = row_errors(c, pruned0)                                          # [R]
-    rec = _Recorder(eps, trace)
-    grow, n_grow = by_row_chunks(
-        lambda c_, p_, e_: growth_order(c_, var, p_, e_, settings.pow_of_var_regrowing, limit),
-        (c, pruned0, eps))
+    xp = array_module(w)
+    n_rows = w.shape[0]
+    lists = by_row_chunks(reference_lists, (w, pruned0), seq_sum, seq_sq, var,
+                          settings.pow_of_var_regrowing, settings.max_cycle_time, nm is None)
+    eps, grow, n_grow = lists[:3]
     if nm is None:
-        prune, n_prune = by_row_chunks(lambda c_, w_, p_, e_: prune_order(c_, w_, p_, e_, limit),
-                                       (c, wanda, pruned0, eps))
+        prune, n_prune = lists[3:]
+    rec = _Recorder(eps, trace)
     pruned = pruned0.copy()
     rows = xp.arange(n_rows, dtype=xp.int64)
     n_done = xp.zeros(n_rows, dtype=xp.int64)
@@ -366,7 +384,7 @@ def dsnot_reference(c, wanda, var, pruned0, settings: DSnoTSettings, nm=None,
             g, has_g = next_candidate(grow, n_grow, n_done)
             q, has_q = propose_nm_pruning(g, initial_score, pruned, pruned0, nm[1])
             available = has_g & has_q
-        c_g, c_q = c[rows, g], c[rows, q]
+        c_g, c_q = contributions_at(w, seq_sum, rows, g), contributions_at(w, seq_sum, rows, q)
         eps_after = eps + c_q - c_g
         active = accept_swaps(eps, eps_after, active & available, settings.update_threshold,
                               strict_decrease=nm is not None)
@@ -467,9 +485,13 @@ def official_prune_ends(c, wanda, pruned0, k: int):
     if width == 0:
         empty = xp.zeros((c.shape[0], 0), dtype=xp.int64)
         return empty, empty
-    neg_asc, neg_desc = smallest(neg, width), largest(neg, width)
-    pos_asc, pos_desc = smallest(pos, width), largest(pos, width)
+    neg_asc, pos_asc = smallest(neg, width), smallest(pos, width)
     first = smallest(kept, 1)                                             # list position 0
+    # The far ends are reached only by a pointer that crosses the whole other side: from the
+    # left when n_neg + n_zero < k, from the right when n_pos + n_zero < k (narrow rows).
+    unused = xp.zeros_like(neg_asc)
+    pos_desc = largest(pos, width) if bool(xp.any(n_kept - n_pos < width)) else unused
+    neg_desc = largest(neg, width) if bool(xp.any(n_kept - n_neg < width)) else unused
 
     def at(window, i):
         return xp.take_along_axis(window, xp.clip(i, 0, width - 1), axis=1)
@@ -550,18 +572,28 @@ def apply_official_inplace(pruned, g, q, accept):
 
 # --------------------------------------------------------------------------- official loops
 
-def dsnot_official(c, wanda, var, pruned0, settings: DSnoTSettings, trace: bool = False):
-    """Official DSnoT loop, unstructured (§4b). -> (pruned [R, C], ε [R], recorder)."""
-    xp = array_module(c)
-    n_rows = c.shape[0]
+def official_lists(w, pruned0, seq_sum, seq_sq, var, pow_of_var: float, k: int,
+                   with_pruning: bool = True):
+    """ε and the reachable ends of the released code's two lists for a block of rows.
+    -> (eps [R], grow_left, grow_right[, prune_left, prune_right]); no pruning list for N:M."""
+    c = contributions(w, seq_sum)                                         # [R, C]
     eps = row_errors(c, pruned0)
+    grow_left, grow_right = official_growth_ends(c, var, pruned0, pow_of_var, k)
+    if not with_pruning:
+        return eps, grow_left, grow_right
+    prune_left, prune_right = official_prune_ends(c, wanda_score(w, seq_sq), pruned0, k)
+    return eps, grow_left, grow_right, prune_left, prune_right
+
+
+def dsnot_official(w, pruned0, seq_sum, seq_sq, var, settings: DSnoTSettings, trace: bool = False):
+    """Official DSnoT loop, unstructured (§4b). -> (pruned [R, C], ε [R], recorder)."""
+    xp = array_module(w)
+    n_rows = w.shape[0]
+    eps, grow_left, grow_right_end, prune_left, prune_right_end = by_row_chunks(
+        official_lists, (w, pruned0), seq_sum, seq_sq, var, settings.pow_of_var_regrowing,
+        settings.max_cycle_time)
     sign0 = xp.sign(eps)
     rec = _Recorder(eps, trace)
-    grow_left, grow_right_end = by_row_chunks(
-        lambda c_, p_: official_growth_ends(c_, var, p_, settings.pow_of_var_regrowing, settings.max_cycle_time),
-        (c, pruned0))
-    prune_left, prune_right_end = by_row_chunks(
-        lambda c_, w_, p_: official_prune_ends(c_, w_, p_, settings.max_cycle_time), (c, wanda, pruned0))
     n_kept = xp.sum(~pruned0, axis=1).astype(xp.int64)
     pruned = pruned0.copy()
     rows = xp.arange(n_rows, dtype=xp.int64)
@@ -575,7 +607,7 @@ def dsnot_official(c, wanda, var, pruned0, settings: DSnoTSettings, trace: bool 
         prune_right = eps < 0             # ε < 0: read a positive contribution (right end)
         q = read_prune_pointers(prune_left, prune_right_end, n_kept, q_left, q_right, prune_right, cycle)
         q_left, q_right = q_left + ~prune_right, q_right + prune_right
-        c_g, c_q = c[rows, g], c[rows, q]
+        c_g, c_q = contributions_at(w, seq_sum, rows, g), contributions_at(w, seq_sum, rows, q)
         eps_after = eps + c_q - c_g
         active = official_accept(active, eps, eps_after, sign0, settings.update_threshold,
                                  sign_check=not settings.without_same_sign)
@@ -598,17 +630,16 @@ def read_nm_pruning(nm_score, g, m: int, cycle: int):
     return group[rows[:, 0], xp.argmin(block, axis=1)]
 
 
-def dsnot_official_nm(c, var, pruned0, initial_score, settings: DSnoTSettings, m: int,
-                      trace: bool = False):
+def dsnot_official_nm(w, pruned0, seq_sum, seq_sq, var, initial_score, settings: DSnoTSettings,
+                      m: int, trace: bool = False):
     """Official DSnoT loop, N:M branch (§4b). -> (pruned [R, C], ε [R], recorder)."""
-    xp = array_module(c)
-    n_rows = c.shape[0]
-    eps = row_errors(c, pruned0)
+    xp = array_module(w)
+    n_rows = w.shape[0]
+    eps, grow_left, grow_right_end = by_row_chunks(
+        official_lists, (w, pruned0), seq_sum, seq_sq, var, settings.pow_of_var_regrowing,
+        settings.max_cycle_time, False)
     sign0 = xp.sign(eps)
     rec = _Recorder(eps, trace)
-    grow_left, grow_right_end = by_row_chunks(
-        lambda c_, p_: official_growth_ends(c_, var, p_, settings.pow_of_var_regrowing, settings.max_cycle_time),
-        (c, pruned0))
     nm_score = xp.where(pruned0, xp.inf, xp.asarray(initial_score, dtype=xp.float64))
     pruned = pruned0.copy()
     rows = xp.arange(n_rows, dtype=xp.int64)
@@ -620,7 +651,7 @@ def dsnot_official_nm(c, var, pruned0, initial_score, settings: DSnoTSettings, m
         g = read_growth_pointers(grow_left, grow_right_end, pruned0, g_left, g_right, grow_right, cycle)
         g_left, g_right = g_left + ~grow_right, g_right + grow_right
         q = read_nm_pruning(nm_score, g, m, cycle)
-        c_g, c_q = c[rows, g], c[rows, q]
+        c_g, c_q = contributions_at(w, seq_sum, rows, g), contributions_at(w, seq_sum, rows, q)
         eps_after = eps + c_q - c_g
         active = official_accept(active, eps, eps_after, sign0, settings.update_threshold,
                                  sign_check=True)
@@ -667,17 +698,19 @@ def dsnot(weight, pruned0, seq_sum, seq_sq, var, settings: DSnoTSettings = DSnoT
     Wanda score). Variants "reference" and "official"; "exact" lives in ``dsnot_exact``.
     """
     check_inputs(weight, pruned0, seq_sum, seq_sq, var, nm, initial_score)
-    c = contributions(weight, seq_sum)                                    # [R, C]
-    wanda = wanda_score(weight, seq_sq)                                   # [R, C]
+    xp = array_module(weight)
+    seq_sum = xp.asarray(seq_sum, dtype=xp.float64)                      # [C]
+    seq_sq = xp.asarray(seq_sq, dtype=xp.float64)                        # [C]
+    var = floored_variance(var)                                           # [C]
     if nm is not None and initial_score is None:
-        initial_score = wanda
-    var = floored_variance(var)
+        initial_score = wanda_score(weight, seq_sq)
+    stats = (seq_sum, seq_sq, var)
     if settings.variant == "reference":
-        pruned, eps, rec = dsnot_reference(c, wanda, var, pruned0, settings, nm, initial_score, trace)
+        pruned, eps, rec = dsnot_reference(weight, pruned0, *stats, settings, nm, initial_score, trace)
     elif settings.variant == "official" and nm is None:
-        pruned, eps, rec = dsnot_official(c, wanda, var, pruned0, settings, trace)
+        pruned, eps, rec = dsnot_official(weight, pruned0, *stats, settings, trace)
     elif settings.variant == "official":
-        pruned, eps, rec = dsnot_official_nm(c, var, pruned0, initial_score, settings, nm[1], trace)
+        pruned, eps, rec = dsnot_official_nm(weight, pruned0, *stats, initial_score, settings, nm[1], trace)
     else:
         raise UserError(f"variant {settings.variant!r} is not handled by dsnot(); "
                         "use methods.prune_linear or methods.dsnot_exact")
