@@ -93,6 +93,7 @@ def add_prune_arguments(p: argparse.ArgumentParser) -> None:
     option(p, "run_dir", default=None, metavar="DIR", help="activation cache and pruned layers (default a temporary directory)")
     option(p, "keep_cache", action="store_true", help="keep the run directory afterwards")
     option(p, "chunk_size", type=int, default=4, help="calibration sequences per forward chunk (default 4)")
+    option(p, "no_recon_error", action="store_true", help="skip the reconstruction-error diagnostics (saves a C x C Hessian per sublayer)")
     option(p, "quiet", action="store_true", help="no progress bars")
 
 
@@ -146,6 +147,7 @@ class PruneJob:
     keep_cache: bool
     chunk_size: int
     quiet: bool
+    recon_error: bool = True  # gather Hessians for the reconstruction-error diagnostics
 
     def settings_record(self) -> dict:
         """JSON-ready settings (paths as strings)."""
@@ -275,7 +277,7 @@ def validate(args) -> PruneJob:
         calibration_tokens=calibration_tokens, eval_dataset=eval_dataset, eval_seqlen=args.eval_seqlen,
         eval_max_windows=args.eval_max_windows, save_model=save_model, overwrite=args.overwrite,
         results=results, backend=backend_name, dtype=dtype, run_dir=run_dir, keep_cache=args.keep_cache,
-        chunk_size=args.chunk_size, quiet=args.quiet,
+        chunk_size=args.chunk_size, quiet=args.quiet, recon_error=not args.no_recon_error,
     )
 
 
@@ -400,7 +402,7 @@ def fetch_model(job: PruneJob) -> Path:
         return job.model_dir
     from ..demo_model import fetch_demo_model  # noqa: PLC0415
 
-    return Path(fetch_demo_model(job.fetch_alias))
+    return Path(fetch_demo_model(job.fetch_alias, progress=lambda line: print(line, file=sys.stderr)))
 
 
 def resolve_seqlen(requested: int | None, config, flag: str) -> int:
@@ -455,7 +457,7 @@ def prune(job: PruneJob, model, calib_tokens: np.ndarray):
 
     settings = pipeline.PipelineSettings(
         spec=prune_spec(job), skip_layer=job.skip_layer, skip_sub_layer=job.skip_sub_layer,
-        chunk_size=job.chunk_size, dtype=job.dtype, backend=job.backend,
+        chunk_size=job.chunk_size, dtype=job.dtype, backend=job.backend, recon_error=job.recon_error,
     )
     run_dir = job.run_dir or Path(tempfile.mkdtemp(prefix="dsnot-ref-run-"))
     bar = progress_bar(job.quiet, total=model.config.num_layers, desc="layers", unit="layer")

@@ -1,0 +1,139 @@
+"""`dsnot-ref demo`: dense vs Wanda vs Wanda + DSnoT on the demo model (SmolLM2-135M), measured.
+
+Fetches and converts the demo model if needed, samples one calibration set from the bundled
+corpus, prunes twice with it (Wanda; Wanda + DSnoT, reference variant) at 60% unstructured,
+and measures the perplexity of dense, Wanda and Wanda + DSnoT on the bundled evaluation corpus.
+
+Default settings are sized for 2 CPU cores (under 15 minutes): S = 16 calibration sequences
+of L = 512 tokens, perplexity on the first 16 windows of 512 tokens, no reconstruction-error
+diagnostics (``--recon-error`` adds them). ``--full`` uses
+the paper's S = 128, L = 2048 and every window of the evaluation corpus (hours on a CPU).
+The two prunes are separate pipeline runs: after layer 0 their inputs differ (each sees its
+own pruned earlier layers), so one pass cannot serve both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from ..errors import UserError
+from . import prune as prune_cli
+
+
+@dataclass(frozen=True)
+class DemoSize:
+    nsamples: int  # S
+    seqlen: int  # L, calibration and evaluation
+    eval_windows: int | None  # None: every window
+
+
+QUICK = DemoSize(nsamples=16, seqlen=512, eval_windows=16)
+FULL = DemoSize(nsamples=128, seqlen=2048, eval_windows=None)
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "demo",
+        help="prune the demo model with Wanda and Wanda + DSnoT and compare perplexities",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    prune_cli.option(p, "full", action="store_true", help="the paper's S=128, L=2048 and the whole eval corpus (slow)")
+    prune_cli.option(p, "sparsity", type=float, default=0.6, help="unstructured sparsity (default 0.6)")
+    prune_cli.option(p, "nsamples", type=int, default=None, help="override S")
+    prune_cli.option(p, "seqlen", type=int, default=None, help="override L (calibration and evaluation)")
+    prune_cli.option(p, "eval_max_windows", type=int, default=None, help="override the number of evaluation windows")
+    prune_cli.option(p, "model", default="smollm2-135m", help="model directory or alias (default smollm2-135m)")
+    prune_cli.option(p, "results", default=None, metavar="FILE.json", help="write the demo's table and settings as JSON")
+    prune_cli.option(p, "backend", default="numpy", help="numpy | cupy (default numpy)")
+    prune_cli.option(p, "recon_error", action="store_true", help="also gather the reconstruction-error diagnostics (slower)")
+    prune_cli.option(p, "quiet", action="store_true", help="no progress bars")
+    return prune_cli.one_line_errors(p)
+
+
+def size_of(args) -> DemoSize:
+    size = FULL if args.full else QUICK
+    for value, flag in ((args.nsamples, "--nsamples"), (args.eval_max_windows, "--eval-max-windows")):
+        prune_cli.check_positive(value, flag)
+    prune_cli.check_positive(args.seqlen, "--seqlen", minimum=2)
+    return DemoSize(
+        nsamples=args.nsamples or size.nsamples,
+        seqlen=args.seqlen or size.seqlen,
+        eval_windows=args.eval_max_windows or size.eval_windows,
+    )
+
+
+def base_job(args, size: DemoSize) -> prune_cli.PruneJob:
+    """The Wanda job; the others differ in method only. Validated like `prune`'s flags."""
+    if not 0.0 < args.sparsity < 1.0:
+        raise UserError(f"--sparsity must be in (0, 1), got {args.sparsity}")
+    ns = argparse.Namespace(
+        model=args.model, prune_method="wanda", initial_method=None, sparsity_ratio=args.sparsity,
+        sparsity_type="unstructured", nsamples=size.nsamples, seqlen=size.seqlen, seed=0, max_cycle_time=50,
+        update_threshold=0.1, pow_of_var_regrowing=1.0, skip_layer="mlp", skip_sub_layer="none",
+        without_same_sign="true", dsnot_variant="reference", calibration=None, calibration_tokens=None,
+        eval_dataset=None, eval_seqlen=size.seqlen, eval_max_windows=size.eval_windows, save_model=None,
+        overwrite=False, results=None, backend=args.backend, dtype="float32", run_dir=None, keep_cache=False,
+        chunk_size=4, quiet=args.quiet, no_recon_error=not args.recon_error,
+    )
+    return prune_cli.validate(ns)
+
+
+def run(args) -> int:
+    from .. import data, model as model_lib  # noqa: PLC0415
+
+    size = size_of(args)
+    wanda = base_job(args, size)
+    if args.results:
+        prune_cli.check_results_path(Path(args.results), wanda.model_dir)
+    started = time.perf_counter()
+    model_dir = prune_cli.fetch_model(wanda)
+    wanda = replace(wanda, model_dir=model_dir, fetch_alias=None)
+    model = model_lib.load_model(model_dir)
+    prune_cli.resolve_seqlen(size.seqlen, model.config, "--seqlen")
+    print(
+        f"demo: {args.model} ({model_dir}), {args.sparsity:g} unstructured sparsity; calibration S={size.nsamples} "
+        f"sequences of L={size.seqlen} tokens from {Path(data.BUNDLED_CALIBRATION).name} (seed 0); perplexity on "
+        f"{'all' if size.eval_windows is None else f'the first {size.eval_windows}'} windows of {size.seqlen} tokens "
+        f"of {Path(data.BUNDLED_EVAL).name}",
+        flush=True,
+    )
+    t0 = time.perf_counter()
+    calib = prune_cli.load_calibration(wanda, model, size.seqlen)  # shared by both prunes
+    evals = prune_cli.load_eval_tokens(wanda, model_dir)
+    tokenize_seconds = time.perf_counter() - t0
+
+    jobs = {
+        "dense": replace(wanda, method="dense", sparsity=0.0),
+        "wanda": wanda,
+        "wanda + DSnoT": replace(wanda, method="dsnot", initial_method="wanda"),
+    }
+    rows, runs = [], {}
+    for label, job in jobs.items():
+        if not args.quiet:
+            print(f"-- {label}", flush=True)
+        results = prune_cli.execute(job, calib_tokens=calib, eval_tokens=evals)
+        ppl = results["perplexity"]["dense" if job.method == "dense" else "pruned"]
+        rows.append({
+            "model": label,
+            "sparsity": results["sparsity"].get("overall", 0.0),
+            "perplexity": ppl["perplexity"],
+            "prune_seconds": results["times"].get("prune", 0.0),
+            "eval_seconds": results["times"].get("eval", 0.0),
+        })
+        runs[label] = results
+    from ..report import demo_table  # noqa: PLC0415
+
+    print(demo_table(rows))
+    print(
+        f"evaluated {ppl['n_windows']} windows x {ppl['seqlen']} tokens; tokenising took {tokenize_seconds:.1f} s; "
+        f"total {time.perf_counter() - started:.1f} s"
+    )
+    if args.results:
+        from ..io_utils import atomic_write_json  # noqa: PLC0415
+
+        atomic_write_json(args.results, {"demo": rows, "size": size.__dict__, "runs": runs})
+    return 0
