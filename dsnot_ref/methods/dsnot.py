@@ -41,6 +41,11 @@ Differences between the variants
   too). The released code uses stable sorts for the lists but an unstable ``torch.sort``/
   ``topk`` for the N:M masks and the N:M pruned weight; we use the lower column there as well.
 
+Consequence of reproducing the released code: with the c == 0 quirk (a kept weight whose input
+channel has seq_sum = 0, e.g. a dead channel) the official variant can prune the same weight
+twice or un-prune it in a stopped row, so a row's pruned count can change and the running ε
+can differ from the ε of the final mask. The reference variant has neither problem.
+
 Released-code defects not copied
 --------------------------------
 - division by a zero variance (a dead or constant input channel gives inf/NaN metrics): we
@@ -61,6 +66,15 @@ Trace format (``trace=True``): ``DSnoTTrace`` with
              cycle k accepted a swap in row r iff active[k, r];
   ``swaps``  [n, 4] int64: (row, grown column, pruned column, cycle), cycles counted from 1,
              ordered by cycle then row.
+
+How the code is laid out: each step is a function (``contributions``, ``row_errors``,
+``growth_order``, ``prune_order``, ``propose_swaps``, ``accept_swaps``, ``apply_swaps_inplace``;
+official: ``official_growth_order``, ``official_prune_order``, ``read_*_pointers``,
+``official_accept``, ``apply_official_inplace``). For speed the lists are built per block of
+rows (``by_row_chunks``) and only their first K entries (the most K cycles can read) are
+kept, found by partitioning instead of sorting (``stable_smallest``, same order as a stable
+argsort); the loop gathers the few contributions it needs from W. ``dsnot_loop.py`` is the
+plain row-by-row oracle these are tested against.
 """
 
 from __future__ import annotations
