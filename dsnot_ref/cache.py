@@ -34,6 +34,7 @@ from .io_utils import atomic_path, atomic_write_json
 
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
+LOCK_NAME = ".lock"
 
 
 # --- paths inside a run directory --------------------------------------------------------
@@ -173,6 +174,39 @@ def model_identity(model_dir: Path) -> dict:
     return {"path": str(model_dir), "config_sha256": file_sha256(config), "weight_files": files}
 
 
+def check_not_foreign(run_dir: Path) -> None:
+    """UserError for an existing directory that holds files but no run manifest."""
+    run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UserError(f"run directory {run_dir} exists and is not a directory")
+    if (run_dir / MANIFEST_NAME).exists() or not run_dir.exists():
+        return
+    if any(p.name != LOCK_NAME for p in run_dir.iterdir()):
+        raise UserError(f"run directory {run_dir} is not empty and has no {MANIFEST_NAME}; choose another")
+
+
+# --- one process per run directory ----------------------------------------------------------
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: Path):
+    """Hold an exclusive lock on a run directory (released by the kernel if the process dies)."""
+    import fcntl  # noqa: PLC0415 - POSIX only; imported where it is used
+
+    run_dir = Path(run_dir)
+    check_not_foreign(run_dir)  # never leave a lock file in someone else's directory
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open(run_dir / LOCK_NAME, "a+b") as f:
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UserError(f"run directory {run_dir} is in use by another process") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
 # --- the manifest ----------------------------------------------------------------------------
 
 
@@ -223,8 +257,7 @@ def open_run(run_dir: Path, identity: dict, tokens_hash: str, settings: dict, nu
     )
     manifest = read_manifest(run_dir)
     if manifest is None:
-        if run_dir.exists() and any(run_dir.iterdir()):
-            raise UserError(f"run directory {run_dir} is not empty and has no {MANIFEST_NAME}; choose another")
+        check_not_foreign(run_dir)
         manifest = {**wanted, "layers_done": 0}
         atomic_write_json(run_dir / MANIFEST_NAME, manifest)
         return manifest

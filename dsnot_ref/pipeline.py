@@ -395,6 +395,17 @@ def prune_model(
     tokens = check_calibration_tokens(calib_tokens, config)
     check_run_dir(model.path, run_dir)
     xp = get_backend(settings.backend)
+    with cache.run_lock(run_dir):
+        run = run_layers(model, tokens, settings, run_dir, xp, progress)
+        if not keep_cache:
+            shutil.rmtree(run_dir / "acts", ignore_errors=True)
+    run.keep_cache = keep_cache
+    return run
+
+
+def run_layers(model, tokens: np.ndarray, settings: PipelineSettings, run_dir: Path, xp, progress) -> PruneRun:
+    """Open (or resume) the run in ``run_dir`` and process every unfinished layer."""
+    config = model.config
     n_layers = config.num_layers
     manifest = cache.open_run(
         run_dir, cache.model_identity(model.path), cache.tokens_sha256(tokens), settings_record(settings), n_layers
@@ -418,8 +429,6 @@ def prune_model(
         add_timings(timings, diagnostics["timings"])
         if progress:
             progress(i + 1, n_layers, f"layer {i}")
-    if not keep_cache:
-        shutil.rmtree(run_dir / "acts", ignore_errors=True)
     return PruneRun(
         model=model,
         run_dir=run_dir,
@@ -427,7 +436,6 @@ def prune_model(
         layer_files=[cache.layer_weights_path(run_dir, i) for i in range(n_layers)],
         mask_files=[cache.layer_masks_path(run_dir, i) for i in range(n_layers)],
         timings=timings,
-        keep_cache=keep_cache,
     )
 
 

@@ -118,3 +118,20 @@ def test_reopen_removes_temporaries_and_size_counts_them(tmp_path):
     assert not stale.exists()
     assert cache.cache_size_bytes(run) == base
     assert os.path.exists(run / cache.MANIFEST_NAME)
+
+
+def test_run_lock_is_exclusive_and_spares_foreign_directories(tmp_path):
+    run = tmp_path / "run"
+    with cache.run_lock(run):
+        with pytest.raises(UserError, match="in use by another process"):
+            with cache.run_lock(run):
+                pass
+    with cache.run_lock(run):  # released on exit
+        pass
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    with pytest.raises(UserError, match="not empty"):
+        with cache.run_lock(foreign):
+            pass
+    assert [p.name for p in foreign.iterdir()] == ["notes.txt"]  # no lock file left there
