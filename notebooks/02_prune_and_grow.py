@@ -40,7 +40,7 @@ from dsnot_ref.model import load_layer, load_model
 from dsnot_ref.stats import StatsAccumulator
 
 size = nbutil.notebook_size()
-model_dir, label = nbutil.pick_model_dir(size.prefer_demo_for_layer)
+model_dir, label = nbutil.pick_model_dir(size)
 model = load_model(model_dir)
 print(f"Model used: {label}")
 

@@ -4,12 +4,16 @@ Nothing here is part of the method; the method lives in ``dsnot_ref`` and the no
 it from there. This module only keeps the notebooks' set-up cells short and identical.
 
 Size (environment variable DSNOT_REF_NOTEBOOK_SIZE):
-- ``small``: what the test suite runs. The tiny test model of data/fixtures/tiny-llama for
-  notebooks 1 and 2, a few short calibration windows, a few evaluation windows.
-- ``full``: what the rendered copies show. The demo model (SmolLM2-135M) when it is cached,
-  more and longer windows.
-Notebook 3 uses the demo model whenever it is cached (with small budgets in the small size).
-Nothing here downloads anything: ``python -m dsnot_ref demo`` (or
+- ``small``: what the test suite runs: the tiny test model of data/fixtures/tiny-llama (random
+  weights), a few short calibration windows, a few evaluation windows; seconds per notebook.
+- ``full`` (default): what the rendered copies show: the demo model (SmolLM2-135M) when it is
+  cached, more and longer windows; minutes per notebook on a laptop.
+
+Model (environment variable DSNOT_REF_NOTEBOOK_MODEL, optional): ``auto`` (the size's default:
+the demo model when cached in ``full``, the tiny model in ``small``), ``tiny``, or ``demo``
+(required: an error if it is not cached). The slow test runs notebook 3 with ``small`` and
+``auto``-on-demo to check the whole-model notebook on the real model with small budgets.
+Nothing here downloads anything: ``python -m dsnot_ref fetch-model`` (or
 ``dsnot_ref.demo_model.fetch_demo_model()``) fetches the demo model once.
 """
 
@@ -22,6 +26,8 @@ from pathlib import Path
 import numpy as np
 
 SIZE_VARIABLE = "DSNOT_REF_NOTEBOOK_SIZE"
+MODEL_VARIABLE = "DSNOT_REF_NOTEBOOK_MODEL"
+MODEL_CHOICES = ("auto", "tiny", "demo")
 
 
 @dataclass(frozen=True)
@@ -33,16 +39,16 @@ class NotebookSize:
     n_calibration_model: int  # S for pruning the whole model (notebook 3)
     seqlen_model: int         # L for notebook 3 (calibration and evaluation windows)
     n_eval_windows: int       # evaluation windows for perplexity (notebook 3)
-    prefer_demo_for_layer: bool  # notebooks 1-2 use the demo model when it is cached
+    prefer_demo: bool         # use the demo model when it is cached (DSNOT_REF_NOTEBOOK_MODEL=auto)
 
 
 SIZES = {
     "small": NotebookSize("small", n_calibration=4, seqlen=32, layer_demo=2,
                           n_calibration_model=2, seqlen_model=64, n_eval_windows=2,
-                          prefer_demo_for_layer=False),
+                          prefer_demo=False),
     "full": NotebookSize("full", n_calibration=32, seqlen=256, layer_demo=2,
-                         n_calibration_model=16, seqlen_model=256, n_eval_windows=24,
-                         prefer_demo_for_layer=True),
+                         n_calibration_model=8, seqlen_model=256, n_eval_windows=16,
+                         prefer_demo=True),
 }
 
 
@@ -67,12 +73,23 @@ def tiny_model_dir() -> Path:
     return repo_root() / "data" / "fixtures" / "tiny-llama"
 
 
-def pick_model_dir(use_demo: bool) -> tuple[Path, str]:
-    """(model directory, label): the cached demo model if ``use_demo`` and present, else the tiny one."""
+def pick_model_dir(size: NotebookSize) -> tuple[Path, str]:
+    """(model directory, label) as DSNOT_REF_NOTEBOOK_MODEL and the size ask.
+
+    ``auto``: the cached demo model if the size prefers it, else the tiny test model.
+    ``demo``: the demo model, FileNotFoundError if it is not cached. ``tiny``: the tiny model.
+    """
     from dsnot_ref import demo_model
 
+    choice = os.environ.get(MODEL_VARIABLE, "auto") or "auto"
+    if choice not in MODEL_CHOICES:
+        raise ValueError(f"{MODEL_VARIABLE}={choice!r}; expected one of {', '.join(MODEL_CHOICES)}")
     demo_dir = demo_model.demo_model_dir()
-    if use_demo and demo_model.is_complete(demo_dir):
+    cached = demo_model.is_complete(demo_dir)
+    if choice == "demo" and not cached:
+        raise FileNotFoundError(f"{MODEL_VARIABLE}=demo but the demo model is not in {demo_dir}; "
+                                "run `python -m dsnot_ref fetch-model` first")
+    if choice == "demo" or (choice == "auto" and size.prefer_demo and cached):
         return demo_dir, "demo model SmolLM2-135M (cached)"
     return tiny_model_dir(), "tiny test model data/fixtures/tiny-llama (random weights)"
 

@@ -7,9 +7,10 @@ and writes the executed copy, outputs and figures included, to ``notebooks/rende
     python notebooks/render.py                 # full size (demo model when it is cached)
     python notebooks/render.py --size small    # tiny model, a few windows (what the tests run)
     python notebooks/render.py 02_prune_and_grow
+    python notebooks/render.py --size small --model demo 03_whole_model
 
-The size reaches the notebooks through the environment variable DSNOT_REF_NOTEBOOK_SIZE, which
-the kernel inherits. tests/test_notebooks.py imports ``execute_notebook`` from here, so the
+The size and model choice reach the notebooks through the environment variables
+DSNOT_REF_NOTEBOOK_SIZE and DSNOT_REF_NOTEBOOK_MODEL, which the kernel inherits. tests/test_notebooks.py imports ``execute_notebook`` from here, so the
 tests run the notebooks exactly as the rendered copies were produced.
 """
 
@@ -25,7 +26,9 @@ from pathlib import Path
 NOTEBOOK_DIR = Path(__file__).resolve().parent
 RENDERED_DIR = NOTEBOOK_DIR / "rendered"
 SIZE_VARIABLE = "DSNOT_REF_NOTEBOOK_SIZE"
+MODEL_VARIABLE = "DSNOT_REF_NOTEBOOK_MODEL"
 SIZES = ("small", "full")
+MODELS = ("auto", "tiny", "demo")
 
 
 def notebook_sources() -> list[Path]:
@@ -48,11 +51,12 @@ def _environment(**values: str):
                 os.environ[key] = old
 
 
-def execute_notebook(source: Path, size: str, timeout: int = 1800):
+def execute_notebook(source: Path, size: str, model: str = "auto", timeout: int = 1800):
     """Run one jupytext source top to bottom; return the executed ``nbformat`` notebook.
 
     The kernel starts in ``notebooks/`` (so ``import nbutil`` works) with
-    DSNOT_REF_NOTEBOOK_SIZE set to ``size``. Any cell that raises stops the run with
+    DSNOT_REF_NOTEBOOK_SIZE set to ``size`` and DSNOT_REF_NOTEBOOK_MODEL to ``model``
+    (see nbutil.py). Any cell that raises stops the run with
     ``nbclient.exceptions.CellExecutionError``, which names the cell and the traceback.
     """
     import jupytext
@@ -60,6 +64,8 @@ def execute_notebook(source: Path, size: str, timeout: int = 1800):
 
     if size not in SIZES:
         raise ValueError(f"size must be one of {SIZES}, got {size!r}")
+    if model not in MODELS:
+        raise ValueError(f"model must be one of {MODELS}, got {model!r}")
     nb = jupytext.read(source)
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     client = NotebookClient(
@@ -68,7 +74,7 @@ def execute_notebook(source: Path, size: str, timeout: int = 1800):
     )
     # Matplotlib must not try to open a window; the inline backend of ipykernel is the default,
     # MPLBACKEND only guards against a user setting that would override it.
-    with _environment(**{SIZE_VARIABLE: size, "MPLBACKEND": "module://matplotlib_inline.backend_inline"}):
+    with _environment(**{SIZE_VARIABLE: size, MODEL_VARIABLE: model, "MPLBACKEND": "module://matplotlib_inline.backend_inline"}):
         client.execute()
     return nb
 
@@ -90,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="*", help="notebook names (e.g. 01_one_layer_one_row); default all")
     parser.add_argument("--size", choices=SIZES, default=os.environ.get(SIZE_VARIABLE, "full"))
+    parser.add_argument("--model", choices=MODELS, default=os.environ.get(MODEL_VARIABLE, "auto"),
+                        help="auto: the demo model when cached in the full size, the tiny one in small")
     args = parser.parse_args(argv)
     sources = notebook_sources()
     if args.names:
@@ -101,9 +109,9 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     for source in sources:
         start = time.perf_counter()
-        nb = execute_notebook(source, args.size)
+        nb = execute_notebook(source, args.size, args.model)
         out = write_rendered(nb, source)
-        print(f"{source.name}: executed ({args.size}) in {time.perf_counter() - start:.0f} s -> {out}")
+        print(f"{source.name}: executed ({args.size}, model {args.model}) in {time.perf_counter() - start:.0f} s -> {out}")
     return 0
 
 
