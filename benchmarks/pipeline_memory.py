@@ -7,7 +7,7 @@ all children so far, and a child's ru_maxrss inherits the parent's high-water ma
 fork + exec) beside the size of one layer's weights and one activation chunk. The pipeline keeps the activations on disk and one layer in memory, so the
 peak should barely grow with depth: target peak(16) / peak(4) < 1.2. Prints, never asserts.
 
-    python benchmarks/pipeline_memory.py [--hidden 512] [--seqs 32] [--seqlen 128] [--chunk 4]
+    python benchmarks/pipeline_memory.py [--hidden 512] [--seqs 32] [--seqlen 128] [--chunk 4] [--seq-factor 4]
 """
 
 from __future__ import annotations
@@ -101,6 +101,7 @@ def main() -> None:
     parser.add_argument("--chunk", type=int, default=4)
     parser.add_argument("--method", default="wanda")
     parser.add_argument("--layers", type=int, nargs="+", default=[4, 8, 16])
+    parser.add_argument("--seq-factor", type=int, default=4, help="also run the shallowest model with this many times S")
     args = parser.parse_args()
 
     mib = 1024 * 1024
@@ -112,19 +113,30 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="dsnot_mem_") as tmp:
         for n in args.layers:
             model_dir = write_model(Path(tmp) / f"model{n}", args.hidden, n)
-            out = subprocess.run(
-                [sys.executable, "-c", CHILD, str(model_dir), str(Path(tmp) / f"run{n}"),
-                 str(args.seqs), str(args.seqlen), str(args.chunk), args.method],
-                check=True, capture_output=True, text=True,
-            )
-            result = json.loads(out.stdout.strip().splitlines()[-1])
-            peaks[n] = result["peak_kib"] * 1024
-            weights = sum(p.stat().st_size for p in model_dir.glob("*.safetensors"))
-            print(f"{n:3d} layers: checkpoint {weights / mib:7.1f} MiB, RSS after load {result['before_kib'] / 1024:6.1f} MiB, "
-                  f"peak RSS {peaks[n] / mib:6.1f} MiB, seconds "
-                  + ", ".join(f"{k} {v:.2f}" for k, v in result["timings"].items()))
+            peaks[n] = measure(model_dir, Path(tmp) / f"run{n}", args.seqs, args)
+        if args.seq_factor > 1:  # same model, more calibration sequences
+            n = min(args.layers)
+            many = measure(Path(tmp) / f"model{n}", Path(tmp) / f"run{n}x", args.seqs * args.seq_factor, args)
+            print(f"peak with S={args.seqs * args.seq_factor} / with S={args.seqs} ({n} layers) = {many / peaks[n]:.3f}")
     if 4 in peaks and 16 in peaks:
         print(f"peak(16) / peak(4) = {peaks[16] / peaks[4]:.3f}  (target < 1.2)")
+
+
+def measure(model_dir: Path, run_dir: Path, n_seq: int, args) -> int:
+    """Run the pass in a fresh process; print and return its peak RSS in bytes."""
+    mib = 1024 * 1024
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, str(model_dir), str(run_dir), str(n_seq), str(args.seqlen), str(args.chunk), args.method],
+        check=True, capture_output=True, text=True,
+    )
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    peak = result["peak_kib"] * 1024
+    weights = sum(p.stat().st_size for p in model_dir.glob("*.safetensors"))
+    n_layers = json.loads((model_dir / "config.json").read_text())["num_hidden_layers"]
+    print(f"{n_layers:3d} layers, S={n_seq:4d}: checkpoint {weights / mib:7.1f} MiB, RSS after load "
+          f"{result['before_kib'] / 1024:6.1f} MiB, peak RSS {peak / mib:6.1f} MiB, seconds "
+          + ", ".join(f"{k} {v:.2f}" for k, v in result["timings"].items()))
+    return peak
 
 
 if __name__ == "__main__":
