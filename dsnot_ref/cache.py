@@ -17,6 +17,8 @@ The manifest (``manifest.json``) records what the run is of: the model's identit
 path, sha256 of config.json, size and mtime of every weight file), the sha256 of the calibration
 tokens, the settings and the number of finished layers. Reopening a run directory with a
 different model, tokens or settings raises ``UserError``: a cache is never reused silently.
+While a run works in a directory it holds an exclusive ``flock`` on ``.lock`` in it (released by
+the kernel when the process dies), so two processes never write the same run directory.
 """
 
 from __future__ import annotations
