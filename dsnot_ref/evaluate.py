@@ -70,6 +70,27 @@ def hidden_buffer(shape: tuple[int, ...], dtype, tmp_dir: str):
     return np.memmap(Path(tmp_dir) / "hidden.f", dtype=dtype, mode="w+", shape=shape)
 
 
+def run_layers_(model, windows, hidden, dtype, xp, report) -> None:
+    """Fill ``hidden`` [W, L, D] with the last layer's output for every window, in place.
+
+    Layer by layer: each layer's weights are read once and applied to all windows, a chunk of
+    windows at a time. ``report(done, message)`` counts windows finished across layers.
+    """
+    config = model.config
+    n_windows, seqlen = windows.shape
+    step = chunk_size(config, seqlen, np.dtype(dtype).itemsize)
+    starts = range(0, n_windows, step)
+    for s in starts:
+        hidden[s: s + step] = to_numpy(model_lib.embed(model, windows[s: s + step], dtype, xp))
+    for i in range(config.num_layers):
+        layer = model_lib.load_layer(model, i, dtype, xp)
+        for s in starts:
+            x = to_device(np.asarray(hidden[s: s + step]), xp)             # [B, L, D]
+            hidden[s: s + step] = to_numpy(model_lib.block_forward(config, layer, x))
+            report(i * n_windows + min(s + step, n_windows), f"layer {i}")
+        del layer
+
+
 def perplexity(model, tokens_1d, seqlen: int, dtype=np.float32, max_windows: int | None = None,
                progress=None, xp=np) -> dict:
     """Perplexity of ``model`` on a token stream (spec §6).
@@ -88,22 +109,11 @@ def perplexity(model, tokens_1d, seqlen: int, dtype=np.float32, max_windows: int
     windows = eval_windows(tokens_1d, seqlen, max_windows)                # [W, L]
     model_lib.check_tokens(model, windows)
     n_windows = windows.shape[0]
-    step = chunk_size(config, seqlen, dtype.itemsize)
-    starts = range(0, n_windows, step)
     total = n_windows * (config.num_layers + 1)
     report = progress or (lambda done, total, message: None)
-
     with tempfile.TemporaryDirectory(prefix="dsnot-eval-") as tmp_dir:
         hidden = hidden_buffer((n_windows, seqlen, config.hidden_size), dtype, tmp_dir)
-        for s in starts:
-            hidden[s: s + step] = to_numpy(model_lib.embed(model, windows[s: s + step], dtype, xp))
-        for i in range(config.num_layers):
-            layer = model_lib.load_layer(model, i, dtype, xp)               # read once per layer
-            for s in starts:
-                x = to_device(np.asarray(hidden[s: s + step]), xp)         # [B, L, D]
-                hidden[s: s + step] = to_numpy(model_lib.block_forward(config, layer, x))
-                report(i * n_windows + min(s + step, n_windows), total, f"layer {i}")
-            del layer
+        run_layers_(model, windows, hidden, dtype, xp, lambda done, msg: report(done, total, msg))
         glob = model_lib.load_globals(model, dtype, xp)
         window_loss = np.empty(n_windows, dtype=np.float64)
         for w in range(n_windows):
