@@ -111,3 +111,22 @@ def test_missing_and_invalid_config_json(tmp_path):
     (tmp_path / "config.json").write_text("[1, 2]")
     with pytest.raises(UserError, match="JSON object"):
         ModelConfig.from_file(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "fixture, edit, words",
+    [
+        ("qwen2", lambda r: r.update(use_sliding_window=True, sliding_window=4), "use_sliding_window"),
+        ("tiny-opt", lambda r: r.update(activation_function="gelu"), "gelu"),
+        ("tiny-opt", lambda r: r.update(_remove_final_layer_norm=True), "_remove_final_layer_norm"),
+        ("tiny-opt", lambda r: r.update(layer_norm_elementwise_affine=False), "elementwise_affine"),
+        ("mistral", lambda r: r.update(sliding_window=0), "sliding_window"),
+    ],
+)
+def test_unsupported_variants_are_refused(tmp_path, fixture, edit, words):
+    raw = raw_config(fixture)
+    edit(raw)
+    path = write_config(tmp_path, raw)
+    with pytest.raises(UserError, match=words) as info:
+        ModelConfig.from_file(path)
+    assert str(path) in str(info.value)
