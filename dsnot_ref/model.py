@@ -251,7 +251,8 @@ def check_tokens(model: Model, tokens) -> None:
     if tokens.ndim != 2:
         raise UserError(f"token ids must be [B, L], got shape {list(tokens.shape)}")
     if tokens.size and (tokens.min() < 0 or tokens.max() >= model.config.vocab_size):
-        raise UserError(f"token id {int(tokens.max())} out of range for the vocabulary "
+        bad = int(tokens.min()) if tokens.min() < 0 else int(tokens.max())
+        raise UserError(f"token id {bad} out of range for the vocabulary "
                         f"({model.config.vocab_size}) of {model.path}")
     if tokens.shape[1] > model.config.max_positions:
         raise UserError(f"sequence length {tokens.shape[1]} exceeds max_position_embeddings "
