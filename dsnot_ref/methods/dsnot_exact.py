@@ -328,15 +328,14 @@ def dsnot_exact(
         lookahead=lookahead,
         on_reject=on_reject,
     )
-    dense_error = float(xp.sum(w64 * (w64 @ gram)))  # Σ_r w_rᵀ G w_r = ‖W X‖²
-    scale = dense_error if dense_error > 0 else 1.0
     diagnostics = {
         "eps_before": float(xp.mean(xp.abs(result.eps_before))),
         "eps_after": float(xp.mean(xp.abs(result.eps_after))),
         "swaps": int(xp.sum(result.swaps)),
         "cycles": int(result.cycles),
-        "recon_before": float(xp.sum(result.error_before)) / scale,  # ‖(W − Ŵ) X‖² / ‖W X‖²
-        "recon_after": float(xp.sum(result.error_after)) / scale,
+        # Σ_r ‖X d_r‖² over all calibration tokens (absolute; prune_linear reports relative ones)
+        "error_before": float(xp.sum(result.error_before)),
+        "error_after": float(xp.sum(result.error_after)),
     }
     return result.pruned, diagnostics
 
