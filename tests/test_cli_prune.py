@@ -177,3 +177,42 @@ def test_entry_point_subprocess(tmp_path, inputs):
     assert "layer 1: mean |eps|" in proc.stderr  # per-layer lines with progress, on stderr
     assert "perplexity (pruned)" in proc.stdout and "sparsity check" in proc.stdout
     assert json.loads((tmp_path / "r.json").read_text())["settings"]["dsnot_variant"] == "reference"
+
+
+# --- demo ---------------------------------------------------------------------------------------
+
+
+def run_demo(tmp_path, capsys, *argv):
+    results = tmp_path / "demo.json"
+    rc = main(["demo", *map(str, argv), "--results", str(results), "--quiet"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    return out, json.loads(results.read_text())
+
+
+def test_demo_on_tiny_model(tmp_path, capsys):
+    out, results = run_demo(tmp_path, capsys, "--model", FIXTURES / "tiny-llama", "--nsamples", "2", "--seqlen", "32",
+                            "--eval-max-windows", "2")
+    assert "calibration S=2 sequences of L=32 tokens" in out and "the first 2 windows of 32 tokens" in out
+    rows = {r["model"]: r for r in results["demo"]}
+    assert list(rows) == ["dense", "wanda", "wanda + DSnoT"]
+    assert rows["dense"]["sparsity"] == 0.0
+    assert rows["wanda"]["sparsity"] == pytest.approx(0.59375) and rows["wanda + DSnoT"]["sparsity"] == pytest.approx(0.59375)
+    runs = results["runs"]
+    # One calibration set for both prunes; the dense row is the unpruned model's perplexity.
+    assert runs["wanda"]["calibration"]["tokens_sha256"] == runs["wanda + DSnoT"]["calibration"]["tokens_sha256"]
+    tokens = data.eval_tokens(data.load_tokenizer(FIXTURES / "tiny-llama"), data.BUNDLED_EVAL)
+    dense = evaluate.perplexity(load_model(FIXTURES / "tiny-llama"), tokens, 32, max_windows=2)
+    assert rows["dense"]["perplexity"] == pytest.approx(dense["perplexity"], rel=1e-6)
+    for label, row in rows.items():
+        assert f"{row['perplexity']:.3f}" in out, label
+
+
+@pytest.mark.slow
+def test_demo_on_smollm2(tmp_path, capsys):
+    """The real demo model, small settings: pruning 60% costs perplexity, both prunes measured."""
+    out, results = run_demo(tmp_path, capsys, "--nsamples", "4", "--seqlen", "128", "--eval-max-windows", "4")
+    rows = {r["model"]: r for r in results["demo"]}
+    assert 5 < rows["dense"]["perplexity"] < rows["wanda"]["perplexity"]
+    assert rows["dense"]["perplexity"] < rows["wanda + DSnoT"]["perplexity"]
+    assert 0.59 < rows["wanda + DSnoT"]["sparsity"] <= 0.6

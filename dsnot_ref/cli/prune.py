@@ -504,9 +504,14 @@ def layer_summary(diagnostics: dict) -> str:
         after = float(np.mean([d.get("eps_after", d["eps_before"]) for d in adjusted]))
         parts.append(f"mean |eps| {before:.4g} -> {after:.4g},")
     swaps = sum(int(d.get("swaps", 0)) for d in subs)
-    sparsity = float(np.mean([d["fraction_pruned"] for d in subs]))
+    sparsity = float(np.mean([sublayer_sparsity(d) for d in subs]))
     parts.append(f"{swaps} swaps, sparsity {sparsity:.4f}")
     return " ".join(parts)
+
+
+def sublayer_sparsity(d: dict) -> float:
+    """The fraction pruned of one sublayer (prune_linear's "sparsity"; older runs: "fraction_pruned")."""
+    return float(d["sparsity"] if "sparsity" in d else d["fraction_pruned"])
 
 
 def layer_rows(diagnostics: list[dict], dsnot_ran: bool) -> list[dict]:
@@ -518,7 +523,7 @@ def layer_rows(diagnostics: list[dict], dsnot_ran: bool) -> list[dict]:
     for layer in diagnostics:
         for sub, d in layer["sublayers"].items():
             row = {"name": f"{layer['layer']}.{sub}", "layer": layer["layer"], "sublayer": sub}
-            row["sparsity"] = d.get("fraction_pruned")
+            row["sparsity"] = sublayer_sparsity(d)
             row["dsnot"] = bool(dsnot_ran and d.get("apply_dsnot"))
             row.update({k: v for k, v in d.items() if k not in ("fraction_pruned", "apply_dsnot")})
             rows.append(row)
