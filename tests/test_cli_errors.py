@@ -176,3 +176,12 @@ def test_report_errors(tmp_path, capsys):
 def test_compare_masks_missing_dir(tmp_path, capsys):
     rc, _, err = run_cli(["compare-masks", TINY, tmp_path / "nope"], capsys)
     assert rc == 2 and "does not exist" in err and len(err.strip().splitlines()) == 1
+
+
+def test_foreign_run_dir(tmp_path, capsys):
+    run_dir = tmp_path / "mine"
+    run_dir.mkdir()
+    (run_dir / "notes.txt").write_text("not a run")
+    rc, _, err = run_cli(["prune", *BASE, "--sparsity-ratio", "0.5", "--run-dir", run_dir, "--quiet"], capsys)
+    assert rc == 2 and "has no" in err and len(err.strip().splitlines()) == 1
+    assert [p.name for p in run_dir.iterdir()] == ["notes.txt"]

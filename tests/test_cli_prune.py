@@ -216,3 +216,18 @@ def test_demo_on_smollm2(tmp_path, capsys):
     assert 5 < rows["dense"]["perplexity"] < rows["wanda"]["perplexity"]
     assert rows["dense"]["perplexity"] < rows["wanda + DSnoT"]["perplexity"]
     assert 0.59 < rows["wanda + DSnoT"]["sparsity"] <= 0.6
+
+
+def test_run_dir_kept_and_reused(tmp_path, capsys, inputs):
+    """--run-dir with --keep-cache keeps the run; the same command again reuses it (all layers
+    done) and saves identical masks; without --keep-cache the run directory is removed."""
+    run_dir = tmp_path / "run"
+    args = ("--prune-method", "dsnot", "--sparsity-ratio", "0.5", "--run-dir", run_dir)
+    first, _, _ = prune(tmp_path / "a", capsys, "tiny-llama", *args, "--keep-cache", inputs=inputs)
+    assert (run_dir / "manifest.json").exists() or any(run_dir.iterdir())
+    second, _, _ = prune(tmp_path / "b", capsys, "tiny-llama", *args, inputs=inputs)
+    assert not run_dir.exists()
+    ma, mb = save.read_masks(first), save.read_masks(second)
+    assert ma.keys() == mb.keys()
+    for name in ma:
+        np.testing.assert_array_equal(ma[name], mb[name])
