@@ -225,7 +225,8 @@ def test_run_dir_kept_and_reused(tmp_path, capsys, inputs):
     args = ("--prune-method", "dsnot", "--sparsity-ratio", "0.5", "--run-dir", run_dir)
     first, _, _ = prune(tmp_path / "a", capsys, "tiny-llama", *args, "--keep-cache", inputs=inputs)
     assert (run_dir / "manifest.json").exists() or any(run_dir.iterdir())
-    second, _, _ = prune(tmp_path / "b", capsys, "tiny-llama", *args, inputs=inputs)
+    second, results, _ = prune(tmp_path / "b", capsys, "tiny-llama", *args, inputs=inputs)
+    assert results["pipeline_times"]["forward"] == 0.0  # nothing recomputed: every layer was done
     assert not run_dir.exists()
     ma, mb = save.read_masks(first), save.read_masks(second)
     assert ma.keys() == mb.keys()
