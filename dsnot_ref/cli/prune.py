@@ -18,6 +18,7 @@ stderr; the results to stdout.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import platform
 import re
 import shutil
@@ -319,17 +320,13 @@ class Clock:
         self.seconds: dict[str, float] = {}
         self.start = time.perf_counter()
 
+    @contextlib.contextmanager
     def phase(self, name: str):
-        clock = self
-
-        class _Phase:
-            def __enter__(self):
-                self.t0 = time.perf_counter()
-
-            def __exit__(self, *exc):
-                clock.seconds[name] = clock.seconds.get(name, 0.0) + time.perf_counter() - self.t0
-
-        return _Phase()
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t0
 
     def total(self) -> dict[str, float]:
         return {**self.seconds, "total": time.perf_counter() - self.start}
