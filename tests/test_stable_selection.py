@@ -135,3 +135,15 @@ def test_threads_and_block_sizes_do_not_change_results(monkeypatch, variant):
         np.testing.assert_array_equal(got.trace.eps, whole.trace.eps)
         np.testing.assert_array_equal(got.trace.swaps, whole.trace.swaps)
     assert whole.n_swaps > 0
+
+
+@settings(max_examples=300, deadline=None)
+@given(key=tie_heavy_keys(), p=st.sampled_from([0.0, 0.1, 0.5, 0.6, 0.7, 0.9, 0.99]))
+def test_unstructured_mask_equals_stable_argsort_prefix(key, p):
+    from dsnot_ref.methods.scores import unstructured_mask
+
+    score = np.abs(key)                                      # scores are >= 0; inf allowed
+    expect = np.zeros(score.shape, dtype=bool)
+    n_prune = int(score.shape[1] * p)
+    np.put_along_axis(expect, full_smallest(score, n_prune), True, axis=1)
+    np.testing.assert_array_equal(unstructured_mask(score, p), expect)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..backend import array_module, to_numpy
+from ..backend import array_module, to_device
 from ..errors import UserError
 # ``dsnot`` the function is imported under another name so that ``dsnot_ref.methods.dsnot``
 # stays the submodule.
@@ -70,9 +70,9 @@ def reconstruction_error(w, pruned, hessian) -> float:
     0 elsewhere, and H = (2/S) Σ_s X_sᵀ X_s [C, C] (its scale cancels). 0 for a dense layer
     with no output (all-zero denominator).
     """
-    xp = array_module(w, hessian)
+    xp = array_module(w)
     w64 = w.astype(xp.float64)
-    h = xp.asarray(hessian, dtype=xp.float64)
+    h = to_device(hessian, xp).astype(xp.float64, copy=False)            # [C, C]
     d = xp.where(pruned, w64, 0.0)                                        # [R, C]
     dense = float(xp.sum(w64 * (w64 @ h)))                                # Σ_r w_rᵀ H w_r
     return float(xp.sum(d * (d @ h))) / dense if dense > 0 else 0.0
@@ -80,9 +80,9 @@ def reconstruction_error(w, pruned, hessian) -> float:
 
 def weight_error(w_dense, w_sparse, hessian) -> float:
     """Like ``reconstruction_error`` for a changed weight (SparseGPT): ‖(W − Ŵ)X‖² / ‖WX‖²."""
-    xp = array_module(w_dense, hessian)
+    xp = array_module(w_dense)
     w64 = w_dense.astype(xp.float64)
-    h = xp.asarray(hessian, dtype=xp.float64)
+    h = to_device(hessian, xp).astype(xp.float64, copy=False)            # [C, C]
     d = w64 - w_sparse.astype(xp.float64)
     dense = float(xp.sum(w64 * (w64 @ h)))
     return float(xp.sum(d * (d @ h))) / dense if dense > 0 else 0.0
@@ -107,6 +107,13 @@ def initial_score(weight, stats, method: str):
     raise UserError(f"unknown initial method {method!r}")
 
 
+def pruned_fraction(pruned) -> float:
+    """Fraction of True entries, counted where the mask lives (no copy to the host); the same
+    float as NumPy's ``pruned.mean()``. 0 for an empty mask."""
+    xp = array_module(pruned)
+    return int(xp.count_nonzero(pruned)) / pruned.size if pruned.size else 0.0
+
+
 def _variance(stats, variant: str):
     """The growth criterion's variance: pooled (reference) or within-sequence (official)."""
     return stats.var_within if variant == "official" else stats.var_pooled
@@ -117,7 +124,7 @@ def _mask_diagnostics(weight, stats, pruned) -> dict:
     xp = array_module(weight)
     eps = row_errors(contributions(weight, stats.seq_sum), pruned)       # [R]
     out = {
-        "sparsity": float(to_numpy(pruned).mean()) if pruned.size else 0.0,
+        "sparsity": pruned_fraction(pruned),
         "eps": float(xp.mean(xp.abs(eps))) if eps.size else 0.0,
     }
     if stats.hessian is not None:
@@ -181,7 +188,7 @@ def _prune_sparsegpt(weight, stats, spec: PruneSpec) -> PruneResult:
 
     new_weight, pruned = sparsegpt_prune(weight, stats.hessian, spec.sparsity, nm=spec.nm)
     diagnostics = {
-        "sparsity": float(to_numpy(pruned).mean()) if pruned.size else 0.0,
+        "sparsity": pruned_fraction(pruned),
         "recon_before": reconstruction_error(weight, pruned, stats.hessian),  # mask alone
         "recon_after": weight_error(weight, new_weight, stats.hessian),       # with the update
         "swaps": 0,

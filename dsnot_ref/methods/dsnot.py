@@ -86,7 +86,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..backend import array_module, to_numpy
+from ..backend import array_module, to_device, to_numpy
 from ..errors import UserError
 from .scores import check_nm, wanda_score
 
@@ -159,8 +159,8 @@ def contributions(w, seq_sum):
 
     [R, C], [C] -> [R, C] float64, in per-sequence-sum units.
     """
-    xp = array_module(w, seq_sum)
-    return w.astype(xp.float64) * xp.asarray(seq_sum, dtype=xp.float64)[None, :]
+    xp = array_module(w)
+    return w.astype(xp.float64) * to_device(seq_sum, xp).astype(xp.float64, copy=False)[None, :]
 
 
 def row_errors(c, pruned):
@@ -454,23 +454,32 @@ def apply_swaps_inplace(pruned, eps, g, q, c_g, c_q, accept):
 # --------------------------------------------------------------------------- trace recorder
 
 class _Recorder:
-    """Collects ε, active flags and swaps cycle by cycle (only what was asked for)."""
+    """Collects ε, active flags and swaps cycle by cycle (only what was asked for).
+
+    Without a trace nothing leaves the device during the loop: the swap count is summed
+    where the arrays live and read once at the end.
+    """
 
     def __init__(self, eps0, wanted: bool):
         self.wanted = wanted
         self.eps_before = to_numpy(eps0).astype(np.float64)
-        self.n_swaps = 0
+        self._n_swaps = 0                  # int, or a 0-d device array while running
         self.cycles = 0
         self.eps = [to_numpy(eps0).copy()] if wanted else []
         self.active = [np.ones(eps0.shape[0], dtype=np.bool_)] if wanted else []
         self.swaps = []
 
+    @property
+    def n_swaps(self) -> int:
+        return int(self._n_swaps)
+
     def cycle(self, eps, accept, g, q):
         self.cycles += 1
-        accept_h = to_numpy(accept)
-        self.n_swaps += int(accept_h.sum())
+        xp = array_module(accept)
+        self._n_swaps = self._n_swaps + xp.count_nonzero(accept)
         if not self.wanted:
             return
+        accept_h = to_numpy(accept)
         self.eps.append(to_numpy(eps).copy())
         self.active.append(accept_h.copy())
         rows = np.nonzero(accept_h)[0].astype(np.int64)
@@ -842,7 +851,8 @@ def check_inputs(weight, pruned0, seq_sum, seq_sq, var, nm, initial_score):
     for name, a in (("seq_sum", seq_sum), ("seq_sq", seq_sq), ("var", var)):
         if tuple(a.shape) != (n_cols,):
             raise UserError(f"{name} has shape {tuple(a.shape)}, expected ({n_cols},)")
-        if not bool(xp.all(xp.isfinite(a))):
+        a_xp = array_module(a)            # statistics may still be on the host here
+        if not bool(a_xp.all(a_xp.isfinite(a))):
             raise UserError(f"{name} has NaN or inf entries")
     if not bool(xp.all(xp.isfinite(weight))):
         raise UserError("weight has NaN or inf entries")
@@ -866,11 +876,14 @@ def dsnot(weight, pruned0, seq_sum, seq_sq, var, settings: DSnoTSettings = DSnoT
     """
     check_inputs(weight, pruned0, seq_sum, seq_sq, var, nm, initial_score)
     xp = array_module(weight)
-    seq_sum = xp.asarray(seq_sum, dtype=xp.float64)                      # [C]
-    seq_sq = xp.asarray(seq_sq, dtype=xp.float64)                        # [C]
+    # every input on the weight's device (no-op when already there), statistics in float64
+    pruned0 = to_device(pruned0, xp)                                      # [R, C]
+    seq_sum, seq_sq, var = (to_device(a, xp).astype(xp.float64, copy=False) for a in (seq_sum, seq_sq, var))
     var = floored_variance(var)                                           # [C]
     if nm is not None and initial_score is None:
         initial_score = wanda_score(weight, seq_sq)
+    if initial_score is not None:
+        initial_score = to_device(initial_score, xp)                      # [R, C]
     stats = (seq_sum, seq_sq, var)
     if settings.variant == "reference":
         pruned, eps, rec = dsnot_reference(weight, pruned0, *stats, settings, nm, initial_score, trace)

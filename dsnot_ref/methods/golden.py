@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..backend import to_device, to_numpy
 from ..errors import UserError
 from ..io_utils import atomic_path
 from .dsnot import DSnoTSettings, dsnot
@@ -83,11 +84,15 @@ class Comparison:
 
 # --------------------------------------------------------------------------- running and comparing
 
-def run_case(case: GoldenCase) -> GoldenOutputs:
-    """Our outputs for a case (vectorised DSnoT with trace)."""
-    res = dsnot(case.weight, case.pruned0, case.seq_sum, case.seq_sq, case.var, case.settings,
-                nm=case.nm, initial_score=case.initial_score, trace=True)
-    return GoldenOutputs(pruned=np.asarray(res.pruned), eps_trace=res.trace.eps,
+def run_case(case: GoldenCase, xp=np) -> GoldenOutputs:
+    """Our outputs for a case (vectorised DSnoT with trace), computed with array module ``xp``
+    (NumPy, or CuPy: inputs moved to the device, outputs brought back as NumPy arrays)."""
+    on_device = [to_device(a, xp) for a in (case.weight, case.pruned0, case.seq_sum, case.seq_sq,
+                                            case.var, case.initial_score)]
+    weight, pruned0, seq_sum, seq_sq, var, initial_score = on_device
+    res = dsnot(weight, pruned0, seq_sum, seq_sq, var, case.settings,
+                nm=case.nm, initial_score=initial_score, trace=True)
+    return GoldenOutputs(pruned=to_numpy(res.pruned), eps_trace=res.trace.eps,
                          active_trace=res.trace.active, swaps=res.trace.swaps, cycles=res.cycles)
 
 
