@@ -17,7 +17,7 @@ from dsnot_ref.methods.dsnot import (
     masked_key,
     row_errors,
     smallest_and_largest,
-    smallest_kept_by_sign,
+    smallest_kept_of_each_sign,
     stable_largest,
     stable_smallest,
 )
@@ -74,22 +74,36 @@ def test_both_ends_fast_path_runs_and_agrees():
 
 @settings(max_examples=300, deadline=None)
 @given(data=st.data(), k=st.integers(1, 15))
-def test_kept_by_sign_equals_separate_selections(data, k):
-    n_rows, n_cols = data.draw(st.integers(1, 4)), data.draw(st.integers(4, 200))
+def test_kept_of_each_sign_equals_separate_selections(data, k):
+    n_rows, n_cols = data.draw(st.integers(1, 4)), data.draw(st.integers(4, 300))
     wanda = data.draw(arrays(np.float64, (n_rows, n_cols), elements=st.sampled_from([0.0, 0.5, 1.0, 2.0, 3.0])))
     c = data.draw(arrays(np.float64, (n_rows, n_cols), elements=st.sampled_from([-1.0, -0.0, 0.0, 1.0])))
     kept = data.draw(arrays(np.bool_, (n_rows, n_cols)))
     neg, pos = kept & (c < 0), kept & (c > 0)
-    n_neg, n_pos = neg.sum(1, keepdims=True), pos.sum(1, keepdims=True)
     width = min(k, n_cols)
-    neg_asc, pos_asc, first = smallest_kept_by_sign(c, wanda, kept, n_neg, n_pos, width)
-    expect_neg = full_smallest(np.where(neg, wanda, np.inf), width)
-    expect_pos = full_smallest(np.where(pos, wanda, np.inf), width)
-    for r in range(n_rows):             # entries past a row's count are padding, never read
-        np.testing.assert_array_equal(neg_asc[r, :n_neg[r, 0]], expect_neg[r, :n_neg[r, 0]])
-        np.testing.assert_array_equal(pos_asc[r, :n_pos[r, 0]], expect_pos[r, :n_pos[r, 0]])
-        if kept[r].any():
-            assert first[r, 0] == full_smallest(np.where(kept, wanda, np.inf), 1)[r, 0]
+    got = smallest_kept_of_each_sign(c, wanda, kept, width)
+    if got is None:                  # allowed only when some row lacks k of a sign among its 3k smallest
+        expect_fail = False
+        sel = full_smallest(np.where(kept, wanda, np.inf), 3 * width)
+        for r in range(n_rows):
+            on = kept[r, sel[r]]
+            expect_fail |= ((c[r, sel[r]] < 0) & on).sum() < width or ((c[r, sel[r]] > 0) & on).sum() < width
+        assert expect_fail
+        return
+    np.testing.assert_array_equal(got[0], full_smallest(np.where(neg, wanda, np.inf), width))
+    np.testing.assert_array_equal(got[1], full_smallest(np.where(pos, wanda, np.inf), width))
+    assert (neg.sum(1) >= width).all() and (pos.sum(1) >= width).all()
+
+
+def test_kept_of_each_sign_fast_path_on_a_wide_layer():
+    rng = np.random.default_rng(1)
+    c = rng.standard_normal((8, 1024))
+    wanda = np.round(rng.random((8, 1024)) * 20)                           # ties
+    kept = rng.random((8, 1024)) < 0.4
+    got = smallest_kept_of_each_sign(c, wanda, kept, 50)
+    assert got is not None
+    np.testing.assert_array_equal(got[0], full_smallest(np.where(kept & (c < 0), wanda, np.inf), 50))
+    np.testing.assert_array_equal(got[1], full_smallest(np.where(kept & (c > 0), wanda, np.inf), 50))
 
 
 @settings(max_examples=200, deadline=None)

@@ -296,25 +296,25 @@ def smallest_and_largest(key, k: int):
     """``(stable_smallest(key, k), stable_largest(key, k))`` with one partition instead of two.
 
     When the k smallest keys of a row are negative and the k largest positive (the growth
-    metric of a wide layer), both lie among the 4k keys of largest |key|; the keys are selected
+    metric of a wide layer), both lie among the 3k keys of largest |key|; the keys are selected
     once by |key| and each end is sorted within the selection. A row where that does not hold
     (or a tie at the selection's edge) falls back to the two separate selections, so the result
     is always exactly theirs. [R, C] -> ([R, min(k, C)], [R, min(k, C)]) int64.
     """
     xp = array_module(key)
     n_rows, n_cols = key.shape
-    width = 4 * int(k)
+    width = 3 * int(k)
     if k == 0 or 4 * width >= n_cols:
         return stable_smallest(key, k), stable_largest(key, k)
     size = xp.abs(key)                                                    # [R, C]
-    cols = xp.argpartition(size, n_cols - width, axis=1)[:, n_cols - width:]   # [R, 4k]
-    edge = xp.take_along_axis(size, cols[:, :1], axis=1)                 # [R, 1] 4k-th largest |key|
-    values = xp.take_along_axis(key, cols, axis=1)                       # [R, 4k]
+    cols = xp.argpartition(size, n_cols - width, axis=1)[:, n_cols - width:]   # [R, 3k]
+    edge = xp.take_along_axis(size, cols[:, :1], axis=1)                 # [R, 1] 3k-th largest |key|
+    values = xp.take_along_axis(key, cols, axis=1)                       # [R, 3k]
     unique_set = int(xp.count_nonzero(size >= edge)) == n_rows * width
     enough = bool(xp.all(xp.sum(values < 0, axis=1) >= k)) and bool(xp.all(xp.sum(values > 0, axis=1) >= k))
     if not (unique_set and enough):
         return stable_smallest(key, k), stable_largest(key, k)
-    cols = _sort_columns(cols)                                            # [R, 4k] ascending
+    cols = _sort_columns(cols)                                            # [R, 3k] ascending
     values = xp.take_along_axis(key, cols, axis=1)
     smallest = xp.take_along_axis(cols, _stable_order(xp.where(values < 0, values, xp.inf), k), axis=1)
     cols, values = cols[:, ::-1], values[:, ::-1]                         # descending columns
@@ -623,21 +623,56 @@ def official_prune_ends(c, wanda, pruned0, k: int):
     layout: negatives ascending | position-0 repeats for c == 0 | positives descending).
     """
     xp = array_module(c)
-    n_cols = c.shape[1]
-    kept = ~pruned0
-    neg, pos = kept & (c < 0), kept & (c > 0)
-    n_kept, n_neg, n_pos = (xp.sum(a, axis=1, keepdims=True) for a in (kept, neg, pos))  # [R, 1]
-
-    def largest(mask, width):        # descending score, ties: higher column first
-        return stable_largest(masked_key(wanda, mask, -xp.inf), width)
-
-    width = min(int(k), n_cols)
+    width = min(int(k), c.shape[1])
     if width == 0:
         empty = xp.zeros((c.shape[0], 0), dtype=xp.int64)
         return empty, empty
-    neg_asc, pos_asc, first = smallest_kept_by_sign(c, wanda, kept, n_neg, n_pos, width)
+    kept = ~pruned0
+    # Wide layers: every row has >= k kept weights of each sign, so k reads from the left
+    # stay among the negatives and k reads from the right among the positives.
+    ends = smallest_kept_of_each_sign(c, wanda, kept, width)
+    if ends is not None:
+        return ends
+    return _official_prune_ends_any_row(c, wanda, kept, width)
+
+
+def smallest_kept_of_each_sign(c, wanda, kept, k: int):
+    """The k smallest-score kept columns with c < 0 and those with c > 0 (each ascending,
+    ties: lower column first), or None unless every row has k of each among its 3k smallest
+    kept scores (one partition instead of two; with balanced signs that fails with
+    probability ~1e-5 per row). [R, C] ... -> ([R, k], [R, k]) int64 | None.
+    """
+    xp = array_module(c)
+    selected = stable_smallest(masked_key(wanda, kept, xp.inf), 3 * k)   # [R, 3k] (score, column) order
+    is_kept = xp.take_along_axis(kept, selected, axis=1)
+    c_sel = xp.take_along_axis(c, selected, axis=1)
+    neg, pos = is_kept & (c_sel < 0), is_kept & (c_sel > 0)              # [R, 3k]
+    if not (bool(xp.all(xp.sum(neg, axis=1) >= k)) and bool(xp.all(xp.sum(pos, axis=1) >= k))):
+        return None
+
+    def first_k(of_sign):            # the first k selected entries of one sign, in order
+        return xp.take_along_axis(selected, xp.argsort(~of_sign, axis=1, kind="stable")[:, :k], axis=1)
+
+    return first_k(neg), first_k(pos)
+
+
+def _official_prune_ends_any_row(c, wanda, kept, width: int):
+    """``official_prune_ends`` for rows with few kept weights of a sign (narrow layers, high
+    sparsity): each part of the list selected on its own, pointers that cross the middle
+    (the c == 0 repeats) or the whole other side included."""
+    xp = array_module(c)
+    neg, pos = kept & (c < 0), kept & (c > 0)
+    n_kept, n_neg, n_pos = (xp.sum(a, axis=1, keepdims=True) for a in (kept, neg, pos))  # [R, 1]
+
+    def smallest(mask, k):           # ascending score, ties: lower column first
+        return stable_smallest(masked_key(wanda, mask, xp.inf), k)
+
+    def largest(mask, k):            # descending score, ties: higher column first
+        return stable_largest(masked_key(wanda, mask, -xp.inf), k)
+
+    neg_asc, pos_asc, first = smallest(neg, width), smallest(pos, width), smallest(kept, 1)
     # The far ends are reached only by a pointer that crosses the whole other side: from the
-    # left when n_neg + n_zero < k, from the right when n_pos + n_zero < k (narrow rows).
+    # left when n_neg + n_zero < k, from the right when n_pos + n_zero < k.
     unused = xp.zeros_like(neg_asc)
     pos_desc = largest(pos, width) if bool(xp.any(n_kept - n_pos < width)) else unused
     neg_desc = largest(neg, width) if bool(xp.any(n_kept - n_neg < width)) else unused
@@ -654,33 +689,6 @@ def official_prune_ends(c, wanda, pruned0, k: int):
                      xp.where(slot >= n_neg, first,
                               xp.where(slot >= 0, at(neg_desc, j - (n_kept - n_neg)), -1)))
     return left.astype(xp.int64), right.astype(xp.int64)
-
-
-def smallest_kept_by_sign(c, wanda, kept, n_neg, n_pos, k: int):
-    """The k smallest-score kept columns with c < 0, those with c > 0 (each ascending, ties:
-    lower column first; entries past a row's n_neg / n_pos are padding) and the smallest-score
-    kept column of any sign (list position 0). [R, C] ... -> ([R, k], [R, k], [R, 1]) int64.
-
-    One partition serves all three: the 4k smallest kept scores hold the k smallest of each
-    sign unless a row's signs are very unbalanced; then each list is selected on its own.
-    """
-    xp = array_module(c)
-    key = masked_key(wanda, kept, xp.inf)                                 # [R, C]
-    selected = stable_smallest(key, 4 * k)                                # [R, W] (score, column) order
-    first = selected[:, :1]
-    is_kept = xp.take_along_axis(kept, selected, axis=1)
-    c_sel = xp.take_along_axis(c, selected, axis=1)
-    neg, pos = is_kept & (c_sel < 0), is_kept & (c_sel > 0)              # [R, W]
-    enough = (bool(xp.all(xp.sum(neg, axis=1, keepdims=True) >= xp.minimum(n_neg, k)))
-              and bool(xp.all(xp.sum(pos, axis=1, keepdims=True) >= xp.minimum(n_pos, k))))
-    if not enough:
-        return (stable_smallest(masked_key(wanda, kept & (c < 0), xp.inf), k),
-                stable_smallest(masked_key(wanda, kept & (c > 0), xp.inf), k), first)
-
-    def first_k(of_sign):            # the first k selected entries of one sign, in order
-        return xp.take_along_axis(selected, xp.argsort(~of_sign, axis=1, kind="stable")[:, :k], axis=1)
-
-    return first_k(neg), first_k(pos), first
 
 
 def _pointer_error(kind: str, bad, cycle: int, detail: str):
