@@ -216,13 +216,13 @@ def stable_smallest(key, k: int):
         return xp.argmin(key, axis=1)[:, None].astype(xp.int64)        # first minimum
     if 4 * k >= n_cols:                       # + 0.0: -0.0 and 0.0 are one key for any sort
         return xp.argsort(key + 0.0, axis=1, kind="stable")[:, :k].astype(xp.int64)
-    cols = xp.argpartition(key, k - 1, axis=1)[:, :k]                  # [R, k], any order
-    kth = xp.take_along_axis(key, cols[:, k - 1:k], axis=1)              # [R, 1] k-th smallest
+    kth = xp.partition(key, k - 1, axis=1)[:, k - 1:k]                  # [R, 1] k-th smallest
+    take = key <= kth                                                     # [R, C]
     # Every row has >= k keys <= its k-th smallest; exactly k everywhere means no tie
     # straddles the k-th place, so the selected set is the unique one (one count, no sync per row).
-    if int(xp.count_nonzero(key <= kth)) != n_rows * k:
-        cols = _smallest_with_ties(key, kth, k)
-    return _sorted_by_key(key, cols, descending=False)
+    if int(xp.count_nonzero(take)) != n_rows * k:
+        take = _smallest_with_ties(key, kth, k)
+    return _ordered_by_key(key, selected_columns(take, k), descending=False)
 
 
 def stable_largest(key, k: int):
@@ -237,42 +237,36 @@ def stable_largest(key, k: int):
     k = min(int(k), n_cols)
     if k <= 1 or 4 * k >= n_cols:
         return (n_cols - 1) - stable_smallest(-key[:, ::-1], k)          # mirror the columns
-    cols = xp.argpartition(key, n_cols - k, axis=1)[:, n_cols - k:]      # [R, k], any order
-    kth = xp.take_along_axis(key, cols[:, :1], axis=1)                   # [R, 1] k-th largest
-    if int(xp.count_nonzero(key >= kth)) != n_rows * k:                 # a tie at the k-th place
+    kth = xp.partition(key, n_cols - k, axis=1)[:, n_cols - k:n_cols - k + 1]   # [R, 1] k-th largest
+    take = key >= kth
+    if int(xp.count_nonzero(take)) != n_rows * k:                       # a tie at the k-th place
         return (n_cols - 1) - stable_smallest(-key[:, ::-1], k)
-    return _sorted_by_key(key, cols, descending=True)
+    return _ordered_by_key(key, selected_columns(take, k)[:, ::-1], descending=True)
+
+
+def selected_columns(take, k: int):
+    """The columns of the k True entries of each row, ascending. [R, C] bool -> [R, k] int64."""
+    xp = array_module(take)
+    n_rows, n_cols = take.shape
+    flat = xp.flatnonzero(take).reshape(n_rows, k)                       # row-major: rows in order
+    return flat - xp.arange(0, n_rows * n_cols, n_cols, dtype=xp.int64)[:, None]
 
 
 def _smallest_with_ties(key, kth, k: int):
     """The k smallest of each row under (key, column) order when ties straddle the k-th place:
-    all keys below the k-th value, then the lowest tied columns. [R, C], [R, 1] -> [R, k]."""
+    all keys below the k-th value, then the lowest tied columns. [R, C], [R, 1] -> [R, C] bool."""
     xp = array_module(key)
     below, tied = key < kth, key == kth
     n_tied_needed = k - xp.sum(below, axis=1, keepdims=True)             # [R, 1]
-    take = below | (tied & (xp.cumsum(tied, axis=1, dtype=xp.int32) <= n_tied_needed))
-    return xp.nonzero(take)[1].reshape(key.shape[0], k)                 # ascending columns
+    return below | (tied & (xp.cumsum(tied, axis=1, dtype=xp.int32) <= n_tied_needed))
 
 
-def _sorted_by_key(key, cols, descending: bool):
-    """The selected columns of each row ordered by key, ties by column in the same direction.
-    [R, C], [R, k] -> [R, k] int64."""
+def _ordered_by_key(key, cols, descending: bool):
+    """Selected columns ordered by their keys, ties by column in the order ``cols`` has them
+    (ascending columns for ascending keys, descending for descending). [R, k] -> [R, k] int64."""
     xp = array_module(key)
-    cols = _sort_columns(cols)
-    if descending:
-        cols = cols[:, ::-1]
     values = xp.take_along_axis(key, cols, axis=1)                       # [R, k]
     return xp.take_along_axis(cols, _stable_order(-values if descending else values), axis=1)
-
-
-def _sort_columns(cols):
-    """Each row's selected columns in ascending order. [R, k] -> [R, k] int64.
-
-    The columns of a row are distinct, so any sort gives this result; NumPy's default sort
-    (SIMD) is tens of times faster than its stable one on integers.
-    """
-    xp = array_module(cols)
-    return xp.sort(cols, axis=1).astype(xp.int64)
 
 
 def _stable_order(values, k: int | None = None):
@@ -307,15 +301,14 @@ def smallest_and_largest(key, k: int):
     if k == 0 or 4 * width >= n_cols:
         return stable_smallest(key, k), stable_largest(key, k)
     size = xp.abs(key)                                                    # [R, C]
-    cols = xp.argpartition(size, n_cols - width, axis=1)[:, n_cols - width:]   # [R, 3k]
-    edge = xp.take_along_axis(size, cols[:, :1], axis=1)                 # [R, 1] 3k-th largest |key|
-    values = xp.take_along_axis(key, cols, axis=1)                       # [R, 3k]
-    unique_set = int(xp.count_nonzero(size >= edge)) == n_rows * width
-    enough = bool(xp.all(xp.sum(values < 0, axis=1) >= k)) and bool(xp.all(xp.sum(values > 0, axis=1) >= k))
-    if not (unique_set and enough):
+    edge = xp.partition(size, n_cols - width, axis=1)[:, n_cols - width:n_cols - width + 1]  # [R, 1]
+    take = size >= edge                                                   # the 3k largest |key|
+    if int(xp.count_nonzero(take)) != n_rows * width:                    # a tie at the edge
         return stable_smallest(key, k), stable_largest(key, k)
-    cols = _sort_columns(cols)                                            # [R, 3k] ascending
+    cols = selected_columns(take, width)                                  # [R, 3k] ascending
     values = xp.take_along_axis(key, cols, axis=1)
+    if not (bool(xp.all(xp.sum(values < 0, axis=1) >= k)) and bool(xp.all(xp.sum(values > 0, axis=1) >= k))):
+        return stable_smallest(key, k), stable_largest(key, k)
     smallest = xp.take_along_axis(cols, _stable_order(xp.where(values < 0, values, xp.inf), k), axis=1)
     cols, values = cols[:, ::-1], values[:, ::-1]                         # descending columns
     largest = xp.take_along_axis(cols, _stable_order(-xp.where(values > 0, values, -xp.inf), k), axis=1)
