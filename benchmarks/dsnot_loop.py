@@ -13,8 +13,10 @@ For each weight shape [R, C] (random weights and statistics, 60 % unstructured W
   ``[16384, C] @ [C, R]`` in float32 (what one pass of the calibration data through this
   linear layer costs; the pipeline does this at least once per layer),
 
-and prints the ratios. Target: vectorised DSnoT < 5 % of the forward matmul. Prints results;
-asserts nothing (speed depends on the machine).
+and prints the ratios. Target: vectorised DSnoT < 5 % of the forward matmul. Both use every
+core: the matmul through BLAS, DSnoT's list building through ``dsnot.LIST_THREADS`` threads
+(printed). On a machine shared with other jobs both slow down, but not equally: compare runs
+made at the same load. Prints results; asserts nothing (speed depends on the machine).
 """
 
 from __future__ import annotations
@@ -83,6 +85,9 @@ def main(argv=None) -> int:
     parser.add_argument("--variants", nargs="+", default=["reference", "official"])
     parser.add_argument("--repeat", type=int, default=2)
     args = parser.parse_args(argv)
+    import dsnot_ref.methods.dsnot as dsnot_module  # noqa: PLC0415
+
+    print(f"DSnoT list threads: {getattr(dsnot_module, 'LIST_THREADS', 1)}")
     for shape in args.shapes:
         n_rows, n_cols = (int(v) for v in shape.lower().split("x"))
         bench(n_rows, n_cols, args.loop_rows, args.variants, args.repeat)

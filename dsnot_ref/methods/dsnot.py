@@ -71,10 +71,16 @@ How the code is laid out: each step is a function (``contributions``, ``row_erro
 ``growth_order``, ``prune_order``, ``propose_swaps``, ``accept_swaps``, ``apply_swaps_inplace``;
 official: ``official_growth_order``, ``official_prune_order``, ``read_*_pointers``,
 ``official_accept``, ``apply_official_inplace``). For speed the lists are built per block of
-rows (``by_row_chunks``) and only their first K entries (the most K cycles can read) are
-kept, found by partitioning instead of sorting (``stable_smallest``, same order as a stable
-argsort); the loop gathers the few contributions it needs from W. ``dsnot_loop.py`` is the
-plain row-by-row oracle these are tested against.
+rows (``by_row_chunks``, blocks on threads with NumPy) and only their first K entries (the
+most K cycles can read) are kept, found by partitioning instead of sorting
+(``stable_smallest`` / ``stable_largest``: same order as a stable argsort, ties at the K-th
+place resolved by column); the official variant selects both growth ends, and the pruning
+list's negative and positive parts, with one partition each (``smallest_and_largest``,
+``smallest_kept_of_each_sign``), falling back to separate selections for unbalanced rows.
+Sort keys are built without ``where`` (``masked_key``), which branches per element. The loop
+gathers the few contributions it needs from W. ``dsnot_loop.py`` is the plain row-by-row
+oracle these are tested against; ``tests/test_stable_selection.py`` holds each shortcut to
+the full stable sort it replaces.
 """
 
 from __future__ import annotations
