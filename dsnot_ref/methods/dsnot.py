@@ -699,40 +699,51 @@ def _pointer_error(kind: str, bad, cycle: int, detail: str):
     )
 
 
-def read_growth_pointers(left, right, pruned0, n_left, n_right, go_right, cycle: int):
-    """Official regrowth side: the column under the left or right pointer of every row.
+def row_entries(table, position):
+    """table[r, position[r]] for every row r. [R, W], [R] -> [R].
 
-    ``left`` / ``right`` are the two ends of the regrowth list (``official_growth_ends``); the
-    left pointer has read n_left entries, the right one n_right. Raises DSnoTPointerError if
-    the pointer is past the list or on a column that the initial mask keeps. -> g [R] int64.
+    One gather from the flattened table (several times faster than ``table[rows, position]``).
     """
-    xp = array_module(left)
-    n_cols = pruned0.shape[1]
+    xp = array_module(table)
+    n_rows, width = table.shape
+    return xp.take(table.reshape(-1), xp.arange(n_rows, dtype=xp.int64) * width + position)
+
+
+def read_growth_pointers(ends, c_ends, ok, n_left, n_right, go_right, cycle: int):
+    """Official regrowth side: the column under the left or right pointer of every row, and
+    its contribution.
+
+    ``ends`` [R, 2W] holds the regrowth list's left end (positions 0, 1, ...) then its right
+    end (C−1, C−2, ...) (``official_growth_ends``), ``c_ends`` their contributions and ``ok``
+    whether the initial mask prunes them. The left pointer has read n_left entries, the right
+    one n_right. Raises DSnoTPointerError if the pointer is past its end of the list or on a
+    column that the initial mask keeps. -> (g [R] int64, c_g [R] float64).
+    """
+    xp = array_module(ends)
+    width = ends.shape[1] // 2
     read = xp.where(go_right, n_right, n_left)                            # entries read so far
-    outside = read >= min(left.shape[1], n_cols)
+    outside = read >= width
     if bool(xp.any(outside)):
         _pointer_error("regrowth", outside, cycle, "left its list")
-    rows = xp.arange(left.shape[0], dtype=xp.int64)
-    g = xp.where(go_right, right[rows, xp.minimum(read, right.shape[1] - 1)],
-                 left[rows, xp.minimum(read, left.shape[1] - 1)])
-    kept = ~pruned0[rows, g]
+    position = read + width * go_right                                    # [R] in [0, 2W)
+    kept = ~row_entries(ok, position)
     if bool(xp.any(kept)):
         _pointer_error("regrowth", kept, cycle, "reached a weight the initial mask keeps")
-    return g
+    return row_entries(ends, position), row_entries(c_ends, position)
 
 
-def read_prune_pointers(left, right, n_kept, n_left, n_right, go_right, cycle: int):
-    """Official pruning side: slot n_left, or slot K_r−1−n_right when reading from the right
-    (``left`` / ``right`` from ``official_prune_ends``). Raises DSnoTPointerError outside
-    [0, K_r). -> q [R] int64."""
-    xp = array_module(left)
+def read_prune_pointers(ends, c_ends, n_kept, n_left, n_right, go_right, cycle: int):
+    """Official pruning side: slot n_left, or slot K_r−1−n_right when reading from the right,
+    and its contribution (``ends`` [R, 2W]: the left then the right end from
+    ``official_prune_ends``). Raises DSnoTPointerError outside [0, K_r). -> (q [R], c_q [R])."""
+    xp = array_module(ends)
+    width = ends.shape[1] // 2
     read = xp.where(go_right, n_right, n_left)
     outside = read >= n_kept
     if bool(xp.any(outside)):
         _pointer_error("pruning", outside, cycle, "left its list of kept weights")
-    rows = xp.arange(left.shape[0], dtype=xp.int64)
-    at = xp.minimum(read, left.shape[1] - 1)
-    return xp.where(go_right, right[rows, at], left[rows, at])
+    position = xp.minimum(read, width - 1) + width * go_right
+    return row_entries(ends, position), row_entries(c_ends, position)
 
 
 def official_accept(still_active, eps, eps_after, sign0, threshold: float, sign_check: bool):
@@ -757,40 +768,47 @@ def apply_official_inplace(pruned, g, q, accept):
 
 def official_lists(w, pruned0, seq_sum, seq_sq, var, pow_of_var: float, k: int,
                    with_pruning: bool = True):
-    """ε and the reachable ends of the released code's two lists for a block of rows.
-    -> (eps [R], grow_left, grow_right[, prune_left, prune_right]); no pruning list for N:M."""
+    """ε and the reachable ends of the released code's two lists for a block of rows, each
+    end with what the loop reads at its entries (so the loop never gathers from [R, C]).
+
+    -> (eps [R], grow [R, 2W], c_grow [R, 2W], ok_grow [R, 2W] bool (initially pruned)
+        [, n_kept [R], prune [R, 2W], c_prune [R, 2W]]); the two ends side by side, left
+    first; no pruning list for N:M. W = min(k, C).
+    """
+    xp = array_module(w)
     c = contributions(w, seq_sum)                                         # [R, C]
     eps = row_errors(c, pruned0)
-    grow_left, grow_right = official_growth_ends(c, var, pruned0, pow_of_var, k)
+    grow = xp.concatenate(official_growth_ends(c, var, pruned0, pow_of_var, k), axis=1)
+    c_grow = xp.take_along_axis(c, grow, axis=1)
+    ok_grow = xp.take_along_axis(pruned0, grow, axis=1)
     if not with_pruning:
-        return eps, grow_left, grow_right
-    prune_left, prune_right = official_prune_ends(c, wanda_score(w, seq_sq), pruned0, k)
-    return eps, grow_left, grow_right, prune_left, prune_right
+        return eps, grow, c_grow, ok_grow
+    prune = xp.concatenate(official_prune_ends(c, wanda_score(w, seq_sq), pruned0, k), axis=1)
+    c_prune = xp.take_along_axis(c, xp.maximum(prune, 0), axis=1)       # -1: never read
+    n_kept = xp.sum(~pruned0, axis=1).astype(xp.int64)
+    return eps, grow, c_grow, ok_grow, n_kept, prune, c_prune
 
 
 def dsnot_official(w, pruned0, seq_sum, seq_sq, var, settings: DSnoTSettings, trace: bool = False):
     """Official DSnoT loop, unstructured (§4b). -> (pruned [R, C], ε [R], recorder)."""
     xp = array_module(w)
     n_rows = w.shape[0]
-    eps, grow_left, grow_right_end, prune_left, prune_right_end = by_row_chunks(
+    eps, grow, c_grow, ok_grow, n_kept, prune, c_prune = by_row_chunks(
         official_lists, (w, pruned0), seq_sum, seq_sq, var, settings.pow_of_var_regrowing,
         settings.max_cycle_time)
     sign0 = xp.sign(eps)
     rec = _Recorder(eps, trace)
-    n_kept = xp.sum(~pruned0, axis=1).astype(xp.int64)
     pruned = pruned0.copy()
-    rows = xp.arange(n_rows, dtype=xp.int64)
     g_left, g_right, q_left, q_right = (xp.zeros(n_rows, dtype=xp.int64) for _ in range(4))
     active = xp.ones(n_rows, dtype=xp.bool_)
     while rec.cycles < settings.max_cycle_time and bool(xp.any(active)):
         cycle = rec.cycles + 1
         grow_right = eps > 0              # ε > 0: read the largest metric (right end)
-        g = read_growth_pointers(grow_left, grow_right_end, pruned0, g_left, g_right, grow_right, cycle)
+        g, c_g = read_growth_pointers(grow, c_grow, ok_grow, g_left, g_right, grow_right, cycle)
         g_left, g_right = g_left + ~grow_right, g_right + grow_right
         prune_right = eps < 0             # ε < 0: read a positive contribution (right end)
-        q = read_prune_pointers(prune_left, prune_right_end, n_kept, q_left, q_right, prune_right, cycle)
+        q, c_q = read_prune_pointers(prune, c_prune, n_kept, q_left, q_right, prune_right, cycle)
         q_left, q_right = q_left + ~prune_right, q_right + prune_right
-        c_g, c_q = contributions_at(w, seq_sum, rows, g), contributions_at(w, seq_sum, rows, q)
         eps_after = eps + c_q - c_g
         active = official_accept(active, eps, eps_after, sign0, settings.update_threshold,
                                  sign_check=not settings.without_same_sign)
@@ -818,7 +836,7 @@ def dsnot_official_nm(w, pruned0, seq_sum, seq_sq, var, initial_score, settings:
     """Official DSnoT loop, N:M branch (§4b). -> (pruned [R, C], ε [R], recorder)."""
     xp = array_module(w)
     n_rows = w.shape[0]
-    eps, grow_left, grow_right_end = by_row_chunks(
+    eps, grow, c_grow, ok_grow = by_row_chunks(
         official_lists, (w, pruned0), seq_sum, seq_sq, var, settings.pow_of_var_regrowing,
         settings.max_cycle_time, False)
     sign0 = xp.sign(eps)
@@ -831,10 +849,10 @@ def dsnot_official_nm(w, pruned0, seq_sum, seq_sq, var, initial_score, settings:
     while rec.cycles < settings.max_cycle_time and bool(xp.any(active)):
         cycle = rec.cycles + 1
         grow_right = eps > 0
-        g = read_growth_pointers(grow_left, grow_right_end, pruned0, g_left, g_right, grow_right, cycle)
+        g, c_g = read_growth_pointers(grow, c_grow, ok_grow, g_left, g_right, grow_right, cycle)
         g_left, g_right = g_left + ~grow_right, g_right + grow_right
         q = read_nm_pruning(nm_score, g, m, cycle)
-        c_g, c_q = contributions_at(w, seq_sum, rows, g), contributions_at(w, seq_sum, rows, q)
+        c_q = contributions_at(w, seq_sum, rows, q)
         eps_after = eps + c_q - c_g
         active = official_accept(active, eps, eps_after, sign0, settings.update_threshold,
                                  sign_check=True)
