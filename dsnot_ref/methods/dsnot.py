@@ -166,7 +166,7 @@ def contributions(w, seq_sum):
     [R, C], [C] -> [R, C] float64, in per-sequence-sum units.
     """
     xp = array_module(w)
-    return w.astype(xp.float64) * to_device(seq_sum, xp).astype(xp.float64, copy=False)[None, :]
+    return w.astype(xp.float64, copy=False) * to_device(seq_sum, xp).astype(xp.float64, copy=False)[None, :]
 
 
 def row_errors(c, pruned):
@@ -505,6 +505,7 @@ def reference_lists(w, pruned0, seq_sum, seq_sq, var, pow_of_var: float, limit: 
                     with_pruning: bool = True):
     """ε and the reference candidate lists of a block of rows (see ``growth_order``,
     ``prune_order``). -> (eps [R], grow, n_grow[, prune, n_prune]); no pruning list for N:M."""
+    w = w.astype(array_module(w).float64, copy=False)                     # widened once for c and Wanda
     c = contributions(w, seq_sum)                                         # [R, C]
     eps = row_errors(c, pruned0)
     grow, n_grow = growth_order(c, var, pruned0, eps, pow_of_var, limit)
@@ -776,6 +777,7 @@ def official_lists(w, pruned0, seq_sum, seq_sq, var, pow_of_var: float, k: int,
     first; no pruning list for N:M. W = min(k, C).
     """
     xp = array_module(w)
+    w = w.astype(xp.float64, copy=False)                                  # widened once for c and Wanda
     c = contributions(w, seq_sum)                                         # [R, C]
     eps = row_errors(c, pruned0)
     grow = xp.concatenate(official_growth_ends(c, var, pruned0, pow_of_var, k), axis=1)

@@ -57,7 +57,7 @@ def wanda_score(w, seq_sq):
         raise UserError(f"seq_sq has shape {seq_sq.shape}, expected ({w.shape[1]},) for weight {w.shape}")
     if bool(xp.any(seq_sq < 0)):
         raise UserError("seq_sq has negative entries; it is a sum of squares")
-    return xp.abs(w.astype(xp.float64)) * xp.sqrt(seq_sq)[None, :]  # [R, C] * [1, C]
+    return xp.abs(w.astype(xp.float64, copy=False)) * xp.sqrt(seq_sq)[None, :]  # [R, C] * [1, C]
 
 
 def _check_score(score) -> None:
