@@ -203,7 +203,8 @@ def masked_key(values, mask, fill: float):
     no comparison or sort tells apart.
     """
     xp = array_module(values)
-    table = xp.asarray([fill, 0.0], dtype=xp.float64)                     # index 0: not in mask
+    table = xp.zeros(2, dtype=xp.float64)                                 # built where the arrays live
+    table[0] = fill                                                       # index 0: not in mask
     return values + xp.take(table, mask.view(xp.uint8))
 
 def stable_smallest(key, k: int):
