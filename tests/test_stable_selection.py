@@ -161,3 +161,12 @@ def test_unstructured_mask_equals_stable_argsort_prefix(key, p):
     n_prune = int(score.shape[1] * p)
     np.put_along_axis(expect, full_smallest(score, n_prune), True, axis=1)
     np.testing.assert_array_equal(unstructured_mask(score, p), expect)
+
+
+def test_row_counts_equal_sum_on_views():
+    from dsnot_ref.methods.dsnot import row_counts
+
+    mask = np.random.default_rng(3).random((9, 301)) < 0.4
+    for view in (mask, mask[2:7], mask[:, 5:200], mask[::2, ::3]):
+        np.testing.assert_array_equal(row_counts(view), view.sum(axis=1))
+        assert row_counts(view).dtype == np.int64
