@@ -190,8 +190,11 @@ for name, pruned in masks.items():
 # %% [markdown]
 # ## Distributions
 #
-# Left: weight magnitudes. Middle: input norms per column, on a log scale: a few "outlier"
-# channels carry far larger inputs than the rest (the reason Wanda multiplies by them). Right:
+# Left: weight magnitudes. Middle: input norms per column, on a log scale: on the demo model a
+# few "outlier" channels carry far larger inputs than the rest (the reason Wanda multiplies by
+# them). They also explain why magnitude's |ε| came out much larger than Wanda's there:
+# magnitude happily prunes small weights on those channels, and a small weight times a large
+# input is a large contribution. (The tiny test model has random weights and no outliers.) Right:
 # Wanda scores, with each mask's cut: weights left of the line in a row are pruned (the cut is
 # per row; the line is the median over rows).
 

@@ -134,7 +134,9 @@ print("pruned weights per row unchanged:", bool(np.all(ref.pruned.sum(1) == prun
 # stopped after a single swap. For each swap: the regrown column g and its contribution, the pruned column q
 # and its contribution, and ε before → after. The last line says why the row stopped; the
 # reason is read from the package's own acceptance rule (`accept_swaps`) applied to the row's
-# next proposal.
+# next proposal. Note how conservative the sign rule is: a row often stops on a swap that would
+# have *reduced* |ε| by crossing zero; the rule gives up those swaps in exchange for the
+# guarantee that |ε| never grows.
 
 # %%
 def stop_reason(r):

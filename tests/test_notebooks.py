@@ -112,3 +112,19 @@ def test_notebook_imports_the_package_and_redefines_none_of_it(source):
     defined = {node.name for node in ast.walk(tree) if isinstance(node, ast.FunctionDef)}
     clash = defined & _package_function_names()
     assert not clash, f"{source.name} redefines package functions: {sorted(clash)}"
+
+
+@pytest.mark.parametrize("source", SOURCES, ids=[s.stem for s in SOURCES])
+def test_rendered_copy_matches_its_source_and_has_figures(source):
+    """notebooks/rendered/NN_*.ipynb was produced from the current source (re-render if not)."""
+    import jupytext
+    import nbformat
+
+    rendered_path = NOTEBOOK_DIR / "rendered" / (source.stem + ".ipynb")
+    assert rendered_path.is_file(), f"{rendered_path} missing: run python notebooks/render.py"
+    rendered = nbformat.read(str(rendered_path), as_version=4)
+    want = [c.source for c in jupytext.read(source).cells if c.cell_type == "code"]
+    got = [c.source for c in rendered.cells if c.cell_type == "code"]
+    assert got == want, f"{rendered_path.name} is stale: run python notebooks/render.py {source.stem}"
+    assert all(c.get("execution_count") for c in rendered.cells if c.cell_type == "code")
+    assert any("image/png" in out.get("data", {}) for c in rendered.cells for out in c.get("outputs", []))
