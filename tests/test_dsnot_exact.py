@@ -264,3 +264,37 @@ def test_lookahead_one_proposes_the_reference_pair(nm):
     both = (ref.pruned != pruned0).any(axis=1) & (exact.swaps == 1)
     assert both.sum() >= 3
     np.testing.assert_array_equal(ref.pruned[both], exact.pruned[both])
+
+
+def test_settings_carry_the_exact_options_and_validate_them():
+    from dsnot_ref.errors import UserError
+    from dsnot_ref.methods import DSnoTSettings
+
+    s = DSnoTSettings(variant="exact", lookahead=3, cycle_fraction=0.1, on_reject="skip")
+    assert (s.lookahead, s.cycle_fraction, s.on_reject) == (3, 0.1, "skip")
+    for bad in ({"lookahead": 0}, {"cycle_fraction": 1.5}, {"on_reject": "retry"}):
+        with pytest.raises(UserError):
+            DSnoTSettings(variant="exact", **bad)
+
+
+def test_settings_options_reach_the_exact_variant_through_prune_linear():
+    """lookahead / on_reject set in DSnoTSettings change what prune_linear does (not ignored)."""
+    from dsnot_ref.methods import DSnoTSettings, PruneSpec, prune_linear
+    from dsnot_ref.stats import StatsAccumulator
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(4, 32, 48)) @ rng.normal(size=(48, 48)) * 0.3 + 0.2   # correlated inputs
+    acc = StatsAccumulator(48, with_hessian=True)
+    acc.update(x)
+    stats = acc.finalize()
+    w = rng.normal(size=(24, 48))
+    results = {}
+    for k, mode in ((1, "stop"), (4, "skip")):
+        spec = PruneSpec("dsnot", 0.6, dsnot=DSnoTSettings(variant="exact", lookahead=k, on_reject=mode))
+        results[(k, mode)] = prune_linear(w, stats, spec)
+    base, wide = results[(1, "stop")], results[(4, "skip")]
+    assert base.diagnostics["error_after"] <= base.diagnostics["error_before"]
+    assert wide.diagnostics["error_after"] <= wide.diagnostics["error_before"]
+    # A wider search with skipping finds at least as many accepted swaps here, and a different mask.
+    assert wide.diagnostics["swaps"] >= base.diagnostics["swaps"]
+    assert not np.array_equal(base.pruned, wide.pruned)

@@ -63,28 +63,32 @@ def needs_hessian(spec: PruneSpec) -> bool:
     return spec.method == "dsnot" and (spec.initial_method == "sparsegpt" or spec.dsnot.variant == "exact")
 
 
-def reconstruction_error(w, pruned, hessian) -> float:
+def output_energy(w, hessian) -> float:
+    """Σ_r w_rᵀ H w_r = ‖W X‖² (times 2/S): the denominator of the relative errors below."""
+    xp = array_module(w)
+    w64 = w.astype(xp.float64)
+    h = to_device(hessian, xp).astype(xp.float64, copy=False)            # [C, C]
+    return float(xp.sum(w64 * (w64 @ h)))
+
+
+def reconstruction_error(w, pruned, hessian, dense_energy: float | None = None) -> float:
     """Relative calibration reconstruction error of a mask (weights otherwise unchanged).
 
     ‖(W − W⊙keep) X‖² / ‖W X‖² = Σ_r d_rᵀ H d_r / Σ_r w_rᵀ H w_r, with d = W where pruned,
     0 elsewhere, and H = (2/S) Σ_s X_sᵀ X_s [C, C] (its scale cancels). 0 for a dense layer
-    with no output (all-zero denominator).
+    with no output (all-zero denominator). ``dense_energy`` (``output_energy(w, hessian)``)
+    may be passed to avoid recomputing the denominator for several masks of one layer.
     """
     xp = array_module(w)
-    w64 = w.astype(xp.float64)
-    h = to_device(hessian, xp).astype(xp.float64, copy=False)            # [C, C]
-    d = xp.where(pruned, w64, 0.0)                                        # [R, C]
-    dense = float(xp.sum(w64 * (w64 @ h)))                                # Σ_r w_rᵀ H w_r
-    return float(xp.sum(d * (d @ h))) / dense if dense > 0 else 0.0
+    return weight_error(w, xp.where(pruned, xp.zeros((), dtype=w.dtype), w), hessian, dense_energy)
 
 
-def weight_error(w_dense, w_sparse, hessian) -> float:
+def weight_error(w_dense, w_sparse, hessian, dense_energy: float | None = None) -> float:
     """Like ``reconstruction_error`` for a changed weight (SparseGPT): ‖(W − Ŵ)X‖² / ‖WX‖²."""
     xp = array_module(w_dense)
-    w64 = w_dense.astype(xp.float64)
     h = to_device(hessian, xp).astype(xp.float64, copy=False)            # [C, C]
-    d = w64 - w_sparse.astype(xp.float64)
-    dense = float(xp.sum(w64 * (w64 @ h)))
+    d = w_dense.astype(xp.float64) - w_sparse.astype(xp.float64)         # [R, C]
+    dense = output_energy(w_dense, h) if dense_energy is None else dense_energy
     return float(xp.sum(d * (d @ h))) / dense if dense > 0 else 0.0
 
 
@@ -119,7 +123,7 @@ def _variance(stats, variant: str):
     return stats.var_within if variant == "official" else stats.var_pooled
 
 
-def _mask_diagnostics(weight, stats, pruned) -> dict:
+def _mask_diagnostics(weight, stats, pruned, dense_energy: float | None) -> dict:
     """Fraction pruned, mean |ε| over rows and (with the Hessian) the relative error of a mask."""
     xp = array_module(weight)
     eps = row_errors(contributions(weight, stats.seq_sum), pruned)       # [R]
@@ -128,7 +132,7 @@ def _mask_diagnostics(weight, stats, pruned) -> dict:
         "eps": float(xp.mean(xp.abs(eps))) if eps.size else 0.0,
     }
     if stats.hessian is not None:
-        out["recon"] = reconstruction_error(weight, pruned, stats.hessian)
+        out["recon"] = reconstruction_error(weight, pruned, stats.hessian, dense_energy)
     return out
 
 
@@ -149,7 +153,8 @@ def prune_linear(weight, stats, spec: PruneSpec, *, apply_dsnot: bool = True) ->
     method = spec.initial_method if spec.method == "dsnot" else spec.method
     score = initial_score(weight, stats, method)
     pruned0 = initial_mask(score, spec.sparsity, spec.nm)
-    before = _mask_diagnostics(weight, stats, pruned0)
+    energy = None if stats.hessian is None else output_energy(weight, stats.hessian)
+    before = _mask_diagnostics(weight, stats, pruned0, energy)
     diagnostics = {"sparsity": before["sparsity"], "eps_before": before["eps"]}
     if "recon" in before:
         diagnostics["recon_before"] = before["recon"]
@@ -159,7 +164,7 @@ def prune_linear(weight, stats, spec: PruneSpec, *, apply_dsnot: bool = True) ->
         diagnostics.update(extra)
     else:
         diagnostics.update({"swaps": 0, "cycles": 0})
-    after = _mask_diagnostics(weight, stats, pruned)
+    after = _mask_diagnostics(weight, stats, pruned, energy)
     diagnostics["eps_after"] = after["eps"]
     if "recon" in after:
         diagnostics["recon_after"] = after["recon"]
@@ -174,7 +179,9 @@ def _run_dsnot(weight, stats, spec: PruneSpec, pruned0, score):
         from .dsnot_exact import dsnot_exact  # noqa: PLC0415 - lazy: issue-8 module
 
         pruned, diag = dsnot_exact(weight, pruned0, stats, settings, nm=spec.nm, initial_score=score)
-        return pruned, {"swaps": int(diag.get("swaps", 0)), "cycles": int(diag.get("cycles", 0))}
+        return pruned, {"swaps": int(diag["swaps"]), "cycles": int(diag["cycles"]),
+                        "error_before": float(diag["error_before"]),   # Σ_r ‖X d_r‖², absolute
+                        "error_after": float(diag["error_after"])}
     result: DSnoTResult = run_dsnot(weight, pruned0, stats.seq_sum, stats.seq_sq,
                                     _variance(stats, settings.variant), settings,
                                     nm=spec.nm, initial_score=score)
@@ -187,10 +194,11 @@ def _prune_sparsegpt(weight, stats, spec: PruneSpec) -> PruneResult:
     from .sparsegpt import sparsegpt_prune  # noqa: PLC0415 - lazy: optional module
 
     new_weight, pruned = sparsegpt_prune(weight, stats.hessian, spec.sparsity, nm=spec.nm)
+    energy = output_energy(weight, stats.hessian)
     diagnostics = {
         "sparsity": pruned_fraction(pruned),
-        "recon_before": reconstruction_error(weight, pruned, stats.hessian),  # mask alone
-        "recon_after": weight_error(weight, new_weight, stats.hessian),       # with the update
+        "recon_before": reconstruction_error(weight, pruned, stats.hessian, energy),  # mask alone
+        "recon_after": weight_error(weight, new_weight, stats.hessian, energy),       # with the update
         "swaps": 0,
         "cycles": 0,
     }
@@ -203,6 +211,7 @@ __all__ = [
     "PruneSpec",
     "initial_score",
     "needs_hessian",
+    "output_energy",
     "prune_linear",
     "reconstruction_error",
     "weight_error",

@@ -111,6 +111,10 @@ class DSnoTSettings:
     update_threshold: float = 0.1       # in per-sequence-sum units (see module docstring)
     pow_of_var_regrowing: float = 1.0   # γ in c / var**γ; 0 = no division
     without_same_sign: bool = True      # official variant only (True = sign check off)
+    # exact variant only (docs/exact_variant.md):
+    lookahead: int = 1                  # best of the next k growth x k pruning candidates
+    cycle_fraction: float | None = None  # cycle budget int(fraction · C); None = max_cycle_time
+    on_reject: str = "stop"             # "stop" the row, or "skip" the growth candidate
 
     def __post_init__(self):
         if self.variant not in VARIANTS:
@@ -122,6 +126,14 @@ class DSnoTSettings:
             raise UserError(f"update_threshold must be finite and >= 0, got {self.update_threshold!r}")
         if not math.isfinite(self.pow_of_var_regrowing):
             raise UserError(f"pow_of_var_regrowing must be finite, got {self.pow_of_var_regrowing!r}")
+        if isinstance(self.lookahead, bool) or not isinstance(self.lookahead, (int, np.integer)) \
+                or self.lookahead < 1:
+            raise UserError(f"lookahead must be an integer >= 1, got {self.lookahead!r}")
+        if self.cycle_fraction is not None and not (math.isfinite(self.cycle_fraction)
+                                                    and 0 <= self.cycle_fraction <= 1):
+            raise UserError(f"cycle_fraction must be in [0, 1], got {self.cycle_fraction!r}")
+        if self.on_reject not in ("stop", "skip"):
+            raise UserError(f"on_reject must be 'stop' or 'skip', got {self.on_reject!r}")
 
 
 class DSnoTPointerError(UserError, ValueError):
