@@ -26,7 +26,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import struct
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,10 +33,17 @@ import numpy as np
 
 from .errors import UserError
 from .io_utils import atomic_directory
+from .weights import (
+    INDEX_FILE,
+    SINGLE_FILE,
+    STORAGE_DTYPES,
+    RawTensor,
+    encode_tensor,
+    read_raw_tensors,
+    write_raw_safetensors_atomic,
+)
 
 MASKS_FILE = "masks.safetensors"
-INDEX_FILE = "model.safetensors.index.json"
-SINGLE_FILE = "model.safetensors"
 PACKING = 'np.packbits(pruned, axis=-1, bitorder="big"); bit 1 = pruned'
 # Everything of an HF directory that is not a weight file and that a loader may want.
 COPIED_FILES = (
@@ -52,82 +58,6 @@ COPIED_FILES = (
     "tokenizer.model",
     "chat_template.jinja",
 )
-# Bytes per element of the safetensors dtypes we read and write.
-DTYPE_SIZES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "U8": 1, "I64": 8, "I32": 4, "BOOL": 1}
-
-
-# --- raw safetensors: header parsing and writing, byte-exact ----------------------------------
-# We handle raw bytes ourselves (the format is a length, a JSON header and a byte buffer)
-# because NumPy has no bfloat16: copying a BF16 tensor through a NumPy array would need a
-# conversion, and a byte copy is exact by construction.
-
-
-@dataclass(frozen=True)
-class RawTensor:
-    dtype: str  # safetensors dtype, "F32" | "F16" | "BF16" | "U8" ...
-    shape: tuple[int, ...]
-    data: bytes  # little-endian, C order
-
-
-def read_header(path: Path) -> tuple[dict, dict, int]:
-    """(tensor entries, __metadata__, byte offset of the data buffer) of a safetensors file."""
-    try:
-        with open(path, "rb") as f:
-            (n,) = struct.unpack("<Q", f.read(8))
-            header = json.loads(f.read(n))
-    except (OSError, struct.error, ValueError) as exc:
-        raise UserError(f"cannot read safetensors header of {path}: {exc}") from None
-    metadata = header.pop("__metadata__", None) or {}
-    return header, metadata, 8 + n
-
-
-def read_raw_tensors(path: Path) -> tuple[dict[str, RawTensor], dict]:
-    """All tensors of a safetensors file as raw bytes, and its metadata."""
-    header, metadata, start = read_header(path)
-    with open(path, "rb") as f:
-        blob = f.read()
-    tensors = {}
-    for name, entry in header.items():
-        begin, end = entry["data_offsets"]
-        tensors[name] = RawTensor(entry["dtype"], tuple(entry["shape"]), blob[start + begin : start + end])
-    return tensors, metadata
-
-
-def write_raw_safetensors(path: Path, tensors: dict[str, RawTensor], metadata: dict[str, str]) -> None:
-    """Write a safetensors file from raw tensors (names sorted, data 8-byte aligned header)."""
-    header: dict = {"__metadata__": dict(metadata)} if metadata else {}
-    offset = 0
-    for name in sorted(tensors):
-        t = tensors[name]
-        expected = DTYPE_SIZES[t.dtype] * int(np.prod(t.shape, dtype=np.int64))
-        if len(t.data) != expected:
-            raise ValueError(f"{name}: {len(t.data)} bytes for {t.dtype}{list(t.shape)}")
-        header[name] = {"dtype": t.dtype, "shape": list(t.shape), "data_offsets": [offset, offset + expected]}
-        offset += expected
-    text = json.dumps(header, separators=(",", ":")).encode("utf-8")
-    text += b" " * (-len(text) % 8)  # the format pads the header so the data starts aligned
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(text)))
-        f.write(text)
-        for name in sorted(tensors):
-            f.write(tensors[name].data)
-
-
-def encode_as(a: np.ndarray, dtype: str) -> bytes:
-    """A float array -> little-endian bytes of safetensors dtype ``dtype`` (round to nearest)."""
-    if dtype == "F32":
-        return np.ascontiguousarray(a, dtype="<f4").tobytes()
-    if dtype == "F16":
-        return np.ascontiguousarray(a, dtype="<f2").tobytes()
-    if dtype == "BF16":
-        from .weights import float32_to_bf16_bits  # noqa: PLC0415 - weights owns bf16 rounding
-
-        return np.ascontiguousarray(float32_to_bf16_bits(np.asarray(a, dtype=np.float32)), dtype="<u2").tobytes()
-    if dtype == "F64":
-        return np.ascontiguousarray(a, dtype="<f8").tobytes()
-    raise UserError(f"cannot save a tensor as dtype {dtype}; supported: F32, F16, BF16")
-
-
 # --- the layout of an input directory ------------------------------------------------------
 
 
@@ -238,15 +168,20 @@ def save_pruned_model(input_dir, output_dir, store, masks: dict[str, np.ndarray]
                 raw[name] = pruned_tensor(name, raw[name], store, masks[name])
             found |= raw.keys() & masks.keys()
             metadata = {"format": "pt", **metadata}  # transformers refuses files without a format
-            write_raw_safetensors(tmp / file_name, raw, metadata)
+            write_raw_safetensors_atomic(tmp / file_name, sorted_by_name(raw), metadata)
         missing = sorted(masks.keys() - found)
         if missing:
             raise ValueError(f"pruned tensors not in the input checkpoint: {missing[:3]}")
         if index is not None:  # same names, files and dtypes, so the index holds as it is
             shutil.copy2(input_dir / INDEX_FILE, tmp / INDEX_FILE)
         mask_tensors, mask_metadata = pack_masks(masks)
-        write_raw_safetensors(tmp / MASKS_FILE, mask_tensors, mask_metadata)
+        write_raw_safetensors_atomic(tmp / MASKS_FILE, sorted_by_name(mask_tensors), mask_metadata)
     return output_dir
+
+
+def sorted_by_name(tensors: dict[str, RawTensor]) -> dict[str, RawTensor]:
+    """The tensors in name order, the order we write them in."""
+    return {name: tensors[name] for name in sorted(tensors)}
 
 
 def copy_side_files(input_dir: Path, out_dir: Path) -> None:
@@ -263,7 +198,7 @@ def pruned_tensor(name: str, original: RawTensor, store, pruned: np.ndarray) -> 
         raise ValueError(f"{name}: pruned weight {weight.shape} / mask {pruned.shape} vs input {original.shape}")
     if np.any(weight[pruned] != 0):
         raise ValueError(f"{name}: the pruned weights are not zero where the mask says pruned")
-    return RawTensor(original.dtype, original.shape, encode_as(weight, original.dtype))
+    return encode_tensor(weight, original.dtype)
 
 
 # --- comparing the masks of two pruned models ------------------------------------------------
@@ -274,7 +209,7 @@ def zero_mask(raw: RawTensor) -> np.ndarray:
 
     A float is ±0 exactly when every bit but the sign bit is clear.
     """
-    size = DTYPE_SIZES[raw.dtype]
+    size = STORAGE_DTYPES[raw.dtype].itemsize
     if raw.dtype not in ("F64", "F32", "F16", "BF16"):
         raise ValueError(f"not a float tensor: {raw.dtype}")
     bits = np.frombuffer(raw.data, dtype=f"<u{size}").reshape(raw.shape)

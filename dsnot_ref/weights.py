@@ -81,6 +81,11 @@ class TensorEntry:
 
 def read_header(path: Path) -> dict[str, TensorEntry]:
     """Parse and validate one safetensors header; UserError naming the file if anything is off."""
+    return read_header_and_metadata(path)[0]
+
+
+def read_header_and_metadata(path: Path) -> tuple[dict[str, TensorEntry], dict[str, str]]:
+    """The validated tensor entries of a safetensors file and its ``__metadata__`` ({} if none)."""
     try:
         size = path.stat().st_size
         with open(path, "rb") as f:
@@ -100,13 +105,16 @@ def read_header(path: Path) -> dict[str, TensorEntry]:
         raise UserError(f"corrupt safetensors file {path}: header is not valid JSON") from None
     if not isinstance(header, dict):
         raise UserError(f"corrupt safetensors file {path}: header is not a JSON object")
+    metadata = header.get("__metadata__") or {}
+    if not isinstance(metadata, dict):
+        raise UserError(f"corrupt safetensors file {path}: __metadata__ is not a JSON object")
     data_start = 8 + n
     entries = {}
     for name, info in header.items():
         if name == "__metadata__":
             continue
         entries[name] = header_entry(path, name, info, data_start, size)
-    return entries
+    return entries, metadata
 
 
 def header_entry(path: Path, name: str, info, data_start: int, size: int) -> TensorEntry:
@@ -126,6 +134,34 @@ def header_entry(path: Path, name: str, info, data_start: int, size: int) -> Ten
         raise UserError(f"truncated safetensors file {path}: {name!r} ends at byte "
                         f"{data_start + end} but the file has {size}")
     return TensorEntry(path, code, shape, data_start + begin, expected)
+
+
+@dataclass(frozen=True)
+class RawTensor:
+    """One tensor as its stored bytes, for byte-exact copies (NumPy has no bfloat16)."""
+    dtype: str                # safetensors code, "F32" | "F16" | "BF16" | "U8" ...
+    shape: tuple[int, ...]
+    data: bytes               # little-endian, C order
+
+
+def read_raw(entry: TensorEntry, name: str) -> bytes:
+    """The stored bytes of one tensor, unconverted."""
+    try:
+        with open(entry.file, "rb") as f:
+            f.seek(entry.offset)
+            data = f.read(entry.nbytes)
+    except OSError as exc:
+        raise UserError(f"cannot read {name!r} from {entry.file}: {exc.strerror}") from None
+    if len(data) != entry.nbytes:
+        raise UserError(f"truncated safetensors file {entry.file}: {name!r} is incomplete")
+    return data
+
+
+def read_raw_tensors(path: Path) -> tuple[dict[str, RawTensor], dict[str, str]]:
+    """Every tensor of one safetensors file as raw bytes, and the file's metadata."""
+    entries, metadata = read_header_and_metadata(Path(path))
+    tensors = {name: RawTensor(e.dtype, e.shape, read_raw(e, name)) for name, e in entries.items()}
+    return tensors, metadata
 
 
 def read_tensor(entry: TensorEntry, name: str, dtype=np.float32) -> np.ndarray:
@@ -336,15 +372,20 @@ def numpy_to_code(dtype: np.dtype) -> str:
     raise UserError(f"cannot store arrays of dtype {dtype} in safetensors")
 
 
-def encode_tensor(a: np.ndarray, float_code: str) -> tuple[str, bytes]:
-    """(dtype code, little-endian bytes) of one array; floats go to ``float_code``."""
+def encode_tensor(a: np.ndarray, float_code: str) -> RawTensor:
+    """One array as stored bytes; floats go to ``float_code`` ("F64", "F32", "F16", "BF16",
+    rounding to nearest), integer and bool arrays keep their type."""
+    if float_code not in FLOAT_CODES:
+        raise UserError(f"cannot save a tensor as dtype {float_code}; supported: {', '.join(FLOAT_CODES)}")
     a = np.ascontiguousarray(a)
     if np.issubdtype(a.dtype, np.floating):
         if float_code == "BF16":
-            return "BF16", float32_to_bf16_bits(a.astype(np.float32)).astype("<u2").tobytes()
-        return float_code, a.astype(STORAGE_DTYPES[float_code]).tobytes()
+            data = float32_to_bf16_bits(a.astype(np.float32)).astype("<u2").tobytes()
+        else:
+            data = a.astype(STORAGE_DTYPES[float_code]).tobytes()
+        return RawTensor(float_code, tuple(a.shape), data)
     code = numpy_to_code(a.dtype)
-    return code, a.astype(STORAGE_DTYPES[code]).tobytes()
+    return RawTensor(code, tuple(a.shape), a.astype(STORAGE_DTYPES[code]).tobytes())
 
 
 def save_safetensors_atomic(path: str | os.PathLike, tensors: dict[str, np.ndarray],
@@ -358,21 +399,31 @@ def save_safetensors_atomic(path: str | os.PathLike, tensors: dict[str, np.ndarr
         raise UserError(f"cannot save weights as dtype {dtype!r}; choose one of "
                         f"{', '.join(sorted(set(SAVE_DTYPE_NAMES.values())))}")
     float_code = SAVE_DTYPE_NAMES[dtype]
+    encoded = {name: encode_tensor(np.asarray(array), float_code) for name, array in tensors.items()}
+    write_raw_safetensors_atomic(path, encoded, metadata)
+
+
+def write_raw_safetensors_atomic(path: str | os.PathLike, tensors: Mapping[str, RawTensor],
+                                 metadata: Mapping[str, str] | None = None) -> None:
+    """Write already-encoded tensors, in the mapping's order, as one safetensors file, atomically.
+
+    ValueError when a tensor's bytes do not match its dtype and shape (a bug, not a user error).
+    """
     header: dict[str, object] = {}
     if metadata:
         header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
-    blobs = []
     offset = 0
-    for name, array in tensors.items():
-        code, blob = encode_tensor(np.asarray(array), float_code)
-        header[name] = {"dtype": code, "shape": list(np.shape(array)),
-                        "data_offsets": [offset, offset + len(blob)]}
-        blobs.append(blob)
-        offset += len(blob)
+    for name, t in tensors.items():
+        expected = int(np.prod(t.shape, dtype=np.int64)) * STORAGE_DTYPES[t.dtype].itemsize
+        if len(t.data) != expected:
+            raise ValueError(f"{name}: {len(t.data)} bytes for {t.dtype}{list(t.shape)}")
+        header[name] = {"dtype": t.dtype, "shape": list(t.shape),
+                        "data_offsets": [offset, offset + expected]}
+        offset += expected
     header_bytes = json.dumps(header, separators=(",", ":")).encode("utf-8")
     header_bytes += b" " * (-len(header_bytes) % 8)  # data start aligned to 8 bytes, as the spec allows
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         f.write(struct.pack("<Q", len(header_bytes)))
         f.write(header_bytes)
-        for blob in blobs:
-            f.write(blob)
+        for t in tensors.values():
+            f.write(t.data)

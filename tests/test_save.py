@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from dsnot_ref import save
 from dsnot_ref.errors import UserError
-from dsnot_ref.weights import OverlayStore, WeightStore
+from dsnot_ref.weights import OverlayStore, RawTensor, WeightStore, read_raw_tensors
 
 FIXTURES = Path(__file__).resolve().parents[1] / "data" / "fixtures"
 
@@ -64,8 +64,8 @@ def test_save_round_trip(tmp_path, fixture):
 
     # Unpruned tensors are byte-identical to the input's.
     for file_name in in_files:
-        raw_in, _ = save.read_raw_tensors(src / file_name)
-        raw_out, meta_out = save.read_raw_tensors(out / file_name)
+        raw_in, _ = read_raw_tensors(src / file_name)
+        raw_out, meta_out = read_raw_tensors(out / file_name)
         assert meta_out.get("format") == "pt"
         for name, t in raw_in.items():
             if name not in masks:
@@ -151,13 +151,13 @@ def test_pack_unpack_masks(rows, cols, seed):
 @pytest.mark.parametrize("dtype,code", [(np.float32, "F32"), (np.float16, "F16")])
 def test_zero_mask_bits(dtype, code):
     a = np.array([[0.0, -0.0, 1e-4, -3.0, np.inf, np.nan]], dtype=dtype)
-    raw = save.RawTensor(code, a.shape, a.tobytes())
+    raw = RawTensor(code, a.shape, a.tobytes())
     np.testing.assert_array_equal(save.zero_mask(raw), [[True, True, False, False, False, False]])
 
 
 def test_zero_mask_bf16():
     bits = np.array([[0x0000, 0x8000, 0x0001, 0x3F80]], dtype="<u2")  # +0, -0, subnormal, 1.0
-    raw = save.RawTensor("BF16", bits.shape, bits.tobytes())
+    raw = RawTensor("BF16", bits.shape, bits.tobytes())
     np.testing.assert_array_equal(save.zero_mask(raw), [[True, True, False, False]])
 
 

@@ -15,10 +15,15 @@ from safetensors.numpy import save_file
 from dsnot_ref.errors import UserError
 from dsnot_ref.weights import (
     OverlayStore,
+    RawTensor,
     WeightStore,
     bf16_bits_to_float32,
+    encode_tensor,
     float32_to_bf16_bits,
+    read_header_and_metadata,
+    read_raw_tensors,
     save_safetensors_atomic,
+    write_raw_safetensors_atomic,
 )
 
 FIXTURES = Path(__file__).resolve().parents[1] / "data" / "fixtures"
@@ -151,6 +156,46 @@ def test_bf16_writer_round_trip(tmp_path):
 def test_writer_refuses_unknown_dtype(tmp_path):
     with pytest.raises(UserError, match="int4"):
         save_safetensors_atomic(tmp_path / "x.safetensors", {"w": np.zeros(2, np.float32)}, "int4")
+
+
+def test_raw_tensors_are_the_library_bytes():
+    """read_raw_tensors gives each tensor's stored bytes (compared with the library's arrays)."""
+    path = FIXTURES / "llama-f16-sharded" / "model-00001-of-00004.safetensors"
+    raw, metadata = read_raw_tensors(path)
+    expected = library_tensors(path)
+    assert sorted(raw) == sorted(expected)
+    for name, value in expected.items():
+        assert raw[name].dtype == "F16" and raw[name].shape == value.shape
+        assert raw[name].data == value.astype("<f2").tobytes(), name
+    with safe_open(str(path), framework="numpy") as f:
+        assert metadata == (f.metadata() or {})
+
+
+def test_raw_writer_round_trip_keeps_order_bytes_and_metadata(tmp_path):
+    """Already-encoded tensors (BF16 included) are written as given and read back unchanged."""
+    bf16 = np.array([[0x3F80, 0x8000, 0x7FC0]], dtype="<u2")
+    tensors = {"z.w": RawTensor("BF16", (1, 3), bf16.tobytes()),
+               "a.w": encode_tensor(np.arange(4, dtype=np.float32).reshape(2, 2), "F16")}
+    path = tmp_path / "raw.safetensors"
+    write_raw_safetensors_atomic(path, tensors, {"format": "pt"})
+    back, metadata = read_raw_tensors(path)
+    assert list(back) == ["z.w", "a.w"] and back == tensors and metadata == {"format": "pt"}
+    entries, _ = read_header_and_metadata(path)
+    assert entries["z.w"].offset < entries["a.w"].offset  # the mapping's order, not sorted
+    with safe_open(str(path), framework="numpy") as f:  # its NumPy reader has no bfloat16
+        assert np.array_equal(f.get_tensor("a.w"), np.arange(4, dtype=np.float16).reshape(2, 2))
+    assert [p.name for p in tmp_path.iterdir()] == ["raw.safetensors"]
+
+
+def test_raw_writer_refuses_wrong_byte_count(tmp_path):
+    with pytest.raises(ValueError, match="6 bytes for F32"):
+        write_raw_safetensors_atomic(tmp_path / "x.safetensors", {"w": RawTensor("F32", (2,), b"\0" * 6)})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_encode_tensor_refuses_non_float_target():
+    with pytest.raises(UserError, match="I8"):
+        encode_tensor(np.zeros(2, np.float32), "I8")
 
 
 # --------------------------------------------------------------------------- overlays
