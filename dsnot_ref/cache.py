@@ -304,39 +304,3 @@ def tokens_sha256(tokens: np.ndarray) -> str:
     h = hashlib.sha256(json.dumps(list(tokens.shape)).encode("ascii"))
     h.update(tokens.tobytes())
     return h.hexdigest()
-
-
-# --- per-layer masks -------------------------------------------------------------------------
-# Same format as the masks.safetensors of a saved model (dsnot_ref.save): one uint8 tensor per
-# weight name, np.packbits(pruned, axis=-1, bitorder="big") (bit 1 = pruned), and the unpacked
-# shapes as JSON in the header metadata.
-
-MASK_PACKING = 'np.packbits(pruned, axis=-1, bitorder="big"); bit 1 = pruned'
-
-
-def write_masks(path: Path, masks: dict[str, np.ndarray]) -> None:
-    """name -> pruned [R, C] bool, packed to [R, ceil(C/8)] uint8, written atomically."""
-    from safetensors.numpy import save_file  # noqa: PLC0415 - I/O dependency kept local
-
-    packed = {name: np.packbits(np.asarray(p, dtype=np.bool_), axis=-1, bitorder="big") for name, p in masks.items()}
-    shapes = {name: list(np.shape(p)) for name, p in masks.items()}
-    metadata = {"format": "dsnot_ref-masks", "packing": MASK_PACKING, "shapes": json.dumps(shapes, sort_keys=True)}
-    with atomic_path(path) as tmp:
-        save_file(packed, str(tmp), metadata=metadata)
-
-
-def read_masks(path: Path) -> dict[str, np.ndarray]:
-    """Inverse of :func:`write_masks`: name -> pruned [R, C] bool."""
-    from safetensors import SafetensorError, safe_open  # noqa: PLC0415
-
-    try:
-        with safe_open(str(path), framework="numpy") as f:
-            shapes = json.loads((f.metadata() or {})["shapes"])
-            masks = {}
-            for name in f.keys():  # noqa: SIM118 - safe_open has no __iter__
-                shape = tuple(shapes[name])
-                bits = np.unpackbits(f.get_tensor(name), axis=-1, count=shape[-1], bitorder="big")
-                masks[name] = bits.astype(np.bool_).reshape(shape)
-    except (OSError, KeyError, ValueError, SafetensorError) as exc:
-        raise UserError(f"cannot read masks file {path} ({exc})") from None
-    return masks

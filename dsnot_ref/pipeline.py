@@ -47,7 +47,7 @@ from .errors import UserError
 from .io_utils import atomic_write_json
 from .methods import PruneSpec, needs_hessian, prune_linear
 from .stats import StatsAccumulator
-from .weights import OverlayStore, save_safetensors_atomic
+from .weights import OverlayStore, read_masks, save_safetensors_atomic, write_masks
 
 DTYPES = {"float32": np.float32, "float64": np.float64}
 SAFETENSORS_CODES = {"float32": "F32", "float64": "F64"}
@@ -102,7 +102,7 @@ class PruneRun:
     def masks(self) -> Iterator[tuple[str, np.ndarray]]:
         """(full tensor name, pruned [R, C] bool) for every pruned weight, one layer at a time."""
         for path in self.mask_files:
-            yield from cache.read_masks(path).items()
+            yield from read_masks(path).items()
 
     def final_hidden(self) -> np.ndarray:
         """Hidden states after the last decoder layer, [S, L, D] (read-only map; needs keep_cache)."""
@@ -364,7 +364,7 @@ def prune_one_layer(model, i: int, settings: PipelineSettings, run_dir: Path, xp
             {prefix + k: to_numpy(w).astype(dtype, copy=False) for k, w in new_weights.items()},
             dtype=SAFETENSORS_CODES[settings.dtype],
         )
-        cache.write_masks(cache.layer_masks_path(run_dir, i), {prefix + k: to_numpy(m) for k, m in masks.items()})
+        write_masks(cache.layer_masks_path(run_dir, i), {prefix + k: to_numpy(m) for k, m in masks.items()})
     diagnostics = {"layer": i, "sublayers": sub_diagnostics, "timings": dict(timer.seconds)}
     atomic_write_json(cache.layer_diagnostics_path(run_dir, i), diagnostics)
     return diagnostics

@@ -40,11 +40,12 @@ from .weights import (
     RawTensor,
     encode_tensor,
     read_raw_tensors,
+    write_masks,
     write_raw_safetensors_atomic,
 )
+from .weights import read_masks as read_masks_file
 
 MASKS_FILE = "masks.safetensors"
-PACKING = 'np.packbits(pruned, axis=-1, bitorder="big"); bit 1 = pruned'
 # Everything of an HF directory that is not a weight file and that a loader may want.
 COPIED_FILES = (
     "config.json",
@@ -107,42 +108,12 @@ def check_writable_parent(path) -> None:
 # --- masks ---------------------------------------------------------------------------------
 
 
-def pack_masks(masks: dict[str, np.ndarray]) -> tuple[dict[str, RawTensor], dict[str, str]]:
-    """pruned [R, C] bool per name -> packed uint8 [R, ceil(C/8)] tensors and header metadata."""
-    tensors, shapes = {}, {}
-    for name, pruned in masks.items():
-        pruned = np.asarray(pruned, dtype=np.bool_)
-        packed = np.packbits(pruned, axis=-1, bitorder="big")  # [R, C] -> [R, ceil(C/8)]
-        tensors[name] = RawTensor("U8", packed.shape, packed.tobytes())
-        shapes[name] = list(pruned.shape)
-    metadata = {"format": "dsnot_ref-masks", "packing": PACKING, "shapes": json.dumps(shapes, sort_keys=True)}
-    return tensors, metadata
-
-
-def unpack_masks(tensors: dict[str, RawTensor], metadata: dict, path: Path) -> dict[str, np.ndarray]:
-    """Inverse of :func:`pack_masks`: name -> pruned [R, C] bool."""
-    try:
-        shapes = json.loads(metadata["shapes"])
-    except (KeyError, ValueError) as exc:
-        raise UserError(f"{path} has no valid 'shapes' metadata ({exc}); not a dsnot_ref masks file") from None
-    masks = {}
-    for name, raw in tensors.items():
-        if name not in shapes or raw.dtype != "U8":
-            raise UserError(f"{path}: tensor {name!r} is not a packed mask")
-        shape = tuple(shapes[name])
-        packed = np.frombuffer(raw.data, dtype=np.uint8).reshape(raw.shape)
-        bits = np.unpackbits(packed, axis=-1, count=shape[-1], bitorder="big")  # drop the padding
-        masks[name] = bits.astype(np.bool_).reshape(shape)
-    return masks
-
-
 def read_masks(model_dir) -> dict[str, np.ndarray] | None:
     """The masks saved with a pruned model (name -> pruned [R, C] bool), or None if it has none."""
     path = Path(model_dir) / MASKS_FILE
     if not path.is_file():
         return None
-    tensors, metadata = read_raw_tensors(path)
-    return unpack_masks(tensors, metadata, path)
+    return read_masks_file(path)
 
 
 # --- saving --------------------------------------------------------------------------------
@@ -174,8 +145,7 @@ def save_pruned_model(input_dir, output_dir, store, masks: dict[str, np.ndarray]
             raise ValueError(f"pruned tensors not in the input checkpoint: {missing[:3]}")
         if index is not None:  # same names, files and dtypes, so the index holds as it is
             shutil.copy2(input_dir / INDEX_FILE, tmp / INDEX_FILE)
-        mask_tensors, mask_metadata = pack_masks(masks)
-        write_raw_safetensors_atomic(tmp / MASKS_FILE, sorted_by_name(mask_tensors), mask_metadata)
+        write_masks(tmp / MASKS_FILE, masks)
     return output_dir
 
 

@@ -427,3 +427,44 @@ def write_raw_safetensors_atomic(path: str | os.PathLike, tensors: Mapping[str, 
         f.write(header_bytes)
         for t in tensors.values():
             f.write(t.data)
+
+
+# ----------------------------------------------------------------------------- pruning masks
+# One uint8 tensor per weight name, np.packbits(pruned, axis=-1, bitorder="big") (bit 1 =
+# pruned, rows padded to whole bytes), and the unpacked shapes as JSON in the header metadata.
+# The run directory's per-layer masks and a saved model's masks.safetensors use this format.
+
+MASKS_FORMAT = "dsnot_ref-masks"
+MASK_PACKING = 'np.packbits(pruned, axis=-1, bitorder="big"); bit 1 = pruned'
+
+
+def write_masks(path: str | os.PathLike, masks: Mapping[str, np.ndarray]) -> None:
+    """name -> pruned [R, C] bool, packed to [R, ceil(C/8)] uint8, written atomically in name order."""
+    tensors, shapes = {}, {}
+    for name in sorted(masks):
+        pruned = np.asarray(masks[name], dtype=np.bool_)  # [R, C]
+        packed = np.packbits(pruned, axis=-1, bitorder="big")  # [R, ceil(C/8)] uint8
+        tensors[name] = RawTensor("U8", tuple(packed.shape), packed.tobytes())
+        shapes[name] = list(pruned.shape)
+    metadata = {"format": MASKS_FORMAT, "packing": MASK_PACKING, "shapes": json.dumps(shapes, sort_keys=True)}
+    write_raw_safetensors_atomic(path, tensors, metadata)
+
+
+def read_masks(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Inverse of :func:`write_masks`: name -> pruned [R, C] bool; UserError naming the file."""
+    path = Path(path)
+    tensors, metadata = read_raw_tensors(path)
+    try:
+        shapes = json.loads(metadata["shapes"])
+    except (KeyError, TypeError, ValueError):
+        raise UserError(f"masks file {path} has no valid 'shapes' metadata; "
+                        "not a dsnot_ref masks file") from None
+    masks = {}
+    for name, raw in tensors.items():
+        shape = tuple(shapes.get(name, ())) if isinstance(shapes, dict) else ()
+        if raw.dtype != "U8" or not shape or raw.shape != (*shape[:-1], -(-shape[-1] // 8)):
+            raise UserError(f"masks file {path}: tensor {name!r} is not a packed mask")
+        packed = np.frombuffer(raw.data, dtype=np.uint8).reshape(raw.shape)
+        bits = np.unpackbits(packed, axis=-1, count=shape[-1], bitorder="big")  # drop the padding
+        masks[name] = bits.astype(np.bool_).reshape(shape)
+    return masks

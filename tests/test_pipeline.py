@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dsnot_ref import cache, pipeline
+from dsnot_ref import pipeline
 from dsnot_ref import model as model_lib
 from dsnot_ref.errors import UserError
 from dsnot_ref.methods import PruneSpec, prune_linear
@@ -211,13 +211,3 @@ def test_run_dir_may_not_overlap_model_dir(tmp_path):
     for bad in (tiny.path, tiny.path / "run", tiny.path.parent):
         with pytest.raises(UserError, match="overlaps the input model directory"):
             prune_model(tiny, tokens_for(tiny, 1, 4), settings, bad)
-
-
-def test_masks_file_roundtrip(tmp_path):
-    rng = np.random.default_rng(3)
-    masks = {"a.weight": rng.random((3, 13)) < 0.5, "b.weight": rng.random((5, 8)) < 0.3}
-    cache.write_masks(tmp_path / "m.safetensors", masks)
-    back = cache.read_masks(tmp_path / "m.safetensors")
-    assert back.keys() == masks.keys()
-    for k in masks:
-        np.testing.assert_array_equal(back[k], masks[k])

@@ -10,8 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 from dsnot_ref import save
 from dsnot_ref.errors import UserError
@@ -133,19 +131,6 @@ def test_failure_leaves_nothing(tmp_path):
     with pytest.raises(ValueError, match="not in the input"):
         save.save_pruned_model(src, tmp_path / "out", store, masks)
     assert list(tmp_path.iterdir()) == []
-
-
-@given(
-    rows=st.integers(1, 5),
-    cols=st.integers(1, 37),
-    seed=st.integers(0, 2**32 - 1),
-)
-def test_pack_unpack_masks(rows, cols, seed):
-    pruned = np.random.default_rng(seed).random((rows, cols)) < 0.5
-    tensors, metadata = save.pack_masks({"w": pruned})
-    assert tensors["w"].shape == (rows, (cols + 7) // 8)
-    back = save.unpack_masks(tensors, metadata, Path("x"))
-    np.testing.assert_array_equal(back["w"], pruned)
 
 
 @pytest.mark.parametrize("dtype,code", [(np.float32, "F32"), (np.float16, "F16")])
