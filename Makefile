@@ -2,7 +2,7 @@
 PYTHON ?= python3
 PIP    ?= $(PYTHON) -m pip
 
-.PHONY: demo test install-dev
+.PHONY: demo test test-slow install-dev
 
 demo:
 	$(PIP) install -q -e '.[demo]'
@@ -13,4 +13,8 @@ install-dev:
 
 # Hypothesis runs its longer "ci" profile when CI=true (see tests/conftest.py).
 test: install-dev
-	$(PYTHON) -m pytest -q
+	$(PYTHON) -m pytest -q -m "not slow"
+
+# Real-model tests (the demo model is fetched on first use; several minutes of CPU).
+test-slow: install-dev
+	$(PYTHON) -m pytest -q -m slow
