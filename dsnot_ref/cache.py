@@ -15,8 +15,9 @@ pruned weights, masks and diagnostics. ``cache_size_bytes`` measures it.
 
 The manifest (``manifest.json``) records what the run is of: the model's identity (resolved
 path, sha256 of config.json, size and mtime of every weight file), the sha256 of the calibration
-tokens, the settings and the number of finished layers. Reopening a run directory with a
-different model, tokens or settings raises ``UserError``: a cache is never reused silently.
+tokens (``data.tokens_hash``), the settings and the number of finished layers. Reopening a run
+directory with a different model, tokens or settings raises ``UserError``: a cache is never
+reused silently.
 While a run works in a directory it holds an exclusive ``flock`` on ``.lock`` in it (released by
 the kernel when the process dies), so two processes never write the same run directory.
 """
@@ -34,7 +35,8 @@ import numpy as np
 from .errors import UserError
 from .io_utils import atomic_path, atomic_write_json
 
-FORMAT_VERSION = 1
+# 2: calibration_tokens_sha256 is data.tokens_hash (the hash the results JSON records).
+FORMAT_VERSION = 2
 MANIFEST_NAME = "manifest.json"
 LOCK_NAME = ".lock"
 
@@ -296,11 +298,3 @@ def remove_stale_temporaries(run_dir: Path) -> list[Path]:
 def cache_size_bytes(run_dir: Path) -> int:
     """Bytes used by all files of a run directory (including temporaries of a killed run)."""
     return sum(p.stat().st_size for p in Path(run_dir).rglob("*") if p.is_file())
-
-
-def tokens_sha256(tokens: np.ndarray) -> str:
-    """sha256 of the shape and the int64 little-endian bytes of the calibration tokens."""
-    tokens = np.ascontiguousarray(tokens, dtype="<i8")
-    h = hashlib.sha256(json.dumps(list(tokens.shape)).encode("ascii"))
-    h.update(tokens.tobytes())
-    return h.hexdigest()

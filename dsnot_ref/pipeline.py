@@ -43,6 +43,7 @@ import numpy as np
 from . import cache
 from . import model as model_lib
 from .backend import array_module, get_backend, to_device, to_numpy
+from .data import tokens_hash
 from .errors import UserError
 from .io_utils import atomic_write_json
 from .methods import PruneSpec, needs_hessian, prune_linear
@@ -408,7 +409,7 @@ def run_layers(model, tokens: np.ndarray, settings: PipelineSettings, run_dir: P
     config = model.config
     n_layers = config.num_layers
     manifest = cache.open_run(
-        run_dir, cache.model_identity(model.path), cache.tokens_sha256(tokens), settings_record(settings), n_layers
+        run_dir, cache.model_identity(model.path), tokens_hash(tokens), settings_record(settings), n_layers
     )
     timings = dict.fromkeys(TIMING_KEYS, 0.0)
     done = manifest["layers_done"]

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dsnot_ref import pipeline
+from dsnot_ref import cache, data, pipeline
 from dsnot_ref import model as model_lib
 from dsnot_ref.errors import UserError
 from dsnot_ref.methods import PruneSpec, prune_linear
@@ -47,6 +47,9 @@ def test_dense_pass_through_equals_forward(tiny, tmp_path):
         np.testing.assert_array_equal(store.get(name, np.float64), tiny.store.get(name, np.float64))
     run.close()
     assert (tmp_path / "run" / "acts").exists()  # keep_cache: close() leaves everything
+    # The manifest names the tokens by the hash the results JSON records.
+    manifest = cache.read_manifest(tmp_path / "run")
+    assert manifest["calibration_tokens_sha256"] == data.tokens_hash(tokens)
 
 
 # --- a real pruning run against an in-memory reference ----------------------------------------
