@@ -164,6 +164,19 @@ def test_cupy_without_cupy(tmp_path, capsys):
     assert "CuPy" in line
 
 
+@pytest.mark.skipif(importlib.util.find_spec("cupy") is not None, reason="CuPy is installed here")
+def test_backend_default_follows_the_environment(tmp_path, capsys, monkeypatch):
+    """Without --backend, prune and demo take $DSNOT_REF_BACKEND (here cupy, so refused)."""
+    monkeypatch.setenv("DSNOT_REF_BACKEND", "cupy")
+    line = assert_refused([*BASE, "--sparsity-ratio", "0.5"], capsys, tmp_path, "backend 'cupy'")
+    assert "CuPy" in line
+    rc, _, err = run_cli(["demo", "--model", TINY, "--quiet"], capsys)
+    assert rc == 2 and "backend 'cupy'" in err and len(err.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.setenv("DSNOT_REF_BACKEND", "numpy")  # an explicit flag still wins over it
+    assert_refused([*BASE, "--sparsity-ratio", "0.5", "--backend", "cupy"], capsys, tmp_path, "backend 'cupy'")
+
+
 def test_report_errors(tmp_path, capsys):
     rc, _, err = run_cli(["report", tmp_path / "missing.json"], capsys)
     assert rc == 2 and "does not exist" in err and len(err.strip().splitlines()) == 1

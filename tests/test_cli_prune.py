@@ -144,12 +144,14 @@ def test_official_variant_and_boolean_flag(tmp_path, capsys, inputs):
     assert results["settings"]["dsnot_variant"] == "official" and results["settings"]["prune_method"] == "dsnot"
 
 
-def test_dense_keeps_weights(tmp_path, capsys, inputs):
+def test_dense_keeps_weights(tmp_path, capsys, inputs, monkeypatch):
+    monkeypatch.setenv("DSNOT_REF_BACKEND", "NumPy")  # the default backend comes from here
     out, results, stdout = prune(tmp_path, capsys, "tiny-llama", "--prune-method", "dense", inputs=inputs)
     original, saved = WeightStore(FIXTURES / "tiny-llama"), WeightStore(out)
     for name in original.names():
         np.testing.assert_array_equal(saved.get(name), original.get(name))
     assert "dense" in results["perplexity"] and results["layers"] == []
+    assert results["settings"]["backend"] == "numpy"
     tokens = data.eval_tokens(data.load_tokenizer(FIXTURES / "tiny-llama"), inputs / "eval.txt")
     dense = evaluate.perplexity(load_model(FIXTURES / "tiny-llama"), tokens, 32, max_windows=3)
     assert results["perplexity"]["dense"]["perplexity"] == pytest.approx(dense["perplexity"], rel=1e-6)

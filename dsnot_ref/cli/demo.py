@@ -48,7 +48,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     prune_cli.option(p, "eval_max_windows", type=int, default=None, help="override the number of evaluation windows")
     prune_cli.option(p, "model", default="smollm2-135m", help="model directory or alias (default smollm2-135m)")
     prune_cli.option(p, "results", default=None, metavar="FILE.json", help="write the demo's table and settings as JSON")
-    prune_cli.option(p, "backend", default="numpy", help="numpy | cupy (default numpy)")
+    prune_cli.option(p, "backend", default=None, help="numpy | cupy (default $DSNOT_REF_BACKEND, else numpy)")
     prune_cli.option(p, "recon_error", action="store_true", help="also gather the reconstruction-error diagnostics (slower)")
     prune_cli.option(p, "quiet", action="store_true", help="no progress bars")
     return prune_cli.one_line_errors(p)

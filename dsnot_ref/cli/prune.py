@@ -89,7 +89,7 @@ def add_prune_arguments(p: argparse.ArgumentParser) -> None:
     option(p, "save_model", default=None, metavar="DIR", help="write the pruned model here (HF directory + masks.safetensors)")
     option(p, "overwrite", action="store_true", help="replace an existing --save-model directory")
     option(p, "results", default=None, metavar="FILE.json", help="write settings, diagnostics, sparsity, perplexity, times")
-    option(p, "backend", default="numpy", help="numpy | cupy (default numpy)")
+    option(p, "backend", default=None, help="numpy | cupy (default $DSNOT_REF_BACKEND, else numpy)")
     option(p, "dtype", default="float32", help="compute dtype: float32 | float64 (default float32)")
     option(p, "run_dir", default=None, metavar="DIR", help="activation cache and pruned layers (default a temporary directory)")
     option(p, "keep_cache", action="store_true", help="keep the run directory afterwards")
@@ -242,7 +242,7 @@ def validate(args) -> PruneJob:
     skip_sub = parse_choice(args.skip_sub_layer, ("none", "no_skip", *SUB_LAYERS), "--skip-sub-layer")
     without_same_sign = parse_bool(args.without_same_sign, "--without-same-sign")
     dtype = parse_choice(args.dtype, ("float32", "float64"), "--dtype")
-    backend_name = parse_choice(args.backend, backend.BACKENDS, "--backend")
+    backend_name = parse_choice(args.backend or backend.backend_name(), backend.BACKENDS, "--backend")
     for value, flag in ((args.nsamples, "--nsamples"), (args.eval_max_windows, "--eval-max-windows"), (args.chunk_size, "--chunk-size")):
         check_positive(value, flag)
     for value, flag in ((args.seqlen, "--seqlen"), (args.eval_seqlen, "--eval-seqlen")):
