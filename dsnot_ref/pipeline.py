@@ -30,6 +30,7 @@ result is bit-for-bit the same as an uninterrupted run.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import shutil
@@ -206,23 +207,23 @@ class Timer:
     def __init__(self):
         self.seconds = dict.fromkeys(TIMING_KEYS, 0.0)
 
+    @contextlib.contextmanager
     def __call__(self, key: str):
-        return _TimedBlock(self.seconds, key)
-
-
-class _TimedBlock:
-    def __init__(self, seconds: dict, key: str):
-        self.seconds, self.key = seconds, key
-
-    def __enter__(self):
-        self.start = time.perf_counter()
-
-    def __exit__(self, *exc):
-        self.seconds[self.key] += time.perf_counter() - self.start
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[key] += time.perf_counter() - start
 
 
 def chunk_starts(n_seq: int, chunk_size: int) -> range:
     return range(0, n_seq, chunk_size)
+
+
+def read_inputs(in_path: Path, start: int, settings: PipelineSettings, xp):
+    """Sequences ``start .. start + chunk_size`` of a layer's inputs, on the device: [B, L, D]."""
+    chunk = cache.read_chunk(in_path, start, start + settings.chunk_size)
+    return to_device(chunk.astype(DTYPES[settings.dtype], copy=False), xp)
 
 
 class StatsCapture:
@@ -274,10 +275,9 @@ def gather_stats(config, layer: dict, in_path: Path, settings: PipelineSettings,
     n_cols = {name: layer[f"{name}.weight"].shape[1] for name in names}  # C of each [R, C]
     capture = StatsCapture(names, n_cols, with_hessian=needs_hessian(settings.spec) or settings.recon_error)
     n_seq = cache.activation_info(in_path)[0][0]
-    dtype = DTYPES[settings.dtype]
     for start in chunk_starts(n_seq, settings.chunk_size):
         with timer("io"):
-            x = to_device(cache.read_chunk(in_path, start, start + settings.chunk_size).astype(dtype, copy=False), xp)
+            x = read_inputs(in_path, start, settings, xp)  # [B, L, D]
         stats_before, t0 = capture.seconds, time.perf_counter()
         model_lib.block_forward(config, layer, x, capture=capture)  # [B, L, D] -> [B, L, D], discarded
         timer.seconds["forward"] += time.perf_counter() - t0 - (capture.seconds - stats_before)
@@ -316,11 +316,10 @@ def jsonable(obj):
 def write_next_inputs(config, layer: dict, in_path: Path, out_path: Path, settings: PipelineSettings, xp, timer: Timer) -> None:
     """Run the (pruned) layer over every chunk of its inputs and write its outputs to disk."""
     shape, _ = cache.activation_info(in_path)
-    dtype = DTYPES[settings.dtype]
-    with cache.ActivationWriter(out_path, shape, dtype) as writer:
+    with cache.ActivationWriter(out_path, shape, DTYPES[settings.dtype]) as writer:
         for start in chunk_starts(shape[0], settings.chunk_size):
             with timer("io"):
-                x = to_device(cache.read_chunk(in_path, start, start + settings.chunk_size).astype(dtype, copy=False), xp)
+                x = read_inputs(in_path, start, settings, xp)  # [B, L, D]
             with timer("forward"):
                 y = model_lib.block_forward(config, layer, x)  # [B, L, D] -> [B, L, D]
                 y = to_numpy(y)

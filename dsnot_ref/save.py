@@ -23,7 +23,6 @@ either the old directory or the complete new one. The input directory is never w
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from dataclasses import dataclass
@@ -39,6 +38,7 @@ from .weights import (
     STORAGE_DTYPES,
     RawTensor,
     encode_tensor,
+    read_index,
     read_raw_tensors,
     write_masks,
     write_raw_safetensors_atomic,
@@ -62,18 +62,13 @@ COPIED_FILES = (
 # --- the layout of an input directory ------------------------------------------------------
 
 
-def weight_files(model_dir: Path) -> tuple[list[str], dict | None]:
-    """File names of the checkpoint's shards, in order, and the parsed index (None if single)."""
+def weight_files(model_dir: Path) -> list[str]:
+    """File names of the checkpoint's shards, in order (the index's files, else the single file)."""
     index_path = model_dir / INDEX_FILE
     if index_path.is_file():
-        try:
-            index = json.loads(index_path.read_text())
-            files = sorted(set(index["weight_map"].values()))
-        except (OSError, ValueError, KeyError, AttributeError) as exc:
-            raise UserError(f"cannot read the shard index {index_path}: {exc}") from None
-        return files, index
+        return sorted(set(read_index(index_path).values()))
     if (model_dir / SINGLE_FILE).is_file():
-        return [SINGLE_FILE], None
+        return [SINGLE_FILE]
     raise UserError(f"no {SINGLE_FILE} or {INDEX_FILE} in {model_dir}")
 
 
@@ -129,21 +124,22 @@ def save_pruned_model(input_dir, output_dir, store, masks: dict[str, np.ndarray]
     """
     input_dir, output_dir = Path(input_dir), Path(output_dir)
     check_output_dir(input_dir, output_dir, overwrite)
-    files, index = weight_files(input_dir)
+    files = weight_files(input_dir)
     with atomic_directory(output_dir, overwrite=overwrite) as tmp:
         copy_side_files(input_dir, tmp)
         found: set[str] = set()
         for file_name in files:
             raw, metadata = read_raw_tensors(input_dir / file_name)
-            for name in raw.keys() & masks.keys():
+            pruned_here = raw.keys() & masks.keys()
+            for name in pruned_here:
                 raw[name] = pruned_tensor(name, raw[name], store, masks[name])
-            found |= raw.keys() & masks.keys()
+            found |= pruned_here
             metadata = {"format": "pt", **metadata}  # transformers refuses files without a format
             write_raw_safetensors_atomic(tmp / file_name, sorted_by_name(raw), metadata)
         missing = sorted(masks.keys() - found)
         if missing:
             raise ValueError(f"pruned tensors not in the input checkpoint: {missing[:3]}")
-        if index is not None:  # same names, files and dtypes, so the index holds as it is
+        if (input_dir / INDEX_FILE).is_file():  # same names, files and dtypes: the index holds as it is
             shutil.copy2(input_dir / INDEX_FILE, tmp / INDEX_FILE)
         write_masks(tmp / MASKS_FILE, masks)
     return output_dir
@@ -206,7 +202,7 @@ def model_masks(model_dir) -> tuple[dict[str, np.ndarray], str]:
     saved = read_masks(model_dir)
     if saved is not None:
         return saved, MASKS_FILE
-    files, _ = weight_files(model_dir)
+    files = weight_files(model_dir)
     masks = {}
     for file_name in files:
         raw, _ = read_raw_tensors(model_dir / file_name)
