@@ -144,6 +144,22 @@ def test_official_variant_and_boolean_flag(tmp_path, capsys, inputs):
     assert results["settings"]["dsnot_variant"] == "official" and results["settings"]["prune_method"] == "dsnot"
 
 
+def test_exact_variant_options_reach_the_method(tmp_path, capsys, inputs):
+    """--lookahead / --on-reject are recorded and change the exact variant's masks; every
+    attention sublayer's calibration error is at most Wanda's (the exact variant's guarantee)."""
+    common = ("--prune-method", "dsnot", "--dsnot-variant", "exact", "--sparsity-ratio", "0.6")
+    plain, res1, _ = prune(tmp_path / "a", capsys, "tiny-llama", *common, inputs=inputs)
+    wide, res2, _ = prune(tmp_path / "b", capsys, "tiny-llama", *common, "--lookahead", "4",
+                          "--on-reject", "skip", inputs=inputs)
+    assert (res2["settings"]["lookahead"], res2["settings"]["on_reject"]) == (4, "skip")
+    for res in (res1, res2):
+        for row in res["layers"]:
+            if row["dsnot"]:
+                assert row["recon_after"] <= row["recon_before"] * (1 + 1e-12), row
+    m1, m2 = save.read_masks(plain), save.read_masks(wide)
+    assert any((m1[k] != m2[k]).any() for k in m1)
+
+
 def test_dense_keeps_weights(tmp_path, capsys, inputs, monkeypatch):
     monkeypatch.setenv("DSNOT_REF_BACKEND", "NumPy")  # the default backend comes from here
     out, results, stdout = prune(tmp_path, capsys, "tiny-llama", "--prune-method", "dense", inputs=inputs)

@@ -70,15 +70,21 @@ def base_job(args, size: DemoSize) -> prune_cli.PruneJob:
     """The Wanda job; the others differ in method only. Validated like `prune`'s flags."""
     if not 0.0 < args.sparsity < 1.0:
         raise UserError(f"--sparsity must be in (0, 1), got {args.sparsity}")
-    ns = argparse.Namespace(
-        model=args.model, prune_method="wanda", initial_method=None, sparsity_ratio=args.sparsity,
-        sparsity_type="unstructured", nsamples=size.nsamples, seqlen=size.seqlen, seed=0, max_cycle_time=50,
-        update_threshold=0.1, pow_of_var_regrowing=1.0, skip_layer="mlp", skip_sub_layer="none",
-        without_same_sign="true", dsnot_variant="reference", calibration=None, calibration_tokens=None,
-        eval_dataset=None, eval_seqlen=size.seqlen, eval_max_windows=size.eval_windows, save_model=None,
-        overwrite=False, results=None, backend=args.backend, dtype="float32", run_dir=None, keep_cache=False,
-        chunk_size=4, quiet=args.quiet, no_recon_error=not args.recon_error,
-    )
+    # The flags a user would give `prune`; everything else takes prune's own defaults.
+    argv = [
+        "--model", args.model, "--prune-method", "wanda", "--sparsity-ratio", str(args.sparsity),
+        "--nsamples", str(size.nsamples), "--seqlen", str(size.seqlen), "--eval-seqlen", str(size.seqlen),
+    ]
+    if size.eval_windows is not None:
+        argv += ["--eval-max-windows", str(size.eval_windows)]
+    if args.backend:
+        argv += ["--backend", args.backend]
+    if args.quiet:
+        argv.append("--quiet")
+    if not args.recon_error:
+        argv.append("--no-recon-error")
+    parsers = argparse.ArgumentParser(prog="dsnot-ref").add_subparsers()
+    ns = prune_cli.add_parser(parsers).parse_args(argv)
     return prune_cli.validate(ns)
 
 

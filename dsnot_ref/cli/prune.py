@@ -81,6 +81,9 @@ def add_prune_arguments(p: argparse.ArgumentParser) -> None:
     option(p, "skip_sub_layer", default="none", help="DSnoT leaves this sublayer alone, e.g. q_proj, fc1 (default none)")
     option(p, "without_same_sign", default="true", metavar="BOOL", help="official variant: sign check off (true, default) or on (false)")
     option(p, "dsnot_variant", default="reference", metavar="VARIANT", help="reference | official | exact (default reference)")
+    option(p, "lookahead", type=int, default=1, metavar="K", help="exact variant: best swap among the next K x K candidates (default 1)")
+    option(p, "cycle_fraction", type=float, default=None, metavar="F", help="exact variant: cycle budget int(F x row width) instead of --max-cycle-time")
+    option(p, "on_reject", default="stop", metavar="MODE", help="exact variant: a row whose swap would not lower its error: stop | skip (default stop)")
     option(p, "calibration", default=None, metavar="FILE", help="calibration text (.txt, .jsonl[.gz], .json.gz; default the bundled corpus)")
     option(p, "calibration_tokens", default=None, metavar="FILE.npy", help="calibration token ids, int [S, L] (instead of --calibration)")
     option(p, "eval_dataset", default=None, metavar="FILE", help="evaluation text (default the bundled corpus; 'none' skips evaluation)")
@@ -134,6 +137,9 @@ class PruneJob:
     skip_sub_layer: str | None
     without_same_sign: bool
     dsnot_variant: str
+    lookahead: int
+    cycle_fraction: float | None
+    on_reject: str
     calibration: Path | None
     calibration_tokens: Path | None
     eval_dataset: Path | None  # None: skip evaluation
@@ -241,6 +247,11 @@ def validate(args) -> PruneJob:
     skip_layer = SKIP_LAYERS[parse_choice(args.skip_layer, tuple(SKIP_LAYERS), "--skip-layer")]
     skip_sub = parse_choice(args.skip_sub_layer, ("none", "no_skip", *SUB_LAYERS), "--skip-sub-layer")
     without_same_sign = parse_bool(args.without_same_sign, "--without-same-sign")
+    on_reject = parse_choice(args.on_reject, ("stop", "skip"), "--on-reject")
+    if args.lookahead < 1:
+        raise UserError(f"--lookahead must be >= 1, got {args.lookahead}")
+    if args.cycle_fraction is not None and not 0 <= args.cycle_fraction <= 1:
+        raise UserError(f"--cycle-fraction must be in [0, 1], got {args.cycle_fraction}")
     dtype = parse_choice(args.dtype, ("float32", "float64"), "--dtype")
     backend_name = parse_choice(args.backend or backend.backend_name(), backend.BACKENDS, "--backend")
     for value, flag in ((args.nsamples, "--nsamples"), (args.eval_max_windows, "--eval-max-windows"), (args.chunk_size, "--chunk-size")):
@@ -274,7 +285,8 @@ def validate(args) -> PruneJob:
         seed=args.seed, max_cycle_time=args.max_cycle_time, update_threshold=args.update_threshold,
         pow_of_var_regrowing=args.pow_of_var_regrowing, skip_layer=skip_layer,
         skip_sub_layer=None if skip_sub in ("none", "no_skip") else skip_sub,
-        without_same_sign=without_same_sign, dsnot_variant=variant, calibration=calibration,
+        without_same_sign=without_same_sign, dsnot_variant=variant, lookahead=args.lookahead,
+        cycle_fraction=args.cycle_fraction, on_reject=on_reject, calibration=calibration,
         calibration_tokens=calibration_tokens, eval_dataset=eval_dataset, eval_seqlen=args.eval_seqlen,
         eval_max_windows=args.eval_max_windows, save_model=save_model, overwrite=args.overwrite,
         results=results, backend=backend_name, dtype=dtype, run_dir=run_dir, keep_cache=args.keep_cache,
@@ -447,6 +459,9 @@ def prune_spec(job: PruneJob):
             update_threshold=job.update_threshold,
             pow_of_var_regrowing=job.pow_of_var_regrowing,
             without_same_sign=job.without_same_sign,
+            lookahead=job.lookahead,
+            cycle_fraction=job.cycle_fraction,
+            on_reject=job.on_reject,
         ),
     )
 
