@@ -289,7 +289,7 @@ def test_official_list_ends_equal_the_full_lists(seed):
 @pytest.mark.parametrize("variant,nm", [("reference", None), ("official", None),
                                         ("reference", (2, 4)), ("official", (2, 4))])
 def test_row_chunking_does_not_change_results(monkeypatch, variant, nm):
-    import dsnot_ref.methods.dsnot as dsnot_module
+    import dsnot_ref.methods.selection as dsnot_module  # by_row_chunks reads its constants there
 
     w, x = layer(5, r=40, c=256)
     seq_sum, seq_sq, var = x.sum(1).mean(0), (x**2).sum(1).mean(0), x.reshape(-1, 256).var(0)

@@ -1,0 +1,312 @@
+"""The official DSnoT variant (docs/dsnot.md §4b), pointer for pointer.
+
+Reproduces the released code (zyxxmu/DSnoT, commit 4c029df, lib/prune.py ``prune_DSnoT``):
+its regrowth and pruning lists, the two pointers read from both ends of each, its acceptance
+rule (``still_active &= |ε| > threshold``) and its mask write for every row, stopped rows
+included. How it differs from the reference variant, and which released-code defects are not
+copied (a pointer leaving its list raises ``DSnoTPointerError``): methods/dsnot.py.
+
+``official_growth_order`` / ``official_prune_order`` are the lists' definitions; the loops read
+only the ends that K = max_cycle_time cycles can reach (``official_growth_ends`` /
+``official_prune_ends``), selected with methods/selection.py per block of rows.
+Shape letters: R output rows, C input columns, W = min(K, C) reachable entries per end.
+"""
+
+from __future__ import annotations
+
+from ..backend import array_module, to_numpy
+from .dsnot_common import (DSnoTPointerError, DSnoTSettings, Recorder, contributions, contributions_at,
+                           regrowth_metric, row_errors)
+from .scores import wanda_score
+from .selection import (by_row_chunks, masked_key, row_counts, row_entries, smallest_and_largest,
+                        smallest_kept_of_each_sign, stable_largest, stable_smallest)
+
+
+# --------------------------------------------------------------------------- official orders (§4b)
+
+def official_growth_order(c, var, pruned0, pow_of_var: float):
+    """Released code's regrowth list: all C columns sorted ascending (stable) by c / var**γ,
+    kept columns counted as 0 (they sit in the middle). [R, C] -> [R, C] int64.
+
+    The definition; the loop reads only its two ends, from ``official_growth_ends``.
+    """
+    xp = array_module(c)
+    return xp.argsort(official_growth_metric(c, var, pruned0, pow_of_var), axis=1,
+                      kind="stable").astype(xp.int64)
+
+
+def official_growth_metric(c, var, pruned0, pow_of_var: float):
+    """c / var**γ where initially pruned, 0 where kept. [R, C] -> [R, C] float64.
+
+    A product, not ``where``: several times faster on a random mask; a kept entry may be -0.0,
+    which sorts as 0.
+    """
+    return regrowth_metric(c, var, pow_of_var) * pruned0
+
+
+def official_growth_ends(c, var, pruned0, pow_of_var: float, k: int):
+    """The two ends of ``official_growth_order`` that k cycles can reach, without a full sort.
+
+    -> (left [R, min(k, C)]: positions 0, 1, ... ; right [R, min(k, C)]: positions C−1, C−2, ...).
+    ``right`` lists the largest metrics first and, among ties, the higher column first: the
+    order in which a pointer walking left from the end of a stable ascending sort meets them.
+    """
+    metric = official_growth_metric(c, var, pruned0, pow_of_var)         # [R, C]
+    return smallest_and_largest(metric, k)
+
+
+def official_prune_order(c, wanda, pruned0):
+    """Released code's pruning list (``return_reorder_indice``), per row.
+
+    The K_r kept columns sorted ascending (stable) by Wanda score; reordered so that slots
+    [0, n_neg) hold the c < 0 ones in that order, slots [K_r − n_pos, K_r) the c > 0 ones in
+    reverse order (the list ends with the smallest-score positive), and the n_zero slots in
+    between all hold list position 0 (the smallest-score kept column: the released code's
+    quirk for c == 0). Slots >= K_r are padding (-1).
+    -> (order [R, C] int64, n_kept [R] int64).
+
+    The definition; the loop reads only its two ends, from ``official_prune_ends``.
+    """
+    xp = array_module(c)
+    n_rows, n_cols = c.shape
+    by_score = xp.argsort(xp.where(pruned0, xp.inf, wanda), axis=1, kind="stable")  # kept first
+    n_kept = xp.sum(~pruned0, axis=1).astype(xp.int64)                              # [R]
+    position = xp.arange(n_cols, dtype=xp.int64)[None, :]                           # [1, C]
+    is_kept = position < n_kept[:, None]
+    c_sorted = xp.take_along_axis(c, by_score, axis=1)
+    neg = is_kept & (c_sorted < 0)
+    pos = is_kept & (c_sorted > 0)
+    # destination slot of each sorted position: negatives keep their relative order from the
+    # front; positives fill from the back, so the first positive lands in the last slot.
+    neg_slot = xp.cumsum(neg, axis=1) - 1
+    pos_slot = n_kept[:, None] - xp.cumsum(pos, axis=1)
+    order = xp.where(is_kept, by_score[:, :1], -1).astype(xp.int64)   # zeros -> position 0
+    r_neg, p_neg = xp.nonzero(neg)
+    order[r_neg, neg_slot[r_neg, p_neg]] = by_score[r_neg, p_neg]
+    r_pos, p_pos = xp.nonzero(pos)
+    order[r_pos, pos_slot[r_pos, p_pos]] = by_score[r_pos, p_pos]
+    return order, n_kept
+
+
+def official_prune_ends(c, wanda, pruned0, k: int):
+    """The slots of ``official_prune_order`` that k cycles can reach, without a full sort.
+
+    -> (left [R, W]: slots 0, 1, ... ; right [R, W]: slots K_r−1, K_r−2, ...), W = min(k, C),
+    −1 where a slot is outside the row's K_r kept weights. Built from the k smallest and k
+    largest Wanda scores among the negative- and positive-contribution kept weights, which is
+    all a pointer can reach in k steps from either end (see ``official_prune_order`` for the
+    layout: negatives ascending | position-0 repeats for c == 0 | positives descending).
+    """
+    xp = array_module(c)
+    width = min(int(k), c.shape[1])
+    if width == 0:
+        empty = xp.zeros((c.shape[0], 0), dtype=xp.int64)
+        return empty, empty
+    kept = ~pruned0
+    # Wide layers: every row has >= k kept weights of each sign, so k reads from the left
+    # stay among the negatives and k reads from the right among the positives.
+    ends = smallest_kept_of_each_sign(c, wanda, kept, width)
+    if ends is not None:
+        return ends
+    return _official_prune_ends_any_row(c, wanda, kept, width)
+
+
+def _official_prune_ends_any_row(c, wanda, kept, width: int):
+    """``official_prune_ends`` for rows with few kept weights of a sign (narrow layers, high
+    sparsity): each part of the list selected on its own, pointers that cross the middle
+    (the c == 0 repeats) or the whole other side included."""
+    xp = array_module(c)
+    neg, pos = kept & (c < 0), kept & (c > 0)
+    n_kept, n_neg, n_pos = (xp.sum(a, axis=1, keepdims=True) for a in (kept, neg, pos))  # [R, 1]
+
+    def smallest(mask, k):           # ascending score, ties: lower column first
+        return stable_smallest(masked_key(wanda, mask, xp.inf), k)
+
+    def largest(mask, k):            # descending score, ties: higher column first
+        return stable_largest(masked_key(wanda, mask, -xp.inf), k)
+
+    neg_asc, pos_asc, first = smallest(neg, width), smallest(pos, width), smallest(kept, 1)
+    # The far ends are reached only by a pointer that crosses the whole other side: from the
+    # left when n_neg + n_zero < k, from the right when n_pos + n_zero < k.
+    unused = xp.zeros_like(neg_asc)
+    pos_desc = largest(pos, width) if bool(xp.any(n_kept - n_pos < width)) else unused
+    neg_desc = largest(neg, width) if bool(xp.any(n_kept - n_neg < width)) else unused
+
+    def at(window, i):
+        return xp.take_along_axis(window, xp.clip(i, 0, width - 1), axis=1)
+
+    j = xp.arange(width, dtype=xp.int64)[None, :]                        # reads so far
+    left = xp.where(j < n_neg, at(neg_asc, j),
+                    xp.where(j < n_kept - n_pos, first,
+                             xp.where(j < n_kept, at(pos_desc, j - (n_kept - n_pos)), -1)))
+    slot = n_kept - 1 - j
+    right = xp.where(j < n_pos, at(pos_asc, j),
+                     xp.where(slot >= n_neg, first,
+                              xp.where(slot >= 0, at(neg_desc, j - (n_kept - n_neg)), -1)))
+    return left.astype(xp.int64), right.astype(xp.int64)
+
+
+# --------------------------------------------------------------------------- pointers and acceptance
+
+def _pointer_error(kind: str, bad, cycle: int, detail: str):
+    row = int(to_numpy(bad).nonzero()[0][0])
+    raise DSnoTPointerError(
+        f"official DSnoT: the {kind} pointer of row {row} at cycle {cycle} {detail}; the released "
+        "code misbehaves here (layer too narrow or too few candidates for max_cycle_time); "
+        "use variant 'reference' or fewer cycles"
+    )
+
+
+def read_growth_pointers(ends, c_ends, ok, n_left, n_right, go_right, cycle: int):
+    """Official regrowth side: the column under the left or right pointer of every row, and
+    its contribution.
+
+    ``ends`` [R, 2W] holds the regrowth list's left end (positions 0, 1, ...) then its right
+    end (C−1, C−2, ...) (``official_growth_ends``), ``c_ends`` their contributions and ``ok``
+    whether the initial mask prunes them. The left pointer has read n_left entries, the right
+    one n_right. Raises DSnoTPointerError if the pointer is past its end of the list or on a
+    column that the initial mask keeps. -> (g [R] int64, c_g [R] float64).
+    """
+    xp = array_module(ends)
+    width = ends.shape[1] // 2
+    read = xp.where(go_right, n_right, n_left)                            # entries read so far
+    outside = read >= width
+    if bool(xp.any(outside)):
+        _pointer_error("regrowth", outside, cycle, "left its list")
+    position = read + width * go_right                                    # [R] in [0, 2W)
+    kept = ~row_entries(ok, position)
+    if bool(xp.any(kept)):
+        _pointer_error("regrowth", kept, cycle, "reached a weight the initial mask keeps")
+    return row_entries(ends, position), row_entries(c_ends, position)
+
+
+def read_prune_pointers(ends, c_ends, n_kept, n_left, n_right, go_right, cycle: int):
+    """Official pruning side: slot n_left, or slot K_r−1−n_right when reading from the right,
+    and its contribution (``ends`` [R, 2W]: the left then the right end from
+    ``official_prune_ends``). Raises DSnoTPointerError outside [0, K_r). -> (q [R], c_q [R])."""
+    xp = array_module(ends)
+    width = ends.shape[1] // 2
+    read = xp.where(go_right, n_right, n_left)
+    outside = read >= n_kept
+    if bool(xp.any(outside)):
+        _pointer_error("pruning", outside, cycle, "left its list of kept weights")
+    position = xp.minimum(read, width - 1) + width * go_right
+    return row_entries(ends, position), row_entries(c_ends, position)
+
+
+def official_accept(still_active, eps, eps_after, sign0, threshold: float, sign_check: bool):
+    """Released code's rule: still_active &= |ε| > threshold (ε before the swap), and with the
+    sign check sign(ε_after) == sign(initial ε). -> [R] bool."""
+    xp = array_module(eps)
+    accept = still_active & (xp.abs(eps) > threshold)
+    if sign_check:
+        accept &= xp.sign(eps_after) == sign0
+    return accept
+
+
+def apply_official_inplace(pruned, g, q, accept):
+    """Released code's mask write for *every* row: pruned[q] = accept, pruned[g] = not accept."""
+    xp = array_module(pruned)
+    rows = xp.arange(pruned.shape[0], dtype=xp.int64)
+    pruned[rows, q] = accept
+    pruned[rows, g] = ~accept
+
+
+# --------------------------------------------------------------------------- official loops
+
+def official_lists(w, pruned0, seq_sum, seq_sq, var, pow_of_var: float, k: int,
+                   with_pruning: bool = True):
+    """ε and the reachable ends of the released code's two lists for a block of rows, each
+    end with what the loop reads at its entries (so the loop never gathers from [R, C]).
+
+    -> (eps [R], grow [R, 2W], c_grow [R, 2W], ok_grow [R, 2W] bool (initially pruned)
+        [, n_kept [R], prune [R, 2W], c_prune [R, 2W]]); the two ends side by side, left
+    first; no pruning list for N:M. W = min(k, C).
+    """
+    xp = array_module(w)
+    w = w.astype(xp.float64, copy=False)                                  # widened once for c and Wanda
+    c = contributions(w, seq_sum)                                         # [R, C]
+    eps = row_errors(c, pruned0)
+    grow = xp.concatenate(official_growth_ends(c, var, pruned0, pow_of_var, k), axis=1)
+    c_grow = xp.take_along_axis(c, grow, axis=1)
+    ok_grow = xp.take_along_axis(pruned0, grow, axis=1)
+    if not with_pruning:
+        return eps, grow, c_grow, ok_grow
+    prune = xp.concatenate(official_prune_ends(c, wanda_score(w, seq_sq), pruned0, k), axis=1)
+    c_prune = xp.take_along_axis(c, xp.maximum(prune, 0), axis=1)       # -1: never read
+    n_kept = pruned0.shape[1] - row_counts(pruned0)
+    return eps, grow, c_grow, ok_grow, n_kept, prune, c_prune
+
+
+def dsnot_official(w, pruned0, seq_sum, seq_sq, var, settings: DSnoTSettings, trace: bool = False):
+    """Official DSnoT loop, unstructured (§4b). -> (pruned [R, C], ε [R], recorder)."""
+    xp = array_module(w)
+    n_rows = w.shape[0]
+    eps, grow, c_grow, ok_grow, n_kept, prune, c_prune = by_row_chunks(
+        official_lists, (w, pruned0), seq_sum, seq_sq, var, settings.pow_of_var_regrowing,
+        settings.max_cycle_time)
+    sign0 = xp.sign(eps)
+    rec = Recorder(eps, trace)
+    pruned = pruned0.copy()
+    g_left, g_right, q_left, q_right = (xp.zeros(n_rows, dtype=xp.int64) for _ in range(4))
+    active = xp.ones(n_rows, dtype=xp.bool_)
+    while rec.cycles < settings.max_cycle_time and bool(xp.any(active)):
+        cycle = rec.cycles + 1
+        grow_right = eps > 0              # ε > 0: read the largest metric (right end)
+        g, c_g = read_growth_pointers(grow, c_grow, ok_grow, g_left, g_right, grow_right, cycle)
+        g_left, g_right = g_left + ~grow_right, g_right + grow_right
+        prune_right = eps < 0             # ε < 0: read a positive contribution (right end)
+        q, c_q = read_prune_pointers(prune, c_prune, n_kept, q_left, q_right, prune_right, cycle)
+        q_left, q_right = q_left + ~prune_right, q_right + prune_right
+        eps_after = eps + c_q - c_g
+        active = official_accept(active, eps, eps_after, sign0, settings.update_threshold,
+                                 sign_check=not settings.without_same_sign)
+        apply_official_inplace(pruned, g, q, active)
+        eps = (eps + xp.where(active, c_q, 0.0)) - xp.where(active, c_g, 0.0)
+        rec.cycle(eps, active, g, q)
+    return pruned, eps, rec
+
+
+def read_nm_pruning(nm_score, g, m: int, cycle: int):
+    """Official N:M pruning side: in g's group, the smallest score not yet set to +inf
+    (ties to the lower column). Raises DSnoTPointerError if none is left. -> q [R]."""
+    xp = array_module(nm_score)
+    rows = xp.arange(g.shape[0], dtype=xp.int64)[:, None]
+    group = (g - g % m)[:, None] + xp.arange(m, dtype=xp.int64)[None, :]  # [R, M]
+    block = nm_score[rows, group]
+    exhausted = xp.all(xp.isinf(block), axis=1)
+    if bool(xp.any(exhausted)):
+        _pointer_error("N:M pruning", exhausted, cycle, "found no weight left in its group")
+    return group[rows[:, 0], xp.argmin(block, axis=1)]
+
+
+def dsnot_official_nm(w, pruned0, seq_sum, seq_sq, var, initial_score, settings: DSnoTSettings,
+                      m: int, trace: bool = False):
+    """Official DSnoT loop, N:M branch (§4b). -> (pruned [R, C], ε [R], recorder)."""
+    xp = array_module(w)
+    n_rows = w.shape[0]
+    eps, grow, c_grow, ok_grow = by_row_chunks(
+        official_lists, (w, pruned0), seq_sum, seq_sq, var, settings.pow_of_var_regrowing,
+        settings.max_cycle_time, False)
+    sign0 = xp.sign(eps)
+    rec = Recorder(eps, trace)
+    nm_score = xp.where(pruned0, xp.inf, xp.asarray(initial_score, dtype=xp.float64))
+    pruned = pruned0.copy()
+    rows = xp.arange(n_rows, dtype=xp.int64)
+    g_left, g_right = xp.zeros(n_rows, dtype=xp.int64), xp.zeros(n_rows, dtype=xp.int64)
+    active = xp.ones(n_rows, dtype=xp.bool_)
+    while rec.cycles < settings.max_cycle_time and bool(xp.any(active)):
+        cycle = rec.cycles + 1
+        grow_right = eps > 0
+        g, c_g = read_growth_pointers(grow, c_grow, ok_grow, g_left, g_right, grow_right, cycle)
+        g_left, g_right = g_left + ~grow_right, g_right + grow_right
+        q = read_nm_pruning(nm_score, g, m, cycle)
+        c_q = contributions_at(w, seq_sum, rows, q)
+        eps_after = eps + c_q - c_g
+        active = official_accept(active, eps, eps_after, sign0, settings.update_threshold,
+                                 sign_check=True)
+        nm_score[rows, q] = xp.inf        # proposed q leaves the candidates, accepted or not
+        apply_official_inplace(pruned, g, q, active)
+        eps = (eps + xp.where(active, c_q, 0.0)) - xp.where(active, c_g, 0.0)
+        rec.cycle(eps, active, g, q)
+    return pruned, eps, rec
