@@ -14,7 +14,7 @@ For each weight shape [R, C] (random weights and statistics, 60 % unstructured W
   linear layer costs; the pipeline does this at least once per layer),
 
 and prints the ratios. Target: vectorised DSnoT < 5 % of the forward matmul. Both use every
-core: the matmul through BLAS, DSnoT's list building through ``dsnot.LIST_THREADS`` threads
+core: the matmul through BLAS, DSnoT's list building through ``selection.LIST_THREADS`` threads
 (printed). On a machine shared with other jobs both slow down, but not equally: compare runs
 made at the same load. Prints results; asserts nothing (speed depends on the machine).
 """

@@ -1,4 +1,4 @@
-"""The partition-based list builders of methods/dsnot.py equal full stable sorts, ties included.
+"""The partition-based list builders of methods/selection.py equal full stable sorts, ties included.
 
 DSnoT's lists are read only at their first K entries, so dsnot.py selects those by partitioning
 instead of sorting every row. These tests hold each shortcut to the definition it replaces
