@@ -53,9 +53,20 @@ def true_errors(w, pruned, tokens):
 
 
 def exact_oracle(w, pruned0, seq_sum, var, prune_score, gram, nm=None, cycles=50, gamma=1.0, lookahead=1, on_reject="stop"):
-    """Row by row, cycle by cycle; every candidate error computed directly."""
+    """Row by row, cycle by cycle; every candidate error computed directly. -> final mask."""
+    return exact_oracle_trace(w, pruned0, seq_sum, var, prune_score, gram, nm, cycles, gamma, lookahead, on_reject)["pruned"]
+
+
+def exact_oracle_trace(w, pruned0, seq_sum, var, prune_score, gram, nm=None, cycles=50, gamma=1.0, lookahead=1, on_reject="stop"):
+    """The plain loop, with each row's history: the vectorised trace, rebuilt row by row.
+
+    -> {"pruned" [R, C], "cycles" K, "eps"/"error" [K+1, R], "active" [K+1, R], "swaps" [n, 4]};
+    ``error`` is dᵀGd of the mask after each cycle, computed directly.
+    """
     rows, cols = w.shape
     out = pruned0.copy()
+    histories = []  # per row: list of (eps, error, active) after each cycle it took part in
+    swaps = []
     for r in range(rows):
         c = w[r] * seq_sum
         key = c / np.maximum(var, VAR_FLOOR) ** gamma
@@ -76,7 +87,8 @@ def exact_oracle(w, pruned0, seq_sum, var, prune_score, gram, nm=None, cycles=50
             d = np.where(m, w[r], 0.0)
             return d @ gram @ d
 
-        for _ in range(cycles):
+        history = []
+        for cycle in range(1, cycles + 1):
             direction = bool(eps > 0)
             grow_window = [j for j in grow[direction] if j not in used][:lookahead]
             if nm is None:
@@ -104,12 +116,27 @@ def exact_oracle(w, pruned0, seq_sum, var, prune_score, gram, nm=None, cycles=50
                 mask[g], mask[q] = False, True
                 used.update((g, q))
                 eps += c[q] - c[g]
+                swaps.append((r, g, q, cycle))
+                history.append((eps, error(mask), True))
             elif on_reject == "stop" or exhausted:
+                history.append((eps, e0, False))  # the rejecting cycle counts, then the row stops
                 break
             else:
                 used.add(grow_window[0])
+                history.append((eps, e0, True))
         out[r] = mask
-    return out
+        histories.append((c[pruned0[r]].sum(), error(pruned0[r]), history))
+    n_cycles = max((len(h) for _, _, h in histories), default=0)
+    eps_t = np.zeros((n_cycles + 1, rows))
+    err_t = np.zeros((n_cycles + 1, rows))
+    act_t = np.zeros((n_cycles + 1, rows), dtype=bool)
+    for r, (eps0, err0, history) in enumerate(histories):
+        steps = [(eps0, err0, True)] + history
+        steps += [(steps[-1][0], steps[-1][1], False)] * (n_cycles + 1 - len(steps))  # stopped: repeat
+        eps_t[:, r], err_t[:, r], act_t[:, r] = zip(*steps)
+    order = sorted(swaps, key=lambda s: (s[3], s[0]))
+    return dict(pruned=out, cycles=n_cycles, eps=eps_t, error=err_t, active=act_t,
+                swaps=np.array(order, dtype=np.int64).reshape(-1, 4))
 
 
 @settings(max_examples=40)
@@ -298,3 +325,46 @@ def test_settings_options_reach_the_exact_variant_through_prune_linear():
     # A wider search with skipping finds at least as many accepted swaps here, and a different mask.
     assert wide.diagnostics["swaps"] >= base.diagnostics["swaps"]
     assert not np.array_equal(base.pruned, wide.pruned)
+
+
+@settings(max_examples=30)
+@given(
+    seed=st.integers(0, 2**31),
+    nm=st.sampled_from([None, (2, 4)]),
+    lookahead=st.sampled_from([1, 2]),
+    on_reject=st.sampled_from(["stop", "skip"]),
+    cycles=st.sampled_from([0, 3, 50]),
+)
+def test_trace_equals_the_oracle_history(seed, nm, lookahead, on_reject, cycles):
+    """Every array of the trace, rebuilt independently row by row by the plain loop."""
+    args, _ = inputs(seed, nm=nm, rows=7, cols=24)
+    got = exact_swaps(**args, nm=nm, cycles=cycles, lookahead=lookahead, on_reject=on_reject, trace=True)
+    want = exact_oracle_trace(**args, nm=nm, cycles=cycles, lookahead=lookahead, on_reject=on_reject)
+    assert got.cycles == want["cycles"]
+    np.testing.assert_array_equal(got.pruned, want["pruned"])
+    np.testing.assert_array_equal(got.trace.swaps, want["swaps"])
+    np.testing.assert_array_equal(got.trace.active, want["active"])
+    scale_eps = np.max(np.abs(want["eps"]), initial=1.0)
+    np.testing.assert_allclose(got.trace.eps, want["eps"], rtol=0, atol=1e-12 * scale_eps)
+    np.testing.assert_allclose(got.trace.error, want["error"], rtol=1e-9, atol=1e-9 * np.max(want["error"]))
+
+
+@pytest.mark.parametrize("nm,on_reject", [(None, "stop"), (None, "skip"), ((2, 4), "stop")])
+def test_trace_ends_at_the_results_and_error_never_increases(nm, on_reject):
+    args, tokens = inputs(9, nm=nm, rows=12, cols=32)
+    plain = exact_swaps(**args, nm=nm, lookahead=2, on_reject=on_reject)
+    traced = exact_swaps(**args, nm=nm, lookahead=2, on_reject=on_reject, trace=True)
+    assert plain.trace is None
+    np.testing.assert_array_equal(traced.pruned, plain.pruned)            # tracing changes nothing
+    np.testing.assert_array_equal(traced.error_after, plain.error_after)
+    t = traced.trace
+    k, r = traced.cycles + 1, args["w"].shape[0]
+    assert t.eps.shape == t.error.shape == t.active.shape == (k, r) and traced.cycles > 0
+    np.testing.assert_array_equal(t.eps[0], traced.eps_before)
+    np.testing.assert_array_equal(t.eps[-1], traced.eps_after)
+    np.testing.assert_array_equal(t.error[0], traced.error_before)
+    np.testing.assert_array_equal(t.error[-1], traced.error_after)
+    assert np.all(np.diff(t.error, axis=0) <= 0)                            # E_r never increases
+    np.testing.assert_allclose(t.error[-1], true_errors(args["w"], traced.pruned, tokens), rtol=1e-9)
+    np.testing.assert_array_equal(np.bincount(t.swaps[:, 0], minlength=r), traced.swaps)
+    assert np.all(t.active[0]) and np.all(t.active[1:] <= t.active[:-1])  # a stopped row stays stopped

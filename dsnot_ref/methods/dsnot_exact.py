@@ -47,12 +47,25 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..backend import array_module
+import numpy as np
+
+from ..backend import array_module, to_numpy
+from ..errors import UserError
 from .dsnot import check_inputs, contributions, growth_order, propose_nm_pruning, prune_order, row_errors
 from .scores import wanda_score
 
 ON_REJECT = ("stop", "skip")
 ACCEPT_RTOL = 1e-12  # a swap must lower E_r by more than this fraction of E_r
+
+
+@dataclass(frozen=True)
+class ExactTrace:
+    """Per-cycle record of the exact loop (NumPy arrays; K = cycles run, row 0 = before cycle 1)."""
+
+    eps: np.ndarray  # [K+1, R] float64, ε after k cycles; a stopped row repeats its value
+    error: np.ndarray  # [K+1, R] float64, E_r = d_rᵀ G d_r after k cycles (units of G)
+    active: np.ndarray  # [K+1, R] bool, row still in the loop after k cycles (row 0 all True)
+    swaps: np.ndarray  # [n, 4] int64, (row, grown column, pruned column, cycle), by cycle then row
 
 
 @dataclass(frozen=True)
@@ -66,6 +79,7 @@ class ExactResult:
     eps_before: object  # [R] float64, ε of the initial mask
     eps_after: object  # [R] float64
     cycles: int  # cycles run (<= the budget; fewer when every row stopped)
+    trace: ExactTrace | None = None  # only when asked for (trace=True)
 
 
 def row_squared_errors(w, pruned, gram):
@@ -215,6 +229,39 @@ def apply_swaps_exact_inplace(state, w, c, gram, g, q, delta, accept):
     state["swaps"][idx] += 1
 
 
+class ExactRecorder:
+    """Collects ε, E_r, the loop's active flags and the accepted swaps after every cycle.
+
+    Copies go to the host only when a trace was asked for; otherwise ``cycle`` does nothing.
+    """
+
+    def __init__(self, state, wanted: bool):
+        self.wanted = wanted
+        self.eps, self.error, self.active, self.swaps = [], [], [], []
+        if wanted:
+            self.eps.append(to_numpy(state["eps"]).astype(np.float64))
+            self.error.append(to_numpy(state["error"]).astype(np.float64))
+            self.active.append(np.ones(self.eps[0].shape[0], dtype=np.bool_))
+
+    def cycle(self, state, active, accept, g, q, cycle: int):
+        if not self.wanted:
+            return
+        accept_h = to_numpy(accept)
+        rows = np.flatnonzero(accept_h).astype(np.int64)
+        self.eps.append(to_numpy(state["eps"]).astype(np.float64))
+        self.error.append(to_numpy(state["error"]).astype(np.float64))
+        self.active.append(to_numpy(active).astype(np.bool_))
+        self.swaps.append(np.stack([rows, to_numpy(g)[rows], to_numpy(q)[rows],
+                                    np.full(rows.shape, cycle, dtype=np.int64)], axis=1).astype(np.int64))
+
+    def trace(self) -> ExactTrace | None:
+        if not self.wanted:
+            return None
+        swaps = np.concatenate(self.swaps, axis=0) if self.swaps else np.zeros((0, 4), dtype=np.int64)
+        return ExactTrace(eps=np.stack(self.eps), error=np.stack(self.error),
+                          active=np.stack(self.active), swaps=swaps)
+
+
 def exact_swaps(
     w,
     pruned0,
@@ -228,12 +275,15 @@ def exact_swaps(
     pow_of_var_regrowing: float = 1.0,
     lookahead: int = 1,
     on_reject: str = "stop",
+    trace: bool = False,
 ) -> ExactResult:
     """The exact-variant loop on one weight matrix (pure; the inputs are not modified).
 
     w [R, C]; pruned0 [R, C] bool initial mask; seq_sum [C], var [C] (docs/dsnot.md §1);
     prune_score [R, C]: pruning order (Wanda score unstructured; initial score for N:M);
     gram [C, C] = Σ x xᵀ (any positive multiple gives the same masks).
+    ``trace=True`` also records ε, E_r and the active flags after every cycle
+    (``ExactResult.trace``); the results are the same either way.
     """
     if on_reject not in ON_REJECT:
         raise ValueError(f"dsnot exact: on_reject {on_reject!r} not one of {ON_REJECT}")
@@ -260,6 +310,7 @@ def exact_swaps(
         "swaps": xp.zeros(w.shape[0], dtype=xp.int64),
     }
     eps_before, error_before = state["eps"].copy(), state["error"].copy()
+    recorder = ExactRecorder(state, trace)
     active = xp.ones(w.shape[0], dtype=xp.bool_)
     cycle = 0
     while cycle < cycles and bool(xp.any(active)):
@@ -277,8 +328,69 @@ def exact_swaps(
         else:
             active &= accept
         apply_swaps_exact_inplace(state, w, c, gram, g, q, best, accept)
+        recorder.cycle(state, active, accept, g, q, cycle)
     return ExactResult(
-        state["pruned"], state["swaps"], error_before, state["error"], eps_before, state["eps"], cycle
+        state["pruned"], state["swaps"], error_before, state["error"], eps_before, state["eps"], cycle,
+        recorder.trace(),
+    )
+
+
+def check_gram(gram, n_cols: int):
+    """G must be a finite [C, C] matrix; UserError naming the problem otherwise."""
+    if tuple(gram.shape) != (n_cols, n_cols):
+        raise UserError(f"gram has shape {tuple(gram.shape)}, expected ({n_cols}, {n_cols})")
+    xp = array_module(gram)
+    if not bool(xp.all(xp.isfinite(gram))):
+        raise UserError("gram has NaN or inf entries")
+
+
+def exact_from_gram(
+    weight,
+    pruned,
+    seq_sum,
+    seq_sq,
+    var,
+    gram,
+    settings=None,
+    *,
+    nm: tuple[int, int] | None = None,
+    initial_score=None,
+    lookahead: int | None = None,
+    cycle_fraction: float | None = None,
+    on_reject: str | None = None,
+    trace: bool = False,
+) -> ExactResult:
+    """The exact variant from the statistics and G itself (what ``dsnot_exact`` and the golden
+    fixtures both run).
+
+    weight [R, C]; pruned [R, C] bool initial mask; seq_sum, seq_sq, var [C] (var: the pooled
+    variance); gram [C, C] = Σ x xᵀ, float64; settings / keywords as in ``dsnot_exact``.
+    Pruning order: the Wanda score, or for N:M the ``initial_score`` when given.
+    """
+    check_inputs(weight, pruned, seq_sum, seq_sq, var, nm, initial_score)
+    check_gram(gram, weight.shape[1])
+    xp = array_module(weight, gram)
+    lookahead = _setting(lookahead, settings, "lookahead", 1)
+    cycle_fraction = _setting(cycle_fraction, settings, "cycle_fraction", None)
+    on_reject = _setting(on_reject, settings, "on_reject", "stop")
+    max_cycle_time = _setting(None, settings, "max_cycle_time", 50)
+    gamma = _setting(None, settings, "pow_of_var_regrowing", 1.0)
+    w64 = xp.asarray(weight, dtype=xp.float64)
+    wanda = wanda_score(w64, seq_sq)  # [R, C]
+    prune_score = wanda if (nm is None or initial_score is None) else initial_score
+    return exact_swaps(
+        w64,
+        xp.asarray(pruned, dtype=xp.bool_),
+        seq_sum,
+        var,
+        prune_score,
+        xp.asarray(gram, dtype=xp.float64),
+        nm=nm,
+        cycles=cycle_budget(w64.shape[1], max_cycle_time, cycle_fraction),
+        pow_of_var_regrowing=gamma,
+        lookahead=lookahead,
+        on_reject=on_reject,
+        trace=trace,
     )
 
 
@@ -305,27 +417,10 @@ def dsnot_exact(
     if stats.hessian is None:
         raise ValueError("dsnot exact needs the Hessian statistics (LinearStats.hessian)")
     xp = array_module(weight, stats.hessian)
-    check_inputs(weight, pruned, stats.seq_sum, stats.seq_sq, stats.var_pooled, nm, initial_score)
-    lookahead = _setting(lookahead, settings, "lookahead", 1)
-    cycle_fraction = _setting(cycle_fraction, settings, "cycle_fraction", None)
-    on_reject = _setting(on_reject, settings, "on_reject", "stop")
-    max_cycle_time = _setting(None, settings, "max_cycle_time", 50)
-    gamma = _setting(None, settings, "pow_of_var_regrowing", 1.0)
-    w64 = xp.asarray(weight, dtype=xp.float64)
-    wanda = wanda_score(w64, stats.seq_sq)  # [R, C]
-    prune_score = wanda if (nm is None or initial_score is None) else initial_score
     gram = xp.asarray(stats.hessian, dtype=xp.float64) * (stats.n_seq / 2.0)  # Σ x xᵀ
-    result = exact_swaps(
-        w64,
-        xp.asarray(pruned, dtype=xp.bool_),
-        stats.seq_sum,
-        stats.var_pooled,
-        prune_score,
-        gram,
-        nm=nm,
-        cycles=cycle_budget(w64.shape[1], max_cycle_time, cycle_fraction),
-        pow_of_var_regrowing=gamma,
-        lookahead=lookahead,
+    result = exact_from_gram(
+        weight, pruned, stats.seq_sum, stats.seq_sq, stats.var_pooled, gram, settings,
+        nm=nm, initial_score=initial_score, lookahead=lookahead, cycle_fraction=cycle_fraction,
         on_reject=on_reject,
     )
     diagnostics = {
