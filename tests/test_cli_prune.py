@@ -250,3 +250,24 @@ def test_run_dir_kept_and_reused(tmp_path, capsys, inputs):
     assert ma.keys() == mb.keys()
     for name in ma:
         np.testing.assert_array_equal(ma[name], mb[name])
+
+
+def test_default_run_dir_is_found_again_and_reported(tmp_path, capsys, inputs, monkeypatch):
+    """Without --run-dir the run lives under $DSNOT_REF_HOME/runs/<key of model, tokens, settings>:
+    the same command finds it again (reported with its size) and ends with the same masks; a
+    finished run without --keep-cache leaves nothing there."""
+    monkeypatch.setenv("DSNOT_REF_HOME", str(tmp_path / "home"))
+    args = ("--prune-method", "dsnot", "--sparsity-ratio", "0.5")
+    first, _, _ = prune(tmp_path / "a", capsys, "tiny-llama", *args, "--keep-cache", inputs=inputs)
+    runs = list((tmp_path / "home" / "runs").iterdir())
+    assert len(runs) == 1 and (runs[0] / "manifest.json").is_file()
+
+    out, results = tmp_path / "b" / "out", tmp_path / "b" / "r.json"
+    argv = ["prune", "--model", FIXTURES / "tiny-llama", "--calibration-tokens", inputs / "calib.npy",
+            "--eval-dataset", "none", "--save-model", out, "--results", results, *args]
+    assert main([str(a) for a in argv]) == 0
+    err = capsys.readouterr().err
+    assert f"found a run directory left by an earlier run: {runs[0]}" in err and "2 of 2 layers done" in err
+    m1, m2 = save.read_masks(first), save.read_masks(out)
+    assert m1.keys() == m2.keys() and all(np.array_equal(m1[k], m2[k]) for k in m1)
+    assert not runs[0].exists()   # the resumed run finished without --keep-cache: cleaned up

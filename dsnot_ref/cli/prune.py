@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
+import json
 import platform
 import re
 import shutil
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -94,7 +95,7 @@ def add_prune_arguments(p: argparse.ArgumentParser) -> None:
     option(p, "results", default=None, metavar="FILE.json", help="write settings, diagnostics, sparsity, perplexity, times")
     option(p, "backend", default=None, help="numpy | cupy (default $DSNOT_REF_BACKEND, else numpy)")
     option(p, "dtype", default="float32", help="compute dtype: float32 | float64 (default float32)")
-    option(p, "run_dir", default=None, metavar="DIR", help="activation cache and pruned layers (default a temporary directory)")
+    option(p, "run_dir", default=None, metavar="DIR", help="activation cache and pruned layers (default: under the cache directory, named by the model, calibration tokens and settings, so rerunning the same command resumes)")
     option(p, "keep_cache", action="store_true", help="keep the run directory afterwards")
     option(p, "chunk_size", type=int, default=4, help="calibration sequences per forward chunk (default 4)")
     option(p, "no_recon_error", action="store_true", help="skip the reconstruction-error diagnostics (saves a C x C Hessian per sublayer)")
@@ -474,7 +475,8 @@ def prune(job: PruneJob, model, calib_tokens: np.ndarray):
         spec=prune_spec(job), skip_layer=job.skip_layer, skip_sub_layer=job.skip_sub_layer,
         chunk_size=job.chunk_size, dtype=job.dtype, backend=job.backend, recon_error=job.recon_error,
     )
-    run_dir = job.run_dir or Path(tempfile.mkdtemp(prefix="dsnot-ref-run-"))
+    run_dir = job.run_dir or default_run_dir(model, calib_tokens, settings)
+    report_existing_run(run_dir, job.quiet)
     bar = progress_bar(job.quiet, total=model.config.num_layers, desc="layers", unit="layer")
 
     def progress(done: int, total: int, message: str) -> None:
@@ -486,12 +488,42 @@ def prune(job: PruneJob, model, calib_tokens: np.ndarray):
 
     try:
         return pipeline.prune_model(model, calib_tokens, settings, run_dir, progress=progress, keep_cache=job.keep_cache)
-    except BaseException:
+    except Exception:
+        # A deterministic failure would fail again: leave nothing behind in the default place.
         if job.run_dir is None and not job.keep_cache:
             shutil.rmtree(run_dir, ignore_errors=True)
         raise
+    except BaseException:
+        # Interrupted (Ctrl-C): keep the finished layers so that the same command resumes.
+        print(f"dsnot-ref: run directory kept for resuming: {run_dir} "
+              f"({cache.cache_size_bytes(run_dir) / 2**20:.1f} MiB); rerun the same command to continue",
+              file=sys.stderr)
+        raise
     finally:
         bar.close()
+
+
+def default_run_dir(model, calib_tokens: np.ndarray, settings) -> Path:
+    """$DSNOT_REF_HOME/runs/<key>: the key hashes the model's identity, the calibration tokens and
+    the settings, so rerunning the same command after a crash or kill -9 finds its own run."""
+    from .. import cache, data, pipeline  # noqa: PLC0415
+    from ..demo_model import cache_home  # noqa: PLC0415
+
+    key = json.dumps([cache.model_identity(model.path), data.tokens_hash(calib_tokens),
+                      pipeline.settings_record(settings)], sort_keys=True, default=str)
+    return cache_home() / "runs" / hashlib.sha256(key.encode("utf-8")).hexdigest()[:16]
+
+
+def report_existing_run(run_dir: Path, quiet: bool) -> None:
+    """Say so when a run directory left by an earlier (killed) run is about to be resumed."""
+    from .. import cache  # noqa: PLC0415
+
+    manifest = cache.read_manifest(run_dir) if run_dir.is_dir() else None
+    if manifest is not None:
+        size = cache.cache_size_bytes(run_dir) / 2**20
+        print(f"dsnot-ref: found a run directory left by an earlier run: {run_dir} ({size:.1f} MiB, "
+              f"{manifest.get('layers_done', 0)} of {manifest.get('num_layers', '?')} layers done); resuming",
+              file=sys.stderr)
 
 
 def progress_bar(quiet: bool, **kwargs):
