@@ -214,3 +214,25 @@ def test_run_dir_may_not_overlap_model_dir(tmp_path):
     for bad in (tiny.path, tiny.path / "run", tiny.path.parent):
         with pytest.raises(UserError, match="overlaps the input model directory"):
             prune_model(tiny, tokens_for(tiny, 1, 4), settings, bad)
+
+
+@pytest.mark.slow
+def test_dense_pass_through_on_the_demo_model_reproduces_eval(tmp_path):
+    """Issue 3's "done when": a dense run over the demo model, evaluated, gives the perplexity of
+    the unpruned model (same float32 forward path, so equal to float rounding)."""
+    from dsnot_ref import demo_model, evaluate
+
+    model_dir = demo_model.demo_model_dir()
+    if not demo_model.is_complete(model_dir):
+        pytest.skip("demo model not cached (dsnot-ref fetch-model smollm2-135m)")
+    model = model_lib.load_model(model_dir)
+    tokenizer = data.load_tokenizer(model_dir)
+    calib = data.calibration_windows(tokenizer, data.BUNDLED_CALIBRATION, 2, 64, 0)
+    settings = PipelineSettings(spec=PruneSpec(method="dense", sparsity=0.0), recon_error=False)
+    with prune_model(model, calib, settings, tmp_path / "run") as run:
+        pruned_model = model_lib.load_model(model_dir, store=run.weights_store())
+        eval_ids = data.eval_tokens(tokenizer, data.BUNDLED_EVAL)
+        through_pipeline = evaluate.perplexity(pruned_model, eval_ids, 128, max_windows=4)
+    unpruned = evaluate.perplexity(model, eval_ids, 128, max_windows=4)
+    assert through_pipeline["perplexity"] == pytest.approx(unpruned["perplexity"], rel=1e-6)
+    assert 5 < unpruned["perplexity"] < 200
