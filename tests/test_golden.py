@@ -1,4 +1,9 @@
-"""Golden fixtures: committed files equal what the code computes now; read/write/check CLI."""
+"""Golden fixtures: committed files equal what the code computes now; read/write/check CLI.
+
+The exact-variant cases are checked against ``exact_oracle_trace`` of tests/test_dsnot_exact.py
+(the plain per-row loop, every candidate error computed as dᵀGd), and G against the synthetic
+tokens it was built from.
+"""
 
 import shutil
 from dataclasses import replace
@@ -8,19 +13,25 @@ import pytest
 
 from dsnot_ref.cli import main
 from dsnot_ref.errors import UserError
+from dsnot_ref.methods.dsnot_exact import cycle_budget
 from dsnot_ref.methods.dsnot_loop import dsnot_loop
 from dsnot_ref.methods.golden import (
     GOLDEN_DIR,
     STANDARD_CASES,
     GoldenOutputs,
+    case_arrays,
     compare_outputs,
     read_case,
     run_case,
     standard_cases,
+    synthetic_activations,
     write_case,
 )
+from test_dsnot_exact import exact_oracle_trace  # tests/ is on sys.path under pytest
 
 FILES = sorted(GOLDEN_DIR.glob("*.npz"))
+EXACT_FILES = [p for p in FILES if read_case(p)[0].settings.variant == "exact"]
+V1_FILE = GOLDEN_DIR / "v1" / "wanda_2of4_reference.npz"   # a file as format version 1 wrote it
 
 
 def test_every_standard_case_is_committed():
@@ -37,11 +48,58 @@ def test_committed_outputs_equal_current_code(path):
     np.testing.assert_array_equal(got.swaps, expected.swaps)
     assert got.cycles == expected.cycles
     assert expected.swaps.shape[0] > 0                       # every case exercises swaps
+    if case.settings.variant == "exact":
+        np.testing.assert_allclose(got.error_trace, expected.error_trace, rtol=1e-12, atol=0)
+        return                                               # its oracle: test_exact_case_matches_oracle
+    assert expected.error_trace is None
     # and the row-loop oracle agrees with the committed outputs
     slow = dsnot_loop(case.weight, case.pruned0, case.seq_sum, case.seq_sq, case.var, case.settings,
                       nm=case.nm, initial_score=case.initial_score, trace=True)
     np.testing.assert_array_equal(slow.pruned, expected.pruned)
     np.testing.assert_array_equal(slow.trace.swaps, expected.swaps)
+
+
+def test_exact_cases_are_committed():
+    names = {p.stem for p in EXACT_FILES}
+    assert {"wanda_u60_exact", "wanda_2of4_exact", "magnitude_u60_exact_k2_skip"} <= names
+    skip = read_case(GOLDEN_DIR / "magnitude_u60_exact_k2_skip.npz")[0].settings
+    assert (skip.lookahead, skip.on_reject, skip.cycle_fraction) == (2, "skip", None)
+
+
+@pytest.mark.parametrize("path", EXACT_FILES, ids=lambda p: p.stem)
+def test_exact_case_matches_oracle(path):
+    """The committed exact outputs, rebuilt by the plain per-row loop (direct dᵀGd per candidate)."""
+    case, expected = read_case(path)
+    s = case.settings
+    wanda = np.abs(case.weight) * np.sqrt(case.seq_sq)[None, :]   # unstructured pruning order
+    score = wanda if case.nm is None else case.initial_score
+    want = exact_oracle_trace(case.weight, case.pruned0, case.seq_sum, case.var, score, case.gram,
+                              nm=case.nm, cycles=cycle_budget(case.weight.shape[1], s.max_cycle_time,
+                                                              s.cycle_fraction),
+                              gamma=s.pow_of_var_regrowing, lookahead=s.lookahead, on_reject=s.on_reject)
+    assert expected.cycles == want["cycles"]
+    np.testing.assert_array_equal(expected.pruned, want["pruned"])
+    np.testing.assert_array_equal(expected.swaps, want["swaps"])
+    np.testing.assert_array_equal(expected.active_trace, want["active"])
+    np.testing.assert_allclose(expected.eps_trace, want["eps"], rtol=0,
+                               atol=1e-12 * np.max(np.abs(want["eps"])))
+    np.testing.assert_allclose(expected.error_trace, want["error"], rtol=1e-9)
+    assert np.all(np.diff(expected.error_trace, axis=0) <= 0)          # E_r never increases
+    assert expected.error_trace[-1].sum() < expected.error_trace[0].sum()
+
+
+def test_exact_gram_is_the_sum_over_tokens_of_x_xt():
+    """G in the files is Σ_tokens x xᵀ of the synthetic inputs (x² · tokens, not divided by S),
+    and the stored statistics come from the same tokens."""
+    for path in EXACT_FILES:
+        case, _ = read_case(path)
+        seed = next(c[1] for c in STANDARD_CASES if c[0] == case.name)
+        x, _ = synthetic_activations(seed, *case.weight.shape)        # [S, L, C]
+        tokens = x.reshape(-1, x.shape[-1])
+        direct = np.einsum("ti,tj->ij", tokens, tokens)
+        np.testing.assert_allclose(case.gram, direct, rtol=1e-10, atol=1e-10 * np.abs(direct).max())
+        np.testing.assert_allclose(case.seq_sq * x.shape[0], np.diag(direct), rtol=1e-12)
+        np.testing.assert_allclose(case.var, tokens.var(axis=0), rtol=1e-12)  # pooled variance
 
 
 def test_committed_inputs_equal_regenerated_inputs():
@@ -53,6 +111,9 @@ def test_committed_inputs_equal_regenerated_inputs():
         np.testing.assert_allclose(case.weight, fresh.weight, rtol=1e-15)
         np.testing.assert_allclose(case.var, fresh.var, rtol=1e-12)
         assert case.settings == fresh.settings and case.nm == fresh.nm
+        assert (case.gram is None) == (fresh.gram is None) == (case.settings.variant != "exact")
+        if case.gram is not None:
+            np.testing.assert_allclose(case.gram, fresh.gram, rtol=1e-12, atol=1e-12 * np.abs(fresh.gram).max())
 
 
 def test_write_read_roundtrip(tmp_path):
@@ -114,3 +175,82 @@ def test_cli_bad_files_are_one_line_errors(tmp_path, capsys):
     write_case(tmp_path / "noout.npz", case)
     assert main(["golden", "check", str(tmp_path / "noout.npz")]) == 2
     assert "no outputs" in capsys.readouterr().err
+
+
+def test_exact_write_read_roundtrip(tmp_path):
+    case = next(c for c in standard_cases(n_rows=3, n_cols=64) if c.name == "magnitude_u60_exact_k2_skip")
+    out = run_case(case)
+    write_case(tmp_path / "x.npz", case, out)
+    case2, out2 = read_case(tmp_path / "x.npz")
+    assert case2.settings == case.settings and case2.settings.lookahead == 2
+    np.testing.assert_array_equal(case2.gram, case.gram)
+    np.testing.assert_array_equal(out2.error_trace, out.error_trace)
+    assert out2.error_trace.shape == (out.cycles + 1, 3)
+    # cycle_fraction is stored as a float, NaN meaning None
+    fraction = replace(case, settings=replace(case.settings, cycle_fraction=0.25))
+    write_case(tmp_path / "f.npz", fraction)
+    assert read_case(tmp_path / "f.npz")[0].settings.cycle_fraction == 0.25
+    assert np.isnan(np.load(tmp_path / "x.npz")["cycle_fraction"])
+
+
+def test_version_1_file_is_read_with_the_exact_defaults():
+    """The committed version-1 copy reads as the same case and outputs as today's version-2 file."""
+    assert int(np.load(V1_FILE)["format_version"]) == 1 and "lookahead" not in np.load(V1_FILE).files
+    old_case, old_out = read_case(V1_FILE)
+    new_case, new_out = read_case(GOLDEN_DIR / V1_FILE.name)
+    assert old_case.settings == new_case.settings
+    assert (old_case.settings.lookahead, old_case.settings.cycle_fraction, old_case.settings.on_reject) == (1, None, "stop")
+    assert old_case.gram is None and old_out.error_trace is None
+    assert compare_outputs(new_out, old_out, rtol=0).identical
+    np.testing.assert_array_equal(old_case.weight, new_case.weight)
+
+
+def _save_modified(tmp_path, name, source, **changes):
+    arrays = {k: v for k, v in np.load(source).items()}
+    for k, v in changes.items():
+        if v is None:
+            del arrays[k]
+        else:
+            arrays[k] = v
+    np.savez(tmp_path / name, **arrays)
+    return tmp_path / name
+
+
+def test_bad_versions_and_missing_gram_are_user_errors(tmp_path):
+    src = GOLDEN_DIR / "wanda_u60_exact.npz"
+    with pytest.raises(UserError, match="v3.npz.*format_version 3"):
+        read_case(_save_modified(tmp_path, "v3.npz", src, format_version=np.array(3)))
+    with pytest.raises(UserError, match="nogram.npz.*'gram'"):
+        read_case(_save_modified(tmp_path, "nogram.npz", src, gram=None))
+    with pytest.raises(UserError, match="badgram.npz.*'gram' has shape"):
+        read_case(_save_modified(tmp_path, "badgram.npz", src, gram=np.zeros((3, 3))))
+    with pytest.raises(UserError, match="badreject.npz.*on_reject"):
+        read_case(_save_modified(tmp_path, "badreject.npz", src, on_reject=np.array("retry")))
+
+
+def test_compare_checks_error_trace_when_both_have_it():
+    case, ours = read_case(GOLDEN_DIR / "wanda_u60_exact.npz")
+    assert compare_outputs(ours, ours).identical
+    off = replace(ours, error_trace=ours.error_trace * 1.01)
+    cmp = compare_outputs(ours, off)
+    assert not cmp.identical and cmp.max_error_diff > 0 and "error diff" in cmp.describe()
+    assert compare_outputs(ours, replace(ours, error_trace=ours.error_trace * (1 + 1e-9))).identical
+    without = compare_outputs(ours, replace(ours, error_trace=None))    # theirs has no E_r trace
+    assert without.identical and not without.error_compared and "error" not in without.describe()
+    short = compare_outputs(ours, replace(ours, error_trace=ours.error_trace[:-1]))
+    assert not short.identical and short.max_error_diff is None
+
+
+def test_cli_run_and_check_exact_case(tmp_path, capsys):
+    src = GOLDEN_DIR / "magnitude_u60_exact_k2_skip.npz"
+    case, ours = read_case(src)
+    write_case(tmp_path / "in.npz", case)                      # inputs only
+    assert "error_trace" not in np.load(tmp_path / "in.npz").files
+    assert main(["golden", "run", str(tmp_path / "in.npz"), "-o", str(tmp_path / "out.npz")]) == 0
+    assert main(["golden", "check", str(tmp_path / "out.npz")]) == 0
+    out = capsys.readouterr().out
+    assert "IDENTICAL" in out and "max |error diff| 0" in out
+    arrays = case_arrays(case, replace(ours, error_trace=ours.error_trace * 1.5))
+    np.savez(tmp_path / "worse.npz", **arrays)
+    assert main(["golden", "check", str(tmp_path / "worse.npz"), "--against", str(src)]) == 1
+    assert "DIFFERENT" in capsys.readouterr().out

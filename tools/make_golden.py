@@ -3,6 +3,8 @@
     python tools/make_golden.py [--out data/golden]
 
 Deterministic: fixed seeds (dsnot_ref.methods.golden.STANDARD_CASES), float64 throughout.
+Writes format version 2: reference, official and exact-variant cases (the exact ones also store
+G = Σ x xᵀ and the E_r trace). data/golden/v1/ is a kept version-1 file, not written here.
 Run it only when the algorithm's intended behaviour changes, and say why in the commit;
 tests/test_golden.py checks that the committed files equal what the code produces now.
 """
@@ -24,7 +26,8 @@ def main(argv=None) -> int:
         outputs = run_case(case)
         path = args.out / f"{case.name}.npz"
         write_case(path, case, outputs)
-        print(f"{path}: {outputs.cycles} cycles, {len(outputs.swaps)} swaps", file=sys.stderr)
+        print(f"{path}: {case.settings.variant}, {outputs.cycles} cycles, {len(outputs.swaps)} swaps",
+              file=sys.stderr)
     return 0
 
 

@@ -1,12 +1,14 @@
 """`dsnot-ref golden`: run our DSnoT on golden inputs, or check another implementation's outputs.
 
     dsnot-ref golden run IN.npz -o OUT.npz
-        our outputs (mask, ε trace, swaps) for the inputs of IN.npz, written atomically to OUT.npz
+        our outputs (mask, ε trace, swaps; exact variant also the E_r trace) for the inputs of
+        IN.npz, written atomically to OUT.npz
     dsnot-ref golden check OTHER.npz|DIR [--against REF.npz|DIR] [--rtol 1e-6] [--atol 0]
         compare OTHER's outputs with the reference case of the same name (default: the
-        committed data/golden/); one line per case; exit 0 if all identical, 1 otherwise
+        committed data/golden/); one line per case; exit 0 if all identical, 1 otherwise.
+        E_r traces (error_trace) are compared when both files have one.
 
-File format: data/golden/FORMAT.md.
+File format: data/golden/FORMAT.md (version 2; version-1 files are read too).
 """
 
 from __future__ import annotations
@@ -29,8 +31,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     check_p.add_argument("other", type=Path, help="a golden .npz with outputs, or a directory of them")
     check_p.add_argument("--against", type=Path, default=GOLDEN_DIR,
                          help="reference golden file or directory (default: the committed fixtures)")
-    check_p.add_argument("--rtol", type=float, default=1e-6, help="ε-trace tolerance relative to max |ε|")
-    check_p.add_argument("--atol", type=float, default=0.0, help="absolute ε-trace tolerance")
+    check_p.add_argument("--rtol", type=float, default=1e-6,
+                         help="trace tolerance relative to the trace's max |value| (ε, and E_r for the exact variant)")
+    check_p.add_argument("--atol", type=float, default=0.0, help="absolute trace tolerance (ε and E_r)")
     return p
 
 
@@ -44,7 +47,10 @@ def _run(args) -> int:
     case, _ = read_case(args.input)
     outputs = run_case(case)
     write_case(args.output, case, outputs)
-    print(f"{case.name}: {outputs.cycles} cycles, {len(outputs.swaps)} swaps -> {args.output}")
+    error = ""
+    if outputs.error_trace is not None:
+        error = f", error {outputs.error_trace[0].sum():.6g} -> {outputs.error_trace[-1].sum():.6g}"
+    print(f"{case.name}: {outputs.cycles} cycles, {len(outputs.swaps)} swaps{error} -> {args.output}")
     return 0
 
 

@@ -1,8 +1,9 @@
 """Golden fixtures: small DSnoT problems with their expected masks and ε traces.
 
 A golden file is one ``.npz`` holding one case: the inputs of ``dsnot.dsnot`` (weight,
-statistics, initial mask, settings) and, optionally, its outputs (final mask, ε trace, active
-flags, swaps). The format is described in ``data/golden/FORMAT.md``. Another implementation
+statistics, initial mask, settings; for the exact variant also G = Σ x xᵀ) and, optionally, its
+outputs (final mask, ε trace, active flags, swaps; exact variant also the E_r trace). The
+format is described in ``data/golden/FORMAT.md`` (version 2; version-1 files are still read). Another implementation
 (a GPU kernel, a port) reads the inputs, writes its own outputs in the same format, and
 ``compare_outputs`` / ``dsnot-ref golden check`` say whether it agrees with ours.
 
@@ -22,16 +23,20 @@ from ..backend import to_device, to_numpy
 from ..errors import UserError
 from ..io_utils import atomic_path
 from .dsnot import DSnoTSettings, dsnot
+from .dsnot_exact import exact_from_gram
 from .scores import initial_mask, magnitude_score, wanda_score
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)      # version 1: no gram, no exact-variant settings, no error_trace
 GOLDEN_DIR = Path(__file__).resolve().parents[2] / "data" / "golden"
 
 INPUT_ARRAYS = ("weight", "seq_sum", "seq_sq", "var", "initial_score", "pruned0")
+OPTIONAL_INPUT_ARRAYS = ("gram",)                      # required when variant == "exact"
 SETTING_KEYS = ("variant", "max_cycle_time", "update_threshold", "pow_of_var_regrowing",
-                "without_same_sign", "nm")
+                "without_same_sign", "nm", "lookahead", "cycle_fraction", "on_reject")
 META_KEYS = ("format_version", "case", "description", "initial_method", "sparsity")
 OUTPUT_KEYS = ("pruned", "eps_trace", "active_trace", "swaps", "cycles")
+OPTIONAL_OUTPUT_KEYS = ("error_trace",)                # exact variant
 
 
 @dataclass(frozen=True)
@@ -48,6 +53,7 @@ class GoldenCase:
     sparsity: float
     initial_method: str
     description: str = ""
+    gram: np.ndarray | None = None   # [C, C] float64, G = Σ_tokens x xᵀ (exact variant; not / S)
 
 
 @dataclass(frozen=True)
@@ -57,6 +63,7 @@ class GoldenOutputs:
     active_trace: np.ndarray     # [cycles+1, R] bool
     swaps: np.ndarray            # [n, 4] int64 (row, grown column, pruned column, cycle)
     cycles: int
+    error_trace: np.ndarray | None = None  # [cycles+1, R] float64, E_r = d_rᵀ G d_r (exact variant)
 
 
 @dataclass(frozen=True)
@@ -68,6 +75,8 @@ class Comparison:
     max_eps_diff: float | None   # None when the traces' shapes differ
     cycles: tuple[int, int]      # (ours, theirs)
     swaps_equal: bool
+    max_error_diff: float | None = None  # E_r traces; None when either lacks one or shapes differ
+    error_compared: bool = False         # both had an E_r trace
 
     def describe(self) -> str:
         """One human line."""
@@ -79,7 +88,11 @@ class Comparison:
         eps = ("eps traces of different shape" if self.max_eps_diff is None
                else f"max |eps diff| {self.max_eps_diff:.3g}")
         swaps = "swaps identical" if self.swaps_equal else "swaps differ"
-        return f"{mask}; {eps}; cycles {self.cycles[0]} vs {self.cycles[1]}; {swaps}"
+        line = f"{mask}; {eps}; cycles {self.cycles[0]} vs {self.cycles[1]}; {swaps}"
+        if self.error_compared:
+            line += ("; error traces of different shape" if self.max_error_diff is None
+                     else f"; max |error diff| {self.max_error_diff:.3g}")
+        return line
 
 
 # --------------------------------------------------------------------------- running and comparing
@@ -87,6 +100,8 @@ class Comparison:
 def run_case(case: GoldenCase, xp=np) -> GoldenOutputs:
     """Our outputs for a case (vectorised DSnoT with trace), computed with array module ``xp``
     (NumPy, or CuPy: inputs moved to the device, outputs brought back as NumPy arrays)."""
+    if case.settings.variant == "exact":
+        return run_exact_case(case, xp)
     on_device = [to_device(a, xp) for a in (case.weight, case.pruned0, case.seq_sum, case.seq_sq,
                                             case.var, case.initial_score)]
     weight, pruned0, seq_sum, seq_sq, var, initial_score = on_device
@@ -96,26 +111,49 @@ def run_case(case: GoldenCase, xp=np) -> GoldenOutputs:
                          active_trace=res.trace.active, swaps=res.trace.swaps, cycles=res.cycles)
 
 
+def run_exact_case(case: GoldenCase, xp=np) -> GoldenOutputs:
+    """Our outputs for an exact-variant case: the code ``prune_linear`` runs, from G itself."""
+    if case.gram is None:
+        raise UserError(f"golden case {case.name!r}: the exact variant needs 'gram'")
+    on_device = [to_device(a, xp) for a in (case.weight, case.pruned0, case.seq_sum, case.seq_sq,
+                                            case.var, case.initial_score, case.gram)]
+    weight, pruned0, seq_sum, seq_sq, var, initial_score, gram = on_device
+    res = exact_from_gram(weight, pruned0, seq_sum, seq_sq, var, gram, case.settings,
+                          nm=case.nm, initial_score=initial_score, trace=True)
+    return GoldenOutputs(pruned=to_numpy(res.pruned), eps_trace=res.trace.eps,
+                         active_trace=res.trace.active, swaps=res.trace.swaps, cycles=res.cycles,
+                         error_trace=res.trace.error)
+
+
+def trace_difference(ours, theirs, rtol: float, atol: float) -> tuple[float | None, bool]:
+    """``(max |ours − theirs|, within atol + rtol · max|ours|)``; ``(None, False)`` on shape mismatch."""
+    if ours.shape != theirs.shape:
+        return None, False
+    max_diff = float(np.max(np.abs(ours - theirs), initial=0.0))
+    scale = float(np.max(np.abs(ours), initial=0.0))
+    return max_diff, max_diff <= atol + rtol * scale
+
+
 def compare_outputs(ours: GoldenOutputs, theirs: GoldenOutputs, rtol: float = 1e-6,
                     atol: float = 0.0) -> Comparison:
     """Masks must be equal, cycles and swaps equal, ε traces equal within
-    ``atol + rtol · max|ε|`` (float32 implementations round differently)."""
+    ``atol + rtol · max|ε|`` (float32 implementations round differently), and, when both
+    have one, E_r traces equal within ``atol + rtol · max E_r``."""
     if ours.pruned.shape != theirs.pruned.shape:
         raise UserError(f"mask shapes differ: {ours.pruned.shape} vs {theirs.pruned.shape}")
     diff = ours.pruned != theirs.pruned
     rows = np.nonzero(diff.any(axis=1))[0]
-    if ours.eps_trace.shape == theirs.eps_trace.shape:
-        max_eps_diff = float(np.max(np.abs(ours.eps_trace - theirs.eps_trace), initial=0.0))
-        scale = float(np.max(np.abs(ours.eps_trace), initial=0.0))
-        eps_ok = max_eps_diff <= atol + rtol * scale
-    else:
-        max_eps_diff, eps_ok = None, False
+    max_eps_diff, eps_ok = trace_difference(ours.eps_trace, theirs.eps_trace, rtol, atol)
+    error_compared = ours.error_trace is not None and theirs.error_trace is not None
+    max_error_diff, error_ok = (trace_difference(ours.error_trace, theirs.error_trace, rtol, atol)
+                                if error_compared else (None, True))
     swaps_equal = ours.swaps.shape == theirs.swaps.shape and bool(np.all(ours.swaps == theirs.swaps))
-    identical = (not diff.any()) and eps_ok and swaps_equal and ours.cycles == theirs.cycles
+    identical = (not diff.any()) and eps_ok and error_ok and swaps_equal and ours.cycles == theirs.cycles
     return Comparison(identical=identical, mask_agreement=float(1 - diff.mean()) if diff.size else 1.0,
                       n_mask_diff=int(diff.sum()), first_diff_row=int(rows[0]) if len(rows) else None,
                       max_eps_diff=max_eps_diff, cycles=(ours.cycles, theirs.cycles),
-                      swaps_equal=swaps_equal)
+                      swaps_equal=swaps_equal, max_error_diff=max_error_diff,
+                      error_compared=error_compared)
 
 
 def inputs_equal(a: GoldenCase, b: GoldenCase) -> bool:
@@ -123,6 +161,12 @@ def inputs_equal(a: GoldenCase, b: GoldenCase) -> bool:
     for name in INPUT_ARRAYS:
         x, y = getattr(a, name), getattr(b, name)
         if x.shape != y.shape or not np.allclose(x, y, rtol=1e-6, atol=0.0):
+            return False
+    if (a.gram is None) != (b.gram is None):
+        return False
+    if a.gram is not None:
+        scale = float(np.max(np.abs(a.gram), initial=0.0))  # off-diagonal entries may cancel to ~0
+        if a.gram.shape != b.gram.shape or not np.allclose(a.gram, b.gram, rtol=1e-6, atol=1e-12 * scale):
             return False
     return a.settings == b.settings and a.nm == b.nm
 
@@ -148,13 +192,20 @@ def case_arrays(case: GoldenCase, outputs: GoldenOutputs | None = None) -> dict[
         "pow_of_var_regrowing": _scalar(s.pow_of_var_regrowing, np.float64),
         "without_same_sign": _scalar(s.without_same_sign, np.bool_),
         "nm": np.array(case.nm if case.nm is not None else (0, 0), dtype=np.int64),
+        "lookahead": _scalar(s.lookahead, np.int64),
+        "cycle_fraction": _scalar(np.nan if s.cycle_fraction is None else s.cycle_fraction, np.float64),
+        "on_reject": np.array(s.on_reject),
     }
+    if case.gram is not None:
+        arrays["gram"] = case.gram.astype(np.float64)
     if outputs is not None:
         arrays.update({
             "pruned": outputs.pruned.astype(np.bool_), "eps_trace": outputs.eps_trace.astype(np.float64),
             "active_trace": outputs.active_trace.astype(np.bool_), "swaps": outputs.swaps.astype(np.int64),
             "cycles": _scalar(outputs.cycles, np.int64),
         })
+        if outputs.error_trace is not None:
+            arrays["error_trace"] = outputs.error_trace.astype(np.float64)
     return arrays
 
 
@@ -192,24 +243,17 @@ def read_case(path) -> tuple[GoldenCase, GoldenOutputs | None]:
     """Read a golden file: its case, and its outputs when it has them."""
     z = _load(path)
     version = int(_get(z, "format_version", path, (), "iu"))
-    if version != FORMAT_VERSION:
-        raise UserError(f"golden file {path} has format_version {version}, expected {FORMAT_VERSION}")
+    if version not in READABLE_VERSIONS:
+        raise UserError(f"golden file {path} has format_version {version}, expected one of "
+                        f"{', '.join(map(str, READABLE_VERSIONS))}")
     w = _get(z, "weight", path, kind="fi")
     if w.ndim != 2:
         raise UserError(f"golden file {path}: 'weight' must be [R, C], got shape {w.shape}")
     n_rows, n_cols = w.shape
     vec = {k: _get(z, k, path, (n_cols,), "fi").astype(np.float64) for k in ("seq_sum", "seq_sq", "var")}
     nm = tuple(int(v) for v in _get(z, "nm", path, (2,), "iu"))
-    try:
-        settings = DSnoTSettings(
-            variant=str(_get(z, "variant", path, (), "U")),
-            max_cycle_time=int(_get(z, "max_cycle_time", path, (), "iu")),
-            update_threshold=float(_get(z, "update_threshold", path, (), "fi")),
-            pow_of_var_regrowing=float(_get(z, "pow_of_var_regrowing", path, (), "fi")),
-            without_same_sign=bool(_get(z, "without_same_sign", path, (), "b")),
-        )
-    except UserError as exc:
-        raise UserError(f"golden file {path}: {exc}") from None
+    settings = _read_settings(z, path)
+    gram = _read_gram(z, path, n_cols, settings.variant)
     case = GoldenCase(
         name=str(_get(z, "case", path, (), "U")),
         weight=w.astype(np.float64), **vec,
@@ -219,6 +263,7 @@ def read_case(path) -> tuple[GoldenCase, GoldenOutputs | None]:
         sparsity=float(_get(z, "sparsity", path, (), "fi")),
         initial_method=str(_get(z, "initial_method", path, (), "U")),
         description=str(z["description"]) if "description" in z else "",
+        gram=gram,
     )
     if "pruned" not in z:
         return case, None
@@ -230,17 +275,54 @@ def read_case(path) -> tuple[GoldenCase, GoldenOutputs | None]:
         active_trace=_get(z, "active_trace", path, eps.shape, "b"),
         swaps=_get(z, "swaps", path, kind="iu").astype(np.int64).reshape(-1, 4),
         cycles=cycles,
+        error_trace=(_get(z, "error_trace", path, (cycles + 1, n_rows), "f").astype(np.float64)
+                     if "error_trace" in z else None),
     )
     return case, outputs
 
 
+def _optional(arrays, key, path, default, kind, convert):
+    """A 0-d setting that version-1 files lack: its value, or ``default`` when absent."""
+    return convert(_get(arrays, key, path, (), kind)) if key in arrays else default
+
+
+def _read_settings(z, path) -> DSnoTSettings:
+    """DSnoTSettings from a golden file; the exact variant's settings default when absent."""
+    fraction = _optional(z, "cycle_fraction", path, None, "f", float)
+    try:
+        return DSnoTSettings(
+            variant=str(_get(z, "variant", path, (), "U")),
+            max_cycle_time=int(_get(z, "max_cycle_time", path, (), "iu")),
+            update_threshold=float(_get(z, "update_threshold", path, (), "fi")),
+            pow_of_var_regrowing=float(_get(z, "pow_of_var_regrowing", path, (), "fi")),
+            without_same_sign=bool(_get(z, "without_same_sign", path, (), "b")),
+            lookahead=_optional(z, "lookahead", path, 1, "iu", int),
+            cycle_fraction=None if fraction is None or np.isnan(fraction) else fraction,  # NaN = None
+            on_reject=_optional(z, "on_reject", path, "stop", "U", str),
+        )
+    except UserError as exc:
+        raise UserError(f"golden file {path}: {exc}") from None
+
+
+def _read_gram(z, path, n_cols: int, variant: str):
+    """G [C, C] float64 when the file has it; required for the exact variant."""
+    if "gram" not in z:
+        if variant == "exact":
+            raise UserError(f"golden file {path}: variant 'exact' needs the array 'gram' [C, C]")
+        return None
+    gram = _get(z, "gram", path, (n_cols, n_cols), "f").astype(np.float64)
+    if not np.all(np.isfinite(gram)):
+        raise UserError(f"golden file {path}: 'gram' has NaN or inf entries")
+    return gram
+
+
 # --------------------------------------------------------------------------- the standard cases
 
-def synthetic_layer(seed: int, n_rows: int, n_cols: int, n_seq: int = 4, seq_len: int = 32):
-    """A small random layer and its input statistics computed from their definitions.
+def synthetic_activations(seed: int, n_rows: int, n_cols: int, n_seq: int = 4, seq_len: int = 32):
+    """A small random layer and its calibration inputs: -> (x [S, L, C], weight [R, C]), float64.
 
     Activations have per-channel means and scales (some channels dead: x = 0), like LLM
-    hidden states. -> (weight [R, C], seq_sum, seq_sq, var_pooled, var_within), float64.
+    hidden states.
     """
     rng = np.random.default_rng(seed)
     mean = rng.standard_normal(n_cols) * 0.3
@@ -248,38 +330,75 @@ def synthetic_layer(seed: int, n_rows: int, n_cols: int, n_seq: int = 4, seq_len
     x = mean + scale * rng.standard_normal((n_seq, seq_len, n_cols))             # [S, L, C]
     x[:, :, rng.random(n_cols) < 0.02] = 0.0                                     # dead channels
     w = rng.standard_normal((n_rows, n_cols)) * 0.05
+    return x, w
+
+
+def layer_statistics(x):
+    """Input statistics from their definitions: x [S, L, C] -> (seq_sum, seq_sq, var_pooled,
+    var_within), each [C] float64 (docs/design.md LinearStats)."""
     seq_sum = x.sum(axis=1).mean(axis=0)                                         # [C]
     seq_sq = (x**2).sum(axis=1).mean(axis=0)
-    var_pooled = x.reshape(-1, n_cols).var(axis=0)
+    var_pooled = x.reshape(-1, x.shape[-1]).var(axis=0)
     var_within = x.var(axis=1).mean(axis=0)
-    return w, seq_sum, seq_sq, var_pooled, var_within
+    return seq_sum, seq_sq, var_pooled, var_within
 
 
-# name, seed, method, sparsity, nm, variant
+def gram_matrix(x):
+    """G = Σ_tokens x xᵀ: x [S, L, C] -> [C, C] float64 (= hessian · S / 2, not divided by S)."""
+    tokens = x.reshape(-1, x.shape[-1])                                          # [T, C]
+    return tokens.T @ tokens                                                     # [C, T] @ [T, C]
+
+
+def synthetic_layer(seed: int, n_rows: int, n_cols: int, n_seq: int = 4, seq_len: int = 32):
+    """A small random layer and its input statistics computed from their definitions.
+
+    -> (weight [R, C], seq_sum, seq_sq, var_pooled, var_within), float64.
+    """
+    x, w = synthetic_activations(seed, n_rows, n_cols, n_seq, seq_len)
+    return (w, *layer_statistics(x))
+
+
+# name, seed, method, sparsity, nm, variant, other DSnoTSettings fields
 STANDARD_CASES = (
-    ("wanda_u50_reference", 1, "wanda", 0.5, None, "reference"),
-    ("wanda_u70_reference", 2, "wanda", 0.7, None, "reference"),
-    ("magnitude_u50_reference", 3, "magnitude", 0.5, None, "reference"),
-    ("wanda_2of4_reference", 4, "wanda", 0.5, (2, 4), "reference"),
-    ("wanda_u50_official", 1, "wanda", 0.5, None, "official"),
-    ("wanda_u70_official", 2, "wanda", 0.7, None, "official"),
-    ("magnitude_u50_official", 3, "magnitude", 0.5, None, "official"),
-    ("wanda_2of4_official", 4, "wanda", 0.5, (2, 4), "official"),
+    ("wanda_u50_reference", 1, "wanda", 0.5, None, "reference", {}),
+    ("wanda_u70_reference", 2, "wanda", 0.7, None, "reference", {}),
+    ("magnitude_u50_reference", 3, "magnitude", 0.5, None, "reference", {}),
+    ("wanda_2of4_reference", 4, "wanda", 0.5, (2, 4), "reference", {}),
+    ("wanda_u50_official", 1, "wanda", 0.5, None, "official", {}),
+    ("wanda_u70_official", 2, "wanda", 0.7, None, "official", {}),
+    ("magnitude_u50_official", 3, "magnitude", 0.5, None, "official", {}),
+    ("wanda_2of4_official", 4, "wanda", 0.5, (2, 4), "official", {}),
+    ("wanda_u60_exact", 5, "wanda", 0.6, None, "exact", {}),
+    ("wanda_2of4_exact", 6, "wanda", 0.5, (2, 4), "exact", {}),
+    ("magnitude_u60_exact_k2_skip", 7, "magnitude", 0.6, None, "exact",
+     {"lookahead": 2, "on_reject": "skip"}),
 )
+
+
+def describe_case(method: str, sparsity: float, nm, settings: DSnoTSettings, seed: int) -> str:
+    """The human description stored in a standard case."""
+    pattern = f"{nm[0]}:{nm[1]}" if nm else f"{sparsity:.0%} unstructured"
+    options = "default settings"
+    if settings.variant == "exact" and (settings.lookahead, settings.on_reject) != (1, "stop"):
+        options = f"lookahead {settings.lookahead}, on_reject {settings.on_reject!r}, otherwise defaults"
+    return (f"{method} initial mask, {pattern}, {settings.variant} DSnoT, {options}, "
+            f"synthetic layer seed {seed}")
 
 
 def standard_cases(n_rows: int = 8, n_cols: int = 384) -> list[GoldenCase]:
     """The committed fixture set, built deterministically from fixed seeds."""
     out = []
-    for name, seed, method, sparsity, nm, variant in STANDARD_CASES:
-        w, seq_sum, seq_sq, var_pooled, var_within = synthetic_layer(seed, n_rows, n_cols)
+    for name, seed, method, sparsity, nm, variant, options in STANDARD_CASES:
+        x, w = synthetic_activations(seed, n_rows, n_cols)
+        seq_sum, seq_sq, var_pooled, var_within = layer_statistics(x)
         score = magnitude_score(w) if method == "magnitude" else wanda_score(w, seq_sq)
+        settings = DSnoTSettings(variant=variant, **options)
         out.append(GoldenCase(
             name=name, weight=w, seq_sum=seq_sum, seq_sq=seq_sq,
             var=var_within if variant == "official" else var_pooled,
             initial_score=score, pruned0=initial_mask(score, sparsity, nm),
-            settings=DSnoTSettings(variant=variant), nm=nm, sparsity=sparsity, initial_method=method,
-            description=f"{method} initial mask, {f'{nm[0]}:{nm[1]}' if nm else f'{sparsity:.0%} unstructured'}, "
-                        f"{variant} DSnoT, default settings, synthetic layer seed {seed}",
+            settings=settings, nm=nm, sparsity=sparsity, initial_method=method,
+            description=describe_case(method, sparsity, nm, settings, seed),
+            gram=gram_matrix(x) if variant == "exact" else None,
         ))
     return out
