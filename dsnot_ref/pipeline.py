@@ -59,6 +59,12 @@ SHARED_INPUTS = ({"q_proj", "k_proj", "v_proj"}, {"gate_proj", "up_proj"})
 TIMING_KEYS = ("forward", "stats", "prune", "io")
 
 Progress = Callable[[int, int, str], None]  # (layers done, number of layers, what just finished)
+# (chunks done, chunks in this layer's two passes, "layer i: statistics" / "layer i: outputs")
+ChunkProgress = Callable[[int, int, str], None]
+
+
+def _no_chunk_progress(done: int, total: int, message: str) -> None:
+    pass
 
 
 @dataclass(frozen=True)
@@ -269,19 +275,22 @@ class StatsCapture:
         return {name: by_leader[leader] for name, leader in self.leaders.items()}
 
 
-def gather_stats(config, layer: dict, in_path: Path, settings: PipelineSettings, xp, timer: Timer) -> dict:
+def gather_stats(config, layer: dict, in_path: Path, settings: PipelineSettings, xp, timer: Timer,
+                 tick: ChunkProgress = _no_chunk_progress) -> dict:
     """Run the dense layer over every chunk; name -> LinearStats for every linear sublayer."""
     names = model_lib.linear_names(config)
     n_cols = {name: layer[f"{name}.weight"].shape[1] for name in names}  # C of each [R, C]
     capture = StatsCapture(names, n_cols, with_hessian=needs_hessian(settings.spec) or settings.recon_error)
     n_seq = cache.activation_info(in_path)[0][0]
-    for start in chunk_starts(n_seq, settings.chunk_size):
+    starts = chunk_starts(n_seq, settings.chunk_size)
+    for k, start in enumerate(starts):
         with timer("io"):
             x = read_inputs(in_path, start, settings, xp)  # [B, L, D]
         stats_before, t0 = capture.seconds, time.perf_counter()
         model_lib.block_forward(config, layer, x, capture=capture)  # [B, L, D] -> [B, L, D], discarded
         timer.seconds["forward"] += time.perf_counter() - t0 - (capture.seconds - stats_before)
         capture.end_chunk()
+        tick(k + 1, 2 * len(starts), "statistics")
     timer.seconds["stats"] += capture.seconds
     return capture.finalize()
 
@@ -313,11 +322,13 @@ def jsonable(obj):
     return obj
 
 
-def write_next_inputs(config, layer: dict, in_path: Path, out_path: Path, settings: PipelineSettings, xp, timer: Timer) -> None:
+def write_next_inputs(config, layer: dict, in_path: Path, out_path: Path, settings: PipelineSettings, xp,
+                      timer: Timer, tick: ChunkProgress = _no_chunk_progress) -> None:
     """Run the (pruned) layer over every chunk of its inputs and write its outputs to disk."""
     shape, _ = cache.activation_info(in_path)
+    starts = chunk_starts(shape[0], settings.chunk_size)
     with cache.ActivationWriter(out_path, shape, DTYPES[settings.dtype]) as writer:
-        for start in chunk_starts(shape[0], settings.chunk_size):
+        for k, start in enumerate(starts):
             with timer("io"):
                 x = read_inputs(in_path, start, settings, xp)  # [B, L, D]
             with timer("forward"):
@@ -325,6 +336,7 @@ def write_next_inputs(config, layer: dict, in_path: Path, out_path: Path, settin
                 y = to_numpy(y)
             with timer("io"):
                 writer.write(start, y)
+            tick(len(starts) + k + 1, 2 * len(starts), "outputs")
 
 
 def write_embeddings(model, tokens: np.ndarray, out_path: Path, settings: PipelineSettings, xp, timer: Timer) -> None:
@@ -342,7 +354,8 @@ def write_embeddings(model, tokens: np.ndarray, out_path: Path, settings: Pipeli
                 writer.write(start, x)
 
 
-def prune_one_layer(model, i: int, settings: PipelineSettings, run_dir: Path, xp) -> dict:
+def prune_one_layer(model, i: int, settings: PipelineSettings, run_dir: Path, xp,
+                    tick: ChunkProgress = _no_chunk_progress) -> dict:
     """Calibrate, prune and write layer i; returns its diagnostics (also written to disk)."""
     config = model.config
     timer = Timer()
@@ -353,11 +366,12 @@ def prune_one_layer(model, i: int, settings: PipelineSettings, run_dir: Path, xp
 
     with timer("io"):
         layer = model_lib.load_layer(model, i, dtype=dtype, xp=xp)
-    stats = gather_stats(config, layer, in_path, settings, xp, timer)
+    stats = gather_stats(config, layer, in_path, settings, xp, timer, tick)
     with timer("prune"):
         new_weights, masks, sub_diagnostics = prune_sublayers(layer, names, stats, settings)
     del stats
-    write_next_inputs(config, {**layer, **new_weights}, in_path, cache.activation_path(run_dir, i + 1), settings, xp, timer)
+    write_next_inputs(config, {**layer, **new_weights}, in_path, cache.activation_path(run_dir, i + 1), settings, xp,
+                      timer, tick)
     with timer("io"):
         save_safetensors_atomic(
             cache.layer_weights_path(run_dir, i),
@@ -381,6 +395,7 @@ def prune_model(
     progress: Progress | None = None,
     *,
     keep_cache: bool = False,
+    chunk_progress: ChunkProgress | None = None,
 ) -> PruneRun:
     """Prune every decoder layer of ``model`` on ``calib_tokens [S, L]``; resumable.
 
@@ -388,7 +403,9 @@ def prune_model(
     by an interrupted call with the same model, tokens and settings is continued; one made from
     anything else is refused (UserError). The activation files are deleted at the end unless
     ``keep_cache``; ``PruneRun.close()`` removes the rest once the result is saved.
-    ``progress(done, total, message)`` is called after the embedding and after each layer.
+    ``progress(done, total, message)`` is called after the embedding and after each layer;
+    ``chunk_progress(done, total, message)`` after each chunk of a layer's two passes over the
+    calibration data (statistics, then the pruned layer's outputs).
     """
     run_dir = Path(run_dir)
     config = model.config
@@ -396,14 +413,15 @@ def prune_model(
     check_run_dir(model.path, run_dir)
     xp = get_backend(settings.backend)
     with cache.run_lock(run_dir):
-        run = run_layers(model, tokens, settings, run_dir, xp, progress)
+        run = run_layers(model, tokens, settings, run_dir, xp, progress, chunk_progress or _no_chunk_progress)
         if not keep_cache:
             shutil.rmtree(run_dir / "acts", ignore_errors=True)
     run.keep_cache = keep_cache
     return run
 
 
-def run_layers(model, tokens: np.ndarray, settings: PipelineSettings, run_dir: Path, xp, progress) -> PruneRun:
+def run_layers(model, tokens: np.ndarray, settings: PipelineSettings, run_dir: Path, xp, progress,
+               tick: ChunkProgress = _no_chunk_progress) -> PruneRun:
     """Open (or resume) the run in ``run_dir`` and process every unfinished layer."""
     config = model.config
     n_layers = config.num_layers
@@ -423,7 +441,7 @@ def run_layers(model, tokens: np.ndarray, settings: PipelineSettings, run_dir: P
     if done < n_layers and not cache.activation_path(run_dir, done).exists():
         raise UserError(f"run directory {run_dir} lacks the inputs of layer {done}; delete it and rerun")
     for i in range(done, n_layers):
-        diagnostics = prune_one_layer(model, i, settings, run_dir, xp)
+        diagnostics = prune_one_layer(model, i, settings, run_dir, xp, tick)
         manifest = cache.mark_layers_done(run_dir, manifest, i + 1)
         cache.activation_path(run_dir, i).unlink(missing_ok=True)  # no longer needed
         add_timings(timings, diagnostics["timings"])

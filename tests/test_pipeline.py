@@ -122,11 +122,15 @@ def test_pruning_equals_in_memory_reference(tiny, tmp_path, spec):
 
 def test_progress_and_diagnostics(tmp_path):
     tiny = model_lib.load_model(FIXTURES / "tiny-opt")
-    calls = []
+    calls, chunk_calls = [], []
     settings = PipelineSettings(spec=PruneSpec(method="wanda", sparsity=0.25), chunk_size=3)
-    run = prune_model(tiny, tokens_for(tiny, 4, 6), settings, tmp_path / "run", progress=lambda *a: calls.append(a))
+    run = prune_model(tiny, tokens_for(tiny, 4, 6), settings, tmp_path / "run", progress=lambda *a: calls.append(a),
+                      chunk_progress=lambda *a: chunk_calls.append(a))
     n = tiny.config.num_layers
     assert [c[:2] for c in calls] == [(0, n)] + [(i + 1, n) for i in range(n)]
+    # 4 sequences in chunks of 3 -> 2 chunks, twice per layer (statistics, then outputs)
+    one_layer = [(1, 4, "statistics"), (2, 4, "statistics"), (3, 4, "outputs"), (4, 4, "outputs")]
+    assert chunk_calls == one_layer * n
     diag = run.diagnostics[1]
     assert diag["layer"] == 1
     # default skip_layer="mlp": OPT's fc1/fc2 count as the MLP (released lib/prune_opt.py)

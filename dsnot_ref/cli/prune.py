@@ -478,6 +478,12 @@ def prune(job: PruneJob, model, calib_tokens: np.ndarray):
     run_dir = job.run_dir or default_run_dir(model, calib_tokens, settings)
     report_existing_run(run_dir, job.quiet)
     bar = progress_bar(job.quiet, total=model.config.num_layers, desc="layers", unit="layer")
+    chunks = progress_bar(job.quiet, total=1, desc="chunks", unit="chunk", position=1)
+
+    def chunk_progress(done: int, total: int, message: str) -> None:
+        chunks.total, chunks.n = total, done
+        chunks.set_description_str(f"layer {bar.n}: {message}", refresh=False)
+        chunks.refresh()
 
     def progress(done: int, total: int, message: str) -> None:
         if message.startswith("layer "):
@@ -487,7 +493,8 @@ def prune(job: PruneJob, model, calib_tokens: np.ndarray):
         bar.refresh()
 
     try:
-        return pipeline.prune_model(model, calib_tokens, settings, run_dir, progress=progress, keep_cache=job.keep_cache)
+        return pipeline.prune_model(model, calib_tokens, settings, run_dir, progress=progress,
+                                    keep_cache=job.keep_cache, chunk_progress=chunk_progress)
     except Exception:
         # A deterministic failure would fail again: leave nothing behind in the default place.
         if job.run_dir is None and not job.keep_cache:
@@ -500,6 +507,7 @@ def prune(job: PruneJob, model, calib_tokens: np.ndarray):
               file=sys.stderr)
         raise
     finally:
+        chunks.close()
         bar.close()
 
 
