@@ -10,9 +10,10 @@ C input columns of the linear layer.
 
 The two variances (the growth criterion of DSnoT, §4):
 
-- ``var_pooled``: the biased variance of column j over all S·L tokens. Chunks are merged with
-  Chan, Golub and LeVeque's parallel update of (count, mean, M2), each chunk's M2 computed about
-  its own mean. We never form E[x²] − E[x]²: for a column whose mean is large against its spread
+- ``var_pooled``: the biased variance of column j over all S·L tokens. Each sequence's M2 is
+  computed about its own mean (the same per-sequence moments give Σx, Σx² and ``var_within``,
+  so one chunk costs two passes over its data); the sequences of a chunk, and then the chunks,
+  are merged with Chan, Golub and LeVeque's parallel update of (count, mean, M2). We never form E[x²] − E[x]²: for a column whose mean is large against its spread
   the two terms agree in most of their digits and the difference is rounding noise.
 - ``var_within``: the released code's statistic (lib/layerwrapper.py of zyxxmu/DSnoT,
   ``WrappedGPT.add_batch``). It is called once per calibration sequence (``inps[j].unsqueeze(0)``),
@@ -43,18 +44,6 @@ class LinearStats:
     var_pooled: object  # [C]  biased variance over all S·L tokens (Chan merge)
     var_within: object  # [C]  mean over sequences of each sequence's biased variance
     hessian: object | None = None  # [C, C]  (2/S) Σ_s X_sᵀ X_s, only when asked for
-
-
-def chunk_moments(x64):
-    """Token count, mean and M2 (sum of squared deviations from the chunk's own mean).
-
-    x64 [T, C] float64 -> (T, mean [C], m2 [C]). Two passes over the chunk: the mean first, then
-    the squared deviations, so M2 does not suffer the cancellation of Σx² − T·mean².
-    """
-    xp = array_module(x64)
-    mean = x64.mean(axis=0)  # [T, C] -> [C]
-    m2 = xp.sum(xp.square(x64 - mean), axis=0)  # [T, C] -> [C]
-    return x64.shape[0], mean, m2
 
 
 def merge_moments(n_a, mean_a, m2_a, n_b, mean_b, m2_b):
@@ -100,18 +89,25 @@ class StatsAccumulator:
         if b == 0:
             return
         x64 = x.astype(xp.float64)  # [B, L, C], a copy: stats are float64 (design.md)
-        flat = x64.reshape(b * seq_len, c)  # [B, L, C] -> [T, C]
         if self.seq_len is None:
             self._allocate(xp, seq_len)
-        self._sum += flat.sum(axis=0)
-        self._sumsq += xp.sum(xp.square(flat), axis=0)
-        n_b, mean_b, m2_b = chunk_moments(flat)
-        self._n_tokens, self._mean, self._m2 = merge_moments(
-            self._n_tokens, self._mean, self._m2, n_b, mean_b, m2_b
-        )
+        # Every statistic follows from each sequence's mean and M2 (its sum of squared
+        # deviations), found in two passes: the mean first, so M2 has no cancellation.
+        seq_mean = x64.mean(axis=1)  # [B, L, C] -> [B, C]
+        dev = x64 - seq_mean[:, None, :]  # [B, L, C]
+        seq_m2 = xp.square(dev, out=dev).sum(axis=1)  # [B, L, C] -> [B, C]
+        self._sum += seq_len * seq_mean.sum(axis=0)  # Σ_s Σ_t x = Σ_s L·mean_s
+        self._sumsq += (seq_m2 + seq_len * xp.square(seq_mean)).sum(axis=0)  # Σ x² = Σ_s M2_s + L·mean_s²
         # Released code: one biased variance per sequence, over its L tokens.
-        self._var_within_sum += x64.var(axis=1).sum(axis=0)  # [B, L, C] -> [B, C] -> [C]
+        self._var_within_sum += seq_m2.sum(axis=0) / seq_len  # Σ_s M2_s / L
+        # Pooled moments of this chunk (the sequences merged exactly), then merged with the past.
+        mean_b = seq_mean.mean(axis=0)  # [C]
+        m2_b = seq_m2.sum(axis=0) + seq_len * xp.square(seq_mean - mean_b).sum(axis=0)
+        self._n_tokens, self._mean, self._m2 = merge_moments(
+            self._n_tokens, self._mean, self._m2, b * seq_len, mean_b, m2_b
+        )
         if self.with_hessian:
+            flat = x64.reshape(b * seq_len, c)  # [B, L, C] -> [T, C]
             self._xtx += flat.T @ flat  # [C, T] @ [T, C] -> [C, C]
         self.n_seq += b
 
