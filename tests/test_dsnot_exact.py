@@ -19,7 +19,7 @@ from dsnot_ref.methods.dsnot_exact import (
     exact_swaps,
     row_squared_errors,
 )
-from dsnot_ref.methods.dsnot import VAR_FLOOR
+from dsnot_ref.methods.dsnot import VAR_FLOOR, DSnoTSettings
 from dsnot_ref.methods.scores import nm_mask, unstructured_mask
 from dsnot_ref.stats import StatsAccumulator
 
@@ -260,7 +260,8 @@ def test_entry_point_with_linear_stats():
     tokens = x.reshape(-1, 16)
     wanda = np.abs(w) * np.sqrt(stats.seq_sq)[None, :]
     pruned0 = unstructured_mask(wanda, 0.5)
-    pruned, diag = dsnot_exact(w.astype(np.float32), pruned0, stats, None, lookahead=2, cycle_fraction=0.5)
+    pruned, diag = dsnot_exact(w.astype(np.float32), pruned0, stats,
+                               DSnoTSettings(variant="exact", lookahead=2, cycle_fraction=0.5))
     want = exact_oracle(w.astype(np.float32).astype(np.float64), pruned0, stats.seq_sum, stats.var_pooled, wanda, tokens.T @ tokens, cycles=8, lookahead=2)
     np.testing.assert_array_equal(pruned, want)
     w32 = w.astype(np.float32).astype(np.float64)  # the weights the function saw

@@ -51,7 +51,7 @@ import numpy as np
 
 from ..backend import array_module, to_numpy
 from ..errors import UserError
-from .dsnot import check_inputs, contributions, growth_order, propose_nm_pruning, prune_order, row_errors
+from .dsnot import DSnoTSettings, check_inputs, contributions, growth_order, propose_nm_pruning, prune_order, row_errors
 from .scores import wanda_score
 
 ON_REJECT = ("stop", "skip")
@@ -351,30 +351,24 @@ def exact_from_gram(
     seq_sq,
     var,
     gram,
-    settings=None,
+    settings: DSnoTSettings | None = None,
     *,
     nm: tuple[int, int] | None = None,
     initial_score=None,
-    lookahead: int | None = None,
-    cycle_fraction: float | None = None,
-    on_reject: str | None = None,
     trace: bool = False,
 ) -> ExactResult:
     """The exact variant from the statistics and G itself (what ``dsnot_exact`` and the golden
     fixtures both run).
 
     weight [R, C]; pruned [R, C] bool initial mask; seq_sum, seq_sq, var [C] (var: the pooled
-    variance); gram [C, C] = Σ x xᵀ, float64; settings / keywords as in ``dsnot_exact``.
+    variance); gram [C, C] = Σ x xᵀ, float64; settings: ``DSnoTSettings`` (max_cycle_time,
+    pow_of_var_regrowing, lookahead, cycle_fraction, on_reject; defaults when None).
     Pruning order: the Wanda score, or for N:M the ``initial_score`` when given.
     """
     check_inputs(weight, pruned, seq_sum, seq_sq, var, nm, initial_score)
     check_gram(gram, weight.shape[1])
     xp = array_module(weight, gram)
-    lookahead = _setting(lookahead, settings, "lookahead", 1)
-    cycle_fraction = _setting(cycle_fraction, settings, "cycle_fraction", None)
-    on_reject = _setting(on_reject, settings, "on_reject", "stop")
-    max_cycle_time = _setting(None, settings, "max_cycle_time", 50)
-    gamma = _setting(None, settings, "pow_of_var_regrowing", 1.0)
+    settings = settings or DSnoTSettings(variant="exact")
     w64 = xp.asarray(weight, dtype=xp.float64)
     wanda = wanda_score(w64, seq_sq)  # [R, C]
     prune_score = wanda if (nm is None or initial_score is None) else initial_score
@@ -386,10 +380,10 @@ def exact_from_gram(
         prune_score,
         xp.asarray(gram, dtype=xp.float64),
         nm=nm,
-        cycles=cycle_budget(w64.shape[1], max_cycle_time, cycle_fraction),
-        pow_of_var_regrowing=gamma,
-        lookahead=lookahead,
-        on_reject=on_reject,
+        cycles=cycle_budget(w64.shape[1], settings.max_cycle_time, settings.cycle_fraction),
+        pow_of_var_regrowing=settings.pow_of_var_regrowing,
+        lookahead=settings.lookahead,
+        on_reject=settings.on_reject,
         trace=trace,
     )
 
@@ -398,19 +392,16 @@ def dsnot_exact(
     weight,
     pruned,
     stats,
-    settings=None,
+    settings: DSnoTSettings | None = None,
     *,
     nm: tuple[int, int] | None = None,
     initial_score=None,
-    lookahead: int | None = None,
-    cycle_fraction: float | None = None,
-    on_reject: str | None = None,
 ):
     """Entry point for ``prune_linear``: ``-> (pruned [R, C] bool, diagnostics dict)``.
 
     weight [R, C]; pruned [R, C] initial mask; stats: ``LinearStats`` with ``hessian``;
-    settings: ``DSnoTSettings`` (max_cycle_time, pow_of_var_regrowing, and, when that class has
-    them, lookahead / cycle_fraction / on_reject); the keyword arguments override it.
+    settings: ``DSnoTSettings`` (max_cycle_time, pow_of_var_regrowing, lookahead, cycle_fraction,
+    on_reject; defaults when None).
     initial_score [R, C]: the initial method's score, the N:M pruning order (Wanda by default).
     Unstructured pruning order: the Wanda score, as in the reference variant.
     """
@@ -420,8 +411,7 @@ def dsnot_exact(
     gram = xp.asarray(stats.hessian, dtype=xp.float64) * (stats.n_seq / 2.0)  # Σ x xᵀ
     result = exact_from_gram(
         weight, pruned, stats.seq_sum, stats.seq_sq, stats.var_pooled, gram, settings,
-        nm=nm, initial_score=initial_score, lookahead=lookahead, cycle_fraction=cycle_fraction,
-        on_reject=on_reject,
+        nm=nm, initial_score=initial_score,
     )
     diagnostics = {
         "eps_before": float(xp.mean(xp.abs(result.eps_before))),
@@ -433,10 +423,3 @@ def dsnot_exact(
         "error_after": float(xp.sum(result.error_after)),
     }
     return result.pruned, diagnostics
-
-
-def _setting(value, settings, name, default):
-    """An explicit keyword wins, then the settings field (if the dataclass has it), then default."""
-    if value is not None:
-        return value
-    return getattr(settings, name, default) if settings is not None else default
