@@ -208,10 +208,11 @@ def applies_dsnot(name: str, settings: PipelineSettings) -> bool:
 
 
 class Timer:
-    """Accumulates seconds per step; ``with timer("io"): ...``."""
+    """Accumulates seconds per step, in the order the steps first ran; ``with timer("io"): ...``."""
 
-    def __init__(self):
-        self.seconds = dict.fromkeys(TIMING_KEYS, 0.0)
+    def __init__(self, keys=TIMING_KEYS):
+        self.seconds = dict.fromkeys(keys, 0.0)
+        self.start = time.perf_counter()
 
     @contextlib.contextmanager
     def __call__(self, key: str):
@@ -219,7 +220,11 @@ class Timer:
         try:
             yield
         finally:
-            self.seconds[key] += time.perf_counter() - start
+            self.seconds[key] = self.seconds.get(key, 0.0) + time.perf_counter() - start
+
+    def total(self) -> dict[str, float]:
+        """The seconds per step and, as "total", the seconds since the timer was made."""
+        return {**self.seconds, "total": time.perf_counter() - self.start}
 
 
 def chunk_starts(n_seq: int, chunk_size: int) -> range:

@@ -17,13 +17,11 @@ stderr; the results to stdout.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import platform
 import shutil
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -45,25 +43,6 @@ from .prune_args import (  # noqa: F401
 # --- the work -----------------------------------------------------------------------------------
 
 
-class Clock:
-    """Seconds per phase, in the order the phases ran."""
-
-    def __init__(self):
-        self.seconds: dict[str, float] = {}
-        self.start = time.perf_counter()
-
-    @contextlib.contextmanager
-    def phase(self, name: str):
-        t0 = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t0
-
-    def total(self) -> dict[str, float]:
-        return {**self.seconds, "total": time.perf_counter() - self.start}
-
-
 def run(args) -> int:
     job = validate(args)
     outcome = execute(job)
@@ -77,14 +56,15 @@ def execute(job: PruneJob, calib_tokens: np.ndarray | None = None, eval_tokens: 
     ``calib_tokens``/``eval_tokens`` let a caller (the demo) share tokens between runs.
     """
     from .. import model as model_lib  # noqa: PLC0415
+    from ..pipeline import Timer  # noqa: PLC0415
 
-    clock = Clock()
-    with clock.phase("load"):
+    clock = Timer(keys=())  # seconds per phase: load, calibration, prune, eval, save
+    with clock("load"):
         model_dir = fetch_model(job)
         model = model_lib.load_model(model_dir)
         seqlen = resolve_seqlen(job.seqlen, model.config, "--seqlen")
         eval_seqlen = resolve_seqlen(job.eval_seqlen or seqlen, model.config, "--eval-seqlen")
-    with clock.phase("calibration"):
+    with clock("calibration"):
         if calib_tokens is None and job.method != "dense":
             calib_tokens = load_calibration(job, model, seqlen)
         if eval_tokens is None and job.eval_dataset is not None:
@@ -92,21 +72,21 @@ def execute(job: PruneJob, calib_tokens: np.ndarray | None = None, eval_tokens: 
     if job.method == "dense":
         store, masks, layers, run = model.store, {}, [], None
     else:
-        with clock.phase("prune"):
+        with clock("prune"):
             run = prune(job, model, calib_tokens)
         store, masks, layers = run.weights_store(), dict(run.masks()), layer_rows(run.diagnostics, job.method == "dsnot")
     try:
         sparsity = sparsity_check(store, masks, job.sparsity)
         perplexity = {}
         if eval_tokens is not None:
-            with clock.phase("eval"):
+            with clock("eval"):
                 pruned_model = model_lib.load_model(model_dir, store=store)
                 which = "dense" if job.method == "dense" else "pruned"
                 perplexity[which] = measure_perplexity(pruned_model, eval_tokens, eval_seqlen, job)
         if job.save_model is not None:
             from ..save import save_pruned_model  # noqa: PLC0415
 
-            with clock.phase("save"):
+            with clock("save"):
                 save_pruned_model(model_dir, job.save_model, store, masks, overwrite=job.overwrite)
     finally:
         if run is not None:
