@@ -1,20 +1,32 @@
-# The two commands of the README. Each installs what it needs first.
+# The two commands of the README. Each works on a stock Linux whose system Python is
+# "externally managed" (PEP 668): everything is installed into a project-local virtual
+# environment, .venv, made with the python3 on PATH. It is reused while pyproject.toml is
+# unchanged and rebuilt when pyproject.toml is newer than it.
 PYTHON ?= python3
-PIP    ?= $(PYTHON) -m pip
+VENV   ?= .venv
+VPY    := $(VENV)/bin/python
+STAMP  := $(VENV)/.dsnot_ref-installed
 
-.PHONY: demo test test-slow install-dev
+.PHONY: demo test test-slow venv clean-venv
 
-demo:
-	$(PIP) install -q -e '.[demo]'
-	$(PYTHON) -m dsnot_ref demo
-
-install-dev:
-	$(PIP) install -q -e '.[dev,demo]'
+demo: $(STAMP)
+	$(VPY) -m dsnot_ref demo
 
 # Hypothesis runs its longer "ci" profile when CI=true (see tests/conftest.py).
-test: install-dev
-	$(PYTHON) -m pytest -q -m "not slow"
+test: $(STAMP)
+	$(VPY) -m pytest -q -m "not slow"
 
 # Real-model tests (the demo model is fetched on first use; several minutes of CPU).
-test-slow: install-dev
-	$(PYTHON) -m pytest -q -m slow
+test-slow: $(STAMP)
+	$(VPY) -m pytest -q -m slow
+
+venv: $(STAMP)
+
+# The venv is rebuilt from scratch whenever pyproject.toml changes, so it never carries
+# packages an older pyproject.toml asked for. tools/make_venv.sh says what it needs.
+$(STAMP): pyproject.toml tools/make_venv.sh
+	sh tools/make_venv.sh "$(PYTHON)" "$(VENV)"
+	touch $(STAMP)
+
+clean-venv:
+	rm -rf $(VENV)
