@@ -249,7 +249,9 @@ def test_cli_run_and_check_exact_case(tmp_path, capsys):
     assert main(["golden", "run", str(tmp_path / "in.npz"), "-o", str(tmp_path / "out.npz")]) == 0
     assert main(["golden", "check", str(tmp_path / "out.npz")]) == 0
     out = capsys.readouterr().out
-    assert "IDENTICAL" in out and "max |error diff| 0" in out
+    # E_r goes through BLAS products: identical within the check's tolerance, not bit for bit
+    # across BLAS builds (data/golden/FORMAT.md, "What is bit for bit").
+    assert "IDENTICAL" in out and "max |error diff|" in out
     arrays = case_arrays(case, replace(ours, error_trace=ours.error_trace * 1.5))
     np.savez(tmp_path / "worse.npz", **arrays)
     assert main(["golden", "check", str(tmp_path / "worse.npz"), "--against", str(src)]) == 1
