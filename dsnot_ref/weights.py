@@ -19,12 +19,13 @@ from pathlib import Path
 
 import numpy as np
 
+from . import validate
 from .errors import UserError
 from .io_utils import atomic_path
 
 INDEX_FILE = "model.safetensors.index.json"
 SINGLE_FILE = "model.safetensors"
-MAX_HEADER_BYTES = 100 * 1024 * 1024  # the safetensors format's own limit
+MAX_HEADER_BYTES = validate.MAX_SAFETENSORS_HEADER  # the safetensors library's own limit
 
 # safetensors dtype -> NumPy storage dtype (little-endian). BF16 is stored as its 16-bit pattern.
 STORAGE_DTYPES = {
@@ -85,55 +86,31 @@ def read_header(path: Path) -> dict[str, TensorEntry]:
 
 
 def read_header_and_metadata(path: Path) -> tuple[dict[str, TensorEntry], dict[str, str]]:
-    """The validated tensor entries of a safetensors file and its ``__metadata__`` ({} if none)."""
+    """The validated tensor entries of a safetensors file and its ``__metadata__`` ({} if none).
+
+    Refuses (UserError naming the file, never echoing its bytes) a non-regular file and every
+    header ``validate.safetensors_tensors`` refuses: at least what the ``safetensors`` library
+    refuses, checked before any tensor data is read.
+    """
+    path = validate.regular_file(path, "safetensors file")
     try:
         size = path.stat().st_size
         with open(path, "rb") as f:
-            prefix = f.read(8)
-            if len(prefix) < 8:
-                raise UserError(f"truncated safetensors file {path}: {size} bytes, no header")
-            (n,) = struct.unpack("<Q", prefix)
-            if n > MAX_HEADER_BYTES or 8 + n > size:
-                raise UserError(f"corrupt or truncated safetensors file {path}: header length "
-                                f"{n} does not fit in {size} bytes")
+            n = validate.safetensors_header_length(f.read(8), size, path)
             header_bytes = f.read(n)
     except OSError as exc:
         raise UserError(f"cannot read safetensors file {path}: {exc.strerror}") from None
-    try:
-        header = json.loads(header_bytes.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise UserError(f"corrupt safetensors file {path}: header is not valid JSON") from None
-    if not isinstance(header, dict):
-        raise UserError(f"corrupt safetensors file {path}: header is not a JSON object")
-    metadata = header.get("__metadata__") or {}
-    if not isinstance(metadata, dict):
-        raise UserError(f"corrupt safetensors file {path}: __metadata__ is not a JSON object")
+    if len(header_bytes) != n:
+        raise UserError(f"truncated safetensors file {path}: the header is incomplete")
     data_start = 8 + n
-    entries = {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        entries[name] = header_entry(path, name, info, data_start, size)
-    return entries, metadata
-
-
-def header_entry(path: Path, name: str, info, data_start: int, size: int) -> TensorEntry:
-    try:
-        code = info["dtype"]
-        shape = tuple(int(d) for d in info["shape"])
-        begin, end = (int(o) for o in info["data_offsets"])
-    except (KeyError, TypeError, ValueError):
-        raise UserError(f"corrupt safetensors file {path}: bad header entry for {name!r}") from None
-    if code not in STORAGE_DTYPES:
-        raise UserError(f"unsupported dtype {code} of {name!r} in {path}")
-    expected = int(np.prod(shape, dtype=np.int64)) * STORAGE_DTYPES[code].itemsize
-    if end - begin != expected or begin < 0:
-        raise UserError(f"corrupt safetensors file {path}: {name!r} has {end - begin} bytes "
-                        f"for shape {list(shape)} {code}")
-    if data_start + end > size:
-        raise UserError(f"truncated safetensors file {path}: {name!r} ends at byte "
-                        f"{data_start + end} but the file has {size}")
-    return TensorEntry(path, code, shape, data_start + begin, expected)
+    tensors = validate.safetensors_tensors(header_bytes, size - data_start, path)
+    for name, (code, _, _, _) in tensors.items():
+        if code not in STORAGE_DTYPES:
+            raise UserError(f"unsupported dtype {code} of {name!r} in {path}")
+    entries = {name: TensorEntry(path, code, shape, data_start + begin, end - begin)
+               for name, (code, shape, begin, end) in tensors.items()}
+    header = json.loads(header_bytes.decode("utf-8"))  # checked above: an object of depth <= 64
+    return entries, dict(header.get("__metadata__") or {})
 
 
 @dataclass(frozen=True)
@@ -250,10 +227,10 @@ class WeightStore:
 def weights_source(model_dir: Path) -> Path:
     """The single file or the index that lists the shards; UserError when there is neither."""
     single, index = model_dir / SINGLE_FILE, model_dir / INDEX_FILE
-    if single.is_file():
-        return single
-    if index.is_file():
-        return index
+    if single.exists():
+        return validate.regular_file(single, "safetensors file")
+    if index.exists():
+        return validate.regular_file(index, "safetensors index")
     found = sorted(p.name for p in model_dir.glob("*.safetensors"))
     if len(found) == 1:
         return model_dir / found[0]
@@ -266,10 +243,11 @@ def collect_entries(model_dir: Path, source: Path) -> dict[str, TensorEntry]:
     if source.name != INDEX_FILE:
         return read_header(source)
     shard_of = read_index(source)
+    shard_paths = {shard: validate.shard_path(shard, model_dir, source) for shard in set(shard_of.values())}
     entries: dict[str, TensorEntry] = {}
-    for shard in sorted(set(shard_of.values())):
-        shard_path = model_dir / shard
-        if not shard_path.is_file():
+    for shard in sorted(shard_paths):
+        shard_path = shard_paths[shard]
+        if not shard_path.exists():
             raise UserError(f"shard {shard} listed in {source} is missing")
         for name, entry in read_header(shard_path).items():
             if shard_of.get(name) == shard:
@@ -282,13 +260,13 @@ def collect_entries(model_dir: Path, source: Path) -> dict[str, TensorEntry]:
 
 
 def read_index(path: Path) -> dict[str, str]:
-    try:
-        index = json.loads(path.read_text(encoding="utf-8"))
-        weight_map = index["weight_map"]
-    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
-        raise UserError(f"invalid safetensors index {path}: expected JSON with a weight_map") from None
-    if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
-        raise UserError(f"invalid safetensors index {path}: weight_map must map names to files")
+    """The weight_map of a shard index; refuses bad JSON, bad types and shard names that are
+    not plain file names inside the index's directory (checked before any shard is opened)."""
+    path = Path(path)
+    index = validate.read_json_file(path, "safetensors index")
+    weight_map = validate.index_weight_map(index, path)
+    for shard in set(weight_map.values()):
+        validate.shard_path(shard, path.parent, path)
     return weight_map
 
 
