@@ -7,11 +7,12 @@ config.json generations (``rope_theta`` + ``rope_scaling`` before transformers 5
 
 from __future__ import annotations
 
-import json
 import os
+import reprlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import validate
 from .errors import UserError
 
 # architecture name -> family (one block function per family in model.py)
@@ -65,108 +66,182 @@ class ModelConfig:
 
 
 def read_config_json(path: Path) -> dict:
-    if not path.is_file():
+    """config.json as a dict; refuses a missing or non-regular file, one over 64 MiB, bad
+    UTF-8 or JSON, NaN/Infinity literals, nesting deeper than 64, anything but an object."""
+    if not path.exists():
         raise UserError(f"config.json not found: {path}")
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UserError(f"invalid JSON in {path}: {exc}") from None
-    if not isinstance(raw, dict):
-        raise UserError(f"invalid config in {path}: expected a JSON object")
-    return raw
+    raw = validate.read_json_file(path, "config")
+    return validate.json_object(raw, path, "config")
+
+
+# field -> (lowest, highest) value a model this package can run may declare
+INT_RANGES = {
+    "vocab_size": (1, 2**24),
+    "hidden_size": (1, 2**17),
+    "intermediate_size": (1, 2**20),
+    "ffn_dim": (1, 2**20),
+    "num_hidden_layers": (1, 1024),
+    "num_attention_heads": (1, 2**12),
+    "num_key_value_heads": (1, 2**12),
+    "head_dim": (1, 2**14),
+    "max_position_embeddings": (1, 2**24),
+    "word_embed_proj_dim": (1, 2**17),
+    "sliding_window": (1, 2**31 - 1),
+    "bos_token_id": (0, 2**31 - 1),
+    "eos_token_id": (0, 2**31 - 1),
+}
+REQUIRED = object()
+
+
+def shown(value) -> str:
+    """A value for an error message, cut short (never a whole hostile structure)."""
+    text = reprlib.repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def int_field(raw: dict, key: str, path: Path, default=REQUIRED) -> int:
+    """An integer field within INT_RANGES[key]; ``default`` when absent or null."""
+    value = raw.get(key)
+    if value is None:
+        if default is REQUIRED:
+            raise UserError(f"config {path} lacks required field {key!r}")
+        return default
+    low, high = INT_RANGES[key]
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise UserError(f"config {path} has an invalid value: {key} must be an integer in "
+                        f"[{low}, {high}], got {shown(value)}")
+    return value
+
+
+def float_field(raw: dict, key: str, path: Path, default: float, low: float, high: float) -> float:
+    """A finite number with low < value <= high; ``default`` when absent or null."""
+    value = raw.get(key)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low < value <= high:
+        raise UserError(f"config {path} has an invalid value: {key} must be a number in "
+                        f"({low:g}, {high:g}], got {shown(value)}")
+    return float(value)
+
+
+def bool_field(raw: dict, key: str, path: Path, default: bool) -> bool:
+    value = raw.get(key)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise UserError(f"config {path} has an invalid value: {key} must be true or false, got {shown(value)}")
+    return value
+
+
+def str_field(raw: dict, key: str, path: Path, default: str | None) -> str | None:
+    value = raw.get(key)
+    if value is None:
+        return default
+    if not isinstance(value, str) or len(value) > 64:
+        raise UserError(f"config {path} has an invalid value: {key} must be a short string, got {shown(value)}")
+    return value
 
 
 def config_from_dict(raw: dict, path: Path) -> ModelConfig:
-    """Normalise one config.json dict into a ModelConfig (``path`` is only for messages)."""
+    """Normalise one config.json dict into a ModelConfig (``path`` is only for messages).
+
+    Every field is checked for type and range (INT_RANGES) before it is used, then the
+    combination (check_consistent), then the memory it implies (check_config_memory).
+    """
     architecture = detect_architecture(raw, path)
     family = ARCHITECTURES[architecture]
-    try:
-        fields = opt_fields(raw, path) if family == "opt" else llama_fields(raw, architecture, path)
-        common = dict(
-            architecture=architecture,
-            family=family,
-            vocab_size=int(raw["vocab_size"]),
-            hidden_size=int(raw["hidden_size"]),
-            num_layers=int(raw["num_hidden_layers"]),
-            num_heads=int(raw["num_attention_heads"]),
-            max_positions=int(raw["max_position_embeddings"]),
-            tie_word_embeddings=bool(raw.get("tie_word_embeddings", family == "opt")),
-            bos_token_id=optional_int(raw.get("bos_token_id")),
-            eos_token_id=optional_int(raw.get("eos_token_id")),
-            torch_dtype=str(raw.get("torch_dtype") or raw.get("dtype") or "float32"),
-        )
-    except KeyError as exc:
-        raise UserError(f"config {path} lacks required field {exc.args[0]!r}") from None
-    except (TypeError, ValueError) as exc:
-        raise UserError(f"config {path} has an invalid value: {exc}") from None
+    fields = opt_fields(raw, path) if family == "opt" else llama_fields(raw, architecture, path)
+    common = dict(
+        architecture=architecture,
+        family=family,
+        vocab_size=int_field(raw, "vocab_size", path),
+        hidden_size=int_field(raw, "hidden_size", path),
+        num_layers=int_field(raw, "num_hidden_layers", path),
+        num_heads=int_field(raw, "num_attention_heads", path),
+        max_positions=int_field(raw, "max_position_embeddings", path),
+        tie_word_embeddings=bool_field(raw, "tie_word_embeddings", path, family == "opt"),
+        bos_token_id=token_id(raw, "bos_token_id", path),
+        eos_token_id=token_id(raw, "eos_token_id", path),
+        torch_dtype=str_field(raw, "torch_dtype", path, None) or str_field(raw, "dtype", path, None) or "float32",
+    )
     config = ModelConfig(**common, **fields)
     check_consistent(config, path)
+    check_config_memory(config, path)
     return config
 
 
 def detect_architecture(raw: dict, path: Path) -> str:
     archs = raw.get("architectures") or []
     supported = ", ".join(ARCHITECTURES)
-    if not isinstance(archs, list) or len(archs) != 1 or archs[0] not in ARCHITECTURES:
+    if not isinstance(archs, list) or len(archs) != 1 or not isinstance(archs[0], str) \
+            or archs[0] not in ARCHITECTURES:
         raise UserError(
-            f"unsupported architecture {archs!r} in {path}; supported: {supported}")
+            f"unsupported architecture {shown(archs)} in {path}; supported: {supported}")
     return archs[0]
 
 
-def optional_int(value) -> int | None:
-    if isinstance(value, list):  # e.g. Llama 3.1 lists several eos ids; keep the first
+def token_id(raw: dict, key: str, path: Path) -> int | None:
+    """A token id, or None; a list (Llama 3.1 lists several eos ids) gives its first."""
+    value = raw.get(key)
+    if isinstance(value, list):
         value = value[0] if value else None
-    return None if value is None else int(value)
+    return int_field({key: value}, key, path, default=None)
 
 
 def llama_fields(raw: dict, architecture: str, path: Path) -> dict:
     """Fields of the Llama family (Llama, Mistral, Qwen2): RMSNorm, RoPE, SwiGLU, GQA."""
     if raw.get("hidden_act", "silu") != "silu":
-        raise UserError(f"unsupported hidden_act {raw.get('hidden_act')!r} in {path} (only silu)")
-    n_heads = int(raw["num_attention_heads"])
-    head_dim = raw.get("head_dim") or int(raw["hidden_size"]) // n_heads
+        raise UserError(f"unsupported hidden_act {shown(raw.get('hidden_act'))} in {path} (only silu)")
+    n_heads = int_field(raw, "num_attention_heads", path)
+    hidden = int_field(raw, "hidden_size", path)
+    head_dim = int_field(raw, "head_dim", path, default=0) or hidden // n_heads
     rope_theta, rope_scaling = rope_settings(raw, path)
     is_qwen2 = architecture == "Qwen2ForCausalLM"
     return dict(
-        intermediate_size=int(raw["intermediate_size"]),
-        num_kv_heads=int(raw.get("num_key_value_heads") or n_heads),
-        head_dim=int(head_dim),
-        norm_eps=float(raw.get("rms_norm_eps", 1e-6)),
+        intermediate_size=int_field(raw, "intermediate_size", path),
+        num_kv_heads=int_field(raw, "num_key_value_heads", path, default=n_heads),
+        head_dim=head_dim,
+        norm_eps=float_field(raw, "rms_norm_eps", path, 1e-6, 0.0, 1.0),
         rope_theta=rope_theta,
         rope_scaling=rope_scaling,
-        attention_bias=True if is_qwen2 else bool(raw.get("attention_bias", False)),
-        mlp_bias=bool(raw.get("mlp_bias", False)),
+        attention_bias=True if is_qwen2 else bool_field(raw, "attention_bias", path, False),
+        mlp_bias=bool_field(raw, "mlp_bias", path, False),
         do_layer_norm_before=True,
-        word_embed_proj_dim=int(raw["hidden_size"]),
+        word_embed_proj_dim=hidden,
         sliding_window=sliding_window(raw, architecture, path),
     )
 
 
 def rope_settings(raw: dict, path: Path) -> tuple[float, tuple | None]:
     """(theta, llama3 scaling) from either config.json generation."""
+    for key in ("rope_parameters", "rope_scaling"):
+        if raw.get(key) is not None and not isinstance(raw[key], dict):
+            raise UserError(f"config {path} has an invalid value: {key} must be an object or null, "
+                            f"got {shown(raw[key])}")
     params = raw.get("rope_parameters")
     if isinstance(params, dict) and "rope_theta" in params:
-        theta = float(params["rope_theta"])
+        theta = float_field(params, "rope_theta", path, 10000.0, 0.0, 1e12)
         scaling = params
     else:
-        theta = float(raw.get("rope_theta", 10000.0))
+        theta = float_field(raw, "rope_theta", path, 10000.0, 0.0, 1e12)
         scaling = raw.get("rope_scaling") or params
     rope_type = (scaling or {}).get("rope_type") or (scaling or {}).get("type") or "default"
     if rope_type == "default":
         return theta, None
     if rope_type != "llama3":
         raise UserError(
-            f"unsupported rope scaling {rope_type!r} in {path}; supported: default, llama3")
+            f"unsupported rope scaling {shown(rope_type)} in {path}; supported: default, llama3")
     missing = [k for k in LLAMA3_ROPE_KEYS if k not in scaling]
     if missing:
         raise UserError(f"llama3 rope scaling in {path} lacks {', '.join(missing)}")
-    return theta, tuple(sorted((k, float(scaling[k])) for k in LLAMA3_ROPE_KEYS))
+    return theta, tuple(sorted((k, float_field(scaling, k, path, 1.0, 0.0, 2.0**24)) for k in LLAMA3_ROPE_KEYS))
 
 
 def sliding_window(raw: dict, architecture: str, path: Path) -> int | None:
-    window = raw.get("sliding_window")
     if architecture == "MistralForCausalLM":
-        return None if window is None else int(window)
+        if raw.get("sliding_window") is not None and raw["sliding_window"] == 0:
+            raise UserError(f"config {path}: sliding_window must be positive, got 0")
+        return int_field(raw, "sliding_window", path, default=None)
     if architecture == "Qwen2ForCausalLM" and raw.get("use_sliding_window"):
         raise UserError(f"Qwen2 sliding-window attention (use_sliding_window) is not supported: {path}")
     return None
@@ -176,16 +251,16 @@ def opt_fields(raw: dict, path: Path) -> dict:
     """Fields of OPT: LayerNorm, learned positions, ReLU MLP, biases."""
     act = raw.get("activation_function", "relu")
     if act != "relu":
-        raise UserError(f"unsupported OPT activation_function {act!r} in {path} (only relu)")
-    if not raw.get("layer_norm_elementwise_affine", True):
+        raise UserError(f"unsupported OPT activation_function {shown(act)} in {path} (only relu)")
+    if not bool_field(raw, "layer_norm_elementwise_affine", path, True):
         raise UserError(f"OPT without LayerNorm weights (layer_norm_elementwise_affine) is not supported: {path}")
-    if raw.get("_remove_final_layer_norm", False):
+    if bool_field(raw, "_remove_final_layer_norm", path, False):
         raise UserError(f"OPT with _remove_final_layer_norm is not supported: {path}")
-    n_heads = int(raw["num_attention_heads"])
-    hidden = int(raw["hidden_size"])
-    bias = bool(raw.get("enable_bias", True))
+    n_heads = int_field(raw, "num_attention_heads", path)
+    hidden = int_field(raw, "hidden_size", path)
+    bias = bool_field(raw, "enable_bias", path, True)
     return dict(
-        intermediate_size=int(raw["ffn_dim"]),
+        intermediate_size=int_field(raw, "ffn_dim", path),
         num_kv_heads=n_heads,
         head_dim=hidden // n_heads,
         norm_eps=1e-5,  # torch.nn.LayerNorm's default, which OPT uses
@@ -193,8 +268,8 @@ def opt_fields(raw: dict, path: Path) -> dict:
         rope_scaling=None,
         attention_bias=bias,
         mlp_bias=bias,
-        do_layer_norm_before=bool(raw.get("do_layer_norm_before", True)),
-        word_embed_proj_dim=int(raw.get("word_embed_proj_dim") or hidden),
+        do_layer_norm_before=bool_field(raw, "do_layer_norm_before", path, True),
+        word_embed_proj_dim=int_field(raw, "word_embed_proj_dim", path, default=0) or hidden,
     )
 
 
@@ -214,3 +289,37 @@ def check_consistent(config: ModelConfig, path: Path) -> None:
         raise UserError(f"config {path}: head_dim {config.head_dim} must be even for RoPE")
     if config.sliding_window is not None and config.sliding_window <= 0:
         raise UserError(f"config {path}: sliding_window must be positive, got {config.sliding_window}")
+
+
+def config_memory_terms(config: ModelConfig, itemsize: int = 4) -> dict[str, int]:
+    """Bytes of the largest arrays a config implies, whatever the data: name -> bytes.
+
+    The LM head (or tied embedding) is read whole for the logits; one decoder layer's weights
+    are in memory at a time, plus float64 C x C Hessians of its widest input for the statistics.
+    """
+    d, f, v = config.hidden_size, config.intermediate_size, config.vocab_size
+    q = config.num_heads * config.head_dim
+    kv = config.num_kv_heads * config.head_dim
+    layer = d * (2 * q + 2 * kv) + 3 * d * f
+    return {
+        f"vocab_size {v} x hidden_size {config.word_embed_proj_dim} (LM head)": v * config.word_embed_proj_dim * itemsize,
+        f"one layer's weights (hidden_size {d}, intermediate_size {f}, heads {config.num_heads} x head_dim {config.head_dim})": layer * itemsize,
+        f"intermediate_size {f} (a {f} x {f} float64 Hessian)": f * f * 8,
+        f"max_position_embeddings {config.max_positions} x hidden_size {d} (position table)":
+            (config.max_positions + 2) * d * itemsize if config.family == "opt" else 0,
+    }
+
+
+def activation_bytes(config: ModelConfig, batch: int, seq_len: int, itemsize: int = 4) -> int:
+    """Bytes of one forward chunk of ``batch`` x ``seq_len`` tokens: the residual stream and
+    MLP hidden of each sequence, a [H, L, L] block of attention scores, and one [L, V] logits."""
+    d, f = config.hidden_size, config.intermediate_size
+    per_token = 6 * d + 3 * f + 3 * config.num_heads * config.head_dim + config.vocab_size
+    return batch * seq_len * (per_token + config.num_heads * seq_len) * itemsize
+
+
+def check_config_memory(config: ModelConfig, path: Path) -> None:
+    """Refuse a config whose weights alone would not fit in memory, naming the field and figure."""
+    terms = config_memory_terms(config)
+    name, need = max(terms.items(), key=lambda kv: kv[1])
+    validate.check_memory(sum(terms.values()), f"config {path}: {name} ({validate.format_bytes(need)}, the largest term)")
