@@ -26,10 +26,12 @@ import gzip
 import hashlib
 import json
 import random
+import zlib
 from pathlib import Path
 
 import numpy as np
 
+from . import validate
 from .errors import UserError
 
 _REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -50,9 +52,7 @@ def load_tokenizer(model_dir):
     """
     from tokenizers import Tokenizer
 
-    path = Path(model_dir) / "tokenizer.json"
-    if not path.is_file():
-        raise UserError(f"no tokenizer.json in model directory {model_dir}")
+    path = validate.tokenizer_file(model_dir)
     try:
         return Tokenizer.from_file(str(path))
     except Exception as exc:  # tokenizers raises a bare Exception on a bad file
@@ -80,15 +80,33 @@ def corpus_kind(path) -> str:
 
 
 def _read_text(path: Path, universal_newlines: bool = False) -> str:
-    """The file's text; line endings kept as they are unless ``universal_newlines``."""
-    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    """The file's text; line endings kept as they are unless ``universal_newlines``.
+
+    Refuses a FIFO or other non-regular file, text that is not UTF-8, and more than
+    ``validate.MAX_CORPUS_BYTES`` of text (a .gz is decompressed up to that many bytes, never
+    further: a small archive that unpacks to gigabytes is refused, not unpacked).
+    """
+    path = validate.regular_file(path, "corpus")
+    cap = validate.MAX_CORPUS_BYTES
     try:
-        with opener(path, "rt", encoding="utf-8", newline=None if universal_newlines else "") as fh:
-            return fh.read()
+        if path.name.lower().endswith(".gz"):
+            with gzip.open(path, "rb") as fh:
+                data = fh.read(cap + 1)
+        else:
+            if path.stat().st_size > cap:
+                raise UserError(f"corpus {path} is larger than {validate.format_bytes(cap)}")
+            data = path.read_bytes()
+    except (OSError, EOFError, zlib.error) as exc:  # e.g. a truncated or non-gzip .gz
+        raise UserError(f"cannot read corpus {path}: {exc}") from None
+    if len(data) > cap:
+        raise UserError(f"corpus {path} decompresses to more than {validate.format_bytes(cap)}")
+    try:
+        text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise UserError(f"corpus {path} is not UTF-8 text (byte {exc.start})") from None
-    except (OSError, EOFError) as exc:  # e.g. a truncated or non-gzip .gz
-        raise UserError(f"cannot read corpus {path}: {exc}") from None
+    if universal_newlines:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return text
 
 
 def _json_lines_texts(path: Path, content: str) -> list[str]:
@@ -96,10 +114,14 @@ def _json_lines_texts(path: Path, content: str) -> list[str]:
     for lineno, line in enumerate(content.splitlines(), start=1):
         if not line.strip():
             continue
+        if validate.too_deep(line):
+            raise UserError(f"corpus {path} line {lineno} nests JSON deeper than {validate.MAX_JSON_DEPTH} levels")
         try:
             record = json.loads(line)
         except json.JSONDecodeError as exc:
             raise UserError(f"corpus {path} line {lineno} is not JSON: {exc.msg}") from None
+        except (ValueError, RecursionError):
+            raise UserError(f"corpus {path} line {lineno} is not JSON") from None
         if not isinstance(record, dict) or not isinstance(record.get("text"), str):
             raise UserError(f"corpus {path} line {lineno} has no string 'text' field")
         texts.append(record["text"])
@@ -128,7 +150,7 @@ def read_texts(path) -> list[str]:
     """
     path = Path(path)
     kind = corpus_kind(path)
-    if not path.is_file():
+    if not path.exists():
         raise UserError(f"corpus file {path} does not exist")
     name = path.name.lower()
     content = _read_text(path, universal_newlines=name.endswith(".raw"))
@@ -228,8 +250,11 @@ def document_windows(tokenizer, docs: list[str], n_samples: int, seqlen: int,
 def load_calibration_tokens(path, vocab_size: int, max_len: int) -> np.ndarray:
     """An integer ``.npy`` of calibration windows [S, L], checked, as int64."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise UserError(f"calibration tokens file {path} does not exist")
+    shape, _ = validate.npy_file(path, "calibration tokens")  # declared shape, checked before loading
+    if len(shape) != 2:
+        raise UserError(f"calibration tokens {path} must have shape [S, L], got {shape}")
     try:
         tokens = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:

@@ -94,6 +94,11 @@ def json_depth(text: str) -> int:
     return int(np.cumsum(steps).max(initial=0))
 
 
+def too_deep(text: str, max_depth: int = MAX_JSON_DEPTH) -> bool:
+    """Whether ``text`` nests JSON deeper than ``max_depth`` (cheap when it has few brackets)."""
+    return text.count("[") + text.count("{") > max_depth and json_depth(text) > max_depth
+
+
 def parse_json(data: bytes | str, path, what: str, max_depth: int = MAX_JSON_DEPTH):
     """The JSON value of ``data`` (one file, or one line of one).
 
@@ -104,7 +109,7 @@ def parse_json(data: bytes | str, path, what: str, max_depth: int = MAX_JSON_DEP
         text = data.decode("utf-8") if isinstance(data, bytes) else data
     except UnicodeDecodeError as exc:
         raise UserError(f"invalid {what} {path}: not UTF-8 text (byte {exc.start})") from None
-    if json_depth(text) > max_depth:
+    if too_deep(text, max_depth):
         raise UserError(f"invalid {what} {path}: JSON nested deeper than {max_depth} levels")
     try:
         return json.loads(text, parse_constant=_refuse_constant)
@@ -183,7 +188,7 @@ def safetensors_tensors(header_bytes: bytes, data_size: int, path) -> dict[str, 
 
 
 def parse_json_pairs(text: str, path) -> list[tuple[str, object]]:
-    if json_depth(text) > MAX_JSON_DEPTH:
+    if too_deep(text):
         raise UserError(f"corrupt safetensors file {path}: header nests JSON deeper than {MAX_JSON_DEPTH} levels")
     try:
         top = json.loads(text, object_pairs_hook=lambda pairs: pairs, parse_constant=_refuse_constant)
