@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import validate
 from ..backend import to_device, to_numpy
 from ..errors import UserError
 from ..io_utils import atomic_path
@@ -217,10 +218,9 @@ def write_case(path, case: GoldenCase, outputs: GoldenOutputs | None = None) -> 
 
 def _load(path) -> dict[str, np.ndarray]:
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise UserError(f"golden file {path} does not exist")
-    if not zipfile.is_zipfile(path):
-        raise UserError(f"golden file {path} is not an .npz (zip) archive")
+    validate.npz_members(path, "golden file")  # declared shapes and sizes, before any array is read
     try:
         with np.load(path, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
