@@ -432,15 +432,18 @@ def read_masks(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """Inverse of :func:`write_masks`: name -> pruned [R, C] bool; UserError naming the file."""
     path = Path(path)
     tensors, metadata = read_raw_tensors(path)
-    try:
-        shapes = json.loads(metadata["shapes"])
-    except (KeyError, TypeError, ValueError):
-        raise UserError(f"masks file {path} has no valid 'shapes' metadata; "
-                        "not a dsnot_ref masks file") from None
+    if "shapes" not in metadata:
+        raise UserError(f"masks file {path} has no valid 'shapes' metadata; not a dsnot_ref masks file")
+    shapes = validate.parse_json(metadata["shapes"], path, "masks file (its 'shapes' metadata)")
+    if not isinstance(shapes, dict):
+        raise UserError(f"masks file {path}: 'shapes' metadata is not an object of shapes")
     masks = {}
     for name, raw in tensors.items():
-        shape = tuple(shapes.get(name, ())) if isinstance(shapes, dict) else ()
-        if raw.dtype != "U8" or not shape or raw.shape != (*shape[:-1], -(-shape[-1] // 8)):
+        shape = shapes.get(name)
+        if not isinstance(shape, list) or not shape or not all(validate.is_u64(d) for d in shape):
+            raise UserError(f"masks file {path}: the 'shapes' metadata of {name!r} is not a shape")
+        shape = tuple(shape)
+        if raw.dtype != "U8" or raw.shape != (*shape[:-1], -(-shape[-1] // 8)):
             raise UserError(f"masks file {path}: tensor {name!r} is not a packed mask")
         packed = np.frombuffer(raw.data, dtype=np.uint8).reshape(raw.shape)
         bits = np.unpackbits(packed, axis=-1, count=shape[-1], bitorder="big")  # drop the padding
