@@ -312,10 +312,12 @@ def config_memory_terms(config: ModelConfig, itemsize: int = 4) -> dict[str, int
 
 def activation_bytes(config: ModelConfig, batch: int, seq_len: int, itemsize: int = 4) -> int:
     """Bytes of one forward chunk of ``batch`` x ``seq_len`` tokens: the residual stream and
-    MLP hidden of each sequence, a [H, L, L] block of attention scores, and one [L, V] logits."""
+    MLP hidden of each token, its logits, and one block of attention scores [B, H, 256, L]
+    (ops.attention works on blocks of 256 queries)."""
     d, f = config.hidden_size, config.intermediate_size
     per_token = 6 * d + 3 * f + 3 * config.num_heads * config.head_dim + config.vocab_size
-    return batch * seq_len * (per_token + config.num_heads * seq_len) * itemsize
+    scores = batch * config.num_heads * min(seq_len, 256) * seq_len
+    return (batch * seq_len * per_token + scores) * itemsize
 
 
 def check_config_memory(config: ModelConfig, path: Path) -> None:

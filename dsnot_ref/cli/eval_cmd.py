@@ -12,6 +12,8 @@ from ..errors import UserError
 from ..io_utils import atomic_write_json
 
 DTYPES = {"float32": np.float32, "float64": np.float64}
+MAX_SEQLEN = 2**20
+MAX_WINDOWS = 2**31
 
 
 def add_parser(subparsers):
@@ -67,20 +69,29 @@ def progress_bar(quiet: bool):
 
 
 def run(args) -> int:
+    from .. import validate  # noqa: PLC0415
     from ..backend import get_backend  # noqa: PLC0415
+    from ..config import activation_bytes  # noqa: PLC0415
     from ..data import BUNDLED_EVAL, eval_tokens, load_tokenizer  # noqa: PLC0415
     from ..evaluate import perplexity  # noqa: PLC0415
     from ..model import load_model  # noqa: PLC0415
 
     started = time.perf_counter()
-    if args.seqlen < 2:
-        raise UserError(f"--seqlen must be at least 2, got {args.seqlen}")
+    if not 2 <= args.seqlen <= MAX_SEQLEN:
+        raise UserError(f"--seqlen must be in [2, {MAX_SEQLEN}], got {args.seqlen}")
+    if args.max_windows is not None and not 1 <= args.max_windows <= MAX_WINDOWS:
+        raise UserError(f"--max-windows must be in [1, {MAX_WINDOWS}], got {args.max_windows}")
     model_dir = resolve_model_dir(args.model, args.quiet)
-    model = load_model(model_dir)
     dataset = Path(args.dataset) if args.dataset else Path(BUNDLED_EVAL)
-    if not dataset.is_file():
+    if not dataset.exists():
         raise UserError(f"dataset not found: {dataset}")
+    validate.regular_file(dataset, "dataset")
+    if args.results:  # refused before the work, never into the model or onto the corpus
+        validate.output_file(args.results, "--results", [model_dir, dataset])
+    model = load_model(model_dir)
     seqlen = min(args.seqlen, model.config.max_positions)
+    validate.check_memory(activation_bytes(model.config, 1, seqlen, np.dtype(DTYPES[args.dtype]).itemsize),
+                          f"eval --seqlen {seqlen} on {model_dir}")
     if seqlen < args.seqlen and not args.quiet:
         print(f"note: --seqlen capped at the model's max positions, {seqlen}", file=sys.stderr)
     tokens = eval_tokens(load_tokenizer(model_dir), dataset)

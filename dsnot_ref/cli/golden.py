@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from .. import validate
 from ..errors import UserError
 from ..methods.golden import GOLDEN_DIR, compare_outputs, inputs_equal, read_case, run_case, write_case
 
@@ -44,6 +45,7 @@ def run(args) -> int:
 
 
 def _run(args) -> int:
+    validate.output_file(args.output, "golden run -o", [args.input])  # before the work
     case, _ = read_case(args.input)
     outputs = run_case(case)
     write_case(args.output, case, outputs)
