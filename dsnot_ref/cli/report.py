@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
-from .. import report
+from .. import report, validate
 from ..errors import UserError
 from ..save import check_writable_parent
 
@@ -23,21 +22,20 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def read_results(path: Path) -> dict:
+    """A results file, typed as the report reads it (validate.results_record lists what is refused)."""
+    if not path.exists():
+        raise UserError(f"results file {path} does not exist")
     try:
-        results = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"results file {path} does not exist") from None
-    except (OSError, ValueError) as exc:
-        raise UserError(f"cannot read results file {path}: {exc}") from None
-    if not isinstance(results, dict) or "layers" not in results:
-        raise UserError(f"{path} is not a dsnot-ref results file (no 'layers')")
-    return results
+        results = validate.read_json_file(path, "results file")
+    except UserError as exc:
+        raise UserError(f"cannot read results file {path}: {str(exc).split(': ', 1)[-1]}") from None
+    return validate.results_record(results, path)
 
 
 def run(args) -> int:
     results = read_results(Path(args.results))
     if args.plot:  # refuse before printing anything
-        check_writable_parent(args.plot)
+        validate.output_file(args.plot, "--plot", [args.results])
         report.require_matplotlib(args.plot)
     print("\n".join(report.summary_lines(results)))
     print(report.layer_table(results))
