@@ -101,7 +101,7 @@ def test_official_three_cycles_by_hand():
     for fn in (dsnot, dsnot_loop):
         r = run(W8, P8, DSnoTSettings(variant="official", max_cycle_time=3), fn=fn)
         np.testing.assert_array_equal(np.nonzero(r.pruned[0])[0], [1, 4, 6, 7])
-        np.testing.assert_allclose(r.trace.eps[:, 0], [-0.2, 1.2, -0.3, 1.5], atol=1e-12)
+        np.testing.assert_allclose(r.trace.eps[:, 0], [-0.2, 1.2, -0.3, 1.5], atol=1e-6)  # float32
         np.testing.assert_array_equal(r.trace.swaps, [[0, 5, 7, 1], [0, 0, 1, 2], [0, 3, 6, 3]])
 
 

@@ -20,6 +20,7 @@ from ..errors import UserError
 # ``dsnot`` the function is imported under another name so that ``dsnot_ref.methods.dsnot``
 # stays the submodule.
 from .dsnot import DSnoTResult, DSnoTSettings, contributions, row_errors
+from .dsnot_common import arithmetic_dtype
 from .dsnot import dsnot as run_dsnot
 from .scores import check_nm, check_sparsity, initial_mask, magnitude_score, wanda_score
 
@@ -92,16 +93,17 @@ def weight_error(w_dense, w_sparse, hessian, dense_energy: float | None = None) 
     return float(xp.sum(d * (d @ h))) / dense if dense > 0 else 0.0
 
 
-def initial_score(weight, stats, method: str):
-    """Score of a one-shot pruner: small = pruned first. [R, C] -> [R, C] float64.
+def initial_score(weight, stats, method: str, dtype=np.float64):
+    """Score of a one-shot pruner: small = pruned first. [R, C] -> [R, C] in ``dtype`` (float32
+    for the official DSnoT variant, as the released code; SparseGPT's is always float64).
 
     "sparsegpt" is SparseGPT's OBS saliency W² / d² from the layer Hessian (the mask only:
     no weight update), used as DSnoT's initial mask as the spec asks.
     """
     if method == "magnitude":
-        return magnitude_score(weight)
+        return magnitude_score(weight, dtype)
     if method == "wanda":
-        return wanda_score(weight, stats.seq_sq)
+        return wanda_score(weight, stats.seq_sq, dtype)
     if method == "sparsegpt":
         if stats.hessian is None:
             raise UserError("a SparseGPT initial mask needs the Hessian statistics (LinearStats.hessian)")
@@ -151,7 +153,8 @@ def prune_linear(weight, stats, spec: PruneSpec, *, apply_dsnot: bool = True) ->
     if spec.method == "sparsegpt":
         return _prune_sparsegpt(weight, stats, spec)
     method = spec.initial_method if spec.method == "dsnot" else spec.method
-    score = initial_score(weight, stats, method)
+    dtype = arithmetic_dtype(spec.dsnot.variant) if spec.method == "dsnot" else np.float64
+    score = initial_score(weight, stats, method, dtype)
     pruned0 = initial_mask(score, spec.sparsity, spec.nm)
     energy = None if stats.hessian is None else output_energy(weight, stats.hessian)
     before = _mask_diagnostics(weight, stats, pruned0, energy)

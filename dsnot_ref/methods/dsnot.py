@@ -10,7 +10,8 @@ output error moves toward zero:
 
 Shape letters: R output rows, C input columns, K = max_cycle_time, N:M structured sparsity.
 Units: ``seq_sum`` is (1/S) Σ_s Σ_t x (the "per-sequence sum", L × mean), so ε and
-``update_threshold`` are in those units, as in the released code. All statistics are float64.
+``update_threshold`` are in those units, as in the released code. Arithmetic: float64
+(reference), float32 (official: the released code's precision, ε₀ summed in torch's order).
 
 Two variants (``DSnoTSettings.variant``):
 
@@ -102,8 +103,8 @@ import numpy as np
 
 from ..backend import array_module, to_device, to_numpy
 from ..errors import UserError
-from .dsnot_common import (DSnoTResult, DSnoTSettings, Recorder, contributions, contributions_at,
-                           floored_variance, regrowth_metric, row_errors)
+from .dsnot_common import (DSnoTResult, DSnoTSettings, Recorder, arithmetic_dtype, contributions,
+                           contributions_at, floored_variance, regrowth_metric, row_errors)
 from .dsnot_official import dsnot_official, dsnot_official_nm
 from .scores import check_nm, wanda_score
 from .selection import by_row_chunks, masked_key, row_counts, stable_smallest
@@ -301,12 +302,14 @@ def dsnot(weight, pruned0, seq_sum, seq_sq, var, settings: DSnoTSettings = DSnoT
     """
     check_inputs(weight, pruned0, seq_sum, seq_sq, var, nm, initial_score)
     xp = array_module(weight)
-    # every input on the weight's device (no-op when already there), statistics in float64
+    dtype = arithmetic_dtype(settings.variant)
+    # every input on the weight's device (no-op when already there), statistics in the
+    # variant's arithmetic (float32 for the official variant, as the released code holds them)
     pruned0 = to_device(pruned0, xp)                                      # [R, C]
-    seq_sum, seq_sq, var = (to_device(a, xp).astype(xp.float64, copy=False) for a in (seq_sum, seq_sq, var))
-    var = floored_variance(var)                                           # [C]
+    seq_sum, seq_sq, var = (to_device(a, xp).astype(dtype, copy=False) for a in (seq_sum, seq_sq, var))
+    var = floored_variance(var, dtype)                                    # [C]
     if nm is not None and initial_score is None:
-        initial_score = wanda_score(weight, seq_sq)
+        initial_score = wanda_score(weight, seq_sq, dtype)
     if initial_score is not None:
         initial_score = to_device(initial_score, xp)                      # [R, C]
     stats = (seq_sum, seq_sq, var)

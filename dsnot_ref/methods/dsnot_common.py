@@ -7,7 +7,8 @@ Settings, result and trace types, the official variant's pointer error, the erro
     c / var**γ                                regrowth_metric (var floored at VAR_FLOOR)
 
 and the per-cycle trace recorder. Units: ``seq_sum`` is the per-sequence sum (1/S) Σ_s Σ_t x,
-so ε and ``update_threshold`` are in those units; statistics are float64. The variants, their
+so ε and ``update_threshold`` are in those units. Arithmetic: float64, except the official
+variant, which computes in float32 like the released code (``arithmetic_dtype``). The variants, their
 differences and the trace format are described in methods/dsnot.py, which re-exports every
 name defined here.
 """
@@ -42,6 +43,9 @@ class DSnoTSettings:
     lookahead: int = 1                  # best of the next k growth x k pruning candidates
     cycle_fraction: float | None = None  # cycle budget int(fraction · C); None = max_cycle_time
     on_reject: str = "stop"             # "stop" the row, or "skip" the growth candidate
+    # official variant only: float32 lanes of the torch CPU sum whose order ε reproduces
+    # (methods/torch_sum.py): 8 for AVX2/ARM/default torch builds, 16 for AVX512 kernels
+    torch_sum_lanes: int = 8
 
     def __post_init__(self):
         if self.variant not in VARIANTS:
@@ -61,6 +65,15 @@ class DSnoTSettings:
             raise UserError(f"cycle_fraction must be in [0, 1], got {self.cycle_fraction!r}")
         if self.on_reject not in ("stop", "skip"):
             raise UserError(f"on_reject must be 'stop' or 'skip', got {self.on_reject!r}")
+        if self.torch_sum_lanes not in (8, 16):
+            raise UserError(f"torch_sum_lanes must be 8 or 16, got {self.torch_sum_lanes!r}")
+
+
+def arithmetic_dtype(variant: str):
+    """The float type a variant computes in: float32 for the official variant (the released
+    code keeps c, the Wanda score, ε, c / var**γ and the running ε in float32, and element-wise
+    float32 operations are IEEE-exact everywhere), float64 for the others."""
+    return np.float32 if variant == "official" else np.float64
 
 
 class DSnoTPointerError(UserError, ValueError):
@@ -99,13 +112,13 @@ class DSnoTResult:
 
 # --------------------------------------------------------------------------- the error (§3)
 
-def contributions(w, seq_sum):
+def contributions(w, seq_sum, dtype=np.float64):
     """c[r, j] = W[r, j] · seq_sum[j]: weight (r, j)'s share of the expected output.
 
-    [R, C], [C] -> [R, C] float64, in per-sequence-sum units.
+    [R, C], [C] -> [R, C] in ``dtype``, in per-sequence-sum units.
     """
     xp = array_module(w)
-    return w.astype(xp.float64, copy=False) * to_device(seq_sum, xp).astype(xp.float64, copy=False)[None, :]
+    return w.astype(dtype, copy=False) * to_device(seq_sum, xp).astype(dtype, copy=False)[None, :]
 
 
 def row_errors(c, pruned):
@@ -119,23 +132,27 @@ def row_errors(c, pruned):
     return xp.sum(c * pruned, axis=1) + 0.0
 
 
-def floored_variance(var):
-    """var as float64, floored at VAR_FLOOR (so a dead channel cannot give inf/NaN). [C] -> [C]."""
+def floored_variance(var, dtype=np.float64):
+    """var in ``dtype``, floored at VAR_FLOOR (so a dead channel cannot give inf/NaN). [C] -> [C]."""
     xp = array_module(var)
-    return xp.maximum(xp.asarray(var, dtype=xp.float64), VAR_FLOOR)
+    return xp.maximum(xp.asarray(var, dtype=dtype), dtype(VAR_FLOOR))
 
 
 def regrowth_metric(c, var, pow_of_var: float):
-    """Growth criterion c[r, j] / var[j]**γ (γ = 0: c itself). [R, C], [C] -> [R, C] float64."""
+    """Growth criterion c[r, j] / var[j]**γ (γ = 0: c itself), in c's dtype. [R, C], [C] -> [R, C].
+
+    ``var ** γ`` with NumPy's scalar-power shortcuts (γ = 1: var, 2: var·var, 0.5: sqrt), the
+    shortcuts torch.pow takes too.
+    """
     if pow_of_var == 0:
         return c
-    return c / (floored_variance(var) ** pow_of_var)[None, :]
+    return c / (floored_variance(var, c.dtype.type) ** pow_of_var)[None, :]
 
 
 def contributions_at(w, seq_sum, rows, cols):
-    """c[rows, cols] = W[rows, cols] · seq_sum[cols] without forming c. [n], [n] -> [n] float64."""
-    xp = array_module(w)
-    return w[rows, cols].astype(xp.float64) * seq_sum[cols]
+    """c[rows, cols] = W[rows, cols] · seq_sum[cols] without forming c, in seq_sum's dtype.
+    [n], [n] -> [n]."""
+    return w[rows, cols].astype(seq_sum.dtype) * seq_sum[cols]
 
 
 # --------------------------------------------------------------------------- trace recorder

@@ -25,6 +25,7 @@ from .dsnot import (
     DSnoTResult,
     DSnoTSettings,
     DSnoTTrace,
+    arithmetic_dtype,
     check_inputs,
     contributions,
     floored_variance,
@@ -32,23 +33,25 @@ from .dsnot import (
     row_errors,
 )
 from .scores import wanda_score
+from .torch_sum import torch_row_sum
 
 
 def _sign(x: float) -> int:
-    return (x > 0) - (x < 0)
+    return int(x > 0) - int(x < 0)
 
 
 class _Row:
     """Everything one row needs: its contributions, scores and initial mask as Python lists."""
 
     def __init__(self, r, c, metric, wanda, score, pruned0, eps0):
+        # NumPy scalars, not Python floats: the official variant's arithmetic stays float32
         self.r = r
-        self.c = [float(v) for v in c]
-        self.metric = [float(v) for v in metric]
-        self.wanda = [float(v) for v in wanda]
-        self.score = [float(v) for v in score]
+        self.c = list(c)
+        self.metric = list(metric)
+        self.wanda = list(wanda)
+        self.score = list(score)
         self.pruned0 = [bool(v) for v in pruned0]
-        self.eps0 = float(eps0)
+        self.eps0 = eps0
 
 
 # --------------------------------------------------------------------------- reference
@@ -153,7 +156,7 @@ def _official_row(row: _Row, settings: DSnoTSettings, nm, n_cycles: int, until_s
                 _fail("N:M pruning", row.r, cycle)
             q = min(group, key=lambda j: score[j])               # ties: lower column
         eps_after = eps + row.c[q] - row.c[g]
-        active = active and abs(eps) > settings.update_threshold
+        active = active and abs(eps) > eps.dtype.type(settings.update_threshold)
         if nm is not None or not settings.without_same_sign:
             active = active and _sign(eps_after) == sign0
         if nm is not None:
@@ -187,11 +190,15 @@ def dsnot_loop(weight, pruned0, seq_sum, seq_sq, var, settings: DSnoTSettings = 
     check_inputs(weight, pruned0, seq_sum, seq_sq, var, nm, initial_score)
     if settings.variant not in ("reference", "official"):
         raise UserError(f"dsnot_loop handles the reference and official variants, not {settings.variant!r}")
-    c = contributions(weight, seq_sum)
-    metric = regrowth_metric(c, floored_variance(var), settings.pow_of_var_regrowing)
-    wanda = wanda_score(weight, seq_sq)
-    score = wanda if initial_score is None else to_numpy(initial_score).astype(np.float64)
-    eps0 = row_errors(c, pruned0)
+    dtype = arithmetic_dtype(settings.variant)
+    c = contributions(weight, seq_sum, dtype)
+    metric = regrowth_metric(c, floored_variance(var, dtype), settings.pow_of_var_regrowing)
+    wanda = wanda_score(weight, seq_sq, dtype)
+    score = wanda if initial_score is None else to_numpy(initial_score).astype(dtype)
+    if settings.variant == "official":
+        eps0 = torch_row_sum(np.where(pruned0, c, dtype(0)), settings.torch_sum_lanes)
+    else:
+        eps0 = row_errors(c, pruned0)
     rows = [_Row(r, c[r], metric[r], wanda[r], score[r], pruned0[r], eps0[r]) for r in range(c.shape[0])]
     run_row = _reference_row if settings.variant == "reference" else _official_row
 

@@ -6,6 +6,12 @@ rule (``still_active &= |ε| > threshold``) and its mask write for every row, st
 included. How it differs from the reference variant, and which released-code defects are not
 copied (a pointer leaving its list raises ``DSnoTPointerError``): methods/dsnot.py.
 
+Arithmetic: float32, as in the released code: c = W · seq_sum, the Wanda score
+|W| · sqrt(seq_sq), c / var**γ, ε and its running updates are float32 (the statistics are
+rounded to float32 on entry), and ε is summed in the order of torch's CPU sum
+(methods/torch_sum.py), so every value and decision equals the released code's on CPU, up
+to torch's float32 sqrt, which is not correctly rounded (docs/dsnot.md §7).
+
 ``official_growth_order`` / ``official_prune_order`` are the lists' definitions; the loops read
 only the ends that K = max_cycle_time cycles can reach (``official_growth_ends`` /
 ``official_prune_ends``), selected with methods/selection.py per block of rows.
@@ -16,10 +22,11 @@ from __future__ import annotations
 
 from ..backend import array_module, to_numpy
 from .dsnot_common import (DSnoTPointerError, DSnoTSettings, Recorder, contributions, contributions_at,
-                           regrowth_metric, row_errors)
+                           regrowth_metric)
 from .scores import wanda_score
 from .selection import (by_row_chunks, masked_key, row_counts, row_entries, smallest_and_largest,
                         smallest_kept_of_each_sign, stable_largest, stable_smallest)
+from .torch_sum import torch_row_sum
 
 
 # --------------------------------------------------------------------------- official orders (§4b)
@@ -35,8 +42,14 @@ def official_growth_order(c, var, pruned0, pow_of_var: float):
                       kind="stable").astype(xp.int64)
 
 
+def official_row_errors(c, pruned0, lanes: int):
+    """ε[r] = Σ_{j pruned} c[r, j] in c's dtype, added in torch's CPU order (the released code's
+    ``torch.sum`` of c with kept entries set to 0). [R, C] -> [R]."""
+    return torch_row_sum(c * pruned0, lanes)
+
+
 def official_growth_metric(c, var, pruned0, pow_of_var: float):
-    """c / var**γ where initially pruned, 0 where kept. [R, C] -> [R, C] float64.
+    """c / var**γ where initially pruned, 0 where kept. [R, C] -> [R, C] in c's dtype.
 
     A product, not ``where``: several times faster on a random mask; a kept entry may be -0.0,
     which sorts as 0.
@@ -165,7 +178,7 @@ def read_growth_pointers(ends, c_ends, ok, n_left, n_right, go_right, cycle: int
     end (C−1, C−2, ...) (``official_growth_ends``), ``c_ends`` their contributions and ``ok``
     whether the initial mask prunes them. The left pointer has read n_left entries, the right
     one n_right. Raises DSnoTPointerError if the pointer is past its end of the list or on a
-    column that the initial mask keeps. -> (g [R] int64, c_g [R] float64).
+    column that the initial mask keeps. -> (g [R] int64, c_g [R]).
     """
     xp = array_module(ends)
     width = ends.shape[1] // 2
@@ -196,9 +209,10 @@ def read_prune_pointers(ends, c_ends, n_kept, n_left, n_right, go_right, cycle: 
 
 def official_accept(still_active, eps, eps_after, sign0, threshold: float, sign_check: bool):
     """Released code's rule: still_active &= |ε| > threshold (ε before the swap), and with the
-    sign check sign(ε_after) == sign(initial ε). -> [R] bool."""
+    sign check sign(ε_after) == sign(initial ε). The threshold is rounded to ε's dtype, as
+    torch compares a float32 tensor with a Python float. -> [R] bool."""
     xp = array_module(eps)
-    accept = still_active & (xp.abs(eps) > threshold)
+    accept = still_active & (xp.abs(eps) > eps.dtype.type(threshold))
     if sign_check:
         accept &= xp.sign(eps_after) == sign0
     return accept
@@ -214,25 +228,26 @@ def apply_official_inplace(pruned, g, q, accept):
 
 # --------------------------------------------------------------------------- official loops
 
-def official_lists(w, pruned0, seq_sum, seq_sq, var, pow_of_var: float, k: int,
+def official_lists(w, pruned0, seq_sum, seq_sq, var, pow_of_var: float, k: int, lanes: int,
                    with_pruning: bool = True):
     """ε and the reachable ends of the released code's two lists for a block of rows, each
     end with what the loop reads at its entries (so the loop never gathers from [R, C]).
 
     -> (eps [R], grow [R, 2W], c_grow [R, 2W], ok_grow [R, 2W] bool (initially pruned)
         [, n_kept [R], prune [R, 2W], c_prune [R, 2W]]); the two ends side by side, left
-    first; no pruning list for N:M. W = min(k, C).
+    first; no pruning list for N:M. W = min(k, C). Statistics and results in float32.
     """
     xp = array_module(w)
-    w = w.astype(xp.float64, copy=False)                                  # widened once for c and Wanda
-    c = contributions(w, seq_sum)                                         # [R, C]
-    eps = row_errors(c, pruned0)
+    w = w.astype(xp.float32, copy=False)                                  # converted once for c and Wanda
+    c = contributions(w, seq_sum, xp.float32)                             # [R, C]
+    eps = official_row_errors(c, pruned0, lanes)
     grow = xp.concatenate(official_growth_ends(c, var, pruned0, pow_of_var, k), axis=1)
     c_grow = xp.take_along_axis(c, grow, axis=1)
     ok_grow = xp.take_along_axis(pruned0, grow, axis=1)
     if not with_pruning:
         return eps, grow, c_grow, ok_grow
-    prune = xp.concatenate(official_prune_ends(c, wanda_score(w, seq_sq), pruned0, k), axis=1)
+    wanda = wanda_score(w, seq_sq, xp.float32)                            # [R, C]
+    prune = xp.concatenate(official_prune_ends(c, wanda, pruned0, k), axis=1)
     c_prune = xp.take_along_axis(c, xp.maximum(prune, 0), axis=1)       # -1: never read
     n_kept = pruned0.shape[1] - row_counts(pruned0)
     return eps, grow, c_grow, ok_grow, n_kept, prune, c_prune
@@ -244,7 +259,8 @@ def dsnot_official(w, pruned0, seq_sum, seq_sq, var, settings: DSnoTSettings, tr
     n_rows = w.shape[0]
     eps, grow, c_grow, ok_grow, n_kept, prune, c_prune = by_row_chunks(
         official_lists, (w, pruned0), seq_sum, seq_sq, var, settings.pow_of_var_regrowing,
-        settings.max_cycle_time)
+        settings.max_cycle_time, settings.torch_sum_lanes)
+    zero = xp.zeros((), dtype=eps.dtype)
     sign0 = xp.sign(eps)
     rec = Recorder(eps, trace)
     pruned = pruned0.copy()
@@ -262,7 +278,7 @@ def dsnot_official(w, pruned0, seq_sum, seq_sq, var, settings: DSnoTSettings, tr
         active = official_accept(active, eps, eps_after, sign0, settings.update_threshold,
                                  sign_check=not settings.without_same_sign)
         apply_official_inplace(pruned, g, q, active)
-        eps = (eps + xp.where(active, c_q, 0.0)) - xp.where(active, c_g, 0.0)
+        eps = (eps + xp.where(active, c_q, zero)) - xp.where(active, c_g, zero)
         rec.cycle(eps, active, g, q)
     return pruned, eps, rec
 
@@ -287,10 +303,11 @@ def dsnot_official_nm(w, pruned0, seq_sum, seq_sq, var, initial_score, settings:
     n_rows = w.shape[0]
     eps, grow, c_grow, ok_grow = by_row_chunks(
         official_lists, (w, pruned0), seq_sum, seq_sq, var, settings.pow_of_var_regrowing,
-        settings.max_cycle_time, False)
+        settings.max_cycle_time, settings.torch_sum_lanes, False)
+    zero = xp.zeros((), dtype=eps.dtype)
     sign0 = xp.sign(eps)
     rec = Recorder(eps, trace)
-    nm_score = xp.where(pruned0, xp.inf, xp.asarray(initial_score, dtype=xp.float64))
+    nm_score = xp.where(pruned0, xp.inf, xp.asarray(initial_score, dtype=xp.float32))
     pruned = pruned0.copy()
     rows = xp.arange(n_rows, dtype=xp.int64)
     g_left, g_right = xp.zeros(n_rows, dtype=xp.int64), xp.zeros(n_rows, dtype=xp.int64)
@@ -307,6 +324,6 @@ def dsnot_official_nm(w, pruned0, seq_sum, seq_sq, var, initial_score, settings:
                                  sign_check=True)
         nm_score[rows, q] = xp.inf        # proposed q leaves the candidates, accepted or not
         apply_official_inplace(pruned, g, q, active)
-        eps = (eps + xp.where(active, c_q, 0.0)) - xp.where(active, c_g, 0.0)
+        eps = (eps + xp.where(active, c_q, zero)) - xp.where(active, c_g, zero)
         rec.cycle(eps, active, g, q)
     return pruned, eps, rec

@@ -24,6 +24,7 @@ from ..backend import to_device, to_numpy
 from ..errors import UserError
 from ..io_utils import atomic_path
 from .dsnot import DSnoTSettings, dsnot
+from .dsnot_common import arithmetic_dtype
 from .dsnot_exact import exact_from_gram
 from .scores import initial_mask, magnitude_score, wanda_score
 
@@ -391,7 +392,12 @@ def standard_cases(n_rows: int = 8, n_cols: int = 384) -> list[GoldenCase]:
     for name, seed, method, sparsity, nm, variant, options in STANDARD_CASES:
         x, w = synthetic_activations(seed, n_rows, n_cols)
         seq_sum, seq_sq, var_pooled, var_within = layer_statistics(x)
-        score = magnitude_score(w) if method == "magnitude" else wanda_score(w, seq_sq)
+        dtype = arithmetic_dtype(variant)
+        if variant == "official":       # float32 inputs, as the released code holds them
+            w, seq_sum, seq_sq, var_within = (a.astype(dtype).astype(np.float64)
+                                              for a in (w, seq_sum, seq_sq, var_within))
+        score = magnitude_score(w, dtype) if method == "magnitude" else wanda_score(w, seq_sq, dtype)
+        score = score.astype(np.float64)
         settings = DSnoTSettings(variant=variant, **options)
         out.append(GoldenCase(
             name=name, weight=w, seq_sum=seq_sum, seq_sq=seq_sq,

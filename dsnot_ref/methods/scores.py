@@ -4,7 +4,8 @@ Shape letters: R output rows, C input columns, N:M structured sparsity (N pruned
 group of M consecutive columns). Masks are boolean ``pruned`` arrays (True = weight set to zero).
 
 Scores are float64 whatever the weight dtype, so that ties and orderings do not depend on the
-dtype the weights happen to be computed in. All sorts are stable: among equal scores the lower
+dtype the weights happen to be computed in; the official DSnoT variant asks for float32, the
+released code's precision (``dtype``). All sorts are stable: among equal scores the lower
 column index is pruned first.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 
 from ..backend import array_module, to_device
 from ..errors import UserError
@@ -39,25 +41,24 @@ def check_nm(nm) -> tuple[int, int]:
     return n, m
 
 
-def magnitude_score(w):
-    """|W|, [R, C] -> [R, C] float64. Small score = pruned first."""
-    xp = array_module(w)
-    return xp.abs(w.astype(xp.float64))
+def magnitude_score(w, dtype=np.float64):
+    """|W|, [R, C] -> [R, C] in ``dtype``. Small score = pruned first."""
+    return abs(w.astype(dtype))
 
 
-def wanda_score(w, seq_sq):
-    """Wanda score |W[r, j]| · sqrt(seq_sq[j]), [R, C], [C] -> [R, C] float64.
+def wanda_score(w, seq_sq, dtype=np.float64):
+    """Wanda score |W[r, j]| · sqrt(seq_sq[j]), [R, C], [C] -> [R, C] in ``dtype``.
 
     ``seq_sq[j] = (1/S) Σ_s Σ_t x[s,t,j]²`` is the squared L2 norm of input column j
     (per calibration sequence); its square root is Wanda's activation norm.
     """
     xp = array_module(w)
-    seq_sq = to_device(seq_sq, xp).astype(xp.float64, copy=False)          # [C] on w's device
+    seq_sq = to_device(seq_sq, xp).astype(dtype, copy=False)               # [C] on w's device
     if seq_sq.shape != (w.shape[1],):
         raise UserError(f"seq_sq has shape {seq_sq.shape}, expected ({w.shape[1]},) for weight {w.shape}")
     if bool(xp.any(seq_sq < 0)):
         raise UserError("seq_sq has negative entries; it is a sum of squares")
-    return xp.abs(w.astype(xp.float64, copy=False)) * xp.sqrt(seq_sq)[None, :]  # [R, C] * [1, C]
+    return xp.abs(w.astype(dtype, copy=False)) * xp.sqrt(seq_sq)[None, :]   # [R, C] * [1, C]
 
 
 def _check_score(score) -> None:

@@ -1,0 +1,99 @@
+"""A float32 row sum added in the order of torch's CPU sum kernel.
+
+The released DSnoT computes each row's ε with ``torch.sum(x, dim=1)`` on a float32 [R, C]
+tensor. A float32 sum's value depends on the order of its additions, so reproducing the
+released ε bit for bit means adding in torch's order. On CPU that order is fixed by
+aten/src/ATen/native/cpu/SumKernel.cpp (``cascade_sum`` -> ``vectorized_inner_sum`` ->
+``row_sum`` -> ``multi_row_sum``, float32 accumulators) and by one machine constant, the SIMD
+width V = ``Vectorized<float>::size()``: 8 on AVX2, ARM and default builds, 16 when torch runs
+its AVX512 kernels (``torch.backends.cpu.get_cpu_capability()``). For a contiguous row:
+
+1. the first V·⌊C/V⌋ entries are read as ⌊C/V⌋ vectors of V lanes;
+2. ``row_sum`` adds the vectors with 4 independent accumulators (vector i goes to
+   accumulator i mod 4) through ``multi_row_sum``'s 4-level cascade, then the vectors left
+   over after the last group of 4 into accumulator 0, then accumulators 1, 2, 3 into 0;
+3. the scalar result starts at 0, adds the C mod V tail entries in order, then the V lanes
+   of the vector accumulator in lane order, and is added to the zero-filled output.
+
+Every step is an element-wise float32 addition in a fixed order (no ``np.sum``, whose
+pairwise order is NumPy's choice), so the result equals torch's on any machine with IEEE
+float32. Rows are independent: torch parallelises a row reduction over rows only.
+On a GPU torch sums in another order (a tree per block), so the released code run on a GPU
+can give a different ε in the last bits, and then decide a threshold crossing differently.
+"""
+
+from __future__ import annotations
+
+from ..backend import array_module
+
+TORCH_ILP = 4         # row_sum's independent accumulators (``ilp_factor``)
+TORCH_LEVELS = 4      # multi_row_sum's cascade levels (``num_levels``)
+
+
+def ceil_log2(n: int) -> int:
+    """torch's ``utils::CeilLog2``: 1 for n <= 2, else ⌈log2 n⌉."""
+    return 1 if n <= 2 else (n - 1).bit_length()
+
+
+def multi_row_sum(blocks):
+    """torch's ``multi_row_sum``: sum n blocks of ``TORCH_ILP`` items with a 4-level cascade.
+
+    Level 0 adds 2**p consecutive blocks (p = max(4, ⌈log2 n⌉ / 4)), then is added into
+    level 1, and so on, so that only sums of similar size meet. [R, n, 4, ...] -> [R, 4, ...].
+    """
+    xp = array_module(blocks)
+    n = blocks.shape[1]
+    power = max(4, ceil_log2(n) // TORCH_LEVELS)
+    step = 1 << power
+    zero = xp.zeros((blocks.shape[0], *blocks.shape[2:]), dtype=blocks.dtype)   # [R, 4, ...]
+    acc = [zero] * TORCH_LEVELS
+    i = 0
+    while i + step <= n:
+        for _ in range(step):
+            acc[0] = acc[0] + blocks[:, i]
+            i += 1
+        for level in range(1, TORCH_LEVELS):
+            acc[level] = acc[level] + acc[level - 1]
+            acc[level - 1] = zero
+            if i & ((step - 1) << (level * power)):
+                break
+    for j in range(i, n):
+        acc[0] = acc[0] + blocks[:, j]
+    total = acc[0]
+    for level in range(1, TORCH_LEVELS):
+        total = total + acc[level]
+    return total
+
+
+def ilp_row_sum(items):
+    """torch's ``row_sum``: items i -> accumulator i mod 4, leftovers into accumulator 0,
+    then accumulators 1, 2, 3 into 0. [R, n, ...] -> [R, ...]."""
+    n_rows, n = items.shape[:2]
+    n_groups = n // TORCH_ILP
+    groups = items[:, :n_groups * TORCH_ILP].reshape(n_rows, n_groups, TORCH_ILP, *items.shape[2:])
+    partial = multi_row_sum(groups)                                       # [R, 4, ...]
+    total = partial[:, 0]
+    for j in range(n_groups * TORCH_ILP, n):
+        total = total + items[:, j]
+    for k in range(1, TORCH_ILP):
+        total = total + partial[:, k]
+    return total
+
+
+def torch_row_sum(x, lanes: int = 8):
+    """Σ_j x[r, j] in x's dtype, in the order of torch's CPU ``sum(dim=1)`` with SIMD width
+    ``lanes`` (8: AVX2/ARM/default, 16: AVX512). [R, C] -> [R]."""
+    xp = array_module(x)
+    n_rows, n_cols = x.shape
+    zero = xp.zeros(n_rows, dtype=x.dtype)
+    if n_cols < lanes:                                # scalar_inner_sum
+        return zero + ilp_row_sum(x)
+    n_vec = n_cols // lanes
+    vectors = x[:, :n_vec * lanes].reshape(n_rows, n_vec, lanes)          # [R, n_vec, V]
+    lane_sums = ilp_row_sum(vectors)                                      # [R, V]
+    total = zero
+    for j in range(n_vec * lanes, n_cols):                                # tail, in order
+        total = total + x[:, j]
+    for lane in range(lanes):
+        total = total + lane_sums[:, lane]
+    return zero + total                               # added to the zero-filled output
