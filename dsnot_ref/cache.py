@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import validate
 from .errors import UserError
 from .io_utils import atomic_path, atomic_write_json
 
@@ -238,9 +239,13 @@ def read_manifest(run_dir: Path) -> dict | None:
     if not path.exists():
         return None
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UserError(f"run manifest {path} is not valid JSON ({exc}); delete the run directory") from None
+        manifest = validate.read_json_file(path, "run manifest")
+    except UserError as exc:
+        raise UserError(f"run manifest {path} is not valid JSON ({str(exc).split(': ', 1)[-1]}); "
+                        "delete the run directory") from None
+    if not isinstance(manifest, dict):
+        raise UserError(f"run manifest {path} is not a JSON object; delete the run directory")
+    return manifest
 
 
 def open_run(run_dir: Path, identity: dict, tokens_hash: str, settings: dict, num_layers: int) -> dict:

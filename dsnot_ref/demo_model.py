@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import validate
 from .errors import UserError
 from .io_utils import atomic_directory
 
@@ -75,10 +76,12 @@ _SPECIAL_TOKEN_TYPES = (3, 4)
 def cache_home() -> Path:
     """The cache root: $DSNOT_REF_HOME, else $XDG_CACHE_HOME/dsnot_ref, else ~/.cache/dsnot_ref."""
     if os.environ.get("DSNOT_REF_HOME"):
-        return Path(os.environ["DSNOT_REF_HOME"]).expanduser()
-    if os.environ.get("XDG_CACHE_HOME"):
-        return Path(os.environ["XDG_CACHE_HOME"]).expanduser() / "dsnot_ref"
-    return Path.home() / ".cache" / "dsnot_ref"
+        home = Path(os.environ["DSNOT_REF_HOME"]).expanduser()
+    elif os.environ.get("XDG_CACHE_HOME"):
+        home = Path(os.environ["XDG_CACHE_HOME"]).expanduser() / "dsnot_ref"
+    else:
+        home = Path.home() / ".cache" / "dsnot_ref"
+    return validate.cache_home_dir(home)
 
 
 def demo_model_dir(name: str = "smollm2-135m") -> Path:

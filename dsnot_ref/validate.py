@@ -448,9 +448,14 @@ def output_file(path, flag: str, inputs=()) -> Path:
 
 
 def cache_home_dir(path: Path) -> Path:
-    """The cache root ($DSNOT_REF_HOME ...). Refuses one that exists and is not a directory."""
-    if path.exists() and not path.is_dir():
-        raise UserError(f"cache directory {path} (DSNOT_REF_HOME or XDG_CACHE_HOME) is not a directory")
+    """The cache root ($DSNOT_REF_HOME ...). Refuses one that exists and is not a directory, or
+    whose nearest existing ancestor is not a directory."""
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UserError(f"cache directory {path} (DSNOT_REF_HOME or XDG_CACHE_HOME) is not a directory "
+                        f"({existing} is a file)")
     return path
 
 

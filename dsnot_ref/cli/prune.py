@@ -33,6 +33,7 @@ from .prune_args import (  # noqa: F401
     PruneJob,
     add_parser,
     check_positive,
+    check_resources,
     check_results_path,
     one_line_errors,
     option,
@@ -64,6 +65,7 @@ def execute(job: PruneJob, calib_tokens: np.ndarray | None = None, eval_tokens: 
         model = model_lib.load_model(model_dir)
         seqlen = resolve_seqlen(job.seqlen, model.config, "--seqlen")
         eval_seqlen = resolve_seqlen(job.eval_seqlen or seqlen, model.config, "--eval-seqlen")
+        check_resources(job, model.config, seqlen, eval_seqlen)
     with clock("calibration"):
         if calib_tokens is None and job.method != "dense":
             calib_tokens = load_calibration(job, model, seqlen)
@@ -175,7 +177,7 @@ def prune(job: PruneJob, model, calib_tokens: np.ndarray):
         chunk_size=job.chunk_size, dtype=job.dtype, backend=job.backend, recon_error=job.recon_error,
     )
     run_dir = job.run_dir or default_run_dir(model, calib_tokens, settings)
-    report_existing_run(run_dir, job.quiet)
+    existed, earlier_run = run_dir.exists(), report_existing_run(run_dir, job.quiet)
     bar = progress_bar(job.quiet, total=model.config.num_layers, desc="layers", unit="layer")
     chunks = progress_bar(job.quiet, total=1, desc="chunks", unit="chunk", position=1)
 
@@ -195,9 +197,10 @@ def prune(job: PruneJob, model, calib_tokens: np.ndarray):
         return pipeline.prune_model(model, calib_tokens, settings, run_dir, progress=progress,
                                     keep_cache=job.keep_cache, chunk_progress=chunk_progress)
     except Exception:
-        # A deterministic failure would fail again: leave nothing behind in the default place.
-        if job.run_dir is None and not job.keep_cache:
-            shutil.rmtree(run_dir, ignore_errors=True)
+        # A deterministic failure would fail again: take back what this command wrote. An
+        # explicit --run-dir that held an earlier run keeps it (README, "Errors").
+        if not job.keep_cache and not (job.run_dir is not None and earlier_run):
+            remove_run_dir(run_dir, keep_dir=existed and job.run_dir is not None)
         raise
     except BaseException:
         # Interrupted (Ctrl-C): keep the finished layers so that the same command resumes.
@@ -221,8 +224,21 @@ def default_run_dir(model, calib_tokens: np.ndarray, settings) -> Path:
     return cache_home() / "runs" / hashlib.sha256(key.encode("utf-8")).hexdigest()[:16]
 
 
-def report_existing_run(run_dir: Path, quiet: bool) -> None:
-    """Say so when a run directory left by an earlier (killed) run is about to be resumed."""
+def remove_run_dir(run_dir: Path, keep_dir: bool) -> None:
+    """Delete a run directory, or only its contents when it existed (empty) before the command."""
+    if not keep_dir:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        return
+    for p in run_dir.iterdir() if run_dir.is_dir() else ():
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
+
+
+def report_existing_run(run_dir: Path, quiet: bool) -> bool:
+    """Say so when a run directory left by an earlier (killed) run is about to be resumed;
+    whether there is one."""
     from .. import cache  # noqa: PLC0415
 
     manifest = cache.read_manifest(run_dir) if run_dir.is_dir() else None
@@ -231,6 +247,7 @@ def report_existing_run(run_dir: Path, quiet: bool) -> None:
         print(f"dsnot-ref: found a run directory left by an earlier run: {run_dir} ({size:.1f} MiB, "
               f"{manifest.get('layers_done', 0)} of {manifest.get('num_layers', '?')} layers done); resuming",
               file=sys.stderr)
+    return manifest is not None
 
 
 def progress_bar(quiet: bool, **kwargs):

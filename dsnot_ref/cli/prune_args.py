@@ -233,8 +233,7 @@ def validate(args) -> PruneJob:
     skip_sub = parse_choice(args.skip_sub_layer, ("none", "no_skip", *SUB_LAYERS), "--skip-sub-layer")
     without_same_sign = parse_bool(args.without_same_sign, "--without-same-sign")
     on_reject = parse_choice(args.on_reject, ("stop", "skip"), "--on-reject")
-    if args.lookahead < 1:
-        raise UserError(f"--lookahead must be >= 1, got {args.lookahead}")
+    check_flag_bounds(args)
     if args.cycle_fraction is not None and not 0 <= args.cycle_fraction <= 1:
         raise UserError(f"--cycle-fraction must be in [0, 1], got {args.cycle_fraction}")
     dtype = parse_choice(args.dtype, ("float32", "float64"), "--dtype")
@@ -259,7 +258,7 @@ def validate(args) -> PruneJob:
         save.check_output_dir(model_dir, save_model, args.overwrite)
     results = Path(args.results) if args.results else None
     if results is not None:
-        check_results_path(results, model_dir)
+        check_results_path(results, model_dir, (calibration, calibration_tokens, eval_dataset))
     run_dir = Path(args.run_dir) if args.run_dir else None
     if run_dir is not None:
         check_run_dir(model_dir, run_dir)
@@ -285,14 +284,70 @@ def default_eval_path() -> Path:
     return Path(data.BUNDLED_EVAL)
 
 
-def check_results_path(results: Path, model_dir: Path) -> None:
-    from ..save import check_writable_parent  # noqa: PLC0415
+def check_results_path(results: Path, model_dir: Path, inputs=()) -> None:
+    """Refuses what validate.output_file refuses: a directory, a device or FIFO, a path in the
+    model directory or equal to an input file, an unwritable parent."""
+    from .. import validate as checks  # noqa: PLC0415
 
-    if results.is_dir():
-        raise UserError(f"--results {results} is a directory; give a file name such as results.json")
-    if model_dir.resolve() in results.resolve().parents:
-        raise UserError(f"--results {results} is inside the input model directory {model_dir}")
-    check_writable_parent(results)
+    checks.output_file(results, "--results", [model_dir, *inputs])
+
+
+# flag -> (lowest, highest): what a run can take (memory and disk are checked later against
+# the model, in check_resources)
+FLAG_BOUNDS = {
+    "nsamples": (1, 2**20), "seqlen": (2, 2**20), "eval_seqlen": (2, 2**20), "chunk_size": (1, 2**12),
+    "max_cycle_time": (0, 2**20), "lookahead": (1, 2**16), "eval_max_windows": (1, 2**31),
+    "seed": (-(2**63), 2**63 - 1),
+}
+
+
+def check_flag_bounds(args) -> None:
+    """Every integer flag within FLAG_BOUNDS; every float flag finite (one line naming the flag)."""
+    for name, (low, high) in FLAG_BOUNDS.items():
+        value = getattr(args, name, None)
+        if value is not None and not low <= value <= high:
+            bound = f">= {low}" if value < low else f"<= {high}"
+            raise UserError(f"--{name.replace('_', '-')} must be {bound}, got {value}")
+    for name in ("sparsity_ratio", "update_threshold", "pow_of_var_regrowing", "cycle_fraction"):
+        value = getattr(args, name, None)
+        if value is not None and not np.isfinite(value):
+            raise UserError(f"--{name.replace('_', '-')} must be a finite number, got {value}")
+    if args.update_threshold < 0:
+        raise UserError(f"--update-threshold must be >= 0, got {args.update_threshold}")
+
+
+def check_resources(job: PruneJob, config, seqlen: int, eval_seqlen: int) -> None:
+    """Refuse a run whose arrays cannot fit, before any is allocated: the calibration tokens and
+    one forward chunk in memory, the activation cache (inputs and outputs of a layer) on disk,
+    the exact variant's [R, k, k] candidate table."""
+    import shutil  # noqa: PLC0415
+
+    from .. import validate as checks  # noqa: PLC0415
+    from ..config import activation_bytes  # noqa: PLC0415
+    from ..demo_model import cache_home  # noqa: PLC0415
+    from ..model import linear_shapes  # noqa: PLC0415
+
+    itemsize = np.dtype(job.dtype).itemsize
+    n_seq = job.nsamples
+    if job.calibration_tokens is not None:
+        shape = checks.npy_file(job.calibration_tokens, "calibration tokens")[0]
+        n_seq, seqlen = shape if len(shape) == 2 else (1, 1)  # another shape is refused when loading
+    if job.method != "dense":
+        need = n_seq * seqlen * 8 + activation_bytes(config, min(job.chunk_size, n_seq), seqlen, itemsize)
+        checks.check_memory(need, f"--nsamples {n_seq} x --seqlen {seqlen} (chunk {job.chunk_size})")
+        cache_bytes = 2 * n_seq * seqlen * config.hidden_size * itemsize
+        where = (job.run_dir or checks.cache_home_dir(cache_home())).resolve()
+        while not where.exists():
+            where = where.parent
+        free = shutil.disk_usage(where).free
+        if cache_bytes > free:
+            raise UserError(f"--nsamples {n_seq} x --seqlen {seqlen}: the activation cache needs about "
+                            f"{checks.format_bytes(cache_bytes)} of disk, {where} has {checks.format_bytes(free)} free")
+    if job.method == "dsnot" and job.dsnot_variant == "exact":
+        table = max(r * min(job.lookahead, c) ** 2 * 8 * 4 for r, c in linear_shapes(config).values())
+        checks.check_memory(table, f"--lookahead {job.lookahead} (the exact variant's [R, k, k] candidates)")
+    if job.eval_dataset is not None:
+        checks.check_memory(activation_bytes(config, 1, eval_seqlen, itemsize), f"--eval-seqlen {eval_seqlen}")
 
 
 def check_run_dir(model_dir: Path, run_dir: Path) -> None:
