@@ -41,13 +41,14 @@ from pathlib import Path
 
 import numpy as np
 
-from . import cache
+from . import cache, layer_profile
 from . import model as model_lib
 from .backend import array_module, get_backend, to_device, to_numpy
 from .data import tokens_hash
 from .errors import UserError
 from .io_utils import atomic_write_json
 from .methods import PruneSpec, needs_hessian, prune_linear
+from .methods.owl import OwlSettings
 from .stats import StatsAccumulator
 from .weights import OverlayStore, read_masks, save_safetensors_atomic, write_masks
 
@@ -76,8 +77,11 @@ class PipelineSettings:
     dtype: str = "float32"  # compute and activation-cache dtype
     backend: str = "numpy"  # "numpy" | "cupy"
     recon_error: bool = True  # accumulate Hessians for the reconstruction-error diagnostics
+    profile: OwlSettings | None = None  # None: every layer at spec.sparsity; else OWL (docs/owl.md)
 
     def __post_init__(self):
+        if self.profile is not None and self.spec.nm is not None:
+            raise UserError("the OWL sparsity profile is for unstructured sparsity; N:M stays uniform")
         if self.skip_layer not in (None, "no_skip", *SKIP_GROUPS):
             raise UserError(f"skip_layer must be one of no_skip, {', '.join(SKIP_GROUPS)}; got {self.skip_layer!r}")
         if not isinstance(self.chunk_size, int) or self.chunk_size < 1:
@@ -102,6 +106,7 @@ class PruneRun:
     mask_files: list[Path]
     timings: dict[str, float] = field(default_factory=lambda: dict.fromkeys(TIMING_KEYS, 0.0))
     keep_cache: bool = False
+    profile: dict | None = None  # OWL: outlier_ratios, layer_params, layer_sparsities, seconds
 
     def weights_store(self) -> OverlayStore:
         """The pruned model: the input checkpoint overlaid with the pruned layer files (lazy)."""
@@ -445,8 +450,12 @@ def run_layers(model, tokens: np.ndarray, settings: PipelineSettings, run_dir: P
         cache.activation_path(run_dir, j).unlink(missing_ok=True)
     if done < n_layers and not cache.activation_path(run_dir, done).exists():
         raise UserError(f"run directory {run_dir} lacks the inputs of layer {done}; delete it and rerun")
+    profile = None
+    if settings.profile is not None:
+        profile = layer_profile.owl_profile(model, run_dir, settings.spec.sparsity, settings.profile,
+                                            settings.chunk_size, DTYPES[settings.dtype], xp, tick)
     for i in range(done, n_layers):
-        diagnostics = prune_one_layer(model, i, settings, run_dir, xp, tick)
+        diagnostics = prune_one_layer(model, i, layer_settings(settings, profile, i), run_dir, xp, tick)
         manifest = cache.mark_layers_done(run_dir, manifest, i + 1)
         cache.activation_path(run_dir, i).unlink(missing_ok=True)  # no longer needed
         add_timings(timings, diagnostics["timings"])
@@ -459,7 +468,16 @@ def run_layers(model, tokens: np.ndarray, settings: PipelineSettings, run_dir: P
         layer_files=[cache.layer_weights_path(run_dir, i) for i in range(n_layers)],
         mask_files=[cache.layer_masks_path(run_dir, i) for i in range(n_layers)],
         timings=timings,
+        profile=profile,
     )
+
+
+def layer_settings(settings: PipelineSettings, profile: dict | None, i: int) -> PipelineSettings:
+    """The settings of layer i: its own sparsity under a profile (one PruneSpec per layer)."""
+    if profile is None:
+        return settings
+    spec = dataclasses.replace(settings.spec, sparsity=profile["layer_sparsities"][i])
+    return dataclasses.replace(settings, spec=spec)
 
 
 def add_timings(total: dict, more: dict) -> None:

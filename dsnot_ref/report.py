@@ -10,7 +10,11 @@ The results JSON of ``dsnot-ref prune --results`` (written by dsnot_ref/cli/prun
                  name, layer, sublayer, shape, sparsity, dsnot (bool: adjusted by DSnoT)
                  and the method's diagnostics: eps_before, eps_after (mean |ε| of the rows),
                  swaps, recon_before, recon_after (relative calibration reconstruction error)
-    sparsity     requested, overall (fraction of zeros over all pruned linear weights)
+    profile      kind ("uniform" | "owl"); for OWL also m, lambda, budget and per decoder layer:
+                 outlier_ratios (share of Wanda scores above m x the layer mean), layer_params,
+                 layer_sparsities (requested of each layer), seconds (the dense pass)
+    sparsity     requested, overall (fraction of zeros over all pruned linear weights),
+                 per_layer (per weight), per_decoder_layer, requested_per_decoder_layer (OWL)
     perplexity   pruned (and dense when computed): perplexity, n_windows, n_tokens, seqlen
     times        seconds per phase: load, calibration, prune, eval, save, total
 """
@@ -89,6 +93,15 @@ def summary_lines(results: dict) -> list[str]:
         )
     elif sparsity:
         lines.append("sparsity check: no linear weight was pruned")
+    per_decoder = sparsity.get("per_decoder_layer") or []
+    if number_list(per_decoder) and per_decoder:
+        requested = sparsity.get("requested_per_decoder_layer")
+        if not (number_list(requested) and len(requested) == len(per_decoder)):
+            requested = None
+        pairs = [f"{i}: {a:.4f}" if requested is None else f"{i}: {requested[i]:.4f} -> {a:.4f}"
+                 for i, a in enumerate(per_decoder)]
+        what = "requested -> achieved" if requested is not None else "achieved"
+        lines.append(f"per decoder layer ({what}): " + ", ".join(pairs))
     for which, ppl in (results.get("perplexity") or {}).items():
         if ppl:
             lines.append(
@@ -98,6 +111,43 @@ def summary_lines(results: dict) -> list[str]:
     if times:
         lines.append("times (s): " + ", ".join(f"{k} {v:.1f}" for k, v in times.items()))
     return lines
+
+
+def profile_rows(results: dict) -> list[dict]:
+    """One row per decoder layer of an OWL run: outlier ratio, requested and achieved sparsity."""
+    profile = results.get("profile") or {}
+    if not isinstance(profile, dict) or profile.get("kind") != "owl":
+        return []
+    achieved = (results.get("sparsity") or {}).get("per_decoder_layer") or []
+    ratios, sparsities = profile.get("outlier_ratios"), profile.get("layer_sparsities")
+    if not (number_list(ratios) and number_list(sparsities) and len(ratios) == len(sparsities)
+            and number_list(achieved) and all(isinstance(profile.get(k), (int, float)) for k in ("m", "lambda"))):
+        raise UserError("the results' OWL profile is malformed (outlier_ratios, layer_sparsities, m, lambda)")
+    return [
+        {"layer": i, "outlier": 100.0 * d, "requested": p, "achieved": achieved[i] if i < len(achieved) else None}
+        for i, (d, p) in enumerate(zip(profile["outlier_ratios"], profile["layer_sparsities"]))
+    ]
+
+
+def number_list(value) -> bool:
+    return isinstance(value, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+
+
+def profile_table(results: dict) -> str:
+    """The OWL profile of a results dict, one row per decoder layer ('' for a uniform run)."""
+    rows = profile_rows(results)
+    if not rows:
+        return ""
+    profile = results["profile"]
+    title = (f"OWL profile (M {profile['m']:g}, lambda {profile['lambda']:g}, budget {profile['budget']}; "
+             f"dense pass {profile.get('seconds', float('nan')):.1f} s)")
+    columns = (
+        ("layer", "layer", "{}"),
+        ("outlier", "outliers (%)", "{:.3f}"),
+        ("requested", "requested", "{:.4f}"),
+        ("achieved", "achieved", "{:.4f}"),
+    )
+    return title + "\n" + format_table(rows, columns)
 
 
 def method_label(settings: dict) -> str:
@@ -177,6 +227,38 @@ def plot_layers(results: dict, path) -> Path:
         ax.legend()
     axes[-1].set_xticks(x)
     axes[-1].set_xticklabels([row.get("name", str(i)) for i, row in enumerate(rows)], rotation=90, fontsize=6)
+    fig.tight_layout()
+    path = Path(path)
+    from .io_utils import atomic_path  # noqa: PLC0415
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_profile(results: dict, path) -> Path:
+    """Figure of an OWL run as PNG: outlier ratio per decoder layer, and its requested and
+    achieved sparsity beside the overall target."""
+    rows = profile_rows(results)
+    if not rows:
+        raise UserError("the results have no OWL profile to plot (run prune with --sparsity-profile owl)")
+    plt = require_matplotlib(path)
+    x = [row["layer"] for row in rows]
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(max(6.0, 0.25 * len(rows)), 6.0), sharex=True)
+    top.bar(x, [row["outlier"] for row in rows], color="tab:gray")
+    top.set_ylabel("outliers (%)")
+    top.set_title(f"share of Wanda scores above {results['profile']['m']:g} x the layer mean")
+    bottom.plot(x, [row["requested"] for row in rows], marker="o", label="OWL, requested")
+    achieved = [float("nan") if row["achieved"] is None else row["achieved"] for row in rows]
+    bottom.plot(x, achieved, marker="x", linestyle="", label="achieved")
+    bottom.axhline(float(results.get("sparsity", {}).get("requested", float("nan"))), color="k",
+                   linestyle="--", linewidth=1, label="uniform")
+    bottom.set_ylabel("sparsity")
+    bottom.set_xlabel("decoder layer")
+    bottom.set_xticks(x)
+    bottom.tick_params(axis="x", labelsize=7)
+    bottom.legend()
     fig.tight_layout()
     path = Path(path)
     from .io_utils import atomic_path  # noqa: PLC0415

@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -78,7 +79,8 @@ def execute(job: PruneJob, calib_tokens: np.ndarray | None = None, eval_tokens: 
             run = prune(job, model, calib_tokens)
         store, masks, layers = run.weights_store(), dict(run.masks()), layer_rows(run.diagnostics, job.method == "dsnot")
     try:
-        sparsity = sparsity_check(store, masks, job.sparsity)
+        profile = run.profile if run is not None else None
+        sparsity = sparsity_check(store, masks, job.sparsity, profile["layer_sparsities"] if profile else None)
         perplexity = {}
         if eval_tokens is not None:
             with clock("eval"):
@@ -99,6 +101,7 @@ def execute(job: PruneJob, calib_tokens: np.ndarray | None = None, eval_tokens: 
         "versions": versions(),
         "calibration": calibration_record(job, calib_tokens),
         "layers": layers,
+        "profile": profile_record(job, profile),
         "sparsity": sparsity,
         "perplexity": perplexity,
         "times": clock.total(),
@@ -168,6 +171,22 @@ def prune_spec(job: PruneJob):
     )
 
 
+def owl_settings(job: PruneJob):
+    """The pipeline's OWL settings, or None for the uniform profile."""
+    if job.sparsity_profile != "owl":
+        return None
+    from ..methods.owl import OwlSettings  # noqa: PLC0415
+
+    return OwlSettings(m=job.owl_m, lam=job.owl_lambda, budget=job.owl_budget)
+
+
+def profile_record(job: PruneJob, profile: dict | None) -> dict:
+    """The results file's 'profile': kind, OWL settings, per-layer outlier ratios and sparsities."""
+    if profile is None:
+        return {"kind": job.sparsity_profile}
+    return {"kind": "owl", "m": job.owl_m, "lambda": job.owl_lambda, "budget": job.owl_budget, **profile}
+
+
 def prune(job: PruneJob, model, calib_tokens: np.ndarray):
     """Run the pipeline with a layer progress bar and one summary line per layer (stderr)."""
     from .. import cache, pipeline  # noqa: PLC0415
@@ -175,6 +194,7 @@ def prune(job: PruneJob, model, calib_tokens: np.ndarray):
     settings = pipeline.PipelineSettings(
         spec=prune_spec(job), skip_layer=job.skip_layer, skip_sub_layer=job.skip_sub_layer,
         chunk_size=job.chunk_size, dtype=job.dtype, backend=job.backend, recon_error=job.recon_error,
+        profile=owl_settings(job),
     )
     run_dir = job.run_dir or default_run_dir(model, calib_tokens, settings)
     existed, earlier_run = run_dir.exists(), report_existing_run(run_dir, job.quiet)
@@ -301,16 +321,33 @@ def layer_rows(diagnostics: list[dict], dsnot_ran: bool) -> list[dict]:
     return rows
 
 
-def sparsity_check(store, masks: dict[str, np.ndarray], requested: float) -> dict:
-    """The actual fraction of zeros of every pruned linear weight (read back from the weights)."""
+def sparsity_check(store, masks: dict[str, np.ndarray], requested: float, requested_per_layer=None) -> dict:
+    """The actual fraction of zeros of every pruned linear weight (read back from the weights),
+    overall and per decoder layer (all its linear weights together); with a per-layer profile,
+    also the sparsity each layer was asked for."""
     per_layer, zeros, total = {}, 0, 0
+    by_layer: dict[int, list[int]] = {}  # decoder layer -> [zeros, weights]
     for name in masks:
         w = store.get(name, dtype=np.float32)  # [R, C]
         n_zero = int(np.count_nonzero(w == 0))
         per_layer[name] = n_zero / w.size
         zeros, total = zeros + n_zero, total + w.size
+        counts = by_layer.setdefault(decoder_layer_index(name), [0, 0])
+        counts[0], counts[1] = counts[0] + n_zero, counts[1] + w.size
     overall = zeros / total if total else 0.0
-    return {"requested": requested, "overall": overall, "per_layer": per_layer}
+    check = {"requested": requested, "overall": overall, "per_layer": per_layer,
+             "per_decoder_layer": [z / n for _, (z, n) in sorted(by_layer.items())]}
+    if requested_per_layer is not None:
+        check["requested_per_decoder_layer"] = [float(p) for p in requested_per_layer]
+    return check
+
+
+def decoder_layer_index(name: str) -> int:
+    """3 for 'model.layers.3.self_attn.q_proj.weight' (or 'model.decoder.layers.3. ...')."""
+    match = re.search(r"\.layers\.(\d+)\.", name)
+    if match is None:
+        raise ValueError(f"{name} is not a decoder layer weight")
+    return int(match.group(1))
 
 
 def measure_perplexity(model, tokens: np.ndarray, seqlen: int, job: PruneJob) -> dict:

@@ -69,6 +69,10 @@ def add_prune_arguments(p: argparse.ArgumentParser) -> None:
     option(p, "lookahead", type=int, default=1, metavar="K", help="exact variant: best swap among the next K x K candidates (default 1)")
     option(p, "cycle_fraction", type=float, default=None, metavar="F", help="exact variant: cycle budget int(F x row width) instead of --max-cycle-time")
     option(p, "on_reject", default="stop", metavar="MODE", help="exact variant: a row whose swap would not lower its error: stop | skip (default stop)")
+    option(p, "sparsity_profile", default="uniform", metavar="PROFILE", help="uniform | owl: every decoder layer at the requested sparsity, or OWL's per-layer sparsities (unstructured only; docs/owl.md)")
+    option(p, "owl_m", type=float, default=None, metavar="M", help="OWL: a Wanda score is an outlier above M x its layer's mean (default 5)")
+    option(p, "owl_lambda", type=float, default=None, metavar="LAMBDA", help="OWL: layer sparsities spread over a band of width 2 x LAMBDA (default 0.08)")
+    option(p, "owl_budget", default=None, metavar="BUDGET", help="OWL: released (centred by layer count, as the released code) | exact (parameter-weighted, clipped to [0, 0.99]; default released)")
     option(p, "calibration", default=None, metavar="FILE", help="calibration text (.txt, .jsonl[.gz], .json.gz; default the bundled corpus)")
     option(p, "calibration_tokens", default=None, metavar="FILE.npy", help="calibration token ids, int [S, L] (instead of --calibration)")
     option(p, "eval_dataset", default=None, metavar="FILE", help="evaluation text (default the bundled corpus; 'none' skips evaluation)")
@@ -140,6 +144,10 @@ class PruneJob:
     chunk_size: int
     quiet: bool
     recon_error: bool = True  # gather Hessians for the reconstruction-error diagnostics
+    sparsity_profile: str = "uniform"  # "uniform" | "owl"
+    owl_m: float = 5.0
+    owl_lambda: float = 0.08
+    owl_budget: str = "released"  # "released" | "exact"
 
     def settings_record(self) -> dict:
         """JSON-ready settings (paths as strings)."""
@@ -246,6 +254,7 @@ def validate(args) -> PruneJob:
         raise UserError(f"--max-cycle-time must be >= 0, got {args.max_cycle_time}")
     if args.calibration and args.calibration_tokens:
         raise UserError("give --calibration or --calibration-tokens, not both")
+    profile = parse_profile(args, method, nm)
 
     model_dir, alias = resolve_model(args.model)
     calibration = existing_file(args.calibration, "--calibration")
@@ -274,8 +283,34 @@ def validate(args) -> PruneJob:
         calibration_tokens=calibration_tokens, eval_dataset=eval_dataset, eval_seqlen=args.eval_seqlen,
         eval_max_windows=args.eval_max_windows, save_model=save_model, overwrite=args.overwrite,
         results=results, backend=backend_name, dtype=dtype, run_dir=run_dir, keep_cache=args.keep_cache,
-        chunk_size=args.chunk_size, quiet=args.quiet, recon_error=not args.no_recon_error,
+        chunk_size=args.chunk_size, quiet=args.quiet, recon_error=not args.no_recon_error, **profile,
     )
+
+
+def parse_profile(args, method: str, nm) -> dict:
+    """sparsity_profile, owl_m, owl_lambda, owl_budget from their flags; OWL flags need --sparsity-profile owl."""
+    from ..methods.owl import BUDGETS, EXACT_CAP, OwlSettings  # noqa: PLC0415
+
+    profile = parse_choice(args.sparsity_profile, ("uniform", "owl"), "--sparsity-profile")
+    given = [flag for flag, value in (("--owl-m", args.owl_m), ("--owl-lambda", args.owl_lambda),
+                                      ("--owl-budget", args.owl_budget)) if value is not None]
+    if profile == "uniform":
+        if given:
+            raise UserError(f"{given[0]} only applies to --sparsity-profile owl")
+        return {"sparsity_profile": profile}
+    if method == "dense":
+        raise UserError("--sparsity-profile owl needs a pruning method, not dense")
+    if nm is not None:
+        raise UserError("--sparsity-profile owl is for unstructured sparsity; N:M patterns stay uniform")
+    if args.owl_budget is not None and args.owl_budget.strip().lower() == "exact" and args.sparsity_ratio > EXACT_CAP:
+        raise UserError(f"--owl-budget exact caps every layer at {EXACT_CAP}; --sparsity-ratio {args.sparsity_ratio} is above it")
+    defaults = OwlSettings()
+    settings = OwlSettings(
+        m=defaults.m if args.owl_m is None else args.owl_m,
+        lam=defaults.lam if args.owl_lambda is None else args.owl_lambda,
+        budget=defaults.budget if args.owl_budget is None else parse_choice(args.owl_budget, BUDGETS, "--owl-budget"),
+    )
+    return {"sparsity_profile": profile, "owl_m": settings.m, "owl_lambda": settings.lam, "owl_budget": settings.budget}
 
 
 def default_eval_path() -> Path:

@@ -18,6 +18,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     p.add_argument("results", metavar="RESULTS.json", help="written by dsnot-ref prune --results")
     p.add_argument("--plot", metavar="FILE.png", help="also draw mean |eps| and reconstruction error per layer (needs matplotlib)")
+    p.add_argument("--plot-profile", metavar="FILE.png", help="also draw an OWL run's outlier ratio and sparsity per decoder layer")
     return p
 
 
@@ -37,9 +38,19 @@ def run(args) -> int:
     if args.plot:  # refuse before printing anything
         validate.output_file(args.plot, "--plot", [args.results])
         report.require_matplotlib(args.plot)
+    if args.plot_profile:
+        if not report.profile_rows(results):
+            raise UserError(f"--plot-profile: {args.results} has no OWL profile (run prune with --sparsity-profile owl)")
+        validate.output_file(args.plot_profile, "--plot-profile", [args.results])
+        report.require_matplotlib(args.plot_profile)
     print("\n".join(report.summary_lines(results)))
     print(report.layer_table(results))
+    if report.profile_rows(results):
+        print(report.profile_table(results))
     if args.plot:
         report.plot_layers(results, args.plot)
         print(f"figure written to {args.plot}")
+    if args.plot_profile:
+        report.plot_profile(results, args.plot_profile)
+        print(f"figure written to {args.plot_profile}")
     return 0
