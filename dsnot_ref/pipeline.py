@@ -22,6 +22,10 @@ as the released lib/prune_opt.py treats them). ``skip_layer`` names a group (Non
 none); ``skip_sub_layer`` names a sublayer by its last name component ("q_proj", "fc1"). A
 skipped sublayer keeps its initial mask (``apply_dsnot=False``).
 
+Layerwise sparsity (``profile``: OWL, docs/owl.md): before layer 0, ``layer_profile.owl_profile``
+makes one dense pass over the same calibration windows, streamed the same way, and gives every
+layer its own sparsity; layer i is pruned with a copy of ``spec`` that carries it.
+
 Resuming: the run directory's manifest records the inputs and the number of finished layers.
 Calling ``prune_model`` again with the same model, tokens and settings after a crash continues
 at the first unfinished layer; since every layer reads its inputs from disk in both cases, the
