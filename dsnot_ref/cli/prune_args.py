@@ -370,7 +370,8 @@ def check_resources(job: PruneJob, config, seqlen: int, eval_seqlen: int) -> Non
     if job.method != "dense":
         need = n_seq * seqlen * 8 + activation_bytes(config, min(job.chunk_size, n_seq), seqlen, itemsize)
         checks.check_memory(need, f"--nsamples {n_seq} x --seqlen {seqlen} (chunk {job.chunk_size})")
-        cache_bytes = 2 * n_seq * seqlen * config.hidden_size * itemsize
+        files = 3 if job.sparsity_profile == "owl" else 2  # OWL's dense pass also keeps the embeddings
+        cache_bytes = files * n_seq * seqlen * config.hidden_size * itemsize
         where = (job.run_dir or checks.cache_home_dir(cache_home())).resolve()
         while not where.exists():
             where = where.parent
