@@ -151,7 +151,7 @@ def load_eval_tokens(job: PruneJob, model_dir: Path) -> np.ndarray:
 
 
 def prune_spec(job: PruneJob):
-    from ..methods import DSnoTSettings, PruneSpec  # noqa: PLC0415
+    from ..methods import DSnoTSettings, PruneSpec, SwapSettings  # noqa: PLC0415
 
     return PruneSpec(
         method=job.method,
@@ -168,6 +168,8 @@ def prune_spec(job: PruneJob):
             cycle_fraction=job.cycle_fraction,
             on_reject=job.on_reject,
         ),
+        swaps=SwapSettings(max_swaps=job.swap_max_iter, tol=job.swap_tol, window=job.swap_window,
+                           refresh=job.swap_refresh),
     )
 
 

@@ -16,8 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
+from ..methods.swaps import SwapSettings
 
-METHODS = ("magnitude", "wanda", "sparsegpt", "dsnot", "dense")
+METHODS = ("magnitude", "wanda", "sparsegpt", "dsnot", "swaps", "dense")
 INITIAL_METHODS = ("magnitude", "wanda", "sparsegpt")
 VARIANTS = ("reference", "official", "exact")
 SKIP_LAYERS = {"mlp": "mlp", "self_attn": "self_attn", "none": None, "no_skip": None}
@@ -25,6 +26,7 @@ SUB_LAYERS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "d
 TRUE_WORDS, FALSE_WORDS = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
 DEMO_ALIASES = ("smollm2-135m",)
 DEFAULT_SEQLEN = 2048
+SWAP_DEFAULTS = SwapSettings()
 
 
 # --- argument parsing -------------------------------------------------------------------------
@@ -52,8 +54,8 @@ def one_line_errors(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 def add_prune_arguments(p: argparse.ArgumentParser) -> None:
     """The flags of `prune` (strings are checked in :func:`validate`, not by argparse)."""
     option(p, "model", required=True, help="HF model directory, or the alias smollm2-135m")
-    option(p, "prune_method", default="dsnot", metavar="METHOD", help="magnitude | wanda | sparsegpt | dsnot | dense (default dsnot)")
-    option(p, "initial_method", default=None, metavar="METHOD", help="DSnoT's initial mask: magnitude | wanda | sparsegpt (default wanda)")
+    option(p, "prune_method", default="dsnot", metavar="METHOD", help="magnitude | wanda | sparsegpt | dsnot | swaps (SparseSwaps) | dense (default dsnot)")
+    option(p, "initial_method", default=None, metavar="METHOD", help="initial mask of dsnot and swaps: magnitude | wanda | sparsegpt (default wanda)")
     option(p, "sparsity_ratio", type=float, default=None, metavar="P", help="fraction of weights pruned, in [0, 1)")
     option(p, "sparsity_type", default="unstructured", metavar="TYPE", help="unstructured | 2:4 | 4:8 | N:M")
     option(p, "nsamples", type=int, default=128, help="calibration sequences S (default 128; a tokens file brings its own S)")
@@ -62,13 +64,17 @@ def add_prune_arguments(p: argparse.ArgumentParser) -> None:
     option(p, "max_cycle_time", type=int, default=50, help="DSnoT: cycles per row (default 50)")
     option(p, "update_threshold", type=float, default=0.1, help="DSnoT: stop when |eps| is below (default 0.1)")
     option(p, "pow_of_var_regrowing", type=float, default=1.0, help="DSnoT: power of the variance in the growth order (default 1)")
-    option(p, "skip_layer", default="mlp", help="DSnoT leaves this group alone: mlp | self_attn | none (default mlp)")
+    option(p, "skip_layer", default=None, help="DSnoT (or swaps) leaves this group alone: mlp | self_attn | none (default mlp for dsnot, none for swaps)")
     option(p, "skip_sub_layer", default="none", help="DSnoT leaves this sublayer alone, e.g. q_proj, fc1 (default none)")
     option(p, "without_same_sign", default="true", metavar="BOOL", help="official variant: sign check off (true, default) or on (false)")
     option(p, "dsnot_variant", default="reference", metavar="VARIANT", help="reference | official | exact (default reference)")
     option(p, "lookahead", type=int, default=1, metavar="K", help="exact variant: best swap among the next K x K candidates (default 1)")
     option(p, "cycle_fraction", type=float, default=None, metavar="F", help="exact variant: cycle budget int(F x row width) instead of --max-cycle-time")
     option(p, "on_reject", default="stop", metavar="MODE", help="exact variant: a row whose swap would not lower its error: stop | skip (default stop)")
+    option(p, "swap_max_iter", type=int, default=None, metavar="N", help=f"swaps: at most N swaps per row (default {SWAP_DEFAULTS.max_swaps})")
+    option(p, "swap_tol", type=float, default=None, metavar="T", help=f"swaps: a swap must lower the row's error by more than T x the error (default {SWAP_DEFAULTS.tol:g})")
+    option(p, "swap_window", type=int, default=None, metavar="K", help=f"swaps: K regrowth x K pruning candidates per round; 0 = all pairs (default {SWAP_DEFAULTS.window})")
+    option(p, "swap_refresh", type=int, default=None, metavar="P", help=f"swaps: swaps per round before the candidates are rebuilt (default {SWAP_DEFAULTS.refresh})")
     option(p, "sparsity_profile", default="uniform", metavar="PROFILE", help="uniform | owl: every decoder layer at the requested sparsity, or OWL's per-layer sparsities (unstructured only; docs/owl.md)")
     option(p, "owl_m", type=float, default=None, metavar="M", help="OWL: a Wanda score is an outlier above M x its layer's mean (default 5)")
     option(p, "owl_lambda", type=float, default=None, metavar="LAMBDA", help="OWL: layer sparsities spread over a band of width 2 x LAMBDA (default 0.08)")
@@ -148,6 +154,10 @@ class PruneJob:
     owl_m: float = 5.0
     owl_lambda: float = 0.08
     owl_budget: str = "released"  # "released" | "exact"
+    swap_max_iter: int = SWAP_DEFAULTS.max_swaps  # method "swaps" (docs/swaps.md)
+    swap_tol: float = SWAP_DEFAULTS.tol
+    swap_window: int = SWAP_DEFAULTS.window
+    swap_refresh: int = SWAP_DEFAULTS.refresh
 
     def settings_record(self) -> dict:
         """JSON-ready settings (paths as strings)."""
@@ -232,12 +242,13 @@ def validate(args) -> PruneJob:
     from .. import backend, save  # noqa: PLC0415
 
     method = parse_choice(args.prune_method, METHODS, "--prune-method")
-    if args.initial_method is not None and method != "dsnot":
-        raise UserError(f"--initial-method only applies to --prune-method dsnot, not {method}")
+    if args.initial_method is not None and method not in ("dsnot", "swaps"):
+        raise UserError(f"--initial-method only applies to --prune-method dsnot or swaps, not {method}")
     initial = parse_choice(args.initial_method or "wanda", INITIAL_METHODS, "--initial-method")
     sparsity, nm, kind = parse_sparsity(args.sparsity_ratio, args.sparsity_type, method)
     variant = parse_choice(args.dsnot_variant, VARIANTS, "--dsnot-variant")
-    skip_layer = SKIP_LAYERS[parse_choice(args.skip_layer, tuple(SKIP_LAYERS), "--skip-layer")]
+    skip_text = args.skip_layer or ("none" if method == "swaps" else "mlp")
+    skip_layer = SKIP_LAYERS[parse_choice(skip_text, tuple(SKIP_LAYERS), "--skip-layer")]
     skip_sub = parse_choice(args.skip_sub_layer, ("none", "no_skip", *SUB_LAYERS), "--skip-sub-layer")
     without_same_sign = parse_bool(args.without_same_sign, "--without-same-sign")
     on_reject = parse_choice(args.on_reject, ("stop", "skip"), "--on-reject")
@@ -284,7 +295,19 @@ def validate(args) -> PruneJob:
         eval_max_windows=args.eval_max_windows, save_model=save_model, overwrite=args.overwrite,
         results=results, backend=backend_name, dtype=dtype, run_dir=run_dir, keep_cache=args.keep_cache,
         chunk_size=args.chunk_size, quiet=args.quiet, recon_error=not args.no_recon_error, **profile,
+        **parse_swaps(args, method),
     )
+
+
+def parse_swaps(args, method: str) -> dict:
+    """swap_max_iter, swap_tol, swap_window, swap_refresh; their flags need --prune-method swaps."""
+    flags = {"swap_max_iter": "max_swaps", "swap_tol": "tol", "swap_window": "window", "swap_refresh": "refresh"}
+    given = {name: getattr(args, name) for name in flags if getattr(args, name) is not None}
+    if given and method != "swaps":
+        names = ", ".join("--" + name.replace("_", "-") for name in given)
+        raise UserError(f"{names} only apply to --prune-method swaps, not {method}")
+    settings = SwapSettings(**{flags[name]: value for name, value in given.items()})  # UserError if out of range
+    return {name: getattr(settings, field) for name, field in flags.items()}
 
 
 def parse_profile(args, method: str, nm) -> dict:

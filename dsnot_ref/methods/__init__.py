@@ -23,18 +23,20 @@ from .dsnot import DSnoTResult, DSnoTSettings, contributions, row_errors
 from .dsnot_common import arithmetic_dtype
 from .dsnot import dsnot as run_dsnot
 from .scores import check_nm, check_sparsity, initial_mask, magnitude_score, wanda_score
+from .swaps import SwapSettings, sparse_swaps
 
-METHODS = ("dense", "magnitude", "wanda", "sparsegpt", "dsnot")
+METHODS = ("dense", "magnitude", "wanda", "sparsegpt", "dsnot", "swaps")
 INITIAL_METHODS = ("magnitude", "wanda", "sparsegpt")
 
 
 @dataclass(frozen=True)
 class PruneSpec:
-    method: str                          # "dense" | "magnitude" | "wanda" | "sparsegpt" | "dsnot"
+    method: str                          # "dense" | "magnitude" | "wanda" | "sparsegpt" | "dsnot" | "swaps"
     sparsity: float                      # in [0, 1); must equal N/M when nm is set
     nm: tuple[int, int] | None = None
-    initial_method: str = "wanda"        # for method="dsnot"
+    initial_method: str = "wanda"        # for method="dsnot" and "swaps"
     dsnot: DSnoTSettings = field(default_factory=DSnoTSettings)
+    swaps: SwapSettings = field(default_factory=SwapSettings)   # method="swaps" (SparseSwaps)
 
     def __post_init__(self):
         if self.method not in METHODS:
@@ -57,9 +59,9 @@ class PruneResult:
 
 def needs_hessian(spec: PruneSpec) -> bool:
     """True when pruning needs the [C, C] Hessian: SparseGPT (standalone or as DSnoT's initial
-    mask) and the exact DSnoT variant. The reconstruction-error diagnostics also use it when
-    the pipeline gathers it anyway."""
-    if spec.method == "sparsegpt":
+    mask), the exact DSnoT variant and the SparseSwaps refiner (method "swaps"). The
+    reconstruction-error diagnostics also use it when the pipeline gathers it anyway."""
+    if spec.method in ("sparsegpt", "swaps"):
         return True
     return spec.method == "dsnot" and (spec.initial_method == "sparsegpt" or spec.dsnot.variant == "exact")
 
@@ -152,7 +154,7 @@ def prune_linear(weight, stats, spec: PruneSpec, *, apply_dsnot: bool = True) ->
         return PruneResult(weight, xp.zeros(weight.shape, dtype=xp.bool_), {"sparsity": 0.0})
     if spec.method == "sparsegpt":
         return _prune_sparsegpt(weight, stats, spec)
-    method = spec.initial_method if spec.method == "dsnot" else spec.method
+    method = spec.initial_method if spec.method in ("dsnot", "swaps") else spec.method
     dtype = arithmetic_dtype(spec.dsnot.variant) if spec.method == "dsnot" else np.float64
     score = initial_score(weight, stats, method, dtype)
     pruned0 = initial_mask(score, spec.sparsity, spec.nm)
@@ -162,7 +164,10 @@ def prune_linear(weight, stats, spec: PruneSpec, *, apply_dsnot: bool = True) ->
     if "recon" in before:
         diagnostics["recon_before"] = before["recon"]
     pruned = pruned0
-    if spec.method == "dsnot" and apply_dsnot:
+    if spec.method == "swaps" and apply_dsnot:
+        pruned, extra = sparse_swaps(weight, pruned0, stats, spec.swaps, nm=spec.nm)
+        diagnostics.update(extra)
+    elif spec.method == "dsnot" and apply_dsnot:
         pruned, extra = _run_dsnot(weight, stats, spec, pruned0, score)
         diagnostics.update(extra)
     else:
@@ -212,6 +217,7 @@ __all__ = [
     "DSnoTSettings",
     "PruneResult",
     "PruneSpec",
+    "SwapSettings",
     "initial_score",
     "needs_hessian",
     "output_energy",
