@@ -55,7 +55,7 @@ class ModelConfig:
     def from_file(cls, path: str | os.PathLike) -> ModelConfig:
         """Read ``config.json`` (or ``DIR/config.json``); UserError on anything unsupported."""
         path = Path(path)
-        if path.is_dir():
+        if path.is_dir() and path.name != "config.json":  # a directory named config.json is refused
             path = path / "config.json"
         raw = read_config_json(path)
         return config_from_dict(raw, path)

@@ -90,8 +90,7 @@ def _read_text(path: Path, universal_newlines: bool = False) -> str:
     cap = validate.MAX_CORPUS_BYTES
     try:
         if path.name.lower().endswith(".gz"):
-            with gzip.open(path, "rb") as fh:
-                data = fh.read(cap + 1)
+            data = gunzip_capped(path, cap)
         else:
             if path.stat().st_size > cap:
                 raise UserError(f"corpus {path} is larger than {validate.format_bytes(cap)}")
@@ -107,6 +106,44 @@ def _read_text(path: Path, universal_newlines: bool = False) -> str:
     if universal_newlines:
         text = text.replace("\r\n", "\n").replace("\r", "\n")
     return text
+
+
+MAX_GZIP_RATIO = 200  # text compresses 3-10x; deflate's most is ~1000x (a bomb, not text)
+
+
+def gunzip_capped(path: Path, cap: int, max_ratio: int = MAX_GZIP_RATIO) -> bytes:
+    """The decompressed bytes of a gzip file (every member), stopping once past ``cap`` bytes.
+
+    UserError when the output passes ``cap``, or passes 64 MiB at more than ``max_ratio``
+    output bytes per compressed byte read (a decompression bomb is refused after 64 MiB).
+    """
+    out = bytearray()
+    inflate = zlib.decompressobj(wbits=31)
+    with open(path, "rb") as f:
+        data = f.read(2**20)
+        n_read = len(data)
+        while data and len(out) <= cap:
+            out += inflate.decompress(data, min(cap + 1 - len(out), 2**24))
+            if len(out) > 2**26 and len(out) > max_ratio * n_read:
+                raise UserError(f"corpus {path} decompresses at more than {max_ratio}:1 "
+                                "(a decompression bomb, not text)")
+            if inflate.eof:  # the end of one member; what follows may be another
+                data = inflate.unused_data
+                if not data:
+                    data = f.read(2**20)
+                    n_read += len(data)
+                if data:
+                    inflate = zlib.decompressobj(wbits=31)
+            else:
+                data = inflate.unconsumed_tail
+                if not data:
+                    data = f.read(2**20)
+                    n_read += len(data)
+    if len(out) > cap:
+        raise UserError(f"corpus {path} decompresses to more than {validate.format_bytes(cap)}")
+    if not inflate.eof:
+        raise EOFError("compressed file ended before the end-of-stream marker was reached")
+    return bytes(out)
 
 
 def _json_lines_texts(path: Path, content: str) -> list[str]:

@@ -106,8 +106,8 @@ def check_writable_parent(path) -> None:
 def read_masks(model_dir) -> dict[str, np.ndarray] | None:
     """The masks saved with a pruned model (name -> pruned [R, C] bool), or None if it has none."""
     path = Path(model_dir) / MASKS_FILE
-    if not path.is_file():
-        return None
+    if not path.exists() and not path.is_symlink():
+        return None  # anything else there (a FIFO, a directory) is refused by the reader
     return read_masks_file(path)
 
 

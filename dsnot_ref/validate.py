@@ -4,7 +4,7 @@ Every function here refuses with a ``UserError`` whose one line names the file (
 the problem, and never echoes the file's bytes. They read at most a bounded prefix of a file
 (a header), never allocate what a file merely declares, and never follow a path out of the
 directory it must stay in. Callers: ``weights`` (safetensors, index), ``config``, ``data``
-(corpora, token arrays), ``methods.golden``, ``cli.report`` and every command that writes.
+(corpora, token arrays), ``golden``, ``cli.report`` and every command that writes.
 """
 
 from __future__ import annotations
@@ -187,14 +187,18 @@ def safetensors_tensors(header_bytes: bytes, data_size: int, path) -> dict[str, 
     return tensors
 
 
+class JsonObjectPairs(list):
+    """A JSON object as its (key, value) pairs in file order (repeated keys kept)."""
+
+
 def parse_json_pairs(text: str, path) -> list[tuple[str, object]]:
     if too_deep(text):
         raise UserError(f"corrupt safetensors file {path}: header nests JSON deeper than {MAX_JSON_DEPTH} levels")
     try:
-        top = json.loads(text, object_pairs_hook=lambda pairs: pairs, parse_constant=_refuse_constant)
+        top = json.loads(text, object_pairs_hook=JsonObjectPairs, parse_constant=_refuse_constant)
     except (ValueError, RecursionError):
         raise UserError(f"corrupt safetensors file {path}: header is not valid JSON") from None
-    if not isinstance(top, list) or not all(isinstance(p, tuple) for p in top):
+    if not isinstance(top, JsonObjectPairs):
         raise UserError(f"corrupt safetensors file {path}: header is not a JSON object")
     return top
 
@@ -203,22 +207,22 @@ def metadata_strings(info, path) -> None:
     """``__metadata__``: null, or an object whose values are all strings."""
     if info is None:
         return
-    if not isinstance(info, list) or not all(isinstance(v, str) for _, v in info):
+    if not isinstance(info, JsonObjectPairs) or not all(isinstance(v, str) for _, v in info):
         raise UserError(f"corrupt safetensors file {path}: __metadata__ is not an object of strings")
 
 
 def safetensors_entry(name: str, info, path) -> tuple[str, tuple[int, ...], int, int]:
     """(dtype, shape, begin, end) of one header entry (an object as a list of pairs)."""
-    fields = dict(info) if isinstance(info, list) else None
+    fields = dict(info) if isinstance(info, JsonObjectPairs) else None
     if fields is None or not {"dtype", "shape", "data_offsets"} <= fields.keys():
         raise UserError(f"corrupt safetensors file {path}: bad header entry for {name!r}")
     code, shape, offsets = fields["dtype"], fields["shape"], fields["data_offsets"]
     if not isinstance(code, str) or code not in SAFETENSORS_DTYPE_SIZES:
         shown = code if isinstance(code, str) and len(code) <= 16 else type(code).__name__
         raise UserError(f"corrupt safetensors file {path}: unknown dtype {shown!r} of {name!r}")
-    if not isinstance(shape, list) or not all(is_u64(d) for d in shape):
+    if not is_json_array(shape) or not all(is_u64(d) for d in shape):
         raise UserError(f"corrupt safetensors file {path}: shape of {name!r} is not a list of non-negative integers")
-    if not isinstance(offsets, list) or len(offsets) != 2 or not all(is_u64(o) for o in offsets):
+    if not is_json_array(offsets) or len(offsets) != 2 or not all(is_u64(o) for o in offsets):
         raise UserError(f"corrupt safetensors file {path}: data_offsets of {name!r} is not [begin, end]")
     count = 1
     for d in shape:
@@ -232,6 +236,11 @@ def safetensors_entry(name: str, info, path) -> tuple[str, tuple[int, ...], int,
         raise UserError(f"corrupt safetensors file {path}: {name!r} has {end - begin} bytes for "
                         f"shape {shape} {code}")
     return code, tuple(shape), begin, end
+
+
+def is_json_array(value) -> bool:
+    """A JSON array as ``parse_json_pairs`` returns it (objects come back as JsonObjectPairs)."""
+    return isinstance(value, list) and not isinstance(value, JsonObjectPairs)
 
 
 def is_u64(value) -> bool:

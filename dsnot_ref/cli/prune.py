@@ -17,6 +17,7 @@ stderr; the results to stdout.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import platform
@@ -200,6 +201,7 @@ def prune(job: PruneJob, model, calib_tokens: np.ndarray):
     )
     run_dir = job.run_dir or default_run_dir(model, calib_tokens, settings)
     existed, earlier_run = run_dir.exists(), report_existing_run(run_dir, job.quiet)
+    first_existing = next(p for p in (run_dir, *run_dir.parents) if p.exists())
     bar = progress_bar(job.quiet, total=model.config.num_layers, desc="layers", unit="layer")
     chunks = progress_bar(job.quiet, total=1, desc="chunks", unit="chunk", position=1)
 
@@ -222,7 +224,7 @@ def prune(job: PruneJob, model, calib_tokens: np.ndarray):
         # A deterministic failure would fail again: take back what this command wrote. An
         # explicit --run-dir that held an earlier run keeps it (README, "Errors").
         if not job.keep_cache and not (job.run_dir is not None and earlier_run):
-            remove_run_dir(run_dir, keep_dir=existed and job.run_dir is not None)
+            remove_run_dir(run_dir, keep_dir=existed and job.run_dir is not None, up_to=first_existing)
         raise
     except BaseException:
         # Interrupted (Ctrl-C): keep the finished layers so that the same command resumes.
@@ -246,10 +248,16 @@ def default_run_dir(model, calib_tokens: np.ndarray, settings) -> Path:
     return cache_home() / "runs" / hashlib.sha256(key.encode("utf-8")).hexdigest()[:16]
 
 
-def remove_run_dir(run_dir: Path, keep_dir: bool) -> None:
-    """Delete a run directory, or only its contents when it existed (empty) before the command."""
+def remove_run_dir(run_dir: Path, keep_dir: bool, up_to: Path) -> None:
+    """Delete a run directory and the parents made for it (below ``up_to``, which existed), or
+    only its contents when it existed (empty) before the command."""
     if not keep_dir:
         shutil.rmtree(run_dir, ignore_errors=True)
+        for parent in run_dir.parents:
+            if parent == up_to or not parent.is_relative_to(up_to):
+                break
+            with contextlib.suppress(OSError):
+                parent.rmdir()  # only if empty
         return
     for p in run_dir.iterdir() if run_dir.is_dir() else ():
         if p.is_dir() and not p.is_symlink():

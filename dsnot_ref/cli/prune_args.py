@@ -226,10 +226,12 @@ def resolve_model(text: str) -> tuple[Path, str | None]:
 def existing_file(text: str | None, flag: str) -> Path | None:
     if text is None:
         return None
+    from .. import validate as checks  # noqa: PLC0415
+
     path = Path(text)
-    if not path.is_file():
+    if not path.exists():
         raise UserError(f"{flag} file {text} does not exist")
-    return path
+    return checks.regular_file(path, f"{flag} file")
 
 
 def check_positive(value: int | None, flag: str, minimum: int = 1) -> None:
@@ -391,7 +393,7 @@ def check_resources(job: PruneJob, config, seqlen: int, eval_seqlen: int) -> Non
         shape = checks.npy_file(job.calibration_tokens, "calibration tokens")[0]
         n_seq, seqlen = shape if len(shape) == 2 else (1, 1)  # another shape is refused when loading
     if job.method != "dense":
-        need = n_seq * seqlen * 8 + activation_bytes(config, min(job.chunk_size, n_seq), seqlen, itemsize)
+        need = 2 * n_seq * seqlen * 8 + activation_bytes(config, min(job.chunk_size, n_seq), seqlen, itemsize)
         checks.check_memory(need, f"--nsamples {n_seq} x --seqlen {seqlen} (chunk {job.chunk_size})")
         files = 3 if job.sparsity_profile == "owl" else 2  # OWL's dense pass also keeps the embeddings
         cache_bytes = files * n_seq * seqlen * config.hidden_size * itemsize

@@ -28,8 +28,11 @@ def read_results(path: Path) -> dict:
         raise UserError(f"results file {path} does not exist")
     try:
         results = validate.read_json_file(path, "results file")
-    except UserError as exc:
-        raise UserError(f"cannot read results file {path}: {str(exc).split(': ', 1)[-1]}") from None
+    except UserError as exc:  # "invalid results file P: why" -> "cannot read results file P: why"
+        prefix = f"invalid results file {path}: "
+        if not str(exc).startswith(prefix):
+            raise
+        raise UserError(f"cannot read results file {path}: {str(exc)[len(prefix):]}") from None
     return validate.results_record(results, path)
 
 
