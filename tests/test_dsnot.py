@@ -1,4 +1,5 @@
-"""DSnoT on hand-worked examples (docs/dsnot.md §3-§4) and prune_linear's dispatch.
+"""DSnoT's reference variant on hand-worked examples (docs/dsnot.md §3-§4), input checks and
+prune_linear's dispatch (the official variant: tests/test_dsnot_official.py).
 
 In the small examples seq_sum = seq_sq = var = 1, so the contribution c equals the weight and
 the Wanda score equals |W|; every expected value below was traced by hand from the spec.
@@ -9,10 +10,11 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
+import dsnot_ref.methods.selection as selection  # by_row_chunks reads its constants there
 from dsnot_ref.errors import UserError
 from dsnot_ref.methods import DSnoTSettings, PruneSpec, needs_hessian, prune_linear, reconstruction_error
-from dsnot_ref.methods.dsnot import DSnoTPointerError, dsnot, official_prune_order, stable_smallest
-from dsnot_ref.methods.dsnot_loop import dsnot_loop
+from dsnot_ref.methods.dsnot_per_row import dsnot_per_row
+from dsnot_ref.methods.dsnot_vectorised import dsnot
 from dsnot_ref.methods.scores import nm_mask, unstructured_mask, wanda_score
 
 ONES8 = np.ones(8)
@@ -31,7 +33,7 @@ def test_reference_accepts_then_rejects_a_sign_change():
     # ε = 1 + 3 = 4 > 0. Growth (pruned, c > 0, largest first): [2, 0]. Pruning (kept, c < 0,
     # smallest |W| first): [1, 4]. Cycle 1: 4 − 0.5 − 3 = 0.5 kept sign: accept. Cycle 2:
     # 0.5 − 1 − 1 = −1.5 changes sign: reject, row stops.
-    for fn in (dsnot, dsnot_loop):
+    for fn in (dsnot, dsnot_per_row):
         r = run([1, -0.5, 3, 0.5, -1], [1, 0, 1, 0, 0], DSnoTSettings(), fn=fn)
         np.testing.assert_array_equal(r.pruned[0], [1, 1, 0, 0, 0])
         np.testing.assert_allclose(r.trace.eps[:, 0], [4.0, 0.5, 0.5])
@@ -46,7 +48,7 @@ def test_reference_stops_below_threshold_and_when_lists_run_out():
     np.testing.assert_array_equal(r.pruned[0], [1, 0, 0, 0])
     # ε = 0.5 + 1.5 = 2. Growth [1, 0]; pruning (kept, c < 0) only [2]. Cycle 1: g=1, q=2:
     # 2 − 0.2 − 1.5 = 0.3, accept. Cycle 2: the pruning list is exhausted, the row stops.
-    for fn in (dsnot, dsnot_loop):
+    for fn in (dsnot, dsnot_per_row):
         r = run([0.5, 1.5, -0.2, 0.3, 3], [1, 1, 0, 0, 0], DSnoTSettings(), fn=fn)
         np.testing.assert_array_equal(r.pruned[0], [1, 0, 1, 0, 0])
         np.testing.assert_allclose(r.trace.eps[:, 0], [2.0, 0.3, 0.3])
@@ -58,7 +60,7 @@ def test_reference_nm_picks_smallest_initial_score_in_group():
     # (smallest score among kept): ε 1 -> 0.4, |ε| decreased, sign kept: accept. Then the growth
     # list is exhausted and the row stops.
     seq_sum = np.array([1, 0.2, 1, 1])
-    for fn in (dsnot, dsnot_loop):
+    for fn in (dsnot, dsnot_per_row):
         r = run([1, 2, 3, 4], [1, 0, 0, 0], DSnoTSettings(), nm=(1, 4), seq_sum=seq_sum, fn=fn)
         np.testing.assert_array_equal(r.pruned[0], [0, 1, 0, 0])
         np.testing.assert_allclose(r.trace.eps[:, 0], [1.0, 0.4, 0.4])
@@ -68,76 +70,6 @@ def test_max_cycle_time_zero_is_identity():
     r = run([1, -0.5, 3, 0.5, -1], [1, 0, 1, 0, 0], DSnoTSettings(max_cycle_time=0))
     np.testing.assert_array_equal(r.pruned[0], [1, 0, 1, 0, 0])
     assert r.trace.eps.shape == (1, 1) and r.cycles == 0 and r.trace.swaps.shape == (0, 4)
-
-
-# ----------------------------------------------------------------------------- official
-
-W8 = [0.5, -1.0, 2.0, -0.3, 0.2, -0.6, 1.5, 0.8]   # Wanda 50% prunes {0, 3, 4, 5}; ε = −0.2
-P8 = [1, 0, 0, 1, 1, 1, 0, 0]
-
-
-def test_official_reorder_matches_released_docstring_example():
-    # lib/prune.py return_reorder_indice docstring: rows keep their ascending score order.
-    c = np.array([[1.0, -2.0, 3.0], [-2, 2, -4], [5, 6, -7], [-6, -7, -4]])
-    order, n_kept = official_prune_order(c, np.tile(np.arange(3.0), (4, 1)), np.zeros((4, 3), bool))
-    np.testing.assert_array_equal(order, [[1, 2, 0], [0, 2, 1], [2, 1, 0], [0, 1, 2]])
-    np.testing.assert_array_equal(n_kept, [3, 3, 3, 3])
-
-
-def test_official_reorder_zero_contribution_quirk():
-    # negatives [2]; positives [0, 4] reversed at the end; the two zeros map to position 0.
-    c = np.array([[1.0, 0.0, -2.0, 0.0, 3.0, 9.0]])
-    pruned0 = np.array([[0, 0, 0, 0, 0, 1]], bool)
-    order, n_kept = official_prune_order(c, np.arange(6.0)[None, :], pruned0)
-    np.testing.assert_array_equal(order[0, :5], [2, 0, 0, 4, 0])
-    assert n_kept[0] == 5 and order[0, 5] == -1
-
-
-def test_official_three_cycles_by_hand():
-    # Growth list [5, 3, 1, 2, 6, 7, 4, 0]; pruning list [1, 2, 6, 7].
-    # 1: ε<0: g=5 (left), q=7 (right): −0.2 + 0.8 + 0.6 = 1.2   (sign check off: accept)
-    # 2: ε>0: g=0 (right), q=1 (left): 1.2 − 1.0 − 0.5 = −0.3
-    # 3: ε<0: g=3 (left), q=6 (right): −0.3 + 1.5 + 0.3 = 1.5
-    for fn in (dsnot, dsnot_loop):
-        r = run(W8, P8, DSnoTSettings(variant="official", max_cycle_time=3), fn=fn)
-        np.testing.assert_array_equal(np.nonzero(r.pruned[0])[0], [1, 4, 6, 7])
-        np.testing.assert_allclose(r.trace.eps[:, 0], [-0.2, 1.2, -0.3, 1.5], atol=1e-6)  # float32
-        np.testing.assert_array_equal(r.trace.swaps, [[0, 5, 7, 1], [0, 0, 1, 2], [0, 3, 6, 3]])
-
-
-def test_official_sign_check_and_reference_reject_first_swap():
-    official = DSnoTSettings(variant="official", without_same_sign=False)
-    for settings in (official, DSnoTSettings()):
-        r = run(W8, P8, settings)
-        np.testing.assert_array_equal(r.pruned[0], P8)
-        assert r.cycles == 1 and r.n_swaps == 0
-
-
-def test_official_pointer_leaving_its_list_raises_clear_error():
-    with pytest.raises(DSnoTPointerError, match=r"row 0 at cycle \d+"):
-        run(W8, P8, DSnoTSettings(variant="official", max_cycle_time=50))
-    with pytest.raises(DSnoTPointerError):
-        run(W8, P8, DSnoTSettings(variant="official", max_cycle_time=50), fn=dsnot_loop)
-    assert issubclass(DSnoTPointerError, ValueError) and issubclass(DSnoTPointerError, UserError)
-
-
-def test_official_nm_marks_proposed_weight_and_errors_at_kept_column():
-    seq_sum = np.array([1, 0.2, 1, 1])
-    settings = DSnoTSettings(variant="official", max_cycle_time=1)
-    r = run([1, 2, 3, 4], [1, 0, 0, 0], settings, nm=(1, 4), seq_sum=seq_sum)
-    np.testing.assert_array_equal(r.pruned[0], [0, 1, 0, 0])
-    # Cycle 2 reads the growth list's right end again: column 3, which is kept -> error.
-    with pytest.raises(DSnoTPointerError, match="cycle 2"):
-        run([1, 2, 3, 4], [1, 0, 0, 0], DSnoTSettings(variant="official"), nm=(1, 4), seq_sum=seq_sum)
-
-
-def test_stable_smallest_equals_stable_argsort_prefix():
-    rng = np.random.default_rng(3)
-    key = rng.integers(0, 5, size=(7, 300)).astype(np.float64)
-    key[:, ::7] = np.inf
-    for k in (1, 5, 40, 74, 75, 300, 400):
-        np.testing.assert_array_equal(stable_smallest(key, k),
-                                      np.argsort(key, axis=1, kind="stable")[:, :k])
 
 
 def test_dsnot_input_errors():
@@ -257,47 +189,16 @@ def test_prune_linear_sparsegpt_paths():
     assert (ds.pruned.sum(1) == 32).all()
 
 
-@pytest.mark.parametrize("seed", range(6))
-def test_official_list_ends_equal_the_full_lists(seed):
-    # The loop reads only the ends of the released code's two lists; they must be exactly the
-    # first / last entries of the full lists, ties and zero contributions included.
-    from dsnot_ref.methods.dsnot import (
-        official_growth_ends, official_growth_order, official_prune_ends)
-
-    rng = np.random.default_rng(seed)
-    r, c_cols = 5, 40
-    c = np.round(rng.standard_normal((r, c_cols)), 0)                   # ties and zeros
-    wanda = np.round(rng.random((r, c_cols)) * 4, 0)
-    var = rng.random(c_cols) + 0.5
-    pruned0 = rng.random((r, c_cols)) < [[0.1], [0.5], [0.9], [0.97], [0.0]]
-    full_grow = official_growth_order(c, var, pruned0, 1.0)
-    full_prune, n_kept = official_prune_order(c, wanda, pruned0)
-    for k in (1, 7, 40, 60):
-        left, right = official_growth_ends(c, var, pruned0, 1.0, k)
-        w = min(k, c_cols)
-        np.testing.assert_array_equal(left, full_grow[:, :w])
-        np.testing.assert_array_equal(right, full_grow[:, ::-1][:, :w])
-        p_left, p_right = official_prune_ends(c, wanda, pruned0, k)
-        for row in range(r):
-            kr = int(n_kept[row])
-            expect_left = [full_prune[row, s] if s < kr else -1 for s in range(w)]
-            expect_right = [full_prune[row, kr - 1 - b] if b < kr else -1 for b in range(w)]
-            np.testing.assert_array_equal(p_left[row], expect_left)
-            np.testing.assert_array_equal(p_right[row], expect_right)
-
-
 @pytest.mark.parametrize("variant,nm", [("reference", None), ("official", None),
                                         ("reference", (2, 4)), ("official", (2, 4))])
 def test_row_chunking_does_not_change_results(monkeypatch, variant, nm):
-    import dsnot_ref.methods.selection as dsnot_module  # by_row_chunks reads its constants there
-
     w, x = layer(5, r=40, c=256)
     seq_sum, seq_sq, var = x.sum(1).mean(0), (x**2).sum(1).mean(0), x.reshape(-1, 256).var(0)
     score = wanda_score(w, seq_sq)
     p0 = unstructured_mask(score, 0.6) if nm is None else nm_mask(score, *nm)
     s = DSnoTSettings(variant=variant, max_cycle_time=20)
     whole = dsnot(w, p0, seq_sum, seq_sq, var, s, nm=nm, trace=True)
-    monkeypatch.setattr(dsnot_module, "ROW_CHUNK_ENTRIES", 3 * 256)     # blocks of 3 rows
+    monkeypatch.setattr(selection, "ROW_CHUNK_ENTRIES", 3 * 256)        # blocks of 3 rows
     chunked = dsnot(w, p0, seq_sum, seq_sq, var, s, nm=nm, trace=True)
     np.testing.assert_array_equal(whole.pruned, chunked.pruned)
     np.testing.assert_array_equal(whole.trace.eps, chunked.trace.eps)

@@ -13,8 +13,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dsnot_ref.methods.dsnot import DSnoTPointerError, DSnoTSettings, dsnot
-from dsnot_ref.methods.dsnot_loop import dsnot_loop
+from dsnot_ref.methods.dsnot_common import DSnoTPointerError, DSnoTSettings
+from dsnot_ref.methods.dsnot_vectorised import dsnot
+from dsnot_ref.methods.dsnot_per_row import dsnot_per_row
 from dsnot_ref.methods.scores import magnitude_score, nm_mask, unstructured_mask, wanda_score
 
 
@@ -116,7 +117,7 @@ def test_reference_guarantees(case, settings):
 
 @given(cases(), settings_strategy)
 def test_reference_matches_row_loop(case, settings):
-    assert_same(run(case, settings), run(case, settings, fn=dsnot_loop))
+    assert_same(run(case, settings), run(case, settings, fn=dsnot_per_row))
 
 
 @given(cases(), settings_strategy, st.randoms(use_true_random=False))
@@ -149,7 +150,7 @@ def outcome(fn, case, settings):
 def test_official_matches_row_loop(case, settings, without_same_sign):
     settings = DSnoTSettings("official", settings.max_cycle_time, settings.update_threshold,
                              settings.pow_of_var_regrowing, without_same_sign)
-    fast, slow = outcome(dsnot, case, settings), outcome(dsnot_loop, case, settings)
+    fast, slow = outcome(dsnot, case, settings), outcome(dsnot_per_row, case, settings)
     if isinstance(fast, str) or isinstance(slow, str):
         assert fast == slow
         return
@@ -174,7 +175,7 @@ def test_official_wide_layer_keeps_counts_and_matches_loop():
     fast = dsnot(w, p0, seq_sum, seq_sq, var, settings, trace=True)
     assert (fast.pruned.sum(1) == p0.sum(1)).all()
     assert fast.n_swaps > 0
-    assert_same(fast, dsnot_loop(w, p0, seq_sum, seq_sq, var, settings, trace=True))
+    assert_same(fast, dsnot_per_row(w, p0, seq_sum, seq_sq, var, settings, trace=True))
 
 
 # ----------------------------------------------------------------------------- dtypes

@@ -1,8 +1,7 @@
 """Golden fixtures: committed files equal what the code computes now; read/write/check CLI.
 
-The exact-variant cases are checked against ``exact_oracle_trace`` of tests/test_dsnot_exact.py
-(the plain per-row loop, every candidate error computed as dᵀGd), and G against the synthetic
-tokens it was built from.
+The exact-variant cases are checked against ``dsnot_per_row.exact_per_row`` (the plain per-row
+loop, every candidate error computed as dᵀGd), and G against the synthetic tokens it was built from.
 """
 
 import shutil
@@ -13,9 +12,8 @@ import pytest
 
 from dsnot_ref.cli import main
 from dsnot_ref.errors import UserError
-from dsnot_ref.methods.dsnot_exact import cycle_budget
-from dsnot_ref.methods.dsnot_loop import dsnot_loop
-from dsnot_ref.methods.golden import (
+from dsnot_ref.methods.dsnot_per_row import dsnot_per_row, exact_per_row
+from dsnot_ref.golden import (
     GOLDEN_DIR,
     STANDARD_CASES,
     GoldenOutputs,
@@ -27,7 +25,6 @@ from dsnot_ref.methods.golden import (
     synthetic_activations,
     write_case,
 )
-from test_dsnot_exact import exact_oracle_trace  # tests/ is on sys.path under pytest
 
 FILES = sorted(GOLDEN_DIR.glob("*.npz"))
 EXACT_FILES = [p for p in FILES if read_case(p)[0].settings.variant == "exact"]
@@ -53,7 +50,7 @@ def test_committed_outputs_equal_current_code(path):
         return                                               # its oracle: test_exact_case_matches_oracle
     assert expected.error_trace is None
     # and the row-loop oracle agrees with the committed outputs
-    slow = dsnot_loop(case.weight, case.pruned0, case.seq_sum, case.seq_sq, case.var, case.settings,
+    slow = dsnot_per_row(case.weight, case.pruned0, case.seq_sum, case.seq_sq, case.var, case.settings,
                       nm=case.nm, initial_score=case.initial_score, trace=True)
     np.testing.assert_array_equal(slow.pruned, expected.pruned)
     np.testing.assert_array_equal(slow.trace.swaps, expected.swaps)
@@ -70,20 +67,16 @@ def test_exact_cases_are_committed():
 def test_exact_case_matches_oracle(path):
     """The committed exact outputs, rebuilt by the plain per-row loop (direct dᵀGd per candidate)."""
     case, expected = read_case(path)
-    s = case.settings
     wanda = np.abs(case.weight) * np.sqrt(case.seq_sq)[None, :]   # unstructured pruning order
-    score = wanda if case.nm is None else case.initial_score
-    want = exact_oracle_trace(case.weight, case.pruned0, case.seq_sum, case.var, score, case.gram,
-                              nm=case.nm, cycles=cycle_budget(case.weight.shape[1], s.max_cycle_time,
-                                                              s.cycle_fraction),
-                              gamma=s.pow_of_var_regrowing, lookahead=s.lookahead, on_reject=s.on_reject)
-    assert expected.cycles == want["cycles"]
-    np.testing.assert_array_equal(expected.pruned, want["pruned"])
-    np.testing.assert_array_equal(expected.swaps, want["swaps"])
-    np.testing.assert_array_equal(expected.active_trace, want["active"])
-    np.testing.assert_allclose(expected.eps_trace, want["eps"], rtol=0,
-                               atol=1e-12 * np.max(np.abs(want["eps"])))
-    np.testing.assert_allclose(expected.error_trace, want["error"], rtol=1e-9)
+    want = exact_per_row(case.weight, case.pruned0, case.seq_sum, case.var, wanda, case.gram, case.settings,
+                         nm=case.nm, initial_score=case.initial_score, trace=True)
+    assert expected.cycles == want.cycles
+    np.testing.assert_array_equal(expected.pruned, want.pruned)
+    np.testing.assert_array_equal(expected.swaps, want.trace.swaps)
+    np.testing.assert_array_equal(expected.active_trace, want.trace.active)
+    np.testing.assert_allclose(expected.eps_trace, want.trace.eps, rtol=0,
+                               atol=1e-12 * np.max(np.abs(want.trace.eps)))
+    np.testing.assert_allclose(expected.error_trace, want.trace.error, rtol=1e-9)
     assert np.all(np.diff(expected.error_trace, axis=0) <= 0)          # E_r never increases
     assert expected.error_trace[-1].sum() < expected.error_trace[0].sum()
 

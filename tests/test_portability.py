@@ -20,7 +20,7 @@ import sys
 import numpy as np
 import pytest
 
-from dsnot_ref.methods.golden import GOLDEN_DIR, read_case, run_case
+from dsnot_ref.golden import GOLDEN_DIR, read_case, run_case
 
 FILES = sorted(GOLDEN_DIR.glob("*.npz"))
 

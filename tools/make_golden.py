@@ -2,7 +2,7 @@
 
     python tools/make_golden.py [--out data/golden] [--variant official]
 
-Deterministic: fixed seeds (dsnot_ref.methods.golden.STANDARD_CASES), float64 throughout.
+Deterministic: fixed seeds (dsnot_ref.golden.STANDARD_CASES), float64 throughout.
 Writes format version 2: reference, official and exact-variant cases (the exact ones also store
 G = Σ x xᵀ and the E_r trace). data/golden/v1/ is a kept version-1 file, not written here.
 Run it only when the algorithm's intended behaviour changes, and say why in the commit;
@@ -15,7 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from dsnot_ref.methods.golden import GOLDEN_DIR, run_case, standard_cases, write_case
+from dsnot_ref.golden import GOLDEN_DIR, run_case, standard_cases, write_case
 
 
 def main(argv=None) -> int:

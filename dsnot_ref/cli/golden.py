@@ -18,7 +18,7 @@ from pathlib import Path
 
 from .. import validate
 from ..errors import UserError
-from ..methods.golden import GOLDEN_DIR, compare_outputs, inputs_equal, read_case, run_case, write_case
+from ..golden import GOLDEN_DIR, compare_outputs, inputs_equal, read_case, run_case, write_case
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:

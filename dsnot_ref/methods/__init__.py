@@ -4,9 +4,11 @@
 (or of ``spec.method`` for the one-shot baselines), runs DSnoT when asked, and reports
 JSON-ready diagnostics. Pure math: arrays and frozen dataclasses in, new arrays out.
 
-Modules: ``scores`` (magnitude / Wanda scores, unstructured and N:M masks), ``sparsegpt``,
-``dsnot`` (vectorised DSnoT, reference and official variants), ``dsnot_loop`` (row-by-row
-oracle), ``dsnot_exact`` (issue-8 exact-error variant), ``golden`` (fixture files).
+Modules: ``dsnot_per_row`` (DSnoT one row at a time: the method in plain Python, read it
+first), ``dsnot_vectorised`` / ``dsnot_official`` / ``dsnot_exact`` (the same for all rows at
+once, tested equal), ``dsnot_common`` (settings, results), ``selection`` (fast stable
+selection), ``torch_sum`` (torch's float32 row-sum order), ``scores`` (magnitude / Wanda
+scores, unstructured and N:M masks), ``sparsegpt``.
 """
 
 from __future__ import annotations
@@ -17,11 +19,9 @@ import numpy as np
 
 from ..backend import array_module, to_device
 from ..errors import UserError
-# ``dsnot`` the function is imported under another name so that ``dsnot_ref.methods.dsnot``
-# stays the submodule.
-from .dsnot import DSnoTResult, DSnoTSettings, contributions, row_errors
-from .dsnot_common import arithmetic_dtype
-from .dsnot import dsnot as run_dsnot
+from .dsnot_common import DSnoTResult, DSnoTSettings, arithmetic_dtype
+from .dsnot_per_row import contributions, row_errors
+from .dsnot_vectorised import dsnot
 from .scores import check_nm, check_sparsity, initial_mask, magnitude_score, wanda_score
 from .swaps import SwapSettings, sparse_swaps
 
@@ -184,15 +184,15 @@ def _run_dsnot(weight, stats, spec: PruneSpec, pruned0, score):
     """DSnoT on the initial mask: -> (pruned, {swaps, cycles})."""
     settings = spec.dsnot
     if settings.variant == "exact":
-        from .dsnot_exact import dsnot_exact  # noqa: PLC0415 - lazy: issue-8 module
+        from .dsnot_exact import dsnot_exact  # noqa: PLC0415 - lazy: the Gram-matrix variant
 
         pruned, diag = dsnot_exact(weight, pruned0, stats, settings, nm=spec.nm, initial_score=score)
         return pruned, {"swaps": int(diag["swaps"]), "cycles": int(diag["cycles"]),
                         "error_before": float(diag["error_before"]),   # Σ_r ‖X d_r‖², absolute
                         "error_after": float(diag["error_after"])}
-    result: DSnoTResult = run_dsnot(weight, pruned0, stats.seq_sum, stats.seq_sq,
-                                    _variance(stats, settings.variant), settings,
-                                    nm=spec.nm, initial_score=score)
+    result: DSnoTResult = dsnot(weight, pruned0, stats.seq_sum, stats.seq_sq,
+                                _variance(stats, settings.variant), settings,
+                                nm=spec.nm, initial_score=score)
     return result.pruned, {"swaps": result.n_swaps, "cycles": result.cycles}
 
 

@@ -1,16 +1,9 @@
-"""What both vectorised DSnoT variants share (docs/dsnot.md §3).
+"""What every DSnoT variant shares: settings, input checks, result and trace types, the
+per-cycle recorder and the official variant's pointer error.
 
-Settings, result and trace types, the official variant's pointer error, the error steps
-
-    c[r, j] = W[r, j] · seq_sum[j]            contributions
-    ε[r]    = Σ_{j pruned in row r} c[r, j]   row_errors
-    c / var**γ                                regrowth_metric (var floored at VAR_FLOOR)
-
-and the per-cycle trace recorder. Units: ``seq_sum`` is the per-sequence sum (1/S) Σ_s Σ_t x,
-so ε and ``update_threshold`` are in those units. Arithmetic: float64, except the official
-variant, which computes in float32 like the released code (``arithmetic_dtype``). The variants, their
-differences and the trace format are described in methods/dsnot.py, which re-exports every
-name defined here.
+The method itself starts in methods/dsnot_per_row.py. Shape letters, one meaning each across
+methods/: R output rows, C input columns, K the cycle budget (``max_cycle_time``), D = min(K, C)
+list entries a loop can read, N:M structured sparsity (N pruned in each group of M columns).
 """
 
 from __future__ import annotations
@@ -20,11 +13,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..backend import array_module, to_device, to_numpy
+from ..backend import array_module, to_numpy
 from ..errors import UserError
+from .scores import check_nm
 
 
 VARIANTS = ("reference", "official", "exact")
+ON_REJECT = ("stop", "skip")          # exact variant: what a rejected proposal does
 
 # Variances below this are treated as this value in c / var**γ, so that a dead or constant
 # input channel (var = 0) gives a finite metric. Activations of LLM layers have variances many
@@ -36,7 +31,7 @@ VAR_FLOOR = 1e-12
 class DSnoTSettings:
     variant: str = "reference"          # "reference" | "official" | "exact"
     max_cycle_time: int = 50            # K, at most one swap per row and cycle
-    update_threshold: float = 0.1       # in per-sequence-sum units (see methods/dsnot.py)
+    update_threshold: float = 0.1       # in per-sequence-sum units, like ε
     pow_of_var_regrowing: float = 1.0   # γ in c / var**γ; 0 = no division
     without_same_sign: bool = True      # official variant only (True = sign check off)
     # exact variant only (docs/exact_variant.md):
@@ -63,8 +58,8 @@ class DSnoTSettings:
         if self.cycle_fraction is not None and not (math.isfinite(self.cycle_fraction)
                                                     and 0 <= self.cycle_fraction <= 1):
             raise UserError(f"cycle_fraction must be in [0, 1], got {self.cycle_fraction!r}")
-        if self.on_reject not in ("stop", "skip"):
-            raise UserError(f"on_reject must be 'stop' or 'skip', got {self.on_reject!r}")
+        if self.on_reject not in ON_REJECT:
+            raise UserError(f"on_reject must be one of {', '.join(ON_REJECT)}, got {self.on_reject!r}")
         if self.torch_sum_lanes not in (8, 16):
             raise UserError(f"torch_sum_lanes must be 8 or 16, got {self.torch_sum_lanes!r}")
 
@@ -84,115 +79,123 @@ class DSnoTPointerError(UserError, ValueError):
     """
 
 
+def cycle_budget(settings: DSnoTSettings, n_cols: int) -> int:
+    """Cycles to run: ``int(cycle_fraction · C)`` when a fraction is set (exact variant), else K."""
+    if settings.cycle_fraction is None:
+        return int(settings.max_cycle_time)
+    return int(settings.cycle_fraction * n_cols)
+
+
+def check_inputs(weight, pruned0, seq_sum, seq_sq, var, nm, initial_score):
+    """Shapes, dtypes and finiteness of DSnoT's inputs; UserError naming the array."""
+    xp = array_module(weight)
+    if weight.ndim != 2:
+        raise UserError(f"weight must be [R, C], got shape {weight.shape}")
+    n_rows, n_cols = weight.shape
+    if pruned0.shape != weight.shape or pruned0.dtype != xp.bool_:
+        raise UserError(f"initial mask must be bool {weight.shape}, got {pruned0.dtype} {pruned0.shape}")
+    for name, a in (("seq_sum", seq_sum), ("seq_sq", seq_sq), ("var", var)):
+        if tuple(a.shape) != (n_cols,):
+            raise UserError(f"{name} has shape {tuple(a.shape)}, expected ({n_cols},)")
+        a_xp = array_module(a)            # statistics may still be on the host here
+        if not bool(a_xp.all(a_xp.isfinite(a))):
+            raise UserError(f"{name} has NaN or inf entries")
+    if not bool(xp.all(xp.isfinite(weight))):
+        raise UserError("weight has NaN or inf entries")
+    if nm is not None:
+        n, m = check_nm(nm)
+        if n_cols % m != 0:
+            raise UserError(f"{n}:{m} sparsity needs C divisible by {m}, got C={n_cols}")
+    if initial_score is not None and tuple(initial_score.shape) != (n_rows, n_cols):
+        raise UserError(f"initial_score has shape {tuple(initial_score.shape)}, expected {weight.shape}")
+
+
 @dataclass(frozen=True)
 class DSnoTTrace:
-    eps: np.ndarray      # [cycles+1, R] float64, ε after k cycles
-    active: np.ndarray   # [cycles+1, R] bool, still active after k cycles
-    swaps: np.ndarray    # [n, 4] int64, (row, grown column, pruned column, cycle)
+    """Per-cycle record of a DSnoT loop (NumPy arrays; row 0 = before cycle 1)."""
+
+    eps: np.ndarray      # [cycles+1, R] float64, ε after k cycles; a stopped row repeats its value
+    active: np.ndarray   # [cycles+1, R] bool, row still in the loop after k cycles (row 0 all True)
+    swaps: np.ndarray    # [n, 4] int64, (row, grown column, pruned column, cycle), by cycle then row
+    error: np.ndarray | None = None   # exact variant: [cycles+1, R] float64, E_r = d_rᵀ G d_r
 
 
 @dataclass(frozen=True)
 class DSnoTResult:
+    """Outcome of DSnoT on one weight matrix, whatever the variant."""
+
     pruned: object              # [R, C] bool, same backend as the weight
     eps_before: np.ndarray      # [R] float64, ε of the initial mask
     eps_after: np.ndarray       # [R] float64, ε at the end of the loop
-    n_swaps: int                # accepted swaps, all rows
+    row_swaps: np.ndarray       # [R] int64, accepted swaps per row
     cycles: int                 # cycles run
     trace: DSnoTTrace | None = None
+    error_before: np.ndarray | None = None   # exact variant: [R] float64, E_r of the initial mask
+    error_after: np.ndarray | None = None    # exact variant: [R] float64, E_r at the end
+
+    @property
+    def n_swaps(self) -> int:
+        """Accepted swaps, all rows."""
+        return int(self.row_swaps.sum())
 
     def summary(self) -> dict:
         """JSON-ready per-layer summary: mean |ε| before/after, swaps, cycles."""
         return {
             "eps_before": float(np.mean(np.abs(self.eps_before))) if self.eps_before.size else 0.0,
             "eps_after": float(np.mean(np.abs(self.eps_after))) if self.eps_after.size else 0.0,
-            "swaps": int(self.n_swaps),
+            "swaps": self.n_swaps,
             "cycles": int(self.cycles),
         }
 
 
-# --------------------------------------------------------------------------- the error (§3)
+class Recorder:
+    """Counts swaps and cycles; with ``wanted`` also keeps ε (and E_r), the active flags and the
+    swaps of every cycle. Without a trace nothing leaves the device during the loop: the swap
+    counts stay where the arrays live and are read once at the end."""
 
-def contributions(w, seq_sum, dtype=np.float64):
-    """c[r, j] = W[r, j] · seq_sum[j]: weight (r, j)'s share of the expected output.
+    def __init__(self, eps0, wanted: bool, error0=None):
+        xp = array_module(eps0)
+        self.wanted = wanted
+        self.cycles = 0
+        self.eps_before = to_numpy(eps0).astype(np.float64)
+        self.error_before = None if error0 is None else to_numpy(error0).astype(np.float64)
+        self.row_swaps = xp.zeros(eps0.shape[0], dtype=xp.int64)
+        self.eps = [self.eps_before] if wanted else []
+        self.error = [self.error_before] if wanted and error0 is not None else []
+        self.active = [np.ones(eps0.shape[0], dtype=np.bool_)] if wanted else []
+        self.swaps = []
 
-    [R, C], [C] -> [R, C] in ``dtype``, in per-sequence-sum units.
-    """
-    xp = array_module(w)
-    return w.astype(dtype, copy=False) * to_device(seq_sum, xp).astype(dtype, copy=False)[None, :]
+    def cycle(self, eps, active, accept, g, q, error=None):
+        """One cycle done: ``accept`` [R] rows swapped (g, q); ``active`` [R] rows still in the loop."""
+        self.cycles += 1
+        self.row_swaps = self.row_swaps + accept
+        if not self.wanted:
+            return
+        accept_h = to_numpy(accept)
+        self.eps.append(to_numpy(eps).astype(np.float64))
+        if error is not None:
+            self.error.append(to_numpy(error).astype(np.float64))
+        self.active.append(to_numpy(active).astype(np.bool_))
+        rows = np.flatnonzero(accept_h).astype(np.int64)
+        cycle = np.full(rows.shape, self.cycles, dtype=np.int64)
+        self.swaps.append(np.stack([rows, to_numpy(g)[rows], to_numpy(q)[rows], cycle], axis=1))
 
-
-def row_errors(c, pruned):
-    """ε[r] = Σ_{j pruned} c[r, j], dense minus sparse expected output. [R, C] -> [R] float64.
-
-    c · pruned rather than ``where(pruned, c, 0)``: the same terms in the same order (a kept
-    term is ±0 instead of 0, which no sum with a nonzero term sees), several times faster
-    than a branch per element on a random mask; + 0.0 makes a zero sum +0.0 as ``where`` gives.
-    """
-    xp = array_module(c)
-    return xp.sum(c * pruned, axis=1) + 0.0
-
-
-def floored_variance(var, dtype=np.float64):
-    """var in ``dtype``, floored at VAR_FLOOR (so a dead channel cannot give inf/NaN). [C] -> [C]."""
-    xp = array_module(var)
-    return xp.maximum(xp.asarray(var, dtype=dtype), dtype(VAR_FLOOR))
-
-
-def regrowth_metric(c, var, pow_of_var: float):
-    """Growth criterion c[r, j] / var[j]**γ (γ = 0: c itself), in c's dtype. [R, C], [C] -> [R, C].
-
-    ``var ** γ`` with NumPy's scalar-power shortcuts (γ = 1: var, 2: var·var, 0.5: sqrt), the
-    shortcuts torch.pow takes too.
-    """
-    if pow_of_var == 0:
-        return c
-    return c / (floored_variance(var, c.dtype.type) ** pow_of_var)[None, :]
+    def result(self, pruned, eps, error=None) -> DSnoTResult:
+        """The result of a loop that ended with mask ``pruned``, ε ``eps`` (and E_r ``error``)."""
+        trace = None
+        if self.wanted:
+            swaps = np.concatenate(self.swaps, axis=0) if self.swaps else np.zeros((0, 4), np.int64)
+            trace = DSnoTTrace(eps=np.stack(self.eps), active=np.stack(self.active),
+                               swaps=swaps.astype(np.int64),
+                               error=np.stack(self.error) if self.error else None)
+        return DSnoTResult(
+            pruned=pruned, eps_before=self.eps_before, eps_after=to_numpy(eps).astype(np.float64),
+            row_swaps=to_numpy(self.row_swaps).astype(np.int64), cycles=self.cycles, trace=trace,
+            error_before=self.error_before,
+            error_after=None if error is None else to_numpy(error).astype(np.float64))
 
 
 def contributions_at(w, seq_sum, rows, cols):
     """c[rows, cols] = W[rows, cols] · seq_sum[cols] without forming c, in seq_sum's dtype.
     [n], [n] -> [n]."""
     return w[rows, cols].astype(seq_sum.dtype) * seq_sum[cols]
-
-
-# --------------------------------------------------------------------------- trace recorder
-
-class Recorder:
-    """Collects ε, active flags and swaps cycle by cycle (only what was asked for).
-
-    Without a trace nothing leaves the device during the loop: the swap count is summed
-    where the arrays live and read once at the end.
-    """
-
-    def __init__(self, eps0, wanted: bool):
-        self.wanted = wanted
-        self.eps_before = to_numpy(eps0).astype(np.float64)
-        self._n_swaps = 0                  # int, or a 0-d device array while running
-        self.cycles = 0
-        self.eps = [to_numpy(eps0).copy()] if wanted else []
-        self.active = [np.ones(eps0.shape[0], dtype=np.bool_)] if wanted else []
-        self.swaps = []
-
-    @property
-    def n_swaps(self) -> int:
-        return int(self._n_swaps)
-
-    def cycle(self, eps, accept, g, q):
-        self.cycles += 1
-        xp = array_module(accept)
-        self._n_swaps = self._n_swaps + xp.count_nonzero(accept)
-        if not self.wanted:
-            return
-        accept_h = to_numpy(accept)
-        self.eps.append(to_numpy(eps).copy())
-        self.active.append(accept_h.copy())
-        rows = np.nonzero(accept_h)[0].astype(np.int64)
-        cycle = np.full(rows.shape, self.cycles, dtype=np.int64)
-        self.swaps.append(np.stack([rows, to_numpy(g)[rows], to_numpy(q)[rows], cycle], axis=1))
-
-    def trace(self) -> DSnoTTrace | None:
-        if not self.wanted:
-            return None
-        swaps = np.concatenate(self.swaps, axis=0) if self.swaps else np.zeros((0, 4), np.int64)
-        return DSnoTTrace(eps=np.stack(self.eps).astype(np.float64),
-                          active=np.stack(self.active), swaps=swaps.astype(np.int64))

@@ -1,4 +1,4 @@
-"""DSnoT "exact" variant (issue 8): a swap is kept only if it lowers the row's true error.
+"""DSnoT "exact" variant: a swap is kept only if it lowers the row's true error.
 
 DSnoT's reference variant (docs/dsnot.md §4a) steers each row by ε, the error of the *expected*
 output, and accepts a swap when |ε| shrinks. A swap that shrinks |ε| can still increase the
@@ -16,7 +16,7 @@ where ``d_r`` holds row r's pruned weights (dense minus sparse row: ``W[r, j]`` 
 and an accepted swap updates ``g_r += −w_g G[:, g] + w_q G[:, q]`` (two columns of G). So every
 accepted swap provably lowers E_r, and E_r never increases from one cycle to the next.
 
-Rules (all rows at once, vectorised; ``exact_oracle`` in tests is the plain per-row loop):
+Rules (all rows at once, vectorised; ``dsnot_per_row.exact_per_row`` is the same row by row):
 
 - Direction: ε[r] (docs/dsnot.md §3) is tracked as in the reference variant and picks the lists:
   ε > 0 grows from the initially pruned weights with c > 0 (largest ``c / var**γ`` first) and
@@ -47,66 +47,38 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
-from ..backend import array_module, to_numpy
+from ..backend import array_module
 from ..errors import UserError
-from .dsnot import DSnoTSettings, check_inputs, contributions, growth_order, propose_nm_pruning, prune_order, row_errors
+from .dsnot_common import DSnoTResult, DSnoTSettings, Recorder, check_inputs, cycle_budget
+from .dsnot_per_row import contributions, row_errors
+from .dsnot_vectorised import growth_order, propose_nm_pruning, prune_order
 from .scores import wanda_score
 
-ON_REJECT = ("stop", "skip")
 ACCEPT_RTOL = 1e-12  # a swap must lower E_r by more than this fraction of E_r
 
 
-@dataclass(frozen=True)
-class ExactTrace:
-    """Per-cycle record of the exact loop (NumPy arrays; K = cycles run, row 0 = before cycle 1)."""
-
-    eps: np.ndarray  # [K+1, R] float64, ε after k cycles; a stopped row repeats its value
-    error: np.ndarray  # [K+1, R] float64, E_r = d_rᵀ G d_r after k cycles (units of G)
-    active: np.ndarray  # [K+1, R] bool, row still in the loop after k cycles (row 0 all True)
-    swaps: np.ndarray  # [n, 4] int64, (row, grown column, pruned column, cycle), by cycle then row
-
-
-@dataclass(frozen=True)
-class ExactResult:
-    """Outcome of the exact-variant loop on one weight matrix."""
-
-    pruned: object  # [R, C] bool, the final mask
-    swaps: object  # [R] int64, accepted swaps per row
-    error_before: object  # [R] float64, E_r of the initial mask (units of G)
-    error_after: object  # [R] float64, E_r of the final mask (tracked incrementally)
-    eps_before: object  # [R] float64, ε of the initial mask
-    eps_after: object  # [R] float64
-    cycles: int  # cycles run (<= the budget; fewer when every row stopped)
-    trace: ExactTrace | None = None  # only when asked for (trace=True)
+def gram_products(d, gram):
+    """g_r = G d_r and E_r = d_rᵀ G d_r for every row. [R, C], [C, C] -> (g_r [R, C], E [R])."""
+    xp = array_module(d, gram)
+    g_r = d @ gram                                                        # [R, C] @ [C, C]
+    return g_r, xp.sum(d * g_r, axis=1)
 
 
 def row_squared_errors(w, pruned, gram):
-    """``E_r = d_rᵀ G d_r`` for every row: ``W [R, C], pruned [R, C], G [C, C] -> [R]`` float64."""
+    """``E_r = d_rᵀ G d_r`` of a mask, d = W where pruned, 0 elsewhere. [R, C], [R, C], [C, C] -> [R]."""
     xp = array_module(w, gram)
-    d = xp.where(pruned, xp.asarray(w, dtype=xp.float64), 0.0)  # [R, C] dense − sparse
-    return xp.sum(d * (d @ gram), axis=1)  # [R, C] @ [C, C] -> [R, C] -> [R]
-
-
-def cycle_budget(n_cols: int, max_cycle_time: int, cycle_fraction: float | None) -> int:
-    """Cycles to run: ``int(cycle_fraction · C)`` when a fraction is given, else max_cycle_time."""
-    if cycle_fraction is None:
-        return int(max_cycle_time)
-    if not 0.0 <= cycle_fraction:
-        raise ValueError(f"cycle_fraction {cycle_fraction} must be >= 0")
-    return int(cycle_fraction * n_cols)
+    return gram_products(xp.where(pruned, xp.asarray(w, dtype=xp.float64), 0.0), gram)[1]
 
 
 @dataclass(frozen=True)
 class CandidateList:
-    """One direction's candidate list per row, from ``dsnot.growth_order``/``prune_order``."""
+    """One direction's candidate list per row, from ``growth_order``/``prune_order``."""
 
-    order: object  # [R, W] int64 columns in proposal order (W = how far we may read)
+    order: object  # [R, D] int64 columns in proposal order (D = how far we may read)
     count: object  # [R] int64: entries [0, count) are candidates
 
 
-def direction_lists(c, var, wanda, pruned0, pow_of_var_regrowing, limit: int):
+def direction_lists(c, var, wanda, pruned0, pow_of_var: float, limit: int):
     """The reference variant's lists for ε > 0 and for ε <= 0, ``limit`` entries deep.
 
     Built by the reference variant's own ``growth_order``/``prune_order``, asked once as if
@@ -117,7 +89,7 @@ def direction_lists(c, var, wanda, pruned0, pow_of_var_regrowing, limit: int):
     plus = xp.ones(c.shape[0], dtype=xp.float64)
     lists = {}
     for name, eps in (("pos", plus), ("neg", -plus)):
-        lists["grow_" + name] = CandidateList(*growth_order(c, var, pruned0, eps, pow_of_var_regrowing, limit))
+        lists["grow_" + name] = CandidateList(*growth_order(c, var, pruned0, eps, pow_of_var, limit))
         lists["prune_" + name] = CandidateList(*prune_order(c, wanda, pruned0, eps, limit))
     return lists
 
@@ -132,9 +104,9 @@ def window(cands: CandidateList, available, k: int):
     n_rows, width = cands.order.shape
     if width == 0:
         return xp.zeros((n_rows, k), dtype=xp.int64), xp.zeros((n_rows, k), dtype=xp.bool_)
-    in_list = xp.arange(width)[None, :] < cands.count[:, None]  # [R, W]
+    in_list = xp.arange(width)[None, :] < cands.count[:, None]  # [R, D]
     usable = in_list & xp.take_along_axis(available, cands.order, axis=1)  # by position
-    rank = xp.cumsum(usable, axis=1)  # [R, W]: how many usable up to each position
+    rank = xp.cumsum(usable, axis=1)  # [R, D]: how many usable up to each position
     positions = xp.stack([xp.argmax(rank >= j, axis=1) for j in range(1, k + 1)], axis=1)
     valid = rank[:, -1:] >= xp.arange(1, k + 1)[None, :]  # [R, k]
     cols = xp.take_along_axis(cands.order, positions, axis=1)
@@ -155,7 +127,8 @@ def nm_partners(grow_cols, initial_score, pruned, pruned0, m: int):
     the initial mask with the smallest initial score (ties to the lower column).
     """
     xp = array_module(grow_cols)
-    slots = [propose_nm_pruning(grow_cols[:, j], initial_score, pruned, pruned0, m) for j in range(grow_cols.shape[1])]
+    slots = [propose_nm_pruning(grow_cols[:, j], initial_score, pruned, pruned0, m)
+             for j in range(grow_cols.shape[1])]
     return xp.stack([q for q, _ in slots], axis=1), xp.stack([ok for _, ok in slots], axis=1)
 
 
@@ -191,7 +164,7 @@ def best_pair(delta, grow, prune, paired: bool):
     return grow[rows, a], prune[rows, b], flat[rows, best]
 
 
-def propose_pairs(lists, eps, growable, pruned, pruned0, prune_score, nm, lookahead: int):
+def propose_pairs(lists, eps, growable, pruned, pruned0, initial_score, nm, lookahead: int):
     """This cycle's candidate windows for every row, in the direction of its ε.
 
     -> (grow [R, k], grow_valid, prune [R, k], prune_valid, exhausted [R]); ``exhausted``: the
@@ -207,132 +180,77 @@ def propose_pairs(lists, eps, growable, pruned, pruned0, prune_score, nm, lookah
             positive, window(lists["prune_pos"], kept, lookahead), window(lists["prune_neg"], kept, lookahead)
         )
         return grow, grow_valid, prune, prune_valid, ~grow_valid[:, 0] | ~prune_valid[:, 0]
-    prune, prune_valid = nm_partners(grow, prune_score, pruned, pruned0, nm[1])
+    prune, prune_valid = nm_partners(grow, initial_score, pruned, pruned0, nm[1])
     return grow, grow_valid, prune, prune_valid, ~grow_valid[:, 0]
 
 
-def apply_swaps_exact_inplace(state, w, c, gram, g, q, delta, accept):
-    """Accepted rows: flip both mask entries, update g_r with two columns of G, E_r and ε.
+@dataclass
+class ExactState:
+    """The exact loop's state, all rows; edited in place by ``apply_swaps_exact_inplace``."""
 
-    Edits the arrays of ``state`` (pruned, growable, g_r, error, eps, swaps) in place.
-    """
+    pruned: object      # [R, C] bool, the current mask
+    growable: object    # [R, C] bool, initially pruned and not yet regrown or skipped
+    g_r: object         # [R, C] float64, G d_r
+    error: object       # [R] float64, E_r = d_rᵀ G d_r
+    eps: object         # [R] float64, ε_r
+
+
+def apply_swaps_exact_inplace(state: ExactState, w, c, gram, g, q, delta, accept):
+    """Accepted rows: flip both mask entries, update g_r with two columns of G, E_r and ε."""
     xp = array_module(w)
     idx = xp.nonzero(accept)[0]
     g, q = g[idx], q[idx]
     wg, wq = w[idx, g], w[idx, q]  # [A]
-    state["g_r"][idx] += -wg[:, None] * gram[g] + wq[:, None] * gram[q]  # G symmetric: rows = columns
-    state["error"][idx] += delta[idx]
-    state["eps"][idx] += c[idx, q] - c[idx, g]
-    state["pruned"][idx, g] = False
-    state["pruned"][idx, q] = True
-    state["growable"][idx, g] = False
-    state["swaps"][idx] += 1
+    state.g_r[idx] += -wg[:, None] * gram[g] + wq[:, None] * gram[q]  # G symmetric: rows = columns
+    state.error[idx] += delta[idx]
+    state.eps[idx] += c[idx, q] - c[idx, g]
+    state.pruned[idx, g] = False
+    state.pruned[idx, q] = True
+    state.growable[idx, g] = False
 
 
-class ExactRecorder:
-    """Collects ε, E_r, the loop's active flags and the accepted swaps after every cycle.
-
-    Copies go to the host only when a trace was asked for; otherwise ``cycle`` does nothing.
-    """
-
-    def __init__(self, state, wanted: bool):
-        self.wanted = wanted
-        self.eps, self.error, self.active, self.swaps = [], [], [], []
-        if wanted:
-            self.eps.append(to_numpy(state["eps"]).astype(np.float64))
-            self.error.append(to_numpy(state["error"]).astype(np.float64))
-            self.active.append(np.ones(self.eps[0].shape[0], dtype=np.bool_))
-
-    def cycle(self, state, active, accept, g, q, cycle: int):
-        if not self.wanted:
-            return
-        accept_h = to_numpy(accept)
-        rows = np.flatnonzero(accept_h).astype(np.int64)
-        self.eps.append(to_numpy(state["eps"]).astype(np.float64))
-        self.error.append(to_numpy(state["error"]).astype(np.float64))
-        self.active.append(to_numpy(active).astype(np.bool_))
-        self.swaps.append(np.stack([rows, to_numpy(g)[rows], to_numpy(q)[rows],
-                                    np.full(rows.shape, cycle, dtype=np.int64)], axis=1).astype(np.int64))
-
-    def trace(self) -> ExactTrace | None:
-        if not self.wanted:
-            return None
-        swaps = np.concatenate(self.swaps, axis=0) if self.swaps else np.zeros((0, 4), dtype=np.int64)
-        return ExactTrace(eps=np.stack(self.eps), error=np.stack(self.error),
-                          active=np.stack(self.active), swaps=swaps)
-
-
-def exact_swaps(
-    w,
-    pruned0,
-    seq_sum,
-    var,
-    prune_score,
-    gram,
-    *,
-    nm: tuple[int, int] | None = None,
-    cycles: int = 50,
-    pow_of_var_regrowing: float = 1.0,
-    lookahead: int = 1,
-    on_reject: str = "stop",
-    trace: bool = False,
-) -> ExactResult:
+def exact_swaps(w, pruned0, seq_sum, var, wanda, gram, settings: DSnoTSettings, *,
+                nm: tuple[int, int] | None = None, initial_score=None, trace: bool = False) -> DSnoTResult:
     """The exact-variant loop on one weight matrix (pure; the inputs are not modified).
 
     w [R, C]; pruned0 [R, C] bool initial mask; seq_sum [C], var [C] (docs/dsnot.md §1);
-    prune_score [R, C]: pruning order (Wanda score unstructured; initial score for N:M);
-    gram [C, C] = Σ x xᵀ (any positive multiple gives the same masks).
-    ``trace=True`` also records ε, E_r and the active flags after every cycle
-    (``ExactResult.trace``); the results are the same either way.
+    wanda [R, C]: the pruning order; initial_score [R, C]: N:M's pruning order (default wanda);
+    gram [C, C] = Σ x xᵀ (any positive multiple gives the same masks); settings: cycles
+    (``cycle_budget``), γ, lookahead, on_reject. ``trace=True`` also records ε, E_r and the
+    active flags after every cycle; the results are the same either way.
     """
-    if on_reject not in ON_REJECT:
-        raise ValueError(f"dsnot exact: on_reject {on_reject!r} not one of {ON_REJECT}")
-    if lookahead < 1:
-        raise ValueError(f"dsnot exact: lookahead {lookahead} must be >= 1")
     xp = array_module(w, gram)
     w = xp.asarray(w, dtype=xp.float64)
     gram = xp.asarray(gram, dtype=xp.float64)
-    prune_score = xp.asarray(prune_score, dtype=xp.float64)
+    wanda = xp.asarray(wanda, dtype=xp.float64)
+    initial_score = wanda if initial_score is None else xp.asarray(initial_score, dtype=xp.float64)
     pruned0 = xp.asarray(pruned0, dtype=xp.bool_)
     rows = xp.arange(w.shape[0])
+    cycles = cycle_budget(settings, w.shape[1])
     c = contributions(w, seq_sum)  # [R, C]
     # each cycle consumes at most one entry of a list, and looks k entries past that
-    depth = min(w.shape[1], cycles + lookahead)
-    lists = direction_lists(c, var, prune_score, pruned0, pow_of_var_regrowing, depth)
-    d = xp.where(pruned0, w, 0.0)  # [R, C] dense − sparse
-    g_r = d @ gram  # [R, C] @ [C, C] -> [R, C]
-    state = {
-        "pruned": pruned0.copy(),
-        "growable": pruned0.copy(),  # by column: not yet regrown or skipped
-        "g_r": g_r,
-        "error": xp.sum(d * g_r, axis=1),  # [R] E_r
-        "eps": row_errors(c, pruned0),  # [R] ε_r
-        "swaps": xp.zeros(w.shape[0], dtype=xp.int64),
-    }
-    eps_before, error_before = state["eps"].copy(), state["error"].copy()
-    recorder = ExactRecorder(state, trace)
+    depth = min(w.shape[1], cycles + settings.lookahead)
+    lists = direction_lists(c, var, wanda, pruned0, settings.pow_of_var_regrowing, depth)
+    g_r, error = gram_products(xp.where(pruned0, w, 0.0), gram)  # d = dense − sparse
+    state = ExactState(pruned=pruned0.copy(), growable=pruned0.copy(), g_r=g_r, error=error,
+                       eps=row_errors(c, pruned0))
+    recorder = Recorder(state.eps, trace, error0=state.error)
     active = xp.ones(w.shape[0], dtype=xp.bool_)
-    cycle = 0
-    while cycle < cycles and bool(xp.any(active)):
-        cycle += 1
+    while recorder.cycles < cycles and bool(xp.any(active)):
         grow, grow_ok, prune, prune_ok, exhausted = propose_pairs(
-            lists, state["eps"], state["growable"], state["pruned"], pruned0, prune_score, nm, lookahead
-        )
-        delta = swap_deltas(w, state["g_r"], gram, grow, grow_ok, prune, prune_ok, paired=nm is not None)
+            lists, state.eps, state.growable, state.pruned, pruned0, initial_score, nm, settings.lookahead)
+        delta = swap_deltas(w, state.g_r, gram, grow, grow_ok, prune, prune_ok, paired=nm is not None)
         g, q, best = best_pair(delta, grow, prune, paired=nm is not None)
-        accept = active & (best < -ACCEPT_RTOL * state["error"])
-        if on_reject == "skip":
+        accept = active & (best < -ACCEPT_RTOL * state.error)
+        if settings.on_reject == "skip":
             dropped = active & ~accept & grow_ok[:, 0]
-            state["growable"][rows[dropped], grow[dropped, 0]] = False  # drop the window's head
+            state.growable[rows[dropped], grow[dropped, 0]] = False  # drop the window's head
             active &= accept | ~exhausted
         else:
             active &= accept
         apply_swaps_exact_inplace(state, w, c, gram, g, q, best, accept)
-        recorder.cycle(state, active, accept, g, q, cycle)
-    return ExactResult(
-        state["pruned"], state["swaps"], error_before, state["error"], eps_before, state["eps"], cycle,
-        recorder.trace(),
-    )
+        recorder.cycle(state.eps, active, accept, g, q, error=state.error)
+    return recorder.result(state.pruned, state.eps, error=state.error)
 
 
 def check_gram(gram, n_cols: int):
@@ -344,82 +262,44 @@ def check_gram(gram, n_cols: int):
         raise UserError("gram has NaN or inf entries")
 
 
-def exact_from_gram(
-    weight,
-    pruned,
-    seq_sum,
-    seq_sq,
-    var,
-    gram,
-    settings: DSnoTSettings | None = None,
-    *,
-    nm: tuple[int, int] | None = None,
-    initial_score=None,
-    trace: bool = False,
-) -> ExactResult:
+def exact_from_gram(weight, pruned0, seq_sum, seq_sq, var, gram, settings: DSnoTSettings | None = None, *,
+                    nm: tuple[int, int] | None = None, initial_score=None, trace: bool = False) -> DSnoTResult:
     """The exact variant from the statistics and G itself (what ``dsnot_exact`` and the golden
     fixtures both run).
 
-    weight [R, C]; pruned [R, C] bool initial mask; seq_sum, seq_sq, var [C] (var: the pooled
+    weight [R, C]; pruned0 [R, C] bool initial mask; seq_sum, seq_sq, var [C] (var: the pooled
     variance); gram [C, C] = Σ x xᵀ, float64; settings: ``DSnoTSettings`` (max_cycle_time,
     pow_of_var_regrowing, lookahead, cycle_fraction, on_reject; defaults when None).
     Pruning order: the Wanda score, or for N:M the ``initial_score`` when given.
     """
-    check_inputs(weight, pruned, seq_sum, seq_sq, var, nm, initial_score)
+    check_inputs(weight, pruned0, seq_sum, seq_sq, var, nm, initial_score)
     check_gram(gram, weight.shape[1])
     xp = array_module(weight, gram)
-    settings = settings or DSnoTSettings(variant="exact")
     w64 = xp.asarray(weight, dtype=xp.float64)
-    wanda = wanda_score(w64, seq_sq)  # [R, C]
-    prune_score = wanda if (nm is None or initial_score is None) else initial_score
-    return exact_swaps(
-        w64,
-        xp.asarray(pruned, dtype=xp.bool_),
-        seq_sum,
-        var,
-        prune_score,
-        xp.asarray(gram, dtype=xp.float64),
-        nm=nm,
-        cycles=cycle_budget(w64.shape[1], settings.max_cycle_time, settings.cycle_fraction),
-        pow_of_var_regrowing=settings.pow_of_var_regrowing,
-        lookahead=settings.lookahead,
-        on_reject=settings.on_reject,
-        trace=trace,
-    )
+    return exact_swaps(w64, xp.asarray(pruned0, dtype=xp.bool_), seq_sum, var, wanda_score(w64, seq_sq),
+                       xp.asarray(gram, dtype=xp.float64), settings or DSnoTSettings(variant="exact"),
+                       nm=nm, initial_score=initial_score, trace=trace)
 
 
-def dsnot_exact(
-    weight,
-    pruned,
-    stats,
-    settings: DSnoTSettings | None = None,
-    *,
-    nm: tuple[int, int] | None = None,
-    initial_score=None,
-):
+def dsnot_exact(weight, pruned0, stats, settings: DSnoTSettings | None = None, *,
+                nm: tuple[int, int] | None = None, initial_score=None):
     """Entry point for ``prune_linear``: ``-> (pruned [R, C] bool, diagnostics dict)``.
 
-    weight [R, C]; pruned [R, C] initial mask; stats: ``LinearStats`` with ``hessian``;
-    settings: ``DSnoTSettings`` (max_cycle_time, pow_of_var_regrowing, lookahead, cycle_fraction,
-    on_reject; defaults when None).
-    initial_score [R, C]: the initial method's score, the N:M pruning order (Wanda by default).
-    Unstructured pruning order: the Wanda score, as in the reference variant.
+    weight [R, C]; pruned0 [R, C] initial mask; stats: ``LinearStats`` with ``hessian``
+    (G = hessian · S / 2); settings: ``DSnoTSettings``; initial_score [R, C]: the initial
+    method's score, the N:M pruning order (Wanda by default). Unstructured pruning order: the
+    Wanda score, as in the reference variant.
     """
     if stats.hessian is None:
-        raise ValueError("dsnot exact needs the Hessian statistics (LinearStats.hessian)")
+        raise UserError("dsnot exact needs the Hessian statistics (LinearStats.hessian)")
     xp = array_module(weight, stats.hessian)
     gram = xp.asarray(stats.hessian, dtype=xp.float64) * (stats.n_seq / 2.0)  # Σ x xᵀ
-    result = exact_from_gram(
-        weight, pruned, stats.seq_sum, stats.seq_sq, stats.var_pooled, gram, settings,
-        nm=nm, initial_score=initial_score,
-    )
+    result = exact_from_gram(weight, pruned0, stats.seq_sum, stats.seq_sq, stats.var_pooled, gram, settings,
+                             nm=nm, initial_score=initial_score)
     diagnostics = {
-        "eps_before": float(xp.mean(xp.abs(result.eps_before))),
-        "eps_after": float(xp.mean(xp.abs(result.eps_after))),
-        "swaps": int(xp.sum(result.swaps)),
-        "cycles": int(result.cycles),
+        **result.summary(),
         # Σ_r ‖X d_r‖² over all calibration tokens (absolute; prune_linear reports relative ones)
-        "error_before": float(xp.sum(result.error_before)),
-        "error_after": float(xp.sum(result.error_after)),
+        "error_before": float(result.error_before.sum()),
+        "error_after": float(result.error_after.sum()),
     }
     return result.pruned, diagnostics

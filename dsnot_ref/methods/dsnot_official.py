@@ -4,7 +4,7 @@ Reproduces the released code (zyxxmu/DSnoT, commit 4c029df, lib/prune.py ``prune
 its regrowth and pruning lists, the two pointers read from both ends of each, its acceptance
 rule (``still_active &= |ε| > threshold``) and its mask write for every row, stopped rows
 included. How it differs from the reference variant, and which released-code defects are not
-copied (a pointer leaving its list raises ``DSnoTPointerError``): methods/dsnot.py.
+copied (a pointer leaving its list raises ``DSnoTPointerError``): methods/dsnot_vectorised.py.
 
 Arithmetic: float32, as in the released code: c = W · seq_sum, the Wanda score
 |W| · sqrt(seq_sq), c / var**γ, ε and its running updates are float32 (the statistics are
@@ -14,18 +14,18 @@ to torch's float32 sqrt, which is not correctly rounded (docs/dsnot.md §7).
 
 ``official_growth_order`` / ``official_prune_order`` are the lists' definitions; the loops read
 only the ends that K = max_cycle_time cycles can reach (``official_growth_ends`` /
-``official_prune_ends``), selected with methods/selection.py per block of rows.
-Shape letters: R output rows, C input columns, W = min(K, C) reachable entries per end.
+``official_prune_ends``), selected per block of rows with ``first_k`` / ``last_k``.
+methods/dsnot_per_row.py has the same variant one row at a time (``official_row``).
+Shape letters: R output rows, C input columns, D = min(K, C) reachable entries per end.
 """
 
 from __future__ import annotations
 
 from ..backend import array_module, to_numpy
-from .dsnot_common import (DSnoTPointerError, DSnoTSettings, Recorder, contributions, contributions_at,
-                           regrowth_metric)
+from .dsnot_common import DSnoTPointerError, DSnoTSettings, Recorder, contributions_at
+from .dsnot_per_row import contributions, regrowth_metric
 from .scores import wanda_score
-from .selection import (by_row_chunks, masked_key, row_counts, row_entries, smallest_and_largest,
-                        smallest_kept_of_each_sign, stable_largest, stable_smallest)
+from .selection import by_row_chunks, first_k, last_k
 from .torch_sum import torch_row_sum
 
 
@@ -45,27 +45,25 @@ def official_growth_order(c, var, pruned0, pow_of_var: float):
 def official_row_errors(c, pruned0, lanes: int):
     """ε[r] = Σ_{j pruned} c[r, j] in c's dtype, added in torch's CPU order (the released code's
     ``torch.sum`` of c with kept entries set to 0). [R, C] -> [R]."""
-    return torch_row_sum(c * pruned0, lanes)
+    xp = array_module(c)
+    return torch_row_sum(xp.where(pruned0, c, xp.zeros((), dtype=c.dtype)), lanes)
 
 
 def official_growth_metric(c, var, pruned0, pow_of_var: float):
-    """c / var**γ where initially pruned, 0 where kept. [R, C] -> [R, C] in c's dtype.
-
-    A product, not ``where``: several times faster on a random mask; a kept entry may be -0.0,
-    which sorts as 0.
-    """
-    return regrowth_metric(c, var, pow_of_var) * pruned0
+    """c / var**γ where initially pruned, 0 where kept. [R, C] -> [R, C] in c's dtype."""
+    xp = array_module(c)
+    return xp.where(pruned0, regrowth_metric(c, var, pow_of_var), xp.zeros((), dtype=c.dtype))
 
 
 def official_growth_ends(c, var, pruned0, pow_of_var: float, k: int):
     """The two ends of ``official_growth_order`` that k cycles can reach, without a full sort.
 
-    -> (left [R, min(k, C)]: positions 0, 1, ... ; right [R, min(k, C)]: positions C−1, C−2, ...).
+    -> (left [R, D]: positions 0, 1, ... ; right [R, D]: positions C−1, C−2, ...).
     ``right`` lists the largest metrics first and, among ties, the higher column first: the
     order in which a pointer walking left from the end of a stable ascending sort meets them.
     """
     metric = official_growth_metric(c, var, pruned0, pow_of_var)         # [R, C]
-    return smallest_and_largest(metric, k)
+    return first_k(metric, k), last_k(metric, k)
 
 
 def official_prune_order(c, wanda, pruned0):
@@ -104,11 +102,11 @@ def official_prune_order(c, wanda, pruned0):
 def official_prune_ends(c, wanda, pruned0, k: int):
     """The slots of ``official_prune_order`` that k cycles can reach, without a full sort.
 
-    -> (left [R, W]: slots 0, 1, ... ; right [R, W]: slots K_r−1, K_r−2, ...), W = min(k, C),
-    −1 where a slot is outside the row's K_r kept weights. Built from the k smallest and k
-    largest Wanda scores among the negative- and positive-contribution kept weights, which is
-    all a pointer can reach in k steps from either end (see ``official_prune_order`` for the
-    layout: negatives ascending | position-0 repeats for c == 0 | positives descending).
+    -> (left [R, D]: slots 0, 1, ... ; right [R, D]: slots K_r−1, K_r−2, ...), D = min(k, C),
+    −1 where a slot is outside the row's K_r kept weights. The list is negatives ascending |
+    position-0 repeats for c == 0 | positives descending (``official_prune_order``), so a
+    pointer's k reads are the k smallest-score negatives (from the left) or positives (from the
+    right), then, in rows with fewer, the repeats and the far end of the other side.
     """
     xp = array_module(c)
     width = min(int(k), c.shape[1])
@@ -116,34 +114,18 @@ def official_prune_ends(c, wanda, pruned0, k: int):
         empty = xp.zeros((c.shape[0], 0), dtype=xp.int64)
         return empty, empty
     kept = ~pruned0
-    # Wide layers: every row has >= k kept weights of each sign, so k reads from the left
-    # stay among the negatives and k reads from the right among the positives.
-    ends = smallest_kept_of_each_sign(c, wanda, kept, width)
-    if ends is not None:
-        return ends
-    return _official_prune_ends_any_row(c, wanda, kept, width)
-
-
-def _official_prune_ends_any_row(c, wanda, kept, width: int):
-    """``official_prune_ends`` for rows with few kept weights of a sign (narrow layers, high
-    sparsity): each part of the list selected on its own, pointers that cross the middle
-    (the c == 0 repeats) or the whole other side included."""
-    xp = array_module(c)
     neg, pos = kept & (c < 0), kept & (c > 0)
     n_kept, n_neg, n_pos = (xp.sum(a, axis=1, keepdims=True) for a in (kept, neg, pos))  # [R, 1]
 
-    def smallest(mask, k):           # ascending score, ties: lower column first
-        return stable_smallest(masked_key(wanda, mask, xp.inf), k)
+    def by_score(mask):               # wanda where mask, +inf elsewhere
+        return xp.where(mask, wanda, xp.inf)
 
-    def largest(mask, k):            # descending score, ties: higher column first
-        return stable_largest(masked_key(wanda, mask, -xp.inf), k)
-
-    neg_asc, pos_asc, first = smallest(neg, width), smallest(pos, width), smallest(kept, 1)
-    # The far ends are reached only by a pointer that crosses the whole other side: from the
-    # left when n_neg + n_zero < k, from the right when n_pos + n_zero < k.
+    neg_asc, pos_asc, first = first_k(by_score(neg), width), first_k(by_score(pos), width), first_k(by_score(kept), 1)
+    # descending ends (ties: higher column first) are reached only by a pointer that crosses
+    # the whole other side: from the left when n_neg + n_zero < k, from the right likewise
     unused = xp.zeros_like(neg_asc)
-    pos_desc = largest(pos, width) if bool(xp.any(n_kept - n_pos < width)) else unused
-    neg_desc = largest(neg, width) if bool(xp.any(n_kept - n_neg < width)) else unused
+    pos_desc = last_k(xp.where(pos, wanda, -xp.inf), width) if bool(xp.any(n_kept - n_pos < width)) else unused
+    neg_desc = last_k(xp.where(neg, wanda, -xp.inf), width) if bool(xp.any(n_kept - n_neg < width)) else unused
 
     def at(window, i):
         return xp.take_along_axis(window, xp.clip(i, 0, width - 1), axis=1)
@@ -174,7 +156,7 @@ def read_growth_pointers(ends, c_ends, ok, n_left, n_right, go_right, cycle: int
     """Official regrowth side: the column under the left or right pointer of every row, and
     its contribution.
 
-    ``ends`` [R, 2W] holds the regrowth list's left end (positions 0, 1, ...) then its right
+    ``ends`` [R, 2D] holds the regrowth list's left end (positions 0, 1, ...) then its right
     end (C−1, C−2, ...) (``official_growth_ends``), ``c_ends`` their contributions and ``ok``
     whether the initial mask prunes them. The left pointer has read n_left entries, the right
     one n_right. Raises DSnoTPointerError if the pointer is past its end of the list or on a
@@ -186,16 +168,16 @@ def read_growth_pointers(ends, c_ends, ok, n_left, n_right, go_right, cycle: int
     outside = read >= width
     if bool(xp.any(outside)):
         _pointer_error("regrowth", outside, cycle, "left its list")
-    position = read + width * go_right                                    # [R] in [0, 2W)
-    kept = ~row_entries(ok, position)
+    position = (read + width * go_right)[:, None]                         # [R, 1] in [0, 2D)
+    kept = ~xp.take_along_axis(ok, position, axis=1)[:, 0]
     if bool(xp.any(kept)):
         _pointer_error("regrowth", kept, cycle, "reached a weight the initial mask keeps")
-    return row_entries(ends, position), row_entries(c_ends, position)
+    return xp.take_along_axis(ends, position, axis=1)[:, 0], xp.take_along_axis(c_ends, position, axis=1)[:, 0]
 
 
 def read_prune_pointers(ends, c_ends, n_kept, n_left, n_right, go_right, cycle: int):
     """Official pruning side: slot n_left, or slot K_r−1−n_right when reading from the right,
-    and its contribution (``ends`` [R, 2W]: the left then the right end from
+    and its contribution (``ends`` [R, 2D]: the left then the right end from
     ``official_prune_ends``). Raises DSnoTPointerError outside [0, K_r). -> (q [R], c_q [R])."""
     xp = array_module(ends)
     width = ends.shape[1] // 2
@@ -203,8 +185,8 @@ def read_prune_pointers(ends, c_ends, n_kept, n_left, n_right, go_right, cycle: 
     outside = read >= n_kept
     if bool(xp.any(outside)):
         _pointer_error("pruning", outside, cycle, "left its list of kept weights")
-    position = xp.minimum(read, width - 1) + width * go_right
-    return row_entries(ends, position), row_entries(c_ends, position)
+    position = (xp.minimum(read, width - 1) + width * go_right)[:, None]  # [R, 1]
+    return xp.take_along_axis(ends, position, axis=1)[:, 0], xp.take_along_axis(c_ends, position, axis=1)[:, 0]
 
 
 def official_accept(still_active, eps, eps_after, sign0, threshold: float, sign_check: bool):
@@ -233,9 +215,9 @@ def official_lists(w, pruned0, seq_sum, seq_sq, var, pow_of_var: float, k: int, 
     """ε and the reachable ends of the released code's two lists for a block of rows, each
     end with what the loop reads at its entries (so the loop never gathers from [R, C]).
 
-    -> (eps [R], grow [R, 2W], c_grow [R, 2W], ok_grow [R, 2W] bool (initially pruned)
-        [, n_kept [R], prune [R, 2W], c_prune [R, 2W]]); the two ends side by side, left
-    first; no pruning list for N:M. W = min(k, C). Statistics and results in float32.
+    -> (eps [R], grow [R, 2D], c_grow [R, 2D], ok_grow [R, 2D] bool (initially pruned)
+        [, n_kept [R], prune [R, 2D], c_prune [R, 2D]]); the two ends side by side, left
+    first; no pruning list for N:M. D = min(k, C). Statistics and results in float32.
     """
     xp = array_module(w)
     w = w.astype(xp.float32, copy=False)                                  # converted once for c and Wanda
@@ -249,12 +231,12 @@ def official_lists(w, pruned0, seq_sum, seq_sq, var, pow_of_var: float, k: int, 
     wanda = wanda_score(w, seq_sq, xp.float32)                            # [R, C]
     prune = xp.concatenate(official_prune_ends(c, wanda, pruned0, k), axis=1)
     c_prune = xp.take_along_axis(c, xp.maximum(prune, 0), axis=1)       # -1: never read
-    n_kept = pruned0.shape[1] - row_counts(pruned0)
+    n_kept = xp.sum(~pruned0, axis=1)
     return eps, grow, c_grow, ok_grow, n_kept, prune, c_prune
 
 
 def dsnot_official(w, pruned0, seq_sum, seq_sq, var, settings: DSnoTSettings, trace: bool = False):
-    """Official DSnoT loop, unstructured (§4b). -> (pruned [R, C], ε [R], recorder)."""
+    """Official DSnoT loop, unstructured (§4b). -> DSnoTResult."""
     xp = array_module(w)
     n_rows = w.shape[0]
     eps, grow, c_grow, ok_grow, n_kept, prune, c_prune = by_row_chunks(
@@ -279,8 +261,8 @@ def dsnot_official(w, pruned0, seq_sum, seq_sq, var, settings: DSnoTSettings, tr
                                  sign_check=not settings.without_same_sign)
         apply_official_inplace(pruned, g, q, active)
         eps = (eps + xp.where(active, c_q, zero)) - xp.where(active, c_g, zero)
-        rec.cycle(eps, active, g, q)
-    return pruned, eps, rec
+        rec.cycle(eps, active, active, g, q)
+    return rec.result(pruned, eps)
 
 
 def read_nm_pruning(nm_score, g, m: int, cycle: int):
@@ -298,7 +280,7 @@ def read_nm_pruning(nm_score, g, m: int, cycle: int):
 
 def dsnot_official_nm(w, pruned0, seq_sum, seq_sq, var, initial_score, settings: DSnoTSettings,
                       m: int, trace: bool = False):
-    """Official DSnoT loop, N:M branch (§4b). -> (pruned [R, C], ε [R], recorder)."""
+    """Official DSnoT loop, N:M branch (§4b). -> DSnoTResult."""
     xp = array_module(w)
     n_rows = w.shape[0]
     eps, grow, c_grow, ok_grow = by_row_chunks(
@@ -325,5 +307,5 @@ def dsnot_official_nm(w, pruned0, seq_sum, seq_sq, var, initial_score, settings:
         nm_score[rows, q] = xp.inf        # proposed q leaves the candidates, accepted or not
         apply_official_inplace(pruned, g, q, active)
         eps = (eps + xp.where(active, c_q, zero)) - xp.where(active, c_g, zero)
-        rec.cycle(eps, active, g, q)
-    return pruned, eps, rec
+        rec.cycle(eps, active, active, g, q)
+    return rec.result(pruned, eps)

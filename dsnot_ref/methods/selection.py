@@ -1,18 +1,15 @@
-"""Fast stable selection: the first k entries of a stable argsort per row, without sorting rows.
+"""The one place where a fast selection replaces a sort: ``first_k`` and ``last_k``.
 
-DSnoT reads only the first K = max_cycle_time entries of its candidate lists, so the lists are
-built by partitioning instead of sorting. Each selection here returns exactly what the full
-``argsort(key, axis=1, kind="stable")`` prefix it replaces would (ties by column included);
-``tests/test_stable_selection.py`` holds each one to that definition on tie-heavy inputs.
+DSnoT reads only the first D = min(K, C) entries of its candidate lists (K = max_cycle_time),
+so the vectorised variants ask for
 
-- ``stable_smallest`` / ``stable_largest``: the k smallest / largest keys per row in stable
-  order, ties at the k-th place resolved by column;
-- ``smallest_and_largest``, ``smallest_kept_of_each_sign``: two such selections with one
-  partition (the official variant's growth ends and pruning-list parts), falling back to
-  separate selections for unbalanced rows;
-- ``masked_key``, ``row_counts``, ``row_entries``: sort keys, counts and gathers without
-  per-element branches;
-- ``by_row_chunks``: builds the lists per block of rows (blocks on threads with NumPy).
+    first_k(key, k) = argsort(key, axis=1, kind="stable")[:, :k]          ties: lower column first
+    last_k(key, k)  = argsort(key, axis=1, kind="stable")[:, ::-1][:, :k] ties: higher column first
+
+and nothing else. Behind them the k entries are found by partitioning, O(C) per row, then only
+those k are sorted; a tie at the k-th place falls back to the definition. Each returns exactly
+the definition (tests/test_stable_selection.py holds them to it on tie-heavy inputs).
+``by_row_chunks`` builds the lists per block of rows, on threads with NumPy.
 
 Shape letters: R rows, C columns, k entries wanted per row. No function edits its inputs.
 """
@@ -27,44 +24,9 @@ import numpy as np
 from ..backend import array_module
 
 
-# --------------------------------------------------------------------------- keys, counts, gathers
-
-def masked_key(values, mask, fill: float):
-    """Sort key ``where(mask, values, fill)`` for finite values and fill = ±inf. [R, C] -> [R, C].
-
-    Computed as values + [fill, 0][mask]: NumPy's ``where`` branches on every element and is
-    about 5x slower on a random mask. Equal to ``where`` except that -0.0 becomes 0.0, which
-    no comparison or sort tells apart.
-    """
-    xp = array_module(values)
-    table = xp.zeros(2, dtype=xp.float64)                                 # built where the arrays live
-    table[0] = fill                                                       # index 0: not in mask
-    return values + xp.take(table, mask.view(xp.uint8))
-
-
-def row_counts(mask):
-    """Number of True entries in each row. [R, C] bool -> [R] int64.
-
-    Summed as bytes with an int32 accumulator: about 4x faster than ``sum`` of a bool array,
-    which widens every entry to int64 first.
-    """
-    xp = array_module(mask)
-    return xp.sum(mask.view(xp.uint8), axis=1, dtype=xp.int32).astype(xp.int64)
-
-
-def row_entries(table, position):
-    """table[r, position[r]] for every row r. [R, W], [R] -> [R].
-
-    One gather from the flattened table (several times faster than ``table[rows, position]``).
-    """
-    xp = array_module(table)
-    n_rows, width = table.shape
-    return xp.take(table.reshape(-1), xp.arange(n_rows, dtype=xp.int64) * width + position)
-
-
 # --------------------------------------------------------------------------- stable selection
 
-def stable_smallest(key, k: int):
+def first_k(key, k: int):
     """Column indices of the k smallest keys per row, in stable ascending order.
 
     Equals ``argsort(key, axis=1, kind="stable")[:, :k]`` (ties: lower column first) but costs
@@ -89,7 +51,7 @@ def stable_smallest(key, k: int):
     return _ordered_by_key(key, selected_columns(take, k), descending=False)
 
 
-def stable_largest(key, k: int):
+def last_k(key, k: int):
     """Column indices of the k largest keys per row, largest first, ties: higher column first.
 
     The order in which a pointer walking left from the end of a stable ascending argsort meets
@@ -100,11 +62,11 @@ def stable_largest(key, k: int):
     n_rows, n_cols = key.shape
     k = min(int(k), n_cols)
     if k <= 1 or 4 * k >= n_cols:
-        return (n_cols - 1) - stable_smallest(-key[:, ::-1], k)          # mirror the columns
+        return (n_cols - 1) - first_k(-key[:, ::-1], k)          # mirror the columns
     kth = xp.partition(key, n_cols - k, axis=1)[:, n_cols - k:n_cols - k + 1]   # [R, 1] k-th largest
     take = key >= kth
     if int(xp.count_nonzero(take)) != n_rows * k:                       # a tie at the k-th place
-        return (n_cols - 1) - stable_smallest(-key[:, ::-1], k)
+        return (n_cols - 1) - first_k(-key[:, ::-1], k)
     return _ordered_by_key(key, selected_columns(take, k)[:, ::-1], descending=True)
 
 
@@ -148,55 +110,6 @@ def _stable_order(values, k: int | None = None):
     if bool(xp.all(head[:, 1:] > head[:, :-1])):
         return order[:, :k]
     return xp.argsort(values, axis=1, kind="stable")[:, :k]
-
-
-def smallest_and_largest(key, k: int):
-    """``(stable_smallest(key, k), stable_largest(key, k))`` with one partition instead of two.
-
-    When the k smallest keys of a row are negative and the k largest positive (the growth
-    metric of a wide layer), both lie among the 3k keys of largest |key|; the keys are selected
-    once by |key| and each end is sorted within the selection. A row where that does not hold
-    (or a tie at the selection's edge) falls back to the two separate selections, so the result
-    is always exactly theirs. [R, C] -> ([R, min(k, C)], [R, min(k, C)]) int64.
-    """
-    xp = array_module(key)
-    n_rows, n_cols = key.shape
-    width = 3 * int(k)
-    if k == 0 or 4 * width >= n_cols:
-        return stable_smallest(key, k), stable_largest(key, k)
-    size = xp.abs(key)                                                    # [R, C]
-    edge = xp.partition(size, n_cols - width, axis=1)[:, n_cols - width:n_cols - width + 1]  # [R, 1]
-    take = size >= edge                                                   # the 3k largest |key|
-    if int(xp.count_nonzero(take)) != n_rows * width:                    # a tie at the edge
-        return stable_smallest(key, k), stable_largest(key, k)
-    cols = selected_columns(take, width)                                  # [R, 3k] ascending
-    values = xp.take_along_axis(key, cols, axis=1)
-    if not (bool(xp.all(xp.sum(values < 0, axis=1) >= k)) and bool(xp.all(xp.sum(values > 0, axis=1) >= k))):
-        return stable_smallest(key, k), stable_largest(key, k)
-    smallest = xp.take_along_axis(cols, _stable_order(xp.where(values < 0, values, xp.inf), k), axis=1)
-    cols, values = cols[:, ::-1], values[:, ::-1]                         # descending columns
-    largest = xp.take_along_axis(cols, _stable_order(-xp.where(values > 0, values, -xp.inf), k), axis=1)
-    return smallest, largest
-
-
-def smallest_kept_of_each_sign(c, wanda, kept, k: int):
-    """The k smallest-score kept columns with c < 0 and those with c > 0 (each ascending,
-    ties: lower column first), or None unless every row has k of each among its 3k smallest
-    kept scores (one partition instead of two; with balanced signs that fails with
-    probability ~1e-5 per row). [R, C] ... -> ([R, k], [R, k]) int64 | None.
-    """
-    xp = array_module(c)
-    selected = stable_smallest(masked_key(wanda, kept, xp.inf), 3 * k)   # [R, 3k] (score, column) order
-    is_kept = xp.take_along_axis(kept, selected, axis=1)
-    c_sel = xp.take_along_axis(c, selected, axis=1)
-    neg, pos = is_kept & (c_sel < 0), is_kept & (c_sel > 0)              # [R, 3k]
-    if not (bool(xp.all(xp.sum(neg, axis=1) >= k)) and bool(xp.all(xp.sum(pos, axis=1) >= k))):
-        return None
-
-    def first_k(of_sign):            # the first k selected entries of one sign, in order
-        return xp.take_along_axis(selected, xp.argsort(~of_sign, axis=1, kind="stable")[:, :k], axis=1)
-
-    return first_k(neg), first_k(pos)
 
 
 # --------------------------------------------------------------------------- row blocks

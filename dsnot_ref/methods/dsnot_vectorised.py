@@ -1,14 +1,15 @@
-"""DSnoT, vectorised over all output rows (docs/dsnot.md §3-§4).
+"""DSnoT for all rows at once: the same as methods/dsnot_per_row.py, vectorised, tested equal.
 
 DSnoT ("Dynamic Sparse No Training") keeps every weight value and, in each output row r,
 repeatedly regrows one pruned weight g and prunes one kept weight q so that the row's expected
-output error moves toward zero:
+output error moves toward zero (docs/dsnot.md §3-§4):
 
     c[r, j] = W[r, j] · seq_sum[j]                        contribution      (§3)
     ε[r]    = Σ_{j pruned in row r} c[r, j]               row error         (§3)
     ε_after = ε[r] + c[r, q] − c[r, g]                    one swap          (§4)
 
-Shape letters: R output rows, C input columns, K = max_cycle_time, N:M structured sparsity.
+Shape letters: R output rows, C input columns, K = max_cycle_time, D = min(K, C) list entries
+read, N:M structured sparsity.
 Units: ``seq_sum`` is (1/S) Σ_s Σ_t x (the "per-sequence sum", L × mean), so ε and
 ``update_threshold`` are in those units, as in the released code. Arithmetic: float64
 (reference), float32 (official: the released code's precision, ε₀ summed in torch's order).
@@ -60,69 +61,23 @@ Released-code defects not copied
 - the SparseGPT initial score from a never-accumulated Hessian, ``pow_of_var_pruning`` parsed
   but unused, ``--without_same_sign`` read with ``type=bool``: see docs/dsnot.md; not here.
 
-Trace format (``trace=True``): ``DSnoTTrace`` with
-  ``eps``    [cycles+1, R] float64: ε of each row after k cycles (row 0 = initial ε); a
-             stopped row repeats its last value (official: the loop's running ε);
-  ``active`` [cycles+1, R] bool: row still active after k cycles (row 0 all True);
-             cycle k accepted a swap in row r iff active[k, r];
-  ``swaps``  [n, 4] int64: (row, grown column, pruned column, cycle), cycles counted from 1,
-             ordered by cycle then row.
+Trace format (``trace=True``): ``DSnoTTrace`` (methods/dsnot_common.py): per cycle ε, the
+active flags and the accepted swaps (row, grown column, pruned column, cycle).
 
-Where the code lives
---------------------
-Imports go one way: ``selection``, ``dsnot_common`` <- ``dsnot_official`` <- ``dsnot``.
-
-- ``dsnot_common.py``: ``DSnoTSettings``, ``DSnoTResult``/``DSnoTTrace``, ``DSnoTPointerError``,
-  the shared steps (``contributions``, ``row_errors``, ``regrowth_metric``,
-  ``floored_variance``, ``contributions_at``) and the trace ``Recorder``.
-- this file: the reference variant, one function per step (``growth_order``, ``prune_order``,
-  ``propose_swaps``, ``propose_nm_pruning``, ``accept_swaps``, ``apply_swaps_inplace``,
-  ``dsnot_reference``), ``check_inputs`` and the entry point ``dsnot()``. Every name of the
-  other three modules that callers import from here is re-exported below.
-- ``dsnot_official.py``: the official variant (``official_growth_order``,
-  ``official_prune_order`` and their reachable ends, ``read_*_pointers``, ``official_accept``,
-  ``apply_official_inplace``, ``dsnot_official``, ``dsnot_official_nm``).
-- ``selection.py``: speed. The lists are built per block of rows (``by_row_chunks``, blocks on
-  threads with NumPy; its ``ROW_CHUNK_ENTRIES`` / ``LIST_THREADS`` are read there) and only
-  their first K entries (the most K cycles can read) are kept, found by partitioning instead
-  of sorting (``stable_smallest`` / ``stable_largest``: same order as a stable argsort, ties at
-  the K-th place resolved by column); the official variant selects both growth ends, and the
-  pruning list's negative and positive parts, with one partition each
-  (``smallest_and_largest``, ``smallest_kept_of_each_sign``), falling back to separate
-  selections for unbalanced rows. Sort keys are built without ``where`` (``masked_key``),
-  which branches per element.
-
-The loops gather the few contributions they need from W. ``dsnot_loop.py`` is the plain
-row-by-row oracle these are tested against; ``tests/test_stable_selection.py`` holds each
-selection shortcut to the full stable sort it replaces.
+The candidate lists are built per block of rows (``by_row_chunks``) and hold only their first
+D = min(K, C) entries, the most K cycles can read: ``first_k`` is the one place where a fast
+selection (methods/selection.py) replaces a stable argsort.
 """
 
 from __future__ import annotations
 
-import numpy as np
-
-from ..backend import array_module, to_device, to_numpy
+from ..backend import array_module, to_device
 from ..errors import UserError
-from .dsnot_common import (DSnoTResult, DSnoTSettings, Recorder, arithmetic_dtype, contributions,
-                           contributions_at, floored_variance, regrowth_metric, row_errors)
+from .dsnot_common import DSnoTResult, DSnoTSettings, Recorder, arithmetic_dtype, check_inputs, contributions_at
 from .dsnot_official import dsnot_official, dsnot_official_nm
-from .scores import check_nm, wanda_score
-from .selection import by_row_chunks, masked_key, row_counts, stable_smallest
-
-# Re-exported: everything that was defined in this file before it was split keeps its import
-# path (dsnot_loop.py, dsnot_exact.py, notebooks and tests import from here). by_row_chunks
-# reads ROW_CHUNK_ENTRIES and LIST_THREADS in selection.py: set them there, not here.
-from .dsnot_common import VAR_FLOOR, VARIANTS, DSnoTPointerError, DSnoTTrace  # noqa: F401
-from .dsnot_common import Recorder as _Recorder  # noqa: F401
-from .dsnot_official import (_official_prune_ends_any_row, _pointer_error,  # noqa: F401
-                             apply_official_inplace, official_accept, official_growth_ends,
-                             official_growth_metric, official_growth_order, official_lists,
-                             official_prune_ends, official_prune_order, read_growth_pointers,
-                             read_nm_pruning, read_prune_pointers)
-from .selection import (DEVICE_ROW_CHUNK_ENTRIES, LIST_THREADS, ROW_CHUNK_ENTRIES,  # noqa: F401
-                        _ordered_by_key, _smallest_with_ties, _stable_order, row_entries,
-                        selected_columns, smallest_and_largest, smallest_kept_of_each_sign,
-                        stable_largest)
+from .dsnot_per_row import contributions, floored_variance, regrowth_metric, row_errors
+from .scores import wanda_score
+from .selection import by_row_chunks, first_k
 
 
 # --------------------------------------------------------------------------- reference orders (§4a)
@@ -138,9 +93,8 @@ def growth_order(c, var, pruned0, eps, pow_of_var: float, limit: int | None = No
     xp = array_module(c)
     signed = c * xp.sign(eps)[:, None]                     # > 0 where c has the sign of ε
     candidate = pruned0 & (signed > 0)                                    # [R, C]
-    key = masked_key(-regrowth_metric(signed, var, pow_of_var), candidate, xp.inf)
-    limit = c.shape[1] if limit is None else limit
-    return stable_smallest(key, limit), row_counts(candidate)
+    key = xp.where(candidate, -regrowth_metric(signed, var, pow_of_var), xp.inf)
+    return first_k(key, c.shape[1] if limit is None else limit), xp.sum(candidate, axis=1)
 
 
 def prune_order(c, wanda, pruned0, eps, limit: int | None = None):
@@ -151,10 +105,9 @@ def prune_order(c, wanda, pruned0, eps, limit: int | None = None):
     lower column. -> (order [R, min(limit, C)] int64, count [R] int64).
     """
     xp = array_module(c)
-    candidate = ~pruned0 & (c * xp.sign(eps)[:, None] < 0)
-    key = masked_key(wanda, candidate, xp.inf)
-    limit = c.shape[1] if limit is None else limit
-    return stable_smallest(key, limit), row_counts(candidate)
+    candidate = ~pruned0 & (c * xp.sign(eps)[:, None] < 0)                # [R, C]
+    key = xp.where(candidate, wanda, xp.inf)
+    return first_k(key, c.shape[1] if limit is None else limit), xp.sum(candidate, axis=1)
 
 
 # --------------------------------------------------------------------------- one cycle (§4)
@@ -163,7 +116,7 @@ def next_candidate(order, count, n_done):
     """Entry ``n_done[r]`` of each row's candidate list, and whether the list still has one.
 
     ``n_done[r]`` swaps were accepted so far, so the next candidate sits at that position.
-    [R, W], [R], [R] -> (column [R] int64, meaningless where not available; available [R] bool).
+    [R, D], [R], [R] -> (column [R] int64, meaningless where not available; available [R] bool).
     """
     xp = array_module(order)
     available = n_done < count
@@ -213,7 +166,8 @@ def apply_swaps_inplace(pruned, eps, g, q, c_g, c_q, accept):
     rows = xp.nonzero(accept)[0]
     pruned[rows, g[rows]] = False
     pruned[rows, q[rows]] = True
-    return (eps + xp.where(accept, c_q, 0.0)) - xp.where(accept, c_g, 0.0)
+    zero = xp.zeros((), dtype=eps.dtype)
+    return (eps + xp.where(accept, c_q, zero)) - xp.where(accept, c_g, zero)
 
 
 # --------------------------------------------------------------------------- reference loop
@@ -222,7 +176,7 @@ def reference_lists(w, pruned0, seq_sum, seq_sq, var, pow_of_var: float, limit: 
                     with_pruning: bool = True):
     """ε and the reference candidate lists of a block of rows (see ``growth_order``,
     ``prune_order``). -> (eps [R], grow, n_grow[, prune, n_prune]); no pruning list for N:M."""
-    w = w.astype(array_module(w).float64, copy=False)                     # widened once for c and Wanda
+    w = w.astype(array_module(w).float64, copy=False)                     # converted once for c and Wanda
     c = contributions(w, seq_sum)                                         # [R, C]
     eps = row_errors(c, pruned0)
     grow, n_grow = growth_order(c, var, pruned0, eps, pow_of_var, limit)
@@ -234,7 +188,7 @@ def reference_lists(w, pruned0, seq_sum, seq_sq, var, pow_of_var: float, limit: 
 
 def dsnot_reference(w, pruned0, seq_sum, seq_sq, var, settings: DSnoTSettings, nm=None,
                     initial_score=None, trace: bool = False):
-    """Reference DSnoT loop (§4a). -> (pruned [R, C], ε [R], recorder)."""
+    """Reference DSnoT loop (§4a). -> DSnoTResult."""
     xp = array_module(w)
     n_rows = w.shape[0]
     lists = by_row_chunks(reference_lists, (w, pruned0), seq_sum, seq_sq, var,
@@ -260,35 +214,11 @@ def dsnot_reference(w, pruned0, seq_sum, seq_sq, var, settings: DSnoTSettings, n
                               strict_decrease=nm is not None)
         eps = apply_swaps_inplace(pruned, eps, g, q, c_g, c_q, active)
         n_done += active
-        rec.cycle(eps, active, g, q)
-    return pruned, eps, rec
+        rec.cycle(eps, active, active, g, q)
+    return rec.result(pruned, eps)
 
 
 # --------------------------------------------------------------------------- entry point
-
-def check_inputs(weight, pruned0, seq_sum, seq_sq, var, nm, initial_score):
-    """Shapes, dtypes and finiteness of DSnoT's inputs; UserError naming the array."""
-    xp = array_module(weight)
-    if weight.ndim != 2:
-        raise UserError(f"weight must be [R, C], got shape {weight.shape}")
-    n_rows, n_cols = weight.shape
-    if pruned0.shape != weight.shape or pruned0.dtype != xp.bool_:
-        raise UserError(f"initial mask must be bool {weight.shape}, got {pruned0.dtype} {pruned0.shape}")
-    for name, a in (("seq_sum", seq_sum), ("seq_sq", seq_sq), ("var", var)):
-        if tuple(a.shape) != (n_cols,):
-            raise UserError(f"{name} has shape {tuple(a.shape)}, expected ({n_cols},)")
-        a_xp = array_module(a)            # statistics may still be on the host here
-        if not bool(a_xp.all(a_xp.isfinite(a))):
-            raise UserError(f"{name} has NaN or inf entries")
-    if not bool(xp.all(xp.isfinite(weight))):
-        raise UserError("weight has NaN or inf entries")
-    if nm is not None:
-        n, m = check_nm(nm)
-        if n_cols % m != 0:
-            raise UserError(f"{n}:{m} sparsity needs C divisible by {m}, got C={n_cols}")
-    if initial_score is not None and tuple(initial_score.shape) != (n_rows, n_cols):
-        raise UserError(f"initial_score has shape {tuple(initial_score.shape)}, expected {weight.shape}")
-
 
 def dsnot(weight, pruned0, seq_sum, seq_sq, var, settings: DSnoTSettings = DSnoTSettings(), *,
           nm: tuple[int, int] | None = None, initial_score=None, trace: bool = False) -> DSnoTResult:
@@ -299,6 +229,7 @@ def dsnot(weight, pruned0, seq_sum, seq_sq, var, settings: DSnoTSettings = DSnoT
     reference variant expects ``var_pooled``, the official ``var_within``). ``initial_score``
     [R, C] is the initial pruner's score, used by N:M to pick the pruned weight (default: the
     Wanda score). Variants "reference" and "official"; "exact" lives in ``dsnot_exact``.
+    methods/dsnot_per_row.py is the same, one row at a time.
     """
     check_inputs(weight, pruned0, seq_sum, seq_sq, var, nm, initial_score)
     xp = array_module(weight)
@@ -314,14 +245,10 @@ def dsnot(weight, pruned0, seq_sum, seq_sq, var, settings: DSnoTSettings = DSnoT
         initial_score = to_device(initial_score, xp)                      # [R, C]
     stats = (seq_sum, seq_sq, var)
     if settings.variant == "reference":
-        pruned, eps, rec = dsnot_reference(weight, pruned0, *stats, settings, nm, initial_score, trace)
-    elif settings.variant == "official" and nm is None:
-        pruned, eps, rec = dsnot_official(weight, pruned0, *stats, settings, trace)
-    elif settings.variant == "official":
-        pruned, eps, rec = dsnot_official_nm(weight, pruned0, *stats, initial_score, settings, nm[1], trace)
-    else:
-        raise UserError(f"variant {settings.variant!r} is not handled by dsnot(); "
-                        "use methods.prune_linear or methods.dsnot_exact")
-    return DSnoTResult(pruned=pruned, eps_before=rec.eps_before,
-                       eps_after=to_numpy(eps).astype(np.float64), n_swaps=rec.n_swaps,
-                       cycles=rec.cycles, trace=rec.trace())
+        return dsnot_reference(weight, pruned0, *stats, settings, nm, initial_score, trace)
+    if settings.variant == "official" and nm is None:
+        return dsnot_official(weight, pruned0, *stats, settings, trace)
+    if settings.variant == "official":
+        return dsnot_official_nm(weight, pruned0, *stats, initial_score, settings, nm[1], trace)
+    raise UserError(f"variant {settings.variant!r} is not handled by dsnot(); "
+                    "use methods.prune_linear or methods.dsnot_exact")

@@ -1,6 +1,6 @@
 """Golden fixtures: small DSnoT problems with their expected masks and ε traces.
 
-A golden file is one ``.npz`` holding one case: the inputs of ``dsnot.dsnot`` (weight,
+A golden file is one ``.npz`` holding one case: the inputs of ``methods.dsnot_vectorised.dsnot`` (weight,
 statistics, initial mask, settings; for the exact variant also G = Σ x xᵀ) and, optionally, its
 outputs (final mask, ε trace, active flags, swaps; exact variant also the E_r trace). The
 format is described in ``data/golden/FORMAT.md`` (version 2; version-1 files are still read). Another implementation
@@ -19,18 +19,18 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import validate
-from ..backend import to_device, to_numpy
-from ..errors import UserError
-from ..io_utils import atomic_path
-from .dsnot import DSnoTSettings, dsnot
-from .dsnot_common import arithmetic_dtype
-from .dsnot_exact import exact_from_gram
-from .scores import initial_mask, magnitude_score, wanda_score
+from . import validate
+from .backend import to_device, to_numpy
+from .errors import UserError
+from .io_utils import atomic_path
+from .methods.dsnot_common import DSnoTSettings, arithmetic_dtype
+from .methods.dsnot_exact import exact_from_gram
+from .methods.dsnot_vectorised import dsnot
+from .methods.scores import initial_mask, magnitude_score, wanda_score
 
 FORMAT_VERSION = 2
 READABLE_VERSIONS = (1, 2)      # version 1: no gram, no exact-variant settings, no error_trace
-GOLDEN_DIR = Path(__file__).resolve().parents[2] / "data" / "golden"
+GOLDEN_DIR = Path(__file__).resolve().parents[1] / "data" / "golden"
 
 INPUT_ARRAYS = ("weight", "seq_sum", "seq_sq", "var", "initial_score", "pruned0")
 OPTIONAL_INPUT_ARRAYS = ("gram",)                      # required when variant == "exact"
