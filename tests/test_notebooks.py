@@ -115,6 +115,17 @@ def test_notebook_imports_the_package_and_redefines_none_of_it(source):
 
 
 @pytest.mark.parametrize("source", SOURCES, ids=[s.stem for s in SOURCES])
+def test_every_try_this_has_a_collapsed_answer(source):
+    """Each "Try this" bullet comes with a collapsed "What you should see" box."""
+    text = source.read_text()
+    assert "## Try this" in text, f"{source.name} has no Try this section"
+    section = text[text.index("## Try this"):]
+    bullets = [ln for ln in section.splitlines() if ln.startswith("# - ")]
+    boxes = section.count("<details><summary>What you should see</summary>")
+    assert bullets and boxes == len(bullets) == section.count("</details>"), (len(bullets), boxes)
+
+
+@pytest.mark.parametrize("source", SOURCES, ids=[s.stem for s in SOURCES])
 def test_rendered_copy_matches_its_source_and_has_figures(source):
     """notebooks/rendered/NN_*.ipynb was produced from the current source (re-render if not)."""
     import jupytext
