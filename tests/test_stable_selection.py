@@ -49,6 +49,15 @@ def test_first_and_last_k_equal_full_stable_sort(key, k):
     np.testing.assert_array_equal(last_k(key, k), full_largest(key, k))
 
 
+@settings(max_examples=300, deadline=None)
+@given(key=tie_heavy_keys(), k=st.integers(0, 70), data=st.data())
+def test_first_and_last_k_among_a_mask_equal_the_where_definition(key, k, data):
+    values = np.where(np.isfinite(key), key, 0.75)                 # finite values, as DSnoT's
+    among = data.draw(arrays(np.bool_, key.shape))
+    np.testing.assert_array_equal(first_k(values, k, among), full_smallest(np.where(among, values, np.inf), k))
+    np.testing.assert_array_equal(last_k(values, k, among), full_largest(np.where(among, values, -np.inf), k))
+
+
 @settings(max_examples=200, deadline=None)
 @given(c=tie_heavy_keys(), data=st.data())
 def test_row_errors_equal_the_masked_sum_bit_for_bit(c, data):

@@ -117,15 +117,12 @@ def official_prune_ends(c, wanda, pruned0, k: int):
     neg, pos = kept & (c < 0), kept & (c > 0)
     n_kept, n_neg, n_pos = (xp.sum(a, axis=1, keepdims=True) for a in (kept, neg, pos))  # [R, 1]
 
-    def by_score(mask):               # wanda where mask, +inf elsewhere
-        return xp.where(mask, wanda, xp.inf)
-
-    neg_asc, pos_asc, first = first_k(by_score(neg), width), first_k(by_score(pos), width), first_k(by_score(kept), 1)
+    neg_asc, pos_asc, first = first_k(wanda, width, neg), first_k(wanda, width, pos), first_k(wanda, 1, kept)
     # descending ends (ties: higher column first) are reached only by a pointer that crosses
     # the whole other side: from the left when n_neg + n_zero < k, from the right likewise
     unused = xp.zeros_like(neg_asc)
-    pos_desc = last_k(xp.where(pos, wanda, -xp.inf), width) if bool(xp.any(n_kept - n_pos < width)) else unused
-    neg_desc = last_k(xp.where(neg, wanda, -xp.inf), width) if bool(xp.any(n_kept - n_neg < width)) else unused
+    pos_desc = last_k(wanda, width, pos) if bool(xp.any(n_kept - n_pos < width)) else unused
+    neg_desc = last_k(wanda, width, neg) if bool(xp.any(n_kept - n_neg < width)) else unused
 
     def at(window, i):
         return xp.take_along_axis(window, xp.clip(i, 0, width - 1), axis=1)

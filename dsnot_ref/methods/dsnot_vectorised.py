@@ -93,8 +93,8 @@ def growth_order(c, var, pruned0, eps, pow_of_var: float, limit: int | None = No
     xp = array_module(c)
     signed = c * xp.sign(eps)[:, None]                     # > 0 where c has the sign of ε
     candidate = pruned0 & (signed > 0)                                    # [R, C]
-    key = xp.where(candidate, -regrowth_metric(signed, var, pow_of_var), xp.inf)
-    return first_k(key, c.shape[1] if limit is None else limit), xp.sum(candidate, axis=1)
+    order = first_k(-regrowth_metric(signed, var, pow_of_var), c.shape[1] if limit is None else limit, candidate)
+    return order, xp.sum(candidate, axis=1)
 
 
 def prune_order(c, wanda, pruned0, eps, limit: int | None = None):
@@ -106,8 +106,7 @@ def prune_order(c, wanda, pruned0, eps, limit: int | None = None):
     """
     xp = array_module(c)
     candidate = ~pruned0 & (c * xp.sign(eps)[:, None] < 0)                # [R, C]
-    key = xp.where(candidate, wanda, xp.inf)
-    return first_k(key, c.shape[1] if limit is None else limit), xp.sum(candidate, axis=1)
+    return first_k(wanda, c.shape[1] if limit is None else limit, candidate), xp.sum(candidate, axis=1)
 
 
 # --------------------------------------------------------------------------- one cycle (§4)

@@ -3,12 +3,14 @@
 DSnoT reads only the first D = min(K, C) entries of its candidate lists (K = max_cycle_time),
 so the vectorised variants ask for
 
-    first_k(key, k) = argsort(key, axis=1, kind="stable")[:, :k]          ties: lower column first
-    last_k(key, k)  = argsort(key, axis=1, kind="stable")[:, ::-1][:, :k] ties: higher column first
+    first_k(values, k, among) = argsort(where(among, values, +inf), axis=1, kind="stable")[:, :k]
+    last_k(values, k, among)  = argsort(where(among, values, −inf), axis=1, kind="stable")[:, ::-1][:, :k]
 
-and nothing else. Behind them the k entries are found by partitioning, O(C) per row, then only
-those k are sorted; a tie at the k-th place falls back to the definition. Each returns exactly
-the definition (tests/test_stable_selection.py holds them to it on tie-heavy inputs).
+(first: ties to the lower column; last: to the higher one; ``among`` None = every column) and
+nothing else. Behind them the key is built without ``where`` (which branches per element and
+is several times slower on a random mask), the k entries are found by partitioning, O(C) per
+row, and only those k are sorted; a tie at the k-th place falls back to the definition. Each
+returns exactly the definition (tests/test_stable_selection.py holds them to it, ties included).
 ``by_row_chunks`` builds the lists per block of rows, on threads with NumPy.
 
 Shape letters: R rows, C columns, k entries wanted per row. No function edits its inputs.
@@ -26,13 +28,15 @@ from ..backend import array_module
 
 # --------------------------------------------------------------------------- stable selection
 
-def first_k(key, k: int):
-    """Column indices of the k smallest keys per row, in stable ascending order.
+def first_k(values, k: int, among=None):
+    """Column indices of the k smallest values per row among the ``among`` columns (all when
+    None), in stable ascending order; columns outside ``among`` come last, as +inf.
 
-    Equals ``argsort(key, axis=1, kind="stable")[:, :k]`` (ties: lower column first) but costs
-    O(C) per row when k is small: the k smallest under the (key, column) order are selected
-    by partitioning, then only those are sorted. [R, C] -> [R, min(k, C)] int64.
+    Equals ``argsort(where(among, values, inf), axis=1, kind="stable")[:, :k]`` (ties: lower
+    column first) but costs O(C) per row when k is small: the k smallest under the (key, column)
+    order are selected by partitioning, then only those are sorted. [R, C] -> [R, min(k, C)] int64.
     """
+    key = values if among is None else masked_key(values, among, float("inf"))
     xp = array_module(key)
     n_rows, n_cols = key.shape
     k = min(int(k), n_cols)
@@ -51,13 +55,15 @@ def first_k(key, k: int):
     return _ordered_by_key(key, selected_columns(take, k), descending=False)
 
 
-def last_k(key, k: int):
-    """Column indices of the k largest keys per row, largest first, ties: higher column first.
+def last_k(values, k: int, among=None):
+    """Column indices of the k largest values per row among the ``among`` columns (all when
+    None), largest first, ties: higher column first; columns outside ``among`` count as −inf.
 
     The order in which a pointer walking left from the end of a stable ascending argsort meets
-    the columns: equals ``argsort(key, axis=1, kind="stable")[:, ::-1][:, :k]``.
+    the columns: equals ``argsort(where(among, values, -inf), axis=1, kind="stable")[:, ::-1][:, :k]``.
     [R, C] -> [R, min(k, C)] int64.
     """
+    key = values if among is None else masked_key(values, among, -float("inf"))
     xp = array_module(key)
     n_rows, n_cols = key.shape
     k = min(int(k), n_cols)
@@ -68,6 +74,15 @@ def last_k(key, k: int):
     if int(xp.count_nonzero(take)) != n_rows * k:                       # a tie at the k-th place
         return (n_cols - 1) - first_k(-key[:, ::-1], k)
     return _ordered_by_key(key, selected_columns(take, k)[:, ::-1], descending=True)
+
+
+def masked_key(values, mask, fill: float):
+    """``where(mask, values, fill)`` for fill = ±inf, as values + [fill, 0][mask]: the same sort
+    key (a -0.0 becomes 0.0, which no comparison tells apart), without a branch per element."""
+    xp = array_module(values)
+    table = xp.zeros(2, dtype=values.dtype)                              # built where the arrays live
+    table[0] = fill                                                       # index 0: not in mask
+    return values + xp.take(table, mask.view(xp.uint8))
 
 
 def selected_columns(take, k: int):
