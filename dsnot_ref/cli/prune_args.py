@@ -16,11 +16,10 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
+from ..methods import INITIAL_METHODS, METHODS
+from ..methods.dsnot_common import ON_REJECT, VARIANTS
 from ..methods.swaps import SwapSettings
 
-METHODS = ("magnitude", "wanda", "sparsegpt", "dsnot", "swaps", "dense")
-INITIAL_METHODS = ("magnitude", "wanda", "sparsegpt")
-VARIANTS = ("reference", "official", "exact")
 SKIP_LAYERS = {"mlp": "mlp", "self_attn": "self_attn", "none": None, "no_skip": None}
 SUB_LAYERS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj", "out_proj", "fc1", "fc2")
 TRUE_WORDS, FALSE_WORDS = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
@@ -253,7 +252,7 @@ def validate(args) -> PruneJob:
     skip_layer = SKIP_LAYERS[parse_choice(skip_text, tuple(SKIP_LAYERS), "--skip-layer")]
     skip_sub = parse_choice(args.skip_sub_layer, ("none", "no_skip", *SUB_LAYERS), "--skip-sub-layer")
     without_same_sign = parse_bool(args.without_same_sign, "--without-same-sign")
-    on_reject = parse_choice(args.on_reject, ("stop", "skip"), "--on-reject")
+    on_reject = parse_choice(args.on_reject, ON_REJECT, "--on-reject")
     check_flag_bounds(args)
     if args.cycle_fraction is not None and not 0 <= args.cycle_fraction <= 1:
         raise UserError(f"--cycle-fraction must be in [0, 1], got {args.cycle_fraction}")
