@@ -69,11 +69,11 @@ def official_growth_ends(c, var, pruned0, pow_of_var: float, k: int):
 def official_prune_order(c, wanda, pruned0):
     """Released code's pruning list (``return_reorder_indice``), per row.
 
-    The K_r kept columns sorted ascending (stable) by Wanda score; reordered so that slots
-    [0, n_neg) hold the c < 0 ones in that order, slots [K_r − n_pos, K_r) the c > 0 ones in
+    The n_kept[r] kept columns sorted ascending (stable) by Wanda score; reordered so that slots
+    [0, n_neg) hold the c < 0 ones in that order, slots [n_kept − n_pos, n_kept) the c > 0 ones in
     reverse order (the list ends with the smallest-score positive), and the n_zero slots in
     between all hold list position 0 (the smallest-score kept column: the released code's
-    quirk for c == 0). Slots >= K_r are padding (-1).
+    quirk for c == 0). Slots >= n_kept[r] are padding (-1).
     -> (order [R, C] int64, n_kept [R] int64).
 
     The definition; the loop reads only its two ends, from ``official_prune_ends``.
@@ -102,8 +102,8 @@ def official_prune_order(c, wanda, pruned0):
 def official_prune_ends(c, wanda, pruned0, k: int):
     """The slots of ``official_prune_order`` that k cycles can reach, without a full sort.
 
-    -> (left [R, D]: slots 0, 1, ... ; right [R, D]: slots K_r−1, K_r−2, ...), D = min(k, C),
-    −1 where a slot is outside the row's K_r kept weights. The list is negatives ascending |
+    -> (left [R, D]: slots 0, 1, ... ; right [R, D]: slots n_kept−1, n_kept−2, ...), D = min(k, C),
+    −1 where a slot is outside the row's n_kept[r] kept weights. The list is negatives ascending |
     position-0 repeats for c == 0 | positives descending (``official_prune_order``), so a
     pointer's k reads are the k smallest-score negatives (from the left) or positives (from the
     right), then, in rows with fewer, the repeats and the far end of the other side.
@@ -173,9 +173,9 @@ def read_growth_pointers(ends, c_ends, ok, n_left, n_right, go_right, cycle: int
 
 
 def read_prune_pointers(ends, c_ends, n_kept, n_left, n_right, go_right, cycle: int):
-    """Official pruning side: slot n_left, or slot K_r−1−n_right when reading from the right,
+    """Official pruning side: slot n_left, or slot n_kept[r]−1−n_right when reading from the right,
     and its contribution (``ends`` [R, 2D]: the left then the right end from
-    ``official_prune_ends``). Raises DSnoTPointerError outside [0, K_r). -> (q [R], c_q [R])."""
+    ``official_prune_ends``). Raises DSnoTPointerError outside [0, n_kept[r]). -> (q [R], c_q [R])."""
     xp = array_module(ends)
     width = ends.shape[1] // 2
     read = xp.where(go_right, n_right, n_left)

@@ -56,7 +56,7 @@ Released-code defects not copied
   sparsity) the released code regrows a weight that is already kept, prunes a kept weight in a
   stopped row, or indexes out of range; the official variant raises ``DSnoTPointerError``
   instead. Precisely: a regrowth pointer reading a column the initial mask keeps (or past the
-  list), a pruning pointer reading outside its K_r kept entries, or an N:M group with no
+  list), a pruning pointer reading outside its n_kept[r] kept entries, or an N:M group with no
   finite score left.
 - the SparseGPT initial score from a never-accumulated Hessian, ``pow_of_var_pruning`` parsed
   but unused, ``--without_same_sign`` read with ``type=bool``: see docs/dsnot.md; not here.

@@ -115,7 +115,7 @@ def _stable_order(values, k: int | None = None):
 
     NumPy's default argsort is several times faster than the stable one; when the first k + 1
     sorted values of every row are strictly increasing the order is unique, so both agree.
-    Otherwise (ties, e.g. padding with inf) the stable sort is used. [R, W] -> [R, min(k, W)].
+    Otherwise (ties, e.g. padding with inf) the stable sort is used. [R, n] -> [R, min(k, n)].
     """
     xp = array_module(values)
     k = values.shape[1] if k is None else min(int(k), values.shape[1])
