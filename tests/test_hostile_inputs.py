@@ -868,3 +868,30 @@ def test_npy_declared_shapes(tmp_path):
         validate.npy_file(big, "tokens")
     with pytest.raises(UserError, match="declares shape"):
         validate.npy_file(ok, "tokens", max_bytes=8)
+
+
+def run_one(argv: list[str], d: Path, env: dict | None = None) -> dict:
+    spec = {"limit_as": LIMIT_AS, "timeout": TIMEOUT, "jobs": 1, "cases": [
+        {"id": "one", "argv": [expand(a, d) for a in argv], "cwd": str(d),
+         "env": {"DSNOT_REF_HOME": str(d / "home"), **(env or {})}}]}
+    proc = subprocess.run([sys.executable, str(RUNNER)], input=json.dumps(spec), capture_output=True,
+                          text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout)[0]
+
+
+def test_an_explicit_run_dir_holding_an_earlier_run_is_kept_on_error(tmp_path):
+    """The one case where an error leaves a run directory: it held an earlier run (resumable)."""
+    plain(tmp_path)
+    first = run_one([*PRUNE, "--run-dir", "{d}/run", "--keep-cache"], tmp_path)
+    assert first["rc"] == 0, first["stderr"]
+    shutil.rmtree(tmp_path / "m")
+    nan_in_layer_1(tmp_path)  # another model now: its identity no longer matches the run's
+    (tmp_path / "calib.txt").unlink()
+    corpus(tmp_path)
+    before = sandbox_state(tmp_path)
+    again = run_one([*PRUNE, "--run-dir", "{d}/run"], tmp_path)
+    assert again["rc"] == 2 and "Traceback" not in again["stderr"]
+    lines = again["stderr"].strip().splitlines()  # "found a run directory ...; resuming", then the error
+    assert ERROR_LINE.match(lines[-1]) and "made from other inputs" in lines[-1], lines
+    assert sandbox_state(tmp_path) == before
