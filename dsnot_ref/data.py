@@ -22,7 +22,6 @@ calls. (SmolLM2's tokenizer adds no BOS; a LLaMA tokenizer's post-processor adds
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
 import random

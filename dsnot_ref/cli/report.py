@@ -7,7 +7,6 @@ from pathlib import Path
 
 from .. import report, validate
 from ..errors import UserError
-from ..save import check_writable_parent
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
