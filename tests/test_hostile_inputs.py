@@ -536,6 +536,8 @@ case("fl-nsamples-memory", plain, [*PRUNE, "--nsamples", str(2**20), "--seqlen",
 case("fl-seqlen-over-positions", plain, [*PRUNE, "--seqlen", "100000"], "exceeds", "--seqlen")
 case("fl-eval-cmd-seqlen", plain, [*EVAL, "--seqlen", "1000000000"], "--seqlen", "--seqlen")
 case("fl-eval-max-windows-zero", plain, [*EVAL, "--max-windows", "0"], "--max-windows", "--max-windows")
+case("fl-golden-rtol-nan", lambda d: None, ["golden", "check", str(GOLDEN), "--rtol", "nan"], "finite", "--rtol")
+case("fl-golden-atol-negative", lambda d: None, ["golden", "check", str(GOLDEN), "--atol", "-1"], "finite", "--atol")
 case("fl-nsamples-text", plain, [*PRUNE, "--nsamples", "lots"], "invalid int value", "--nsamples")
 
 

@@ -14,6 +14,7 @@ File format: data/golden/FORMAT.md (version 2; version-1 files are read too).
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 from .. import validate
@@ -78,6 +79,9 @@ def _reference_cases(path: Path) -> dict:
 
 
 def _check(args) -> int:
+    for flag, value in (("--rtol", args.rtol), ("--atol", args.atol)):
+        if not math.isfinite(value) or value < 0:
+            raise UserError(f"{flag} must be a finite number >= 0, got {value}")
     references = _reference_cases(args.against)
     all_identical = True
     for f in _npz_files(args.other):
