@@ -17,7 +17,7 @@ from dsnot_ref.methods.dsnot_common import DSnoTSettings
 from dsnot_ref.methods.dsnot_per_row import row_errors
 from dsnot_ref.methods.dsnot_vectorised import dsnot
 from dsnot_ref.methods.scores import unstructured_mask, wanda_score
-from dsnot_ref.methods.selection import first_k, last_k
+from dsnot_ref.methods.selection import first_and_last_k, first_k, first_k_each, last_k
 
 # Keys with many ties: a handful of values, infinities and both zeros.
 TIE_VALUES = st.sampled_from([-3.0, -1.0, -0.5, -0.0, 0.0, 0.5, 1.0, 2.0, np.inf, -np.inf])
@@ -56,6 +56,48 @@ def test_first_and_last_k_among_a_mask_equal_the_where_definition(key, k, data):
     among = data.draw(arrays(np.bool_, key.shape))
     np.testing.assert_array_equal(first_k(values, k, among), full_smallest(np.where(among, values, np.inf), k))
     np.testing.assert_array_equal(last_k(values, k, among), full_largest(np.where(among, values, -np.inf), k))
+
+
+@settings(max_examples=300, deadline=None)
+@given(key=tie_heavy_keys(min_cols=20), k=st.integers(0, 12))
+def test_both_ends_at_once_equal_full_sort(key, k):
+    # the official growth metric's layout: negatives, zeros (kept weights), positives
+    smallest, largest = first_and_last_k(key, k)
+    np.testing.assert_array_equal(smallest, full_smallest(key, k))
+    np.testing.assert_array_equal(largest, full_largest(key, k))
+
+
+def test_both_ends_fast_path_runs_and_agrees():
+    # wide rows with enough of each sign take the single-partition path
+    rng = np.random.default_rng(0)
+    key = np.round(rng.standard_normal((6, 2000)) * 4) / 4          # heavy ties, both signs
+    key[:, ::3] = 0.0
+    for k in (1, 5, 50):
+        smallest, largest = first_and_last_k(key, k)
+        np.testing.assert_array_equal(smallest, full_smallest(key, k))
+        np.testing.assert_array_equal(largest, full_largest(key, k))
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data(), k=st.integers(0, 15))
+def test_first_k_each_equals_separate_selections(data, k):
+    n_rows, n_cols = data.draw(st.integers(1, 4)), data.draw(st.integers(4, 300))
+    values = data.draw(arrays(np.float64, (n_rows, n_cols), elements=st.sampled_from([0.0, 0.5, 1.0, 2.0, 3.0])))
+    c = data.draw(arrays(np.float64, (n_rows, n_cols), elements=st.sampled_from([-1.0, -0.0, 0.0, 1.0])))
+    kept = data.draw(arrays(np.bool_, (n_rows, n_cols)))
+    groups = (kept & (c < 0), kept & (c > 0))
+    for got, group in zip(first_k_each(values, k, groups), groups):
+        np.testing.assert_array_equal(got, full_smallest(np.where(group, values, np.inf), min(k, n_cols)))
+
+
+def test_first_k_each_fast_path_on_a_wide_layer():
+    rng = np.random.default_rng(1)
+    c = rng.standard_normal((8, 1024))
+    values = np.round(rng.random((8, 1024)) * 20)                           # ties
+    kept = rng.random((8, 1024)) < 0.4
+    groups = (kept & (c < 0), kept & (c > 0))
+    for got, group in zip(first_k_each(values, 50, groups), groups):
+        np.testing.assert_array_equal(got, full_smallest(np.where(group, values, np.inf), 50))
 
 
 @settings(max_examples=200, deadline=None)

@@ -25,7 +25,7 @@ from ..backend import array_module, to_numpy
 from .dsnot_common import DSnoTPointerError, DSnoTSettings, Recorder, contributions_at
 from .dsnot_per_row import contributions, regrowth_metric
 from .scores import wanda_score
-from .selection import by_row_chunks, first_k, last_k
+from .selection import by_row_chunks, first_and_last_k, first_k, first_k_each, last_k
 from .torch_sum import torch_row_sum
 
 
@@ -62,8 +62,7 @@ def official_growth_ends(c, var, pruned0, pow_of_var: float, k: int):
     ``right`` lists the largest metrics first and, among ties, the higher column first: the
     order in which a pointer walking left from the end of a stable ascending sort meets them.
     """
-    metric = official_growth_metric(c, var, pruned0, pow_of_var)         # [R, C]
-    return first_k(metric, k), last_k(metric, k)
+    return first_and_last_k(official_growth_metric(c, var, pruned0, pow_of_var), k)
 
 
 def official_prune_order(c, wanda, pruned0):
@@ -117,7 +116,8 @@ def official_prune_ends(c, wanda, pruned0, k: int):
     neg, pos = kept & (c < 0), kept & (c > 0)
     n_kept, n_neg, n_pos = (xp.sum(a, axis=1, keepdims=True) for a in (kept, neg, pos))  # [R, 1]
 
-    neg_asc, pos_asc, first = first_k(wanda, width, neg), first_k(wanda, width, pos), first_k(wanda, 1, kept)
+    neg_asc, pos_asc = first_k_each(wanda, width, (neg, pos))
+    first = first_k(wanda, 1, kept)
     # descending ends (ties: higher column first) are reached only by a pointer that crosses
     # the whole other side: from the left when n_neg + n_zero < k, from the right likewise
     unused = xp.zeros_like(neg_asc)

@@ -6,8 +6,10 @@ so the vectorised variants ask for
     first_k(values, k, among) = argsort(where(among, values, +inf), axis=1, kind="stable")[:, :k]
     last_k(values, k, among)  = argsort(where(among, values, −inf), axis=1, kind="stable")[:, ::-1][:, :k]
 
-(first: ties to the lower column; last: to the higher one; ``among`` None = every column) and
-nothing else. Behind them the key is built without ``where`` (which branches per element and
+(first: ties to the lower column; last: to the higher one; ``among`` None = every column), or
+both ends at once, ``first_and_last_k``, or the first k of several disjoint groups at once,
+``first_k_each`` (one partition where the definition needs two), and nothing else. Behind
+them the key is built without ``where`` (which branches per element and
 is several times slower on a random mask), the k entries are found by partitioning, O(C) per
 row, and only those k are sorted; a tie at the k-th place falls back to the definition. Each
 returns exactly the definition (tests/test_stable_selection.py holds them to it, ties included).
@@ -74,6 +76,52 @@ def last_k(values, k: int, among=None):
     if int(xp.count_nonzero(take)) != n_rows * k:                       # a tie at the k-th place
         return (n_cols - 1) - first_k(-key[:, ::-1], k)
     return _ordered_by_key(key, selected_columns(take, k)[:, ::-1], descending=True)
+
+
+def first_and_last_k(values, k: int):
+    """``(first_k(values, k), last_k(values, k))`` with one partition instead of two.
+
+    When the k smallest values of a row are negative and the k largest positive (the official
+    growth metric of a wide layer), both lie among the 3k values of largest |value|: those are
+    selected once and each end is sorted within them. A row where that does not hold, or a tie
+    at the selection's edge, falls back to the two separate selections. [R, C] -> ([R, k], [R, k]).
+    """
+    xp = array_module(values)
+    n_rows, n_cols = values.shape
+    width = 3 * int(k)
+    if k == 0 or 4 * width >= n_cols:
+        return first_k(values, k), last_k(values, k)
+    size = xp.abs(values)                                                 # [R, C]
+    edge = xp.partition(size, n_cols - width, axis=1)[:, n_cols - width:n_cols - width + 1]  # [R, 1]
+    take = size >= edge                                                   # the 3k largest |value|
+    if int(xp.count_nonzero(take)) != n_rows * width:                    # a tie at the edge
+        return first_k(values, k), last_k(values, k)
+    cols = selected_columns(take, width)                                  # [R, 3k] ascending
+    picked = xp.take_along_axis(values, cols, axis=1)
+    if not (bool(xp.all(xp.sum(picked < 0, axis=1) >= k)) and bool(xp.all(xp.sum(picked > 0, axis=1) >= k))):
+        return first_k(values, k), last_k(values, k)
+    smallest = xp.take_along_axis(cols, _stable_order(xp.where(picked < 0, picked, xp.inf), k), axis=1)
+    cols, picked = cols[:, ::-1], picked[:, ::-1]                         # descending columns
+    largest = xp.take_along_axis(cols, _stable_order(-xp.where(picked > 0, picked, -xp.inf), k), axis=1)
+    return smallest, largest
+
+
+def first_k_each(values, k: int, groups):
+    """``[first_k(values, k, g) for g in groups]`` for disjoint masks, with one partition: the
+    (len(groups) + 1)·k smallest of their union are selected once and split by group. A row
+    where some group has fewer than k of them falls back to the separate selections (with
+    balanced groups that happens with probability ~1e-5 per row). [R, C] -> list of [R, k].
+    """
+    xp = array_module(values)
+    union = groups[0]
+    for group in groups[1:]:
+        union = union | group
+    selected = first_k(values, (len(groups) + 1) * int(k), union)        # [R, (n+1)k] in order
+    members = [xp.take_along_axis(group, selected, axis=1) for group in groups]
+    if k == 0 or not all(bool(xp.all(xp.sum(m, axis=1) >= k)) for m in members):
+        return [first_k(values, k, group) for group in groups]
+    # the first k selected members of a group, in the selection's (value, column) order
+    return [xp.take_along_axis(selected, xp.argsort(~m, axis=1, kind="stable")[:, :k], axis=1) for m in members]
 
 
 def masked_key(values, mask, fill: float):
