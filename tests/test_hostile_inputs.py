@@ -505,15 +505,15 @@ case("out-prune-results-directory", lambda d: (plain(d), (d / "res").mkdir()), [
 case("out-prune-results-fifo", lambda d: (plain(d), fifo(d / "res.json")), [*PRUNE, "--results", "{d}/res.json"],
      "not a regular file", "res.json")
 case("out-prune-results-calibration", plain, [*PRUNE, "--results", "{d}/calib.txt"], "would overwrite the input", "calib.txt")
-case("out-prune-save-is-model", plain, [*PRUNE, "--save-model", M], "input model directory", "m")
+case("out-prune-save-is-model", plain, [*PRUNE, "--save-model", M], "input model directory", "{d}/m")
 case("out-prune-save-is-file", lambda d: (plain(d), (d / "out").write_text("x")), [*PRUNE, "--save-model", "{d}/out"],
-     "not a directory", "out")
-case("out-prune-run-dir-in-model", plain, [*PRUNE, "--run-dir", "{d}/m/run"], "overlaps the input model directory", "run")
+     "not a directory", "{d}/out")
+case("out-prune-run-dir-in-model", plain, [*PRUNE, "--run-dir", "{d}/m/run"], "overlaps the input model directory", "{d}/m/run")
 case("out-prune-run-dir-file", lambda d: (plain(d), (d / "run").write_text("x")), [*PRUNE, "--run-dir", "{d}/run"],
-     "not a directory", "run")
-case("out-prune-home-is-file", lambda d: (plain(d), (d / "home").write_text("x")), PRUNE, "not a directory", "home",
+     "not a directory", "{d}/run")
+case("out-prune-home-is-file", lambda d: (plain(d), (d / "home").write_text("x")), PRUNE, "not a directory", "{d}/home",
      env={"DSNOT_REF_HOME": "{d}/home"})
-case("out-fetch-home-is-file", lambda d: (d / "home").write_text("x"), ["fetch-model"], "not a directory", "home",
+case("out-fetch-home-is-file", lambda d: (d / "home").write_text("x"), ["fetch-model"], "not a directory", "{d}/home",
      env={"DSNOT_REF_HOME": "{d}/home"})
 case("out-prune-manifest-deep", lambda d: (plain(d), (d / "run").mkdir(), (d / "run" / "manifest.json").write_text(DEEP)),
      [*PRUNE, "--run-dir", "{d}/run"], "manifest", "manifest.json")
@@ -583,7 +583,7 @@ def expand(value: str, d: Path) -> str:
     return value.replace("{d}", str(d))
 
 
-def check_refused(c: Case, result: dict, before: dict, after: dict) -> None:
+def check_refused(c: Case, result: dict, before: dict, after: dict, d: Path = Path("{d}")) -> None:
     err = result["stderr"]
     assert not result["timed_out"], f"{c.id}: timed out after {result['seconds']:.1f} s"
     assert "Traceback" not in err, f"{c.id}: traceback\n{err}"
@@ -594,7 +594,8 @@ def check_refused(c: Case, result: dict, before: dict, after: dict) -> None:
     assert ERROR_LINE.match(line), f"{c.id}: {line}"
     for word in c.expect:
         assert word in line, f"{c.id}: {word!r} not in {line!r}"
-    assert c.names in line, f"{c.id}: {c.names!r} not named in {line!r}"
+    names = expand(c.names, d)
+    assert names in line, f"{c.id}: {names!r} not named in {line!r}"
     for word in c.forbid:
         assert word not in line, f"{c.id}: {word!r} echoed in {line!r}"
     assert after == before, f"{c.id}: the sandbox changed: " + ", ".join(
@@ -623,7 +624,7 @@ def outcomes(tmp_path_factory):
     results = {r["id"]: r for r in json.loads(proc.stdout)}
     after = {c.id: sandbox_state(prepared[c.id][0]) for c in CASES}
     assert os.stat("/dev/null").st_mode == dev_null  # still a character device
-    return {c.id: (results[c.id], prepared[c.id][1], after[c.id]) for c in CASES}
+    return {c.id: (results[c.id], prepared[c.id][1], after[c.id], prepared[c.id][0]) for c in CASES}
 
 
 def test_case_ids_are_unique_and_many():
@@ -634,8 +635,8 @@ def test_case_ids_are_unique_and_many():
 
 @pytest.mark.parametrize("c", CASES, ids=[c.id for c in CASES])
 def test_refused(c, outcomes):
-    result, before, after = outcomes[c.id]
-    check_refused(c, result, before, after)
+    result, before, after, d = outcomes[c.id]
+    check_refused(c, result, before, after, d)
     assert result["seconds"] < TIMEOUT
     assert result["maxrss_kb"] * 1024 < LIMIT_AS
 
@@ -691,7 +692,7 @@ def test_real_subprocesses(tmp_path):
             _, err = proc.communicate()
             timed_out = True
         result = {"rc": proc.returncode, "stderr": err, "timed_out": timed_out, "seconds": 0.0}
-        check_refused(c, result, before, sandbox_state(d))
+        check_refused(c, result, before, sandbox_state(d), d)
 
 
 # --- fuzzing the validators (in process: only UserError may come out) -----------------------
