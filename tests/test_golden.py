@@ -192,7 +192,8 @@ def test_version_1_file_is_read_with_the_exact_defaults():
     old_case, old_out = read_case(V1_FILE)
     new_case, new_out = read_case(GOLDEN_DIR / V1_FILE.name)
     assert old_case.settings == new_case.settings
-    assert (old_case.settings.lookahead, old_case.settings.cycle_fraction, old_case.settings.on_reject) == (1, None, "stop")
+    old = old_case.settings
+    assert (old.lookahead, old.cycle_fraction, old.on_reject) == (1, None, "stop")
     assert old_case.gram is None and old_out.error_trace is None
     assert compare_outputs(new_out, old_out, rtol=0).identical
     np.testing.assert_array_equal(old_case.weight, new_case.weight)
