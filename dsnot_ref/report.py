@@ -155,6 +155,8 @@ def method_label(settings: dict) -> str:
     method = settings.get("prune_method", "?")
     if method == "dsnot":
         return f"{settings.get('initial_method', 'wanda')} + DSnoT ({settings.get('dsnot_variant', 'reference')})"
+    if method == "swaps":
+        return f"{settings.get('initial_method', 'wanda')} + SparseSwaps"
     return method
 
 

@@ -255,3 +255,49 @@ def test_prune_linear_runs_swaps_and_lowers_the_error():
     assert layer_errors(w, result.pruned, x.T @ x).sum() == pytest.approx(d["error_after"], rel=1e-9)
     same = prune_linear(w, stats, spec, apply_dsnot=False)
     assert same.diagnostics["swaps"] == 0
+
+
+# --- the command line --------------------------------------------------------------------------
+
+
+def run_prune(tmp_path, *extra):
+    """`dsnot-ref prune` on the tiny LLaMA fixture: -> (exit code, results or None, stderr)."""
+    import json  # noqa: PLC0415
+    from pathlib import Path  # noqa: PLC0415
+
+    from dsnot_ref.cli import main  # noqa: PLC0415
+
+    fixture = Path(__file__).resolve().parents[1] / "data" / "fixtures" / "tiny-llama"
+    tokens = np.random.default_rng(0).integers(3, 256, size=(4, 32), dtype=np.int64)
+    np.save(tmp_path / "calib.npy", tokens)
+    results = tmp_path / "r.json"
+    argv = ["prune", "--model", str(fixture), "--calibration-tokens", str(tmp_path / "calib.npy"),
+            "--eval-dataset", "none", "--results", str(results), "--quiet", *extra]
+    rc = main(argv)
+    return rc, (json.loads(results.read_text()) if rc == 0 else None)
+
+
+def test_cli_swaps_refine_every_sublayer_and_lower_each_error(tmp_path):
+    rc, res = run_prune(tmp_path, "--prune-method", "swaps", "--initial-method", "magnitude",
+                        "--sparsity-ratio", "0.6", "--swap-max-iter", "7", "--swap-window", "4")
+    assert rc == 0
+    s = res["settings"]
+    assert (s["prune_method"], s["initial_method"], s["skip_layer"]) == ("swaps", "magnitude", None)
+    assert (s["swap_max_iter"], s["swap_window"], s["swap_refresh"]) == (7, 4, SwapSettings().refresh)
+    rows = res["layers"]
+    assert all(row["dsnot"] for row in rows)  # every sublayer refined, MLP included
+    assert any(row["swaps"] > 0 for row in rows if row["sublayer"].startswith("mlp."))
+    for row in rows:
+        assert row["recon_after"] <= row["recon_before"] * (1 + 1e-12), row
+
+
+@pytest.mark.parametrize("argv, message", [
+    (("--prune-method", "wanda", "--swap-tol", "0.1"), "--swap-tol only apply to --prune-method swaps"),
+    (("--prune-method", "swaps", "--swap-refresh", "0"), "refresh must be >= 1"),
+    (("--prune-method", "swaps", "--swap-window", "-1"), "window must be >= 0"),
+])
+def test_cli_swap_flags_are_checked(tmp_path, capsys, argv, message):
+    rc, _ = run_prune(tmp_path, "--sparsity-ratio", "0.5", *argv)
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1

@@ -78,7 +78,7 @@ def execute(job: PruneJob, calib_tokens: np.ndarray | None = None, eval_tokens: 
     else:
         with clock("prune"):
             run = prune(job, model, calib_tokens)
-        store, masks, layers = run.weights_store(), dict(run.masks()), layer_rows(run.diagnostics, job.method == "dsnot")
+        store, masks, layers = run.weights_store(), run.mask_map(), layer_rows(run.diagnostics, job.method in ("dsnot", "swaps"))
     try:
         profile = run.profile if run is not None else None
         sparsity = sparsity_check(store, masks, job.sparsity, profile["layer_sparsities"] if profile else None)
@@ -318,7 +318,7 @@ def sublayer_sparsity(d: dict) -> float:
 def layer_rows(diagnostics: list[dict], dsnot_ran: bool) -> list[dict]:
     """Pipeline diagnostics -> one flat row per linear sublayer (the results file's 'layers').
 
-    ``dsnot`` is True for a sublayer DSnoT adjusted (a DSnoT run, not skipped by --skip-layer).
+    ``dsnot`` is True for a sublayer DSnoT (or SparseSwaps) adjusted (not skipped by --skip-layer).
     """
     rows = []
     for layer in diagnostics:

@@ -1,0 +1,104 @@
+"""What does the SparseSwaps search cost, next to DSnoT and the calibration forward pass?
+
+    python benchmarks/swaps.py [--shapes 576x576 1536x576 576x1536 4096x4096 11008x4096]
+                               [--window 32] [--refresh 8] [--max-swaps 100] [--rows 0]
+
+For each weight shape [R, C] (random weights, correlated random tokens, 60 % unstructured Wanda
+mask) it times:
+
+- the vectorised SparseSwaps search (``methods.swaps.sparse_swaps_from_gram``) with the given
+  settings, and with ``--exact`` also the exact best pair (window 0, refresh 1);
+- the vectorised DSnoT, reference variant, 50 cycles (``methods.dsnot_vectorised.dsnot``);
+- the calibration forward matmul of that layer at S = 32, L = 512: ``[16384, C] @ [C, R]``
+  in float32;
+
+and prints the ratios, the relative error reached, the swaps per row and the memory of G
+(C × C float64) and of one block's working arrays. ``--rows N`` times the search on the first N
+rows only and scales linearly to R (rows are independent); 0 = all rows. G comes from 2·C random
+tokens (the search's cost does not depend on the token count). Asserts nothing: speed depends on
+the machine and on what else runs on it; compare ratios measured in one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+from dsnot_ref.methods.dsnot_common import DSnoTSettings
+from dsnot_ref.methods.dsnot_vectorised import dsnot
+from dsnot_ref.methods.scores import unstructured_mask, wanda_score
+from dsnot_ref.methods.swaps import SwapSettings, layer_errors, rows_per_block, sparse_swaps_from_gram, window_size
+
+S, L = 32, 512
+
+
+def synthetic(n_rows: int, n_cols: int, seed: int = 0):
+    """Weights [R, C], tokens X [2C, C] with correlated, unevenly scaled columns."""
+    rng = np.random.default_rng(seed)
+    scale = np.exp(rng.standard_normal(n_cols))
+    mixing = np.eye(n_cols) + rng.standard_normal((n_cols, n_cols)) / np.sqrt(n_cols)
+    x = (rng.standard_normal((2 * n_cols, n_cols)) @ mixing + 0.1) * scale
+    w = rng.standard_normal((n_rows, n_cols)) * 0.02
+    return w, x
+
+
+def timed(fn):
+    t0 = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - t0, out
+
+
+def bench(n_rows: int, n_cols: int, cfg: SwapSettings, rows: int, exact: bool) -> None:
+    w, x = synthetic(n_rows, n_cols)
+    gram = x.T @ x  # [C, C]
+    seq_sq = (x**2).sum(axis=0)
+    seq_sum = x.sum(axis=0)
+    var = x.var(axis=0)
+    pruned0 = unstructured_mask(wanda_score(w, seq_sq), 0.6)
+    part = n_rows if rows <= 0 else min(rows, n_rows)
+    scale = n_rows / part
+
+    x32 = np.random.default_rng(1).standard_normal((S * L, n_cols)).astype(np.float32)
+    w32 = w.astype(np.float32)
+    t_fwd, _ = timed(lambda: x32 @ w32.T)
+    del x32
+    t_dsnot, _ = timed(lambda: dsnot(w32, pruned0, seq_sum, seq_sq, var, DSnoTSettings()))
+    settings = [("swaps", cfg)] + ([("exact", SwapSettings(window=0, refresh=1, max_swaps=cfg.max_swaps, tol=cfg.tol))] if exact else [])
+    before = layer_errors(w[:part], pruned0[:part], gram).sum()
+    energy = np.sum(w[:part] * (w[:part] @ gram))
+    g_mb = n_cols * n_cols * 8 / 2**20
+    print(f"[{n_rows} x {n_cols}]  G {g_mb:.0f} MiB  forward [{S * L} x {n_cols}] @ [{n_cols} x {n_rows}] {t_fwd:.3f} s"
+          f"  DSnoT (reference, 50 cycles) {t_dsnot:.3f} s")
+    for name, s in settings:
+        t, res = timed(lambda s=s: sparse_swaps_from_gram(w[:part], pruned0[:part], gram, s))
+        t *= scale
+        k = window_size(s, n_cols)
+        block = rows_per_block(s, n_cols, k, None)
+        print(f"  {name:5s} window {s.window} refresh {s.refresh} max {s.max_swaps} tol {s.tol:g}: "
+              f"{t:.2f} s{' (scaled from %d rows)' % part if part < n_rows else ''}"
+              f" = {t / t_fwd:.1f} x forward, {t / max(t_dsnot, 1e-9):.1f} x DSnoT;"
+              f" rel. error {before / energy:.4f} -> {res.error_after.sum() / energy:.4f}"
+              f" ({1 - res.error_after.sum() / before:.1%} lower); swaps/row {res.swaps.mean():.1f};"
+              f" block {block} rows ({block * n_cols * 8 / 2**20:.0f} MiB per [rows, C] array)")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--shapes", nargs="+", default=["192x576", "576x576", "1536x576", "576x1536", "4096x4096", "11008x4096"])
+    p.add_argument("--window", type=int, default=SwapSettings().window)
+    p.add_argument("--refresh", type=int, default=SwapSettings().refresh)
+    p.add_argument("--max-swaps", type=int, default=SwapSettings().max_swaps)
+    p.add_argument("--tol", type=float, default=SwapSettings().tol)
+    p.add_argument("--rows", type=int, default=0, help="time the first N rows and scale to R (0: all)")
+    p.add_argument("--exact", action="store_true", help="also the exact best pair (window 0, refresh 1)")
+    args = p.parse_args()
+    cfg = SwapSettings(max_swaps=args.max_swaps, tol=args.tol, window=args.window, refresh=args.refresh)
+    for shape in args.shapes:
+        n_rows, n_cols = (int(v) for v in shape.lower().split("x"))
+        bench(n_rows, n_cols, cfg, args.rows, args.exact)
+
+
+if __name__ == "__main__":
+    main()
