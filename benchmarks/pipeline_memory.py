@@ -7,7 +7,12 @@ all children so far, and a child's ru_maxrss inherits the parent's high-water ma
 fork + exec) beside the size of one layer's weights and one activation chunk. The pipeline keeps the activations on disk and one layer in memory, so the
 peak should barely grow with depth: target peak(16) / peak(4) < 1.2. Prints, never asserts.
 
+``--save-model`` runs the whole command instead, ``dsnot-ref prune ... --save-model DIR`` (in
+the child, through ``dsnot_ref.cli.main``), so the peak includes writing the pruned checkpoint,
+which for these models is one ``model.safetensors`` holding every layer. The shapes of issue 14:
+
     python benchmarks/pipeline_memory.py [--hidden 512] [--seqs 32] [--seqlen 128] [--chunk 4] [--seq-factor 4]
+    python benchmarks/pipeline_memory.py --save-model --hidden 1024 --seqs 8 --seqlen 256 --seq-factor 1
 """
 
 from __future__ import annotations
@@ -44,6 +49,20 @@ with prune_model(model, tokens, settings, run_dir) as run:
     timings = run.timings
 peak = peak_kib()
 print(json.dumps({"before_kib": before, "peak_kib": peak, "timings": timings}))
+"""
+
+# The same, through the command line with --save-model: argv is `dsnot-ref prune`'s.
+CLI_CHILD = r"""
+import json, sys
+from dsnot_ref.cli import main
+
+def peak_kib():
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+
+status = main(sys.argv[1:-1])
+times = json.load(open(sys.argv[-1]))["times"]
+print(json.dumps({"status": status, "peak_kib": peak_kib(), "timings": times}))
 """
 
 
@@ -102,11 +121,14 @@ def main() -> None:
     parser.add_argument("--method", default="wanda")
     parser.add_argument("--layers", type=int, nargs="+", default=[4, 8, 16])
     parser.add_argument("--seq-factor", type=int, default=4, help="also run the shallowest model with this many times S")
+    parser.add_argument("--save-model", action="store_true", help="run `dsnot-ref prune --save-model` (the peak includes saving)")
     args = parser.parse_args()
 
     mib = 1024 * 1024
     chunk_bytes = args.chunk * args.seqlen * args.hidden * 4
-    print(f"hidden {args.hidden}, S={args.seqs}, L={args.seqlen}, chunk B={args.chunk}, method {args.method}")
+    what = "dsnot-ref prune --save-model" if args.save_model else "prune_model"
+    print(f"{what}: hidden {args.hidden}, MLP {args.hidden * 11 // 4}, S={args.seqs}, L={args.seqlen}, chunk B={args.chunk}, "
+          f"method {args.method} 50%")
     print(f"one layer's weights: {layer_bytes(args.hidden) / mib:.1f} MiB; one activation chunk: {chunk_bytes / mib:.2f} MiB; "
           f"all activations of one boundary (on disk): {args.seqs * args.seqlen * args.hidden * 4 / mib:.1f} MiB")
     peaks = {}
@@ -125,16 +147,26 @@ def main() -> None:
 def measure(model_dir: Path, run_dir: Path, n_seq: int, args) -> int:
     """Run the pass in a fresh process; print and return its peak RSS in bytes."""
     mib = 1024 * 1024
-    out = subprocess.run(
-        [sys.executable, "-c", CHILD, str(model_dir), str(run_dir), str(n_seq), str(args.seqlen), str(args.chunk), args.method],
-        check=True, capture_output=True, text=True,
-    )
+    if args.save_model:
+        tokens = run_dir.with_name(run_dir.name + "_tokens.npy")
+        vocab = json.loads((model_dir / "config.json").read_text())["vocab_size"]
+        np.save(tokens, np.random.default_rng(0).integers(0, vocab, (n_seq, args.seqlen), dtype=np.int64))
+        argv = ["prune", "--model", str(model_dir), "--prune-method", args.method, "--sparsity-ratio", "0.5",
+                "--calibration-tokens", str(tokens), "--eval-dataset", "none", "--chunk-size", str(args.chunk),
+                "--run-dir", str(run_dir), "--save-model", str(run_dir.with_name(run_dir.name + "_saved")),
+                "--results", str(run_dir.with_name(run_dir.name + ".json")), "--quiet"]
+        command = [sys.executable, "-c", CLI_CHILD, *argv, argv[-2]]
+    else:
+        command = [sys.executable, "-c", CHILD, str(model_dir), str(run_dir), str(n_seq), str(args.seqlen), str(args.chunk),
+                   args.method]
+    out = subprocess.run(command, check=True, capture_output=True, text=True)
     result = json.loads(out.stdout.strip().splitlines()[-1])
     peak = result["peak_kib"] * 1024
     weights = sum(p.stat().st_size for p in model_dir.glob("*.safetensors"))
     n_layers = json.loads((model_dir / "config.json").read_text())["num_hidden_layers"]
-    print(f"{n_layers:3d} layers, S={n_seq:4d}: checkpoint {weights / mib:7.1f} MiB, RSS after load "
-          f"{result['before_kib'] / 1024:6.1f} MiB, peak RSS {peak / mib:6.1f} MiB, seconds "
+    after_load = f"RSS after load {result['before_kib'] / 1024:6.1f} MiB, " if "before_kib" in result else ""
+    print(f"{n_layers:3d} layers, S={n_seq:4d}: checkpoint {weights / mib:7.1f} MiB, {after_load}"
+          f"peak RSS {peak / mib:6.1f} MiB, seconds "
           + ", ".join(f"{k} {v:.2f}" for k, v in result["timings"].items()))
     return peak
 

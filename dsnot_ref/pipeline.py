@@ -13,7 +13,9 @@ Resident memory is one layer's weights, one chunk of activations and the statist
 Hessians when asked for), whatever the depth of the model and the number of sequences S: the
 activations live on disk (dsnot_ref.cache). Cost of ``recon_error`` (and of SparseGPT): a
 C×C float64 Hessian per distinct sublayer input, e.g. for LLaMA 3·D² + F² doubles per layer
-(7B: ~0.97 GB for down_proj's F = 11008 alone) and a C×C matrix product per token chunk.
+(7B: ~0.97 GB for down_proj's F = 11008 alone) and a C×C matrix product per token chunk,
+formed in float32 when only the diagnostic needs it and in float64 when the method does
+(stats.py says why that is accurate enough).
 
 Skipping DSnoT (``skip_layer``, ``skip_sub_layer``, as the released code's flags): every linear
 sublayer belongs to one group, ``"self_attn"`` (names starting with ``self_attn.``) or
@@ -54,7 +56,7 @@ from .io_utils import atomic_write_json
 from .methods import PruneSpec, needs_hessian, prune_linear
 from .methods.owl import OwlSettings
 from .stats import StatsAccumulator
-from .weights import OverlayStore, read_masks, save_safetensors_atomic, write_masks
+from .weights import MaskFiles, OverlayStore, read_masks, save_safetensors_atomic, write_masks
 
 DTYPES = {"float32": np.float32, "float64": np.float64}
 SAFETENSORS_CODES = {"float32": "F32", "float64": "F64"}
@@ -120,6 +122,10 @@ class PruneRun:
         """(full tensor name, pruned [R, C] bool) for every pruned weight, one layer at a time."""
         for path in self.mask_files:
             yield from read_masks(path).items()
+
+    def mask_map(self) -> MaskFiles:
+        """Full tensor name -> pruned [R, C] bool, read from the layer files when asked."""
+        return MaskFiles(self.mask_files)
 
     def final_hidden(self) -> np.ndarray:
         """Hidden states after the last decoder layer, [S, L, D] (read-only map; needs keep_cache)."""
@@ -253,10 +259,11 @@ class StatsCapture:
     On the first chunk we check that they really received the same tensor.
     """
 
-    def __init__(self, names: list[str], n_cols: dict[str, int], with_hessian: bool):
+    def __init__(self, names: list[str], n_cols: dict[str, int], with_hessian: bool,
+                 hessian_products: str = "float64"):
         self.leaders = input_leaders(names)
         self.accumulators = {
-            name: StatsAccumulator(n_cols[name], with_hessian=with_hessian)
+            name: StatsAccumulator(n_cols[name], with_hessian=with_hessian, hessian_products=hessian_products)
             for name in names
             if self.leaders[name] == name
         }
@@ -294,7 +301,9 @@ def gather_stats(config, layer: dict, in_path: Path, settings: PipelineSettings,
     """Run the dense layer over every chunk; name -> LinearStats for every linear sublayer."""
     names = model_lib.linear_names(config)
     n_cols = {name: layer[f"{name}.weight"].shape[1] for name in names}  # C of each [R, C]
-    capture = StatsCapture(names, n_cols, with_hessian=needs_hessian(settings.spec) or settings.recon_error)
+    method_needs = needs_hessian(settings.spec)  # the method itself uses the Hessian: float64 products
+    capture = StatsCapture(names, n_cols, with_hessian=method_needs or settings.recon_error,
+                           hessian_products="float64" if method_needs else "input")
     n_seq = cache.activation_info(in_path)[0][0]
     starts = chunk_starts(n_seq, settings.chunk_size)
     for k, start in enumerate(starts):

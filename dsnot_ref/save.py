@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,10 +37,14 @@ from .weights import (
     INDEX_FILE,
     SINGLE_FILE,
     STORAGE_DTYPES,
+    PendingTensor,
     RawTensor,
+    TensorEntry,
     encode_tensor,
+    pending_copy,
+    read_header_and_metadata,
     read_index,
-    read_raw_tensors,
+    read_raw,
     write_masks,
     write_raw_safetensors_atomic,
 )
@@ -114,13 +119,18 @@ def read_masks(model_dir) -> dict[str, np.ndarray] | None:
 # --- saving --------------------------------------------------------------------------------
 
 
-def save_pruned_model(input_dir, output_dir, store, masks: dict[str, np.ndarray], *, overwrite: bool = False) -> Path:
+def save_pruned_model(input_dir, output_dir, store, masks: Mapping[str, np.ndarray], *, overwrite: bool = False) -> Path:
     """Write the pruned model as an HF directory beside its masks; return the output path.
 
     input_dir: the original HF directory (config, tokenizer files, weight files and layout).
     store: the pruned weights (``OverlayStore`` or anything with ``get(name, dtype)``); read
         only for the names in ``masks``, every other tensor is copied from the input's bytes.
-    masks: full weight name (e.g. "model.layers.0.self_attn.q_proj.weight") -> pruned [R, C].
+    masks: full weight name (e.g. "model.layers.0.self_attn.q_proj.weight") -> pruned [R, C];
+        any mapping (``weights.MaskFiles`` reads them from disk when asked).
+
+    Memory: each weight file is written header first (the input's header gives every dtype and
+    shape), then one tensor at a time, each read from the input or the store only when its turn
+    comes; the peak is one tensor, whatever the size of the shard.
     """
     input_dir, output_dir = Path(input_dir), Path(output_dir)
     check_output_dir(input_dir, output_dir, overwrite)
@@ -129,13 +139,15 @@ def save_pruned_model(input_dir, output_dir, store, masks: dict[str, np.ndarray]
         copy_side_files(input_dir, tmp)
         found: set[str] = set()
         for file_name in files:
-            raw, metadata = read_raw_tensors(input_dir / file_name)
-            pruned_here = raw.keys() & masks.keys()
-            for name in pruned_here:
-                raw[name] = pruned_tensor(name, raw[name], store, masks[name])
+            entries, metadata = read_header_and_metadata(input_dir / file_name)
+            pruned_here = entries.keys() & masks.keys()
+            tensors = {
+                name: pending_pruned(name, entries[name], store, masks) if name in pruned_here else pending_copy(entries[name], name)
+                for name in sorted(entries)  # the order we write them in
+            }
             found |= pruned_here
             metadata = {"format": "pt", **metadata}  # transformers refuses files without a format
-            write_raw_safetensors_atomic(tmp / file_name, sorted_by_name(raw), metadata)
+            write_raw_safetensors_atomic(tmp / file_name, tensors, metadata)
         missing = sorted(masks.keys() - found)
         if missing:
             raise ValueError(f"pruned tensors not in the input checkpoint: {missing[:3]}")
@@ -145,11 +157,6 @@ def save_pruned_model(input_dir, output_dir, store, masks: dict[str, np.ndarray]
     return output_dir
 
 
-def sorted_by_name(tensors: dict[str, RawTensor]) -> dict[str, RawTensor]:
-    """The tensors in name order, the order we write them in."""
-    return {name: tensors[name] for name in sorted(tensors)}
-
-
 def copy_side_files(input_dir: Path, out_dir: Path) -> None:
     """Copy config, tokenizer and generation files that exist in the input."""
     for name in COPIED_FILES:
@@ -157,9 +164,16 @@ def copy_side_files(input_dir: Path, out_dir: Path) -> None:
             shutil.copy2(input_dir / name, out_dir / name)
 
 
-def pruned_tensor(name: str, original: RawTensor, store, pruned: np.ndarray) -> RawTensor:
+def pending_pruned(name: str, original: TensorEntry, store, masks: Mapping[str, np.ndarray]) -> PendingTensor:
+    """The pruned weight of ``name``, read from the store and encoded only when written."""
+    return PendingTensor(original.dtype, original.shape,
+                         lambda f: f.write(pruned_tensor(name, original, store, masks[name]).data))
+
+
+def pruned_tensor(name: str, original: TensorEntry | RawTensor, store, pruned: np.ndarray) -> RawTensor:
     """The pruned weight of ``name`` in the original's dtype; zeros exactly where ``pruned``."""
     weight = np.asarray(store.get(name, dtype=np.float32), dtype=np.float32)  # [R, C]
+    pruned = np.asarray(pruned)
     if weight.shape != original.shape or pruned.shape != original.shape:
         raise ValueError(f"{name}: pruned weight {weight.shape} / mask {pruned.shape} vs input {original.shape}")
     if np.any(weight[pruned] != 0):
@@ -183,7 +197,7 @@ def zero_mask(raw: RawTensor) -> np.ndarray:
     return (bits & magnitude_bits) == 0
 
 
-def is_linear_weight(name: str, raw: RawTensor) -> bool:
+def is_linear_weight(name: str, raw: TensorEntry | RawTensor) -> bool:
     """A prunable linear weight: a 2-D ``.weight`` inside a decoder layer (not embeddings, LM
     head or norms), for both families ("model.layers.i." and "model.decoder.layers.i.")."""
     return ".layers." in name and name.endswith(".weight") and len(raw.shape) == 2
@@ -204,11 +218,11 @@ def model_masks(model_dir) -> tuple[dict[str, np.ndarray], str]:
         return saved, MASKS_FILE
     files = weight_files(model_dir)
     masks = {}
-    for file_name in files:
-        raw, _ = read_raw_tensors(model_dir / file_name)
-        for name, tensor in raw.items():
-            if is_linear_weight(name, tensor):
-                masks[name] = zero_mask(tensor)
+    for file_name in files:  # one tensor in memory at a time, beside the masks
+        entries, _ = read_header_and_metadata(model_dir / file_name)
+        for name, entry in entries.items():
+            if is_linear_weight(name, entry):
+                masks[name] = zero_mask(RawTensor(entry.dtype, entry.shape, read_raw(entry, name)))
     if not masks:
         raise UserError(f"no linear layer weights found in {model_dir}")
     return masks, "weight == 0"

@@ -13,9 +13,10 @@ from __future__ import annotations
 import json
 import os
 import struct
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -350,20 +351,70 @@ def numpy_to_code(dtype: np.dtype) -> str:
     raise UserError(f"cannot store arrays of dtype {dtype} in safetensors")
 
 
+@dataclass(frozen=True)
+class PendingTensor:
+    """A tensor whose bytes are made only when the writer reaches it (one tensor in memory).
+
+    ``write(f)`` writes exactly the tensor's stored bytes (little-endian, C order) to ``f``.
+    """
+    dtype: str                # safetensors code
+    shape: tuple[int, ...]
+    write: Callable[[BinaryIO], None]
+
+
+def stored_nbytes(dtype: str, shape: tuple[int, ...]) -> int:
+    """Bytes of a stored tensor: product of the shape times the code's item size."""
+    return int(np.prod(shape, dtype=np.int64)) * STORAGE_DTYPES[dtype].itemsize
+
+
 def encode_tensor(a: np.ndarray, float_code: str) -> RawTensor:
     """One array as stored bytes; floats go to ``float_code`` ("F64", "F32", "F16", "BF16",
     rounding to nearest), integer and bool arrays keep their type."""
+    code, stored = encode_array(a, float_code)
+    return RawTensor(code, tuple(stored.shape), stored.tobytes())
+
+
+def encode_array(a: np.ndarray, float_code: str) -> tuple[str, np.ndarray]:
+    """(code, array of the stored type) of one array; see :func:`encode_tensor`. No copy when
+    ``a`` already has the stored type and is contiguous."""
     if float_code not in FLOAT_CODES:
         raise UserError(f"cannot save a tensor as dtype {float_code}; supported: {', '.join(FLOAT_CODES)}")
     a = np.ascontiguousarray(a)
     if np.issubdtype(a.dtype, np.floating):
         if float_code == "BF16":
-            data = float32_to_bf16_bits(a.astype(np.float32)).astype("<u2").tobytes()
-        else:
-            data = a.astype(STORAGE_DTYPES[float_code]).tobytes()
-        return RawTensor(float_code, tuple(a.shape), data)
+            return float_code, float32_to_bf16_bits(a.astype(np.float32, copy=False)).astype("<u2", copy=False)
+        return float_code, a.astype(STORAGE_DTYPES[float_code], copy=False)
     code = numpy_to_code(a.dtype)
-    return RawTensor(code, tuple(a.shape), a.astype(STORAGE_DTYPES[code]).tobytes())
+    return code, a.astype(STORAGE_DTYPES[code], copy=False)
+
+
+def pending_encoded(a: np.ndarray, float_code: str) -> PendingTensor:
+    """``encode_tensor(a, float_code)``, encoded only when written (no second copy of ``a``)."""
+    a = np.asarray(a)
+    code = float_code if np.issubdtype(a.dtype, np.floating) else numpy_to_code(a.dtype)
+    if float_code not in FLOAT_CODES:
+        raise UserError(f"cannot save a tensor as dtype {float_code}; supported: {', '.join(FLOAT_CODES)}")
+    return PendingTensor(code, tuple(a.shape), lambda f: f.write(encode_array(a, float_code)[1].reshape(-1).view(np.uint8).data))
+
+
+def pending_copy(entry: TensorEntry, name: str, block_bytes: int = 16 * 1024 * 1024) -> PendingTensor:
+    """The stored bytes of ``entry``, copied from its file ``block_bytes`` at a time when written."""
+
+    def write(f: BinaryIO) -> None:
+        try:
+            with open(entry.file, "rb") as src:
+                src.seek(entry.offset)
+                left = entry.nbytes
+                while left > 0:
+                    block = src.read(min(block_bytes, left))
+                    if not block:
+                        raise UserError(f"truncated safetensors file {entry.file}: {name!r} is incomplete")
+                    f.write(block)
+                    left -= len(block)
+        except OSError as exc:
+            raise UserError(f"cannot read {name!r} from {entry.file}: {exc.strerror}") from None
+
+    return PendingTensor(entry.dtype, entry.shape, write)
 
 
 def save_safetensors_atomic(path: str | os.PathLike, tensors: dict[str, np.ndarray],
@@ -372,39 +423,57 @@ def save_safetensors_atomic(path: str | os.PathLike, tensors: dict[str, np.ndarr
 
     Floating arrays are stored as ``dtype`` ("F32", "F16", "BF16", "F64", or a torch dtype name
     such as "bfloat16"); BF16 rounds to nearest even. Integer and bool arrays keep their type.
+    Each array is encoded as it is written, so at most one encoded copy exists at a time.
     """
     if dtype not in SAVE_DTYPE_NAMES:
         raise UserError(f"cannot save weights as dtype {dtype!r}; choose one of "
                         f"{', '.join(sorted(set(SAVE_DTYPE_NAMES.values())))}")
     float_code = SAVE_DTYPE_NAMES[dtype]
-    encoded = {name: encode_tensor(np.asarray(array), float_code) for name, array in tensors.items()}
-    write_raw_safetensors_atomic(path, encoded, metadata)
+    pending = {name: pending_encoded(array, float_code) for name, array in tensors.items()}
+    write_raw_safetensors_atomic(path, pending, metadata)
 
 
-def write_raw_safetensors_atomic(path: str | os.PathLike, tensors: Mapping[str, RawTensor],
-                                 metadata: Mapping[str, str] | None = None) -> None:
-    """Write already-encoded tensors, in the mapping's order, as one safetensors file, atomically.
-
-    ValueError when a tensor's bytes do not match its dtype and shape (a bug, not a user error).
-    """
+def safetensors_header(tensors: Mapping[str, RawTensor | PendingTensor],
+                       metadata: Mapping[str, str] | None = None) -> bytes:
+    """The header JSON, padded with spaces to a multiple of 8 bytes, for tensors written in the
+    mapping's order; only dtypes and shapes are needed. ValueError when a RawTensor's bytes do
+    not match its dtype and shape (a bug, not a user error)."""
     header: dict[str, object] = {}
     if metadata:
         header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
     offset = 0
     for name, t in tensors.items():
-        expected = int(np.prod(t.shape, dtype=np.int64)) * STORAGE_DTYPES[t.dtype].itemsize
-        if len(t.data) != expected:
+        expected = stored_nbytes(t.dtype, t.shape)
+        if isinstance(t, RawTensor) and len(t.data) != expected:
             raise ValueError(f"{name}: {len(t.data)} bytes for {t.dtype}{list(t.shape)}")
         header[name] = {"dtype": t.dtype, "shape": list(t.shape),
                         "data_offsets": [offset, offset + expected]}
         offset += expected
     header_bytes = json.dumps(header, separators=(",", ":")).encode("utf-8")
-    header_bytes += b" " * (-len(header_bytes) % 8)  # data start aligned to 8 bytes, as the spec allows
+    return header_bytes + b" " * (-len(header_bytes) % 8)  # data start aligned to 8 bytes, as the spec allows
+
+
+def write_raw_safetensors_atomic(path: str | os.PathLike, tensors: Mapping[str, RawTensor | PendingTensor],
+                                 metadata: Mapping[str, str] | None = None) -> None:
+    """Write tensors, in the mapping's order, as one safetensors file, atomically.
+
+    The header goes first (every size follows from dtype and shape), then each tensor's bytes in
+    turn: a ``PendingTensor`` is made only when its turn comes, so a file of pending tensors is
+    written holding one tensor at a time. ValueError when a tensor's bytes do not match its
+    dtype and shape (a bug, not a user error); the temporary file is then removed.
+    """
+    header_bytes = safetensors_header(tensors, metadata)
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         f.write(struct.pack("<Q", len(header_bytes)))
         f.write(header_bytes)
-        for t in tensors.values():
-            f.write(t.data)
+        for name, t in tensors.items():
+            if isinstance(t, RawTensor):
+                f.write(t.data)
+                continue
+            start = f.tell()
+            t.write(f)
+            if f.tell() - start != stored_nbytes(t.dtype, t.shape):
+                raise ValueError(f"{name}: wrote {f.tell() - start} bytes for {t.dtype}{list(t.shape)}")
 
 
 # ----------------------------------------------------------------------------- pruning masks
@@ -449,3 +518,26 @@ def read_masks(path: str | os.PathLike) -> dict[str, np.ndarray]:
         bits = np.unpackbits(packed, axis=-1, count=shape[-1], bitorder="big")  # drop the padding
         masks[name] = bits.astype(np.bool_).reshape(shape)
     return masks
+
+
+class MaskFiles(Mapping):
+    """name -> pruned [R, C] bool over several mask files (the format above), read from disk
+    when asked: only the names are kept, and the last file read (one layer's masks)."""
+
+    def __init__(self, paths):
+        self._file_of: dict[str, Path] = {}
+        for path in paths:
+            self._file_of.update(dict.fromkeys(read_header(Path(path)), Path(path)))
+        self._last: tuple[Path | None, dict[str, np.ndarray]] = (None, {})
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        path = self._file_of[name]
+        if self._last[0] != path:
+            self._last = (path, read_masks(path))
+        return self._last[1][name]
+
+    def __iter__(self):
+        return iter(self._file_of)
+
+    def __len__(self) -> int:
+        return len(self._file_of)

@@ -13,7 +13,18 @@ import pytest
 
 from dsnot_ref import save
 from dsnot_ref.errors import UserError
-from dsnot_ref.weights import OverlayStore, RawTensor, WeightStore, read_raw_tensors
+from dsnot_ref.weights import (
+    MaskFiles,
+    OverlayStore,
+    PendingTensor,
+    RawTensor,
+    WeightStore,
+    encode_tensor,
+    read_raw_tensors,
+    save_safetensors_atomic,
+    write_masks,
+    write_raw_safetensors_atomic,
+)
 
 FIXTURES = Path(__file__).resolve().parents[1] / "data" / "fixtures"
 
@@ -179,3 +190,71 @@ def test_transformers_loads_saved_model(tmp_path, fixture):
     # And transformers sees exactly our zeros.
     q = dict(hf.named_parameters())[sorted(masks)[0]].detach().numpy()
     np.testing.assert_array_equal(q == 0, masks[sorted(masks)[0]])
+
+
+@pytest.mark.parametrize("fixture", ["tiny-llama", "tiny-opt", "llama-bf16", "llama-f16-sharded"])
+def test_streamed_files_equal_whole_shard_write(tmp_path, fixture):
+    """The streamed weight files are byte for byte the files written from whole shards in memory
+    (every tensor read, the pruned ones encoded, then written in name order)."""
+    src = FIXTURES / fixture
+    base, store, masks = pruned_overlay(src)
+    out = save.save_pruned_model(src, tmp_path / "pruned", store, masks)
+    for path in sorted(src.glob("*.safetensors")):
+        raw, metadata = read_raw_tensors(path)
+        for name in raw.keys() & masks.keys():
+            raw[name] = encode_tensor(np.where(masks[name], np.float32(0), base.get(name)), raw[name].dtype)
+        expected = tmp_path / "expected" / path.name
+        write_raw_safetensors_atomic(expected, {n: raw[n] for n in sorted(raw)}, {"format": "pt", **metadata})
+        assert (out / path.name).read_bytes() == expected.read_bytes(), path.name
+
+
+def test_library_file_equals_ours(tmp_path):
+    """Independent writer: the safetensors library writes the same bytes for one dtype's tensors."""
+    safetensors_numpy = pytest.importorskip("safetensors.numpy")
+    src = FIXTURES / "tiny-llama"
+    base, store, masks = pruned_overlay(src)
+    out = save.save_pruned_model(src, tmp_path / "pruned", store, masks)
+    tensors = {n: np.where(masks[n], np.float32(0), base.get(n)) if n in masks else base.get(n) for n in base.names()}
+    _, metadata = read_raw_tensors(src / "model.safetensors")
+    safetensors_numpy.save_file(tensors, str(tmp_path / "lib.safetensors"), metadata={"format": "pt", **metadata})
+    assert (out / "model.safetensors").read_bytes() == (tmp_path / "lib.safetensors").read_bytes()
+
+
+def test_saving_holds_one_tensor_not_the_shard(tmp_path):
+    """Peak Python/NumPy allocation while saving a 16 MiB single-file checkpoint (16 weights of
+    1 MiB, 8 pruned) stays a few tensors, not the shard (tracemalloc sees NumPy's buffers)."""
+    import tracemalloc
+
+    src = tmp_path / "model"
+    src.mkdir()
+    rng = np.random.default_rng(0)
+    names = [f"model.layers.{i}.mlp.up_proj.weight" for i in range(16)]
+    save_safetensors_atomic(src / "model.safetensors", {n: rng.standard_normal((512, 512), dtype=np.float32) for n in names})
+    pruned_files = []
+    for i, name in enumerate(names[:8]):  # the pruned weights live on disk, as in a run directory
+        w = WeightStore(src).get(name)
+        pruned = np.abs(w) < np.median(np.abs(w))
+        save_safetensors_atomic(tmp_path / f"layer{i}.safetensors", {name: np.where(pruned, np.float32(0), w)})
+        write_masks(tmp_path / f"masks{i}.safetensors", {name: pruned})
+        pruned_files.append(tmp_path / f"layer{i}.safetensors")
+    store = OverlayStore(WeightStore(src), pruned_files)
+    masks = MaskFiles([tmp_path / f"masks{i}.safetensors" for i in range(8)])
+    tracemalloc.start()
+    try:
+        save.save_pruned_model(src, tmp_path / "out", store, masks)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 * 2**20, f"peak {peak / 2**20:.1f} MiB while saving a 16 MiB shard"
+    saved = WeightStore(tmp_path / "out")
+    for name in names:
+        np.testing.assert_array_equal(saved.get(name), store.get(name), err_msg=name)
+
+
+def test_pending_tensor_of_the_wrong_size_leaves_no_file(tmp_path):
+    """A PendingTensor that writes fewer bytes than its dtype and shape say is a bug: ValueError,
+    and neither the file nor its temporary remains."""
+    short = PendingTensor("F32", (2, 2), lambda f: f.write(b"\0" * 12))
+    with pytest.raises(ValueError, match="wrote 12 bytes"):
+        write_raw_safetensors_atomic(tmp_path / "x.safetensors", {"w": short})
+    assert list(tmp_path.iterdir()) == []
