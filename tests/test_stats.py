@@ -123,3 +123,23 @@ def test_dtype_is_float64():
     got = accumulate(np.ones((1, 2, 2), dtype=np.float32), [1])
     for name in ("seq_sum", "seq_sq", "var_pooled", "var_within", "hessian"):
         assert getattr(got, name).dtype == np.float64
+
+
+def test_float32_hessian_products_agree_with_float64():
+    """hessian_products="input": each chunk's XᵀX in float32 (the diagnostic's Hessian), summed in
+    float64; equal to the float64 Hessian up to float32 rounding of a T-term sum (tolerance
+    ~50 ε·√T relative to the largest entry), and the other statistics are unchanged."""
+    rng = np.random.default_rng(1)
+    x = (rng.standard_normal((6, 64, 8)) * [1, 2, 3, 0.5, 10, 1, 1, 4] + 3).astype(np.float32)
+    exact = accumulate(x, [2, 4])
+    acc = StatsAccumulator(8, with_hessian=True, hessian_products="input")
+    acc.update(x[:2])
+    acc.update(x[2:])
+    got = acc.finalize()
+    assert got.hessian.dtype == np.float64
+    scale = np.abs(exact.hessian).max()
+    np.testing.assert_allclose(got.hessian, exact.hessian, rtol=0, atol=50 * np.finfo(np.float32).eps * np.sqrt(256) * scale)
+    for name in ("seq_sum", "seq_sq", "var_pooled", "var_within"):
+        np.testing.assert_array_equal(getattr(got, name), getattr(exact, name), err_msg=name)
+    with pytest.raises(ValueError, match="hessian_products"):
+        StatsAccumulator(8, with_hessian=True, hessian_products="float16")
