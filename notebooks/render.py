@@ -51,7 +51,7 @@ def _environment(**values: str):
                 os.environ[key] = old
 
 
-def execute_notebook(source: Path, size: str, model: str = "auto", timeout: int = 1800):
+def execute_notebook(source: Path, size: str, model: str = "auto", timeout: int = 7200):
     """Run one jupytext source top to bottom; return the executed ``nbformat`` notebook.
 
     The kernel starts in ``notebooks/`` (so ``import nbutil`` works) with
@@ -98,6 +98,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", choices=SIZES, default=os.environ.get(SIZE_VARIABLE, "full"))
     parser.add_argument("--model", choices=MODELS, default=os.environ.get(MODEL_VARIABLE, "auto"),
                         help="auto: the demo model when cached in the full size, the tiny one in small")
+    parser.add_argument("--timeout", type=int, default=7200,
+                        help="seconds one cell may run (notebook 3's pruning cell prunes the model four "
+                             "times: over 30 minutes on a busy 2-core machine)")
     args = parser.parse_args(argv)
     sources = notebook_sources()
     if args.names:
@@ -109,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     for source in sources:
         start = time.perf_counter()
-        nb = execute_notebook(source, args.size, args.model)
+        nb = execute_notebook(source, args.size, args.model, timeout=args.timeout)
         out = write_rendered(nb, source)
         print(f"{source.name}: executed ({args.size}, model {args.model}) in {time.perf_counter() - start:.0f} s -> {out}")
     return 0
