@@ -10,13 +10,15 @@ mask) it times:
   settings, and with ``--exact`` also the exact best pair (window 0, refresh 1);
 - the vectorised DSnoT, reference variant, 50 cycles (``methods.dsnot_vectorised.dsnot``);
 - the calibration forward matmul of that layer at S = 32, L = 512: ``[16384, C] @ [C, R]``
-  in float32;
+  in float32 (timed on 2,048 tokens and scaled by 8);
 
-and prints the ratios, the relative error reached, the swaps per row and the memory of G
-(C × C float64) and of one block's working arrays. ``--rows N`` times the search on the first N
-rows only and scales linearly to R (rows are independent); 0 = all rows. G comes from 2·C random
-tokens (the search's cost does not depend on the token count). Asserts nothing: speed depends on
-the machine and on what else runs on it; compare ratios measured in one run.
+and prints the ratios of CPU time (``time.process_time``: every thread of this process, so BLAS
+threads count; wall time means little on a machine shared with other jobs), the relative error
+reached, the swaps per row and the memory of G (C × C float64) and of one block's working
+arrays. ``--rows N`` times the search on the first N rows only and scales linearly to R (rows
+are independent); 0 = all rows. G comes from 2·C random tokens, a rank-64 shared part plus
+independent noise (the search's cost does not depend on the token count). Asserts nothing:
+speed depends on the machine; compare ratios measured in one run.
 """
 
 from __future__ import annotations
@@ -32,22 +34,24 @@ from dsnot_ref.methods.scores import unstructured_mask, wanda_score
 from dsnot_ref.methods.swaps import SwapSettings, layer_errors, rows_per_block, sparse_swaps_from_gram, window_size
 
 S, L = 32, 512
+FORWARD_TOKENS = 2048  # the forward matmul is timed on this many tokens and scaled to S·L
 
 
 def synthetic(n_rows: int, n_cols: int, seed: int = 0):
-    """Weights [R, C], tokens X [2C, C] with correlated, unevenly scaled columns."""
+    """Weights [R, C], tokens X [2C, C]: a rank-64 shared part plus noise, unevenly scaled columns."""
     rng = np.random.default_rng(seed)
     scale = np.exp(rng.standard_normal(n_cols))
-    mixing = np.eye(n_cols) + rng.standard_normal((n_cols, n_cols)) / np.sqrt(n_cols)
-    x = (rng.standard_normal((2 * n_cols, n_cols)) @ mixing + 0.1) * scale
+    shared = rng.standard_normal((2 * n_cols, 64)) @ rng.standard_normal((64, n_cols)) / 8
+    x = (shared + rng.standard_normal((2 * n_cols, n_cols)) + 0.1) * scale
     w = rng.standard_normal((n_rows, n_cols)) * 0.02
     return w, x
 
 
 def timed(fn):
-    t0 = time.perf_counter()
+    """(CPU seconds of this process, all threads, result): fairer than wall time on a shared machine."""
+    t0 = time.process_time()
     out = fn()
-    return time.perf_counter() - t0, out
+    return time.process_time() - t0, out
 
 
 def bench(n_rows: int, n_cols: int, cfg: SwapSettings, rows: int, exact: bool) -> None:
@@ -60,9 +64,9 @@ def bench(n_rows: int, n_cols: int, cfg: SwapSettings, rows: int, exact: bool) -
     part = n_rows if rows <= 0 else min(rows, n_rows)
     scale = n_rows / part
 
-    x32 = np.random.default_rng(1).standard_normal((S * L, n_cols)).astype(np.float32)
+    x32 = np.random.default_rng(1).standard_normal((FORWARD_TOKENS, n_cols)).astype(np.float32)
     w32 = w.astype(np.float32)
-    t_fwd, _ = timed(lambda: x32 @ w32.T)
+    t_fwd = timed(lambda: x32 @ w32.T)[0] * (S * L / FORWARD_TOKENS)  # scaled to S·L tokens
     del x32
     t_dsnot, _ = timed(lambda: dsnot(w32, pruned0, seq_sum, seq_sq, var, DSnoTSettings()))
     settings = [("swaps", cfg)] + ([("exact", SwapSettings(window=0, refresh=1, max_swaps=cfg.max_swaps, tol=cfg.tol))] if exact else [])
