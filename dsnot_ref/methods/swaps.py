@@ -155,12 +155,11 @@ def smallest_row(values, k: int):
     return cols, np.isfinite(values[cols])
 
 
-def row_round_unstructured(w, pruned, gram, w_sq_diag, error, swaps_left, settings, k):
-    """One round in one row (edits ``pruned`` in place); u = G d is computed from the mask.
+def row_round_unstructured(w, u, pruned, gram, w_sq_diag, error, swaps_left, settings, k):
+    """One round in one row (edits ``u`` and ``pruned`` in place).
 
     -> (swaps [(i, j, ΔE, step within round)], error after, stopped: the fresh step found nothing).
     """
-    u = pruned_part(w, pruned) @ gram  # [C]
     a, b = one_sided_terms(w, u, w_sq_diag, pruned)
     rows_i, ok_i = smallest_row(a, k)
     cols_j, ok_j = smallest_row(b, k)
@@ -176,6 +175,7 @@ def row_round_unstructured(w, pruned, gram, w_sq_diag, error, swaps_left, settin
             return done, error, step == 0
         p, q = divmod(flat, k)
         i, j = int(rows_i[p]), int(cols_j[q])
+        u += u_shift(gram[i], gram[j], w[i], w[j])  # G symmetric: row = column
         pruned[i], pruned[j] = False, True
         error += best
         done.append((i, j, float(best), step))
@@ -240,7 +240,7 @@ def swaps_row(w, pruned0, gram, settings: SwapSettings, nm=None):
     n_round = 0
     while len(log) < settings.max_swaps:
         done, error, stopped = row_round_unstructured(
-            w, pruned, gram, w_sq_diag, error, settings.max_swaps - len(log), settings, k)
+            w, u, pruned, gram, w_sq_diag, error, settings.max_swaps - len(log), settings, k)
         log += [(i, j, best, n_round * settings.refresh + s + 1) for i, j, best, s in done]
         if stopped:
             break
@@ -317,16 +317,10 @@ class Block:
         self.out["error"][self.index] = self.error
         self.out["swaps"][self.index] = self.swaps
 
-    def refresh_u(self, gram):
-        """u = G d_r from the current mask, for every working row."""
-        self.u = pruned_part(self.w, self.pruned) @ gram  # [n, C] @ [C, C] -> [n, C]
-
-    def swap(self, sel, i, j, best, gram=None):
-        """Rows ``sel`` regrow column i and prune column j; with ``gram``, u follows
-        (u ← u − w_i G[i] + w_j G[j])."""
-        if gram is not None:
-            w_i, w_j = self.w[sel, i][:, None], self.w[sel, j][:, None]
-            self.u[sel] = self.u[sel] + u_shift(gram[i], gram[j], w_i, w_j)
+    def swap(self, sel, i, j, best, gram):
+        """Rows ``sel`` regrow column i and prune column j: u ← u − w_i G[i] + w_j G[j]."""
+        w_i, w_j = self.w[sel, i][:, None], self.w[sel, j][:, None]
+        self.u[sel] = self.u[sel] + u_shift(gram[i], gram[j], w_i, w_j)
         self.pruned[sel, i] = False
         self.pruned[sel, j] = True
         self.error[sel] += best
@@ -349,8 +343,6 @@ def round_unstructured(block: Block, gram, settings: SwapSettings, k: int, n_rou
     xp = array_module(block.w)
     n = block.w.shape[0]
     r = xp.arange(n)[:, None]
-    if n_round > 0:
-        block.refresh_u(gram)
     a, b = one_sided_terms(block.w, block.u, block.w_sq_diag, block.pruned)  # [n, C]
     rows_i, ok_i = smallest_k(a, k)  # [n, k]
     cols_j, ok_j = smallest_k(b, k)
@@ -375,7 +367,7 @@ def round_unstructured(block: Block, gram, settings: SwapSettings, k: int, n_rou
         sel = xp.nonzero(ok)[0]
         p, q = flat[sel] // k, flat[sel] % k
         i, j = rows_i[sel, p], cols_j[sel, q]
-        block.swap(sel, i, j, best[sel])
+        block.swap(sel, i, j, best[sel], gram)
         log.append((block.index[sel], i, j, n_round * settings.refresh + step + 1, best[sel]))
         ri, cj = rows_i[sel], cols_j[sel]
         wi, wj = block.w[sel, i][:, None], block.w[sel, j][:, None]
