@@ -382,7 +382,7 @@ def compare_sublayers(model_dir: Path, capture: dict, sparsity: float, cycles: i
 
 # --------------------------------------------------------------------------- end to end
 
-def final_masks(source: Path, capture_model: Path | None = None) -> dict:
+def final_masks(source: Path) -> dict:
     """Final masks by sublayer name: from a capture .npz, or weight == 0 of a pruned model."""
     if source.suffix == ".npz":
         return {f"{n}.weight": item["final"] for n, item in load_capture(source).items()}
