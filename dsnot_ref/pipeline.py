@@ -56,7 +56,7 @@ from .io_utils import atomic_write_json
 from .methods import PruneSpec, needs_hessian, prune_linear
 from .methods.owl import OwlSettings
 from .stats import StatsAccumulator
-from .weights import MaskFiles, OverlayStore, read_masks, save_safetensors_atomic, write_masks
+from .weights import MaskFiles, OverlayStore, read_mask_file, save_safetensors_atomic, write_mask_file
 
 DTYPES = {"float32": np.float32, "float64": np.float64}
 SAFETENSORS_CODES = {"float32": "F32", "float64": "F64"}
@@ -121,7 +121,7 @@ class PruneRun:
     def masks(self) -> Iterator[tuple[str, np.ndarray]]:
         """(full tensor name, pruned [R, C] bool) for every pruned weight, one layer at a time."""
         for path in self.mask_files:
-            yield from read_masks(path).items()
+            yield from read_mask_file(path).items()
 
     def mask_map(self) -> MaskFiles:
         """Full tensor name -> pruned [R, C] bool, read from the layer files when asked."""
@@ -401,7 +401,7 @@ def prune_one_layer(model, i: int, settings: PipelineSettings, run_dir: Path, xp
             {prefix + k: to_numpy(w).astype(dtype, copy=False) for k, w in new_weights.items()},
             dtype=SAFETENSORS_CODES[settings.dtype],
         )
-        write_masks(cache.layer_masks_path(run_dir, i), {prefix + k: to_numpy(m) for k, m in masks.items()})
+        write_mask_file(cache.layer_masks_path(run_dir, i), {prefix + k: to_numpy(m) for k, m in masks.items()})
     diagnostics = {"layer": i, "sublayers": sub_diagnostics, "timings": dict(timer.seconds)}
     atomic_write_json(cache.layer_diagnostics_path(run_dir, i), diagnostics)
     return diagnostics

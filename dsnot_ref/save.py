@@ -45,10 +45,10 @@ from .weights import (
     read_header_and_metadata,
     read_index,
     read_raw,
-    write_masks,
+    write_mask_file,
     write_raw_safetensors_atomic,
 )
-from .weights import read_masks as read_masks_file
+from .weights import read_mask_file
 
 MASKS_FILE = "masks.safetensors"
 # Everything of an HF directory that is not a weight file and that a loader may want.
@@ -108,12 +108,12 @@ def check_writable_parent(path) -> None:
 # --- masks ---------------------------------------------------------------------------------
 
 
-def read_masks(model_dir) -> dict[str, np.ndarray] | None:
+def read_saved_masks(model_dir) -> dict[str, np.ndarray] | None:
     """The masks saved with a pruned model (name -> pruned [R, C] bool), or None if it has none."""
     path = Path(model_dir) / MASKS_FILE
     if not path.exists() and not path.is_symlink():
         return None  # anything else there (a FIFO, a directory) is refused by the reader
-    return read_masks_file(path)
+    return read_mask_file(path)
 
 
 # --- saving --------------------------------------------------------------------------------
@@ -153,7 +153,7 @@ def save_pruned_model(input_dir, output_dir, store, masks: Mapping[str, np.ndarr
             raise ValueError(f"pruned tensors not in the input checkpoint: {missing[:3]}")
         if (input_dir / INDEX_FILE).is_file():  # same names, files and dtypes: the index holds as it is
             shutil.copy2(input_dir / INDEX_FILE, tmp / INDEX_FILE)
-        write_masks(tmp / MASKS_FILE, masks)
+        write_mask_file(tmp / MASKS_FILE, masks)
     return output_dir
 
 
@@ -213,7 +213,7 @@ def model_masks(model_dir) -> tuple[dict[str, np.ndarray], str]:
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
         raise UserError(f"model directory {model_dir} does not exist")
-    saved = read_masks(model_dir)
+    saved = read_saved_masks(model_dir)
     if saved is not None:
         return saved, MASKS_FILE
     files = weight_files(model_dir)

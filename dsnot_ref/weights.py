@@ -485,7 +485,7 @@ MASKS_FORMAT = "dsnot_ref-masks"
 MASK_PACKING = 'np.packbits(pruned, axis=-1, bitorder="big"); bit 1 = pruned'
 
 
-def write_masks(path: str | os.PathLike, masks: Mapping[str, np.ndarray]) -> None:
+def write_mask_file(path: str | os.PathLike, masks: Mapping[str, np.ndarray]) -> None:
     """name -> pruned [R, C] bool, packed to [R, ceil(C/8)] uint8, written atomically in name order."""
     tensors, shapes = {}, {}
     for name in sorted(masks):
@@ -497,8 +497,8 @@ def write_masks(path: str | os.PathLike, masks: Mapping[str, np.ndarray]) -> Non
     write_raw_safetensors_atomic(path, tensors, metadata)
 
 
-def read_masks(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Inverse of :func:`write_masks`: name -> pruned [R, C] bool; UserError naming the file."""
+def read_mask_file(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Inverse of :func:`write_mask_file`: name -> pruned [R, C] bool; UserError naming the file."""
     path = Path(path)
     tensors, metadata = read_raw_tensors(path)
     if "shapes" not in metadata:
@@ -533,7 +533,7 @@ class MaskFiles(Mapping):
     def __getitem__(self, name: str) -> np.ndarray:
         path = self._file_of[name]
         if self._last[0] != path:
-            self._last = (path, read_masks(path))
+            self._last = (path, read_mask_file(path))
         return self._last[1][name]
 
     def __iter__(self):

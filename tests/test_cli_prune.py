@@ -60,8 +60,8 @@ def test_unstructured_each_method(tmp_path, capsys, inputs, model, method):
     out, results, stdout = prune(tmp_path, capsys, model, "--prune-method", method, "--sparsity_ratio", "0.5", inputs=inputs)
     saved = WeightStore(out)
     names = linear_weights(saved)
-    assert sorted(save.read_masks(out)) == sorted(names)
-    masks = save.read_masks(out)
+    assert sorted(save.read_saved_masks(out)) == sorted(names)
+    masks = save.read_saved_masks(out)
     for name in names:
         w = saved.get(name)  # [R, C]
         np.testing.assert_array_equal(masks[name], w == 0, err_msg=name)
@@ -107,7 +107,7 @@ def test_nm_patterns(tmp_path, capsys, inputs, pattern, method):
 def test_magnitude_mask_matches_argsort(tmp_path, capsys, inputs):
     """Magnitude pruning needs no calibration: recompute its mask here and compare."""
     out, _, _ = prune(tmp_path, capsys, "tiny-llama", "--prune-method", "magnitude", "--sparsity-ratio", "0.6", inputs=inputs)
-    original, masks = WeightStore(FIXTURES / "tiny-llama"), save.read_masks(out)
+    original, masks = WeightStore(FIXTURES / "tiny-llama"), save.read_saved_masks(out)
     for name, pruned in masks.items():
         w = original.get(name)
         k = int(w.shape[1] * 0.6)
@@ -125,7 +125,7 @@ def test_dsnot_changes_attention_only(tmp_path, capsys, inputs):
     wanda, _, _ = prune(tmp_path / "w", capsys, "tiny-llama", "--prune-method", "wanda", *common, inputs=inputs)
     dsnot, res, _ = prune(tmp_path / "d", capsys, "tiny-llama", "--prune-method", "dsnot", *common, inputs=inputs)
     every, _, _ = prune(tmp_path / "n", capsys, "tiny-llama", "--prune-method", "dsnot", "--skip_layer", "none", *common, inputs=inputs)
-    mw, md, mn = save.read_masks(wanda), save.read_masks(dsnot), save.read_masks(every)
+    mw, md, mn = save.read_saved_masks(wanda), save.read_saved_masks(dsnot), save.read_saved_masks(every)
     prefix = "model.layers.0."
     for sub in ("mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"):
         np.testing.assert_array_equal(md[prefix + sub + ".weight"], mw[prefix + sub + ".weight"])
@@ -156,7 +156,7 @@ def test_exact_variant_options_reach_the_method(tmp_path, capsys, inputs):
         for row in res["layers"]:
             if row["dsnot"]:
                 assert row["recon_after"] <= row["recon_before"] * (1 + 1e-12), row
-    m1, m2 = save.read_masks(plain), save.read_masks(wide)
+    m1, m2 = save.read_saved_masks(plain), save.read_saved_masks(wide)
     assert any((m1[k] != m2[k]).any() for k in m1)
 
 
@@ -246,7 +246,7 @@ def test_run_dir_kept_and_reused(tmp_path, capsys, inputs):
     second, results, _ = prune(tmp_path / "b", capsys, "tiny-llama", *args, inputs=inputs)
     assert results["pipeline_times"]["forward"] == 0.0  # nothing recomputed: every layer was done
     assert not run_dir.exists()
-    ma, mb = save.read_masks(first), save.read_masks(second)
+    ma, mb = save.read_saved_masks(first), save.read_saved_masks(second)
     assert ma.keys() == mb.keys()
     for name in ma:
         np.testing.assert_array_equal(ma[name], mb[name])
@@ -268,6 +268,6 @@ def test_default_run_dir_is_found_again_and_reported(tmp_path, capsys, inputs, m
     assert main([str(a) for a in argv]) == 0
     err = capsys.readouterr().err
     assert f"found a run directory left by an earlier run: {runs[0]}" in err and "2 of 2 layers done" in err
-    m1, m2 = save.read_masks(first), save.read_masks(out)
+    m1, m2 = save.read_saved_masks(first), save.read_saved_masks(out)
     assert m1.keys() == m2.keys() and all(np.array_equal(m1[k], m2[k]) for k in m1)
     assert not runs[0].exists()   # the resumed run finished without --keep-cache: cleaned up

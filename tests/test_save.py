@@ -22,7 +22,7 @@ from dsnot_ref.weights import (
     encode_tensor,
     read_raw_tensors,
     save_safetensors_atomic,
-    write_masks,
+    write_mask_file,
     write_raw_safetensors_atomic,
 )
 
@@ -80,7 +80,7 @@ def test_save_round_trip(tmp_path, fixture):
             if name not in masks:
                 assert raw_out[name] == t, name
 
-    loaded = save.read_masks(out)
+    loaded = save.read_saved_masks(out)
     assert loaded.keys() == masks.keys()
     for name in masks:
         np.testing.assert_array_equal(loaded[name], masks[name])
@@ -100,7 +100,7 @@ def test_mask_survives_rounding_to_zero(tmp_path):
     store = OverlayStore(base, {name: w})
     out = save.save_pruned_model(src, tmp_path / "out", store, {name: masks[name]})
     assert WeightStore(out).get(name)[tuple(kept)] == 0.0
-    assert not save.read_masks(out)[name][tuple(kept)]
+    assert not save.read_saved_masks(out)[name][tuple(kept)]
 
 
 def test_bf16_values_round_to_nearest(tmp_path):
@@ -235,7 +235,7 @@ def test_saving_holds_one_tensor_not_the_shard(tmp_path):
         w = WeightStore(src).get(name)
         pruned = np.abs(w) < np.median(np.abs(w))
         save_safetensors_atomic(tmp_path / f"layer{i}.safetensors", {name: np.where(pruned, np.float32(0), w)})
-        write_masks(tmp_path / f"masks{i}.safetensors", {name: pruned})
+        write_mask_file(tmp_path / f"masks{i}.safetensors", {name: pruned})
         pruned_files.append(tmp_path / f"layer{i}.safetensors")
     store = OverlayStore(WeightStore(src), pruned_files)
     masks = MaskFiles([tmp_path / f"masks{i}.safetensors" for i in range(8)])

@@ -24,10 +24,10 @@ from dsnot_ref.weights import (
     encode_tensor,
     float32_to_bf16_bits,
     read_header_and_metadata,
-    read_masks,
+    read_mask_file,
     read_raw_tensors,
     save_safetensors_atomic,
-    write_masks,
+    write_mask_file,
     write_raw_safetensors_atomic,
 )
 
@@ -336,8 +336,8 @@ def test_unknown_key_names_the_store_source():
 def test_masks_file_roundtrip(tmp_path):
     rng = np.random.default_rng(3)
     masks = {"a.weight": rng.random((3, 13)) < 0.5, "b.weight": rng.random((5, 8)) < 0.3}
-    write_masks(tmp_path / "m.safetensors", masks)
-    back = read_masks(tmp_path / "m.safetensors")
+    write_mask_file(tmp_path / "m.safetensors", masks)
+    back = read_mask_file(tmp_path / "m.safetensors")
     assert back.keys() == masks.keys()
     for k in masks:
         np.testing.assert_array_equal(back[k], masks[k])
@@ -350,13 +350,13 @@ def test_masks_are_packed_bits_read_back_exactly(rows, cols, seed):
     pruned = np.random.default_rng(seed).random((rows, cols)) < 0.5
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "masks.safetensors"
-        write_masks(path, {"w": pruned})
+        write_mask_file(path, {"w": pruned})
         with safe_open(str(path), framework="numpy") as f:
             packed = f.get_tensor("w")
             assert json.loads(f.metadata()["shapes"]) == {"w": [rows, cols]}
         assert packed.dtype == np.uint8 and packed.shape == (rows, (cols + 7) // 8)
         assert np.array_equal(packed, np.packbits(pruned, axis=-1, bitorder="big"))
-        np.testing.assert_array_equal(read_masks(path)["w"], pruned)
+        np.testing.assert_array_equal(read_mask_file(path)["w"], pruned)
 
 
 def test_masks_written_by_the_library_are_read(tmp_path):
@@ -365,15 +365,15 @@ def test_masks_written_by_the_library_are_read(tmp_path):
     packed = np.packbits(pruned, axis=-1, bitorder="big")
     save_file({"x.weight": packed}, str(tmp_path / "m.safetensors"),
               metadata={"shapes": json.dumps({"x.weight": [4, 11]})})
-    np.testing.assert_array_equal(read_masks(tmp_path / "m.safetensors")["x.weight"], pruned)
+    np.testing.assert_array_equal(read_mask_file(tmp_path / "m.safetensors")["x.weight"], pruned)
 
 
 def test_masks_file_errors_name_the_file(tmp_path):
     weights_only = tmp_path / "weights.safetensors"
     save_safetensors_atomic(weights_only, {"w": np.zeros((2, 3), np.float32)})
     with pytest.raises(UserError, match="weights.safetensors has no valid 'shapes'"):
-        read_masks(weights_only)
+        read_mask_file(weights_only)
     wrong = tmp_path / "wrong.safetensors"
     save_file({"w": np.zeros((2, 1), np.uint8)}, str(wrong), metadata={"shapes": json.dumps({"w": [2, 9]})})
     with pytest.raises(UserError, match="wrong.safetensors: tensor 'w' is not a packed mask"):
-        read_masks(wrong)
+        read_mask_file(wrong)
