@@ -107,7 +107,7 @@ def perplexity(model, tokens_1d, seqlen: int, dtype=np.float32, max_windows: int
         raise UserError(f"seqlen {seqlen} exceeds max_position_embeddings {config.max_positions} "
                         f"of {model.path}")
     windows = eval_windows(tokens_1d, seqlen, max_windows)                # [W, L]
-    model_lib.check_tokens(model, windows)
+    model_lib.check_tokens(config, windows, "evaluation windows", model.path)
     n_windows = windows.shape[0]
     total = n_windows * (config.num_layers + 1)
     report = progress or (lambda done, total, message: None)

@@ -246,17 +246,27 @@ def opt_block(config: ModelConfig, layer: dict, x, capture=None):
 
 # ----------------------------------------------------------------------------- ends of the model
 
-def check_tokens(model: Model, tokens) -> None:
+def check_tokens(config: ModelConfig, tokens, what: str = "token ids", source=None) -> np.ndarray:
+    """Token ids the model can take, as int64 [S, L]; the one check for calibration windows,
+    evaluation windows and any forward pass. UserError naming ``what`` and ``source`` for: not
+    2-D, not integers, S or L < 1, L above the model's positions, an id outside [0, V)."""
     tokens = np.asarray(tokens)
+    where = f" ({source})" if source is not None else ""
     if tokens.ndim != 2:
-        raise UserError(f"token ids must be [B, L], got shape {list(tokens.shape)}")
-    if tokens.size and (tokens.min() < 0 or tokens.max() >= model.config.vocab_size):
-        bad = int(tokens.min()) if tokens.min() < 0 else int(tokens.max())
-        raise UserError(f"token id {bad} out of range for the vocabulary "
-                        f"({model.config.vocab_size}) of {model.path}")
-    if tokens.shape[1] > model.config.max_positions:
-        raise UserError(f"sequence length {tokens.shape[1]} exceeds max_position_embeddings "
-                        f"{model.config.max_positions} of {model.path}")
+        raise UserError(f"{what} must be a 2-D [S, L] array, got shape {list(tokens.shape)}{where}")
+    if not np.issubdtype(tokens.dtype, np.integer):
+        raise UserError(f"{what} must be integers, got dtype {tokens.dtype}{where}")
+    n_seq, seq_len = tokens.shape
+    if n_seq < 1 or seq_len < 1:
+        raise UserError(f"{what} need S >= 1 sequences of L >= 1 tokens, got S={n_seq}, L={seq_len}{where}")
+    if seq_len > config.max_positions:
+        raise UserError(f"{what}: sequence length {seq_len} exceeds the model's {config.max_positions} "
+                        f"positions{where}")
+    low, high = int(tokens.min()), int(tokens.max())
+    if low < 0 or high >= config.vocab_size:
+        bad = low if low < 0 else high
+        raise UserError(f"{what}: id {bad} is outside the model's vocabulary [0, {config.vocab_size}){where}")
+    return tokens.astype(np.int64, copy=False)
 
 
 def embed_lookup(config: ModelConfig, rows_of, tokens):
@@ -297,7 +307,7 @@ def logits_with(config: ModelConfig, weights: dict, x):
 
 def embed(model: Model, tokens, dtype=np.float32, xp=np):
     """tokens [B, L] -> hidden states [B, L, D] entering layer 0."""
-    check_tokens(model, tokens)
+    check_tokens(model.config, tokens, source=model.path)
     dtype, store = work_dtype(dtype), model.store
 
     def rows_of(name, rows):
@@ -318,7 +328,7 @@ def final_logits(model: Model, x, dtype=np.float32, xp=np):
 def forward(model: Model, tokens, dtype=np.float32, xp=np):
     """Logits of the whole model, one layer's weights in memory at a time.  [B, L] -> [B, L, V]"""
     dtype = work_dtype(dtype)
-    check_tokens(model, tokens)
+    check_tokens(model.config, tokens, source=model.path)
     glob = load_globals(model, dtype, xp)
     x = embed_with(model.config, glob, to_device(np.asarray(tokens), xp))  # [B, L, D]
     for i in range(model.config.num_layers):

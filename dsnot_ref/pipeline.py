@@ -56,6 +56,7 @@ from .io_utils import atomic_write_json
 from .methods import PruneSpec, needs_hessian, prune_linear
 from .methods.owl import OwlSettings
 from .stats import StatsAccumulator
+from .validate import apart_from_model
 from .weights import MaskFiles, OverlayStore, read_mask_file, save_safetensors_atomic, write_mask_file
 
 DTYPES = {"float32": np.float32, "float64": np.float64}
@@ -147,34 +148,6 @@ class PruneRun:
 
 
 # --- checks at the edge ---------------------------------------------------------------------
-
-
-def check_calibration_tokens(tokens, config) -> np.ndarray:
-    """Calibration tokens as int64 [S, L]; UserError for a shape or id the model cannot take."""
-    tokens = np.asarray(tokens)
-    if tokens.ndim != 2:
-        raise UserError(f"calibration tokens must be a 2-D [S, L] array, got shape {tokens.shape}")
-    if not np.issubdtype(tokens.dtype, np.integer):
-        raise UserError(f"calibration tokens must be integers, got dtype {tokens.dtype}")
-    n_seq, seq_len = tokens.shape
-    if n_seq < 1 or seq_len < 1:
-        raise UserError(f"calibration needs S >= 1 sequences of L >= 1 tokens, got S={n_seq}, L={seq_len}")
-    if seq_len > config.max_positions:
-        raise UserError(
-            f"calibration sequence length {seq_len} exceeds the model's {config.max_positions} positions"
-        )
-    low, high = int(tokens.min()), int(tokens.max())
-    if low < 0 or high >= config.vocab_size:
-        bad = low if low < 0 else high
-        raise UserError(f"calibration token id {bad} is outside the model's vocabulary [0, {config.vocab_size})")
-    return tokens.astype(np.int64)
-
-
-def check_run_dir(model_dir: Path, run_dir: Path) -> None:
-    """The run directory may not be, be inside, or contain the (read-only) model directory."""
-    src, run = Path(model_dir).resolve(), Path(run_dir).resolve()
-    if run == src or src in run.parents or run in src.parents:
-        raise UserError(f"run directory {run_dir} overlaps the input model directory {model_dir}")
 
 
 def settings_record(settings: PipelineSettings) -> dict:
@@ -432,8 +405,8 @@ def prune_model(
     """
     run_dir = Path(run_dir)
     config = model.config
-    tokens = check_calibration_tokens(calib_tokens, config)
-    check_run_dir(model.path, run_dir)
+    tokens = model_lib.check_tokens(config, calib_tokens, "calibration tokens", model.path)
+    apart_from_model(run_dir, "run directory", model.path)
     xp = get_backend(settings.backend)
     with cache.run_lock(run_dir):
         run = run_layers(model, tokens, settings, run_dir, xp, progress, chunk_progress or _no_chunk_progress)

@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import UserError
+from .validate import apart_from_model
 from .io_utils import atomic_directory
 from .weights import (
     INDEX_FILE,
@@ -83,12 +84,8 @@ def check_output_dir(input_dir, output_dir, overwrite: bool) -> None:
     The output may not be the input directory, inside it, or contain it; an existing non-empty
     output needs ``overwrite``; the nearest existing ancestor must be writable.
     """
-    src = Path(input_dir).resolve()
+    apart_from_model(output_dir, "output directory", input_dir)
     out = Path(output_dir).resolve()
-    if out == src or src in out.parents:
-        raise UserError(f"output directory {output_dir} is (inside) the input model directory {input_dir}")
-    if out in src.parents:
-        raise UserError(f"output directory {output_dir} contains the input model directory {input_dir}")
     if out.exists() and not out.is_dir():
         raise UserError(f"output {output_dir} exists and is not a directory")
     if out.is_dir() and any(out.iterdir()) and not overwrite:

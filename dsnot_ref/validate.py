@@ -463,6 +463,17 @@ def output_file(path, flag: str, inputs=()) -> Path:
     return path
 
 
+def apart_from_model(path, what: str, model_dir) -> Path:
+    """A directory a command writes (run directory, saved model) and the input model directory
+    must be disjoint: refuses ``path`` equal to, inside, or containing ``model_dir``."""
+    out, src = Path(path).resolve(), Path(model_dir).resolve()
+    if out == src or src in out.parents:
+        raise UserError(f"{what} {path} overlaps the input model directory {model_dir} (it is inside it)")
+    if out in src.parents:
+        raise UserError(f"{what} {path} overlaps the input model directory {model_dir} (it contains it)")
+    return Path(path)
+
+
 def cache_home_dir(path: Path) -> Path:
     """The cache root ($DSNOT_REF_HOME ...). Refuses one that exists and is not a directory, or
     whose nearest existing ancestor is not a directory."""

@@ -103,7 +103,7 @@ def test_windows_and_errors():
     model = load_model(FIXTURES / "tiny-llama")
     with pytest.raises(UserError, match="max_position_embeddings"):
         perplexity(model, stream(1000), model.config.max_positions + 1)
-    with pytest.raises(UserError, match="out of range"):
+    with pytest.raises(UserError, match="outside the model.s vocabulary"):
         perplexity(model, np.full(20, 300), 10)
 
 

@@ -147,9 +147,11 @@ def test_unknown_architecture_and_missing_dir(tmp_path):
 
 def test_bad_tokens_are_user_errors():
     model = load_model(FIXTURES / "tiny-llama")
-    with pytest.raises(UserError, match="out of range"):
+    with pytest.raises(UserError, match="outside the model's vocabulary"):
         forward(model, np.array([[1, 256]]))
-    with pytest.raises(UserError, match="max_position_embeddings"):
+    with pytest.raises(UserError, match="must be integers"):
+        forward(model, np.array([[1.0, 2.0]]))
+    with pytest.raises(UserError, match="exceeds the model's .* positions"):
         forward(model, np.zeros((1, model.config.max_positions + 1), dtype=np.int64))
     with pytest.raises(UserError, match="float32 or float64"):
         forward(model, np.zeros((1, 3), dtype=np.int64), dtype=np.float16)

@@ -131,7 +131,7 @@ def test_refuses_existing_and_input_dirs(tmp_path):
         save.check_output_dir(src, src, overwrite=True)
     with pytest.raises(UserError, match="input model directory"):
         save.check_output_dir(src, src / "sub", overwrite=True)
-    with pytest.raises(UserError, match="contains the input"):
+    with pytest.raises(UserError, match="overlaps the input model directory .*contains it"):
         save.check_output_dir(src, src.parent, overwrite=True)
 
 

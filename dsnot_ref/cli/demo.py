@@ -22,6 +22,7 @@ from pathlib import Path
 
 from ..errors import UserError
 from . import prune as prune_cli
+from . import prune_args
 
 
 @dataclass(frozen=True)
@@ -42,24 +43,24 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    prune_cli.option(p, "full", action="store_true", help="the paper's S=128, L=2048 and the whole eval corpus (slow)")
-    prune_cli.option(p, "sparsity", type=float, default=0.6, help="unstructured sparsity (default 0.6)")
-    prune_cli.option(p, "nsamples", type=int, default=None, help="override S")
-    prune_cli.option(p, "seqlen", type=int, default=None, help="override L (calibration and evaluation)")
-    prune_cli.option(p, "eval_max_windows", type=int, default=None, help="override the number of evaluation windows")
-    prune_cli.option(p, "model", default="smollm2-135m", help="model directory or alias (default smollm2-135m)")
-    prune_cli.option(p, "results", default=None, metavar="FILE.json", help="write the demo's table and settings as JSON")
-    prune_cli.option(p, "backend", default=None, help="numpy | cupy (default $DSNOT_REF_BACKEND, else numpy)")
-    prune_cli.option(p, "recon_error", action="store_true", help="also gather the reconstruction-error diagnostics (slower)")
-    prune_cli.option(p, "quiet", action="store_true", help="no progress bars")
-    return prune_cli.one_line_errors(p)
+    prune_args.option(p, "full", action="store_true", help="the paper's S=128, L=2048 and the whole eval corpus (slow)")
+    prune_args.option(p, "sparsity", type=float, default=0.6, help="unstructured sparsity (default 0.6)")
+    prune_args.option(p, "nsamples", type=int, default=None, help="override S")
+    prune_args.option(p, "seqlen", type=int, default=None, help="override L (calibration and evaluation)")
+    prune_args.option(p, "eval_max_windows", type=int, default=None, help="override the number of evaluation windows")
+    prune_args.option(p, "model", default="smollm2-135m", help="model directory or alias (default smollm2-135m)")
+    prune_args.option(p, "results", default=None, metavar="FILE.json", help="write the demo's table and settings as JSON")
+    prune_args.option(p, "backend", default=None, help="numpy | cupy (default $DSNOT_REF_BACKEND, else numpy)")
+    prune_args.option(p, "recon_error", action="store_true", help="also gather the reconstruction-error diagnostics (slower)")
+    prune_args.option(p, "quiet", action="store_true", help="no progress bars")
+    return prune_args.one_line_errors(p)
 
 
 def size_of(args) -> DemoSize:
     size = FULL if args.full else QUICK
     for value, flag in ((args.nsamples, "--nsamples"), (args.eval_max_windows, "--eval-max-windows")):
-        prune_cli.check_positive(value, flag)
-    prune_cli.check_positive(args.seqlen, "--seqlen", minimum=2)
+        prune_args.check_positive(value, flag)
+    prune_args.check_positive(args.seqlen, "--seqlen", minimum=2)
     return DemoSize(
         nsamples=args.nsamples or size.nsamples,
         seqlen=args.seqlen or size.seqlen,
@@ -67,7 +68,7 @@ def size_of(args) -> DemoSize:
     )
 
 
-def base_job(args, size: DemoSize) -> prune_cli.PruneJob:
+def base_job(args, size: DemoSize) -> prune_args.PruneJob:
     """The Wanda job; the others differ in method only. Validated like `prune`'s flags."""
     if not 0.0 < args.sparsity < 1.0:
         raise UserError(f"--sparsity must be in (0, 1), got {args.sparsity}")
@@ -85,8 +86,8 @@ def base_job(args, size: DemoSize) -> prune_cli.PruneJob:
     if not args.recon_error:
         argv.append("--no-recon-error")
     parsers = argparse.ArgumentParser(prog="dsnot-ref").add_subparsers()
-    ns = prune_cli.add_parser(parsers).parse_args(argv)
-    return prune_cli.validate(ns)
+    ns = prune_args.add_parser(parsers).parse_args(argv)
+    return prune_args.validate(ns)
 
 
 def run(args) -> int:
@@ -95,7 +96,7 @@ def run(args) -> int:
     size = size_of(args)
     wanda = base_job(args, size)
     if args.results:
-        prune_cli.check_results_path(Path(args.results), wanda.model_dir)
+        prune_args.check_results_path(Path(args.results), wanda.model_dir)
     started = time.perf_counter()
     model_dir = prune_cli.fetch_model(wanda)
     wanda = replace(wanda, model_dir=model_dir, fetch_alias=None)

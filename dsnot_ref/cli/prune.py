@@ -29,18 +29,10 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
-# The flags and their validation live in prune_args; re-exported here for `demo` and callers.
-from .prune_args import (  # noqa: F401
-    DEFAULT_SEQLEN,
-    PruneJob,
-    add_parser,
-    check_positive,
-    check_resources,
-    check_results_path,
-    one_line_errors,
-    option,
-    validate,
-)
+from ..model import check_tokens
+# The flags and their validation live in prune_args; this module does the work.
+from .prune_args import add_parser  # noqa: F401  (the subcommand protocol: cli/__init__.py calls it)
+from .prune_args import DEFAULT_SEQLEN, PruneJob, check_resources, validate
 
 
 # --- the work -----------------------------------------------------------------------------------
@@ -142,7 +134,7 @@ def load_calibration(job: PruneJob, model, seqlen: int) -> np.ndarray:
         path = job.calibration or Path(data.BUNDLED_CALIBRATION)
         tokenizer = data.load_tokenizer(model.path)
         tokens = data.calibration_windows(tokenizer, path, job.nsamples, seqlen, job.seed)
-    return pipeline.check_calibration_tokens(tokens, model.config)
+    return check_tokens(model.config, tokens, "calibration tokens", job.calibration_tokens or job.calibration)
 
 
 def load_eval_tokens(job: PruneJob, model_dir: Path) -> np.ndarray:

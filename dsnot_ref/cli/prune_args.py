@@ -414,9 +414,8 @@ def check_run_dir(model_dir: Path, run_dir: Path) -> None:
     """A run directory is new, empty, or one of ours (to resume); never the model's."""
     from ..cache import check_not_foreign  # noqa: PLC0415
     from ..save import check_writable_parent  # noqa: PLC0415
+    from ..validate import apart_from_model  # noqa: PLC0415
 
-    src, run = model_dir.resolve(), run_dir.resolve()
-    if run == src or src in run.parents or run in src.parents:
-        raise UserError(f"--run-dir {run_dir} overlaps the input model directory {model_dir}")
+    run = apart_from_model(run_dir, "--run-dir", model_dir).resolve()
     check_not_foreign(run_dir)  # it is deleted at the end: never adopt a directory of other files
     check_writable_parent(run / "x")
