@@ -31,7 +31,8 @@ import numpy as np
 from dsnot_ref.methods.dsnot_common import DSnoTSettings
 from dsnot_ref.methods.dsnot_vectorised import dsnot
 from dsnot_ref.methods.scores import unstructured_mask, wanda_score
-from dsnot_ref.methods.swaps import SwapSettings, layer_errors, rows_per_block, sparse_swaps_from_gram, window_size
+from dsnot_ref.methods.gram import row_squared_errors
+from dsnot_ref.methods.swaps import SwapSettings, rows_per_block, sparse_swaps_from_gram, window_size
 
 S, L = 32, 512
 FORWARD_TOKENS = 2048  # the forward matmul is timed on this many tokens and scaled to S·L
@@ -70,7 +71,7 @@ def bench(n_rows: int, n_cols: int, cfg: SwapSettings, rows: int, exact: bool) -
     del x32
     t_dsnot, _ = timed(lambda: dsnot(w32, pruned0, seq_sum, seq_sq, var, DSnoTSettings()))
     settings = [("swaps", cfg)] + ([("exact", SwapSettings(window=0, refresh=1, max_swaps=cfg.max_swaps, tol=cfg.tol))] if exact else [])
-    before = layer_errors(w[:part], pruned0[:part], gram).sum()
+    before = row_squared_errors(w[:part], pruned0[:part], gram).sum()
     energy = np.sum(w[:part] * (w[:part] @ gram))
     g_mb = n_cols * n_cols * 8 / 2**20
     print(f"[{n_rows} x {n_cols}]  G {g_mb:.0f} MiB  forward [{S * L} x {n_cols}] @ [{n_cols} x {n_rows}] {t_fwd:.3f} s"

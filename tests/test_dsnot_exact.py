@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 from dsnot_ref.errors import UserError
 from dsnot_ref.methods import PruneSpec, prune_linear
 from dsnot_ref.methods.dsnot_common import DSnoTSettings, cycle_budget
-from dsnot_ref.methods.dsnot_exact import dsnot_exact, exact_swaps, row_squared_errors
+from dsnot_ref.methods.dsnot_exact import dsnot_exact, exact_swaps
+from dsnot_ref.methods.gram import row_squared_errors
 from dsnot_ref.methods.dsnot_per_row import exact_per_row
 from dsnot_ref.methods.dsnot_vectorised import dsnot
 from dsnot_ref.methods.scores import nm_mask, unstructured_mask

@@ -15,10 +15,10 @@ from hypothesis import strategies as st
 
 from dsnot_ref.errors import UserError
 from dsnot_ref.methods import PruneSpec, prune_linear
+from dsnot_ref.methods.gram import row_squared_errors
 from dsnot_ref.methods.scores import nm_mask, unstructured_mask
 from dsnot_ref.methods.swaps import (
     SwapSettings,
-    layer_errors,
     smallest_k,
     smallest_row,
     sparse_swaps_from_gram,
@@ -252,7 +252,7 @@ def test_prune_linear_runs_swaps_and_lowers_the_error():
     assert d["recon_after"] < d["recon_before"]
     assert d["error_after"] < d["error_before"]
     np.testing.assert_allclose(d["error_after"], true_errors(w, result.pruned, x).sum(), rtol=1e-9)
-    assert layer_errors(w, result.pruned, x.T @ x).sum() == pytest.approx(d["error_after"], rel=1e-9)
+    assert row_squared_errors(w, result.pruned, x.T @ x).sum() == pytest.approx(d["error_after"], rel=1e-9)
     same = prune_linear(w, stats, spec, apply_dsnot=False)
     assert same.diagnostics["swaps"] == 0
 

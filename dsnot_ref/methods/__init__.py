@@ -22,6 +22,7 @@ from ..errors import UserError
 from .dsnot_common import DSnoTResult, DSnoTSettings, arithmetic_dtype
 from .dsnot_per_row import contributions, row_errors
 from .dsnot_vectorised import dsnot
+from .gram import gram_products
 from .scores import check_nm, check_sparsity, initial_mask, magnitude_score, wanda_score
 from .swaps import SwapSettings, sparse_swaps
 
@@ -69,9 +70,8 @@ def needs_hessian(spec: PruneSpec) -> bool:
 def output_energy(w, hessian) -> float:
     """Σ_r w_rᵀ H w_r = ‖W X‖² (times 2/S): the denominator of the relative errors below."""
     xp = array_module(w)
-    w64 = w.astype(xp.float64)
     h = to_device(hessian, xp).astype(xp.float64, copy=False)            # [C, C]
-    return float(xp.sum(w64 * (w64 @ h)))
+    return float(xp.sum(gram_products(w.astype(xp.float64), h)[1]))
 
 
 def reconstruction_error(w, pruned, hessian, dense_energy: float | None = None) -> float:
@@ -92,7 +92,7 @@ def weight_error(w_dense, w_sparse, hessian, dense_energy: float | None = None) 
     h = to_device(hessian, xp).astype(xp.float64, copy=False)            # [C, C]
     d = w_dense.astype(xp.float64) - w_sparse.astype(xp.float64)         # [R, C]
     dense = output_energy(w_dense, h) if dense_energy is None else dense_energy
-    return float(xp.sum(d * (d @ h))) / dense if dense > 0 else 0.0
+    return float(xp.sum(gram_products(d, h)[1])) / dense if dense > 0 else 0.0
 
 
 def initial_score(weight, stats, method: str, dtype=np.float64):

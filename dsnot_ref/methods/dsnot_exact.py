@@ -52,22 +52,10 @@ from ..errors import UserError
 from .dsnot_common import DSnoTResult, DSnoTSettings, Recorder, check_inputs, cycle_budget
 from .dsnot_per_row import contributions, row_errors
 from .dsnot_vectorised import growth_order, propose_nm_pruning, prune_order
+from .gram import gram_products
 from .scores import wanda_score
 
 ACCEPT_RTOL = 1e-12  # a swap must lower E_r by more than this fraction of E_r
-
-
-def gram_products(d, gram):
-    """g_r = G d_r and E_r = d_rᵀ G d_r for every row. [R, C], [C, C] -> (g_r [R, C], E [R])."""
-    xp = array_module(d, gram)
-    g_r = d @ gram                                                        # [R, C] @ [C, C]
-    return g_r, xp.sum(d * g_r, axis=1)
-
-
-def row_squared_errors(w, pruned, gram):
-    """``E_r = d_rᵀ G d_r`` of a mask, d = W where pruned, 0 elsewhere. [R, C], [R, C], [C, C] -> [R]."""
-    xp = array_module(w, gram)
-    return gram_products(xp.where(pruned, xp.asarray(w, dtype=xp.float64), 0.0), gram)[1]
 
 
 @dataclass(frozen=True)

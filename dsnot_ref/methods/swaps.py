@@ -43,6 +43,7 @@ import numpy as np
 
 from ..backend import array_module, to_numpy
 from ..errors import UserError
+from .gram import gram_from_hessian, gram_products, pruned_part
 
 BLOCK_BYTES = 64 * 2**20  # target size of one [rows, C] float64 working array
 
@@ -80,25 +81,6 @@ class SwapResult:
 
 
 # --- the quantities of docs/swaps.md -----------------------------------------------------------
-
-
-def gram_from_hessian(hessian, n_seq: int):
-    """G = Σ_tokens x xᵀ from ``LinearStats.hessian`` = (2/S) Σ x xᵀ: [C, C] float64."""
-    xp = array_module(hessian)
-    return xp.asarray(hessian, dtype=xp.float64) * (n_seq / 2.0)
-
-
-def pruned_part(w, pruned):
-    """d = W where pruned, 0 elsewhere: [.., C] float64 (dense minus sparse)."""
-    xp = array_module(w)
-    return xp.where(pruned, xp.asarray(w, dtype=xp.float64), 0.0)
-
-
-def layer_errors(w, pruned, gram):
-    """E_r = d_rᵀ G d_r for every row: W [R, C], pruned [R, C], G [C, C] -> [R] float64."""
-    xp = array_module(w, gram)
-    d = pruned_part(w, pruned)
-    return xp.sum(d * (d @ gram), axis=-1)  # [R, C] @ [C, C] -> [R, C] -> [R]
 
 
 def one_sided_terms(w, u, w_sq_diag, pruned):
@@ -297,8 +279,7 @@ class Block:
     def __init__(self, w, pruned, gram):
         xp = array_module(w, gram)
         d = pruned_part(w, pruned)
-        self.u = d @ gram  # [n, C] @ [C, C] -> [n, C]
-        self.error = xp.sum(d * self.u, axis=1)  # [n]
+        self.u, self.error = gram_products(d, gram)  # [n, C] @ [C, C] -> [n, C]; [n]
         self.error_before = self.error.copy()
         self.w, self.pruned = w, pruned.copy()
         self.w_sq_diag = w * w * xp.diagonal(gram)[None, :]
