@@ -229,10 +229,15 @@ def plot_layers(results: dict, path) -> Path:
         ax.legend()
     axes[-1].set_xticks(x)
     axes[-1].set_xticklabels([row.get("name", str(i)) for i, row in enumerate(rows)], rotation=90, fontsize=6)
-    fig.tight_layout()
-    path = Path(path)
+    return save_figure(plt, fig, path)
+
+
+def save_figure(plt, fig, path) -> Path:
+    """Write a figure as PNG atomically (temporary name, then rename) and close it."""
     from .io_utils import atomic_path  # noqa: PLC0415
 
+    fig.tight_layout()
+    path = Path(path)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=120)
     plt.close(fig)
@@ -261,11 +266,4 @@ def plot_profile(results: dict, path) -> Path:
     bottom.set_xticks(x)
     bottom.tick_params(axis="x", labelsize=7)
     bottom.legend()
-    fig.tight_layout()
-    path = Path(path)
-    from .io_utils import atomic_path  # noqa: PLC0415
-
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(plt, fig, path)
