@@ -53,45 +53,76 @@ def one_line_errors(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 def add_prune_arguments(p: argparse.ArgumentParser) -> None:
     """The flags of `prune` (strings are checked in :func:`validate`, not by argparse)."""
     option(p, "model", required=True, help="HF model directory, or the alias smollm2-135m")
-    option(p, "prune_method", default="dsnot", metavar="METHOD", help="magnitude | wanda | sparsegpt | dsnot | swaps (SparseSwaps) | dense (default dsnot)")
-    option(p, "initial_method", default=None, metavar="METHOD", help="initial mask of dsnot and swaps: magnitude | wanda | sparsegpt (default wanda)")
+    option(p, "prune_method", default="dsnot", metavar="METHOD",
+           help="magnitude | wanda | sparsegpt | dsnot | swaps (SparseSwaps) | dense (default dsnot)")
+    option(p, "initial_method", default=None, metavar="METHOD",
+           help="initial mask of dsnot and swaps: magnitude | wanda | sparsegpt (default wanda)")
     option(p, "sparsity_ratio", type=float, default=None, metavar="P", help="fraction of weights pruned, in [0, 1)")
     option(p, "sparsity_type", default="unstructured", metavar="TYPE", help="unstructured | 2:4 | 4:8 | N:M")
-    option(p, "nsamples", type=int, default=128, help="calibration sequences S (default 128; a tokens file brings its own S)")
-    option(p, "seqlen", type=int, default=None, help=f"tokens per calibration sequence L (default {DEFAULT_SEQLEN}, capped at the model's positions)")
+    option(p, "nsamples", type=int, default=128,
+           help="calibration sequences S (default 128; a tokens file brings its own S)")
+    option(p, "seqlen", type=int, default=None,
+           help=f"tokens per calibration sequence L (default {DEFAULT_SEQLEN}, capped at the model's positions)")
     option(p, "seed", type=int, default=0, help="seed of the calibration sampling (default 0)")
     option(p, "max_cycle_time", type=int, default=50, help="DSnoT: cycles per row (default 50)")
     option(p, "update_threshold", type=float, default=0.1, help="DSnoT: stop when |eps| is below (default 0.1)")
-    option(p, "pow_of_var_regrowing", type=float, default=1.0, help="DSnoT: power of the variance in the growth order (default 1)")
-    option(p, "skip_layer", default=None, help="DSnoT (or swaps) leaves this group alone: mlp | self_attn | none (default mlp for dsnot, none for swaps)")
-    option(p, "skip_sub_layer", default="none", help="DSnoT leaves this sublayer alone, e.g. q_proj, fc1 (default none)")
-    option(p, "without_same_sign", default="true", metavar="BOOL", help="official variant: sign check off (true, default) or on (false)")
-    option(p, "dsnot_variant", default="reference", metavar="VARIANT", help="reference | official | exact (default reference)")
-    option(p, "lookahead", type=int, default=1, metavar="K", help="exact variant: best swap among the next K x K candidates (default 1)")
-    option(p, "cycle_fraction", type=float, default=None, metavar="F", help="exact variant: cycle budget int(F x row width) instead of --max-cycle-time")
-    option(p, "on_reject", default="stop", metavar="MODE", help="exact variant: a row whose swap would not lower its error: stop | skip (default stop)")
-    option(p, "swap_max_iter", type=int, default=None, metavar="N", help=f"swaps: at most N swaps per row (default {SWAP_DEFAULTS.max_swaps})")
-    option(p, "swap_tol", type=float, default=None, metavar="T", help=f"swaps: a swap must lower the row's error by more than T x the error (default {SWAP_DEFAULTS.tol:g})")
-    option(p, "swap_window", type=int, default=None, metavar="K", help=f"swaps: K regrowth x K pruning candidates per round; 0 = all pairs (default {SWAP_DEFAULTS.window})")
-    option(p, "swap_refresh", type=int, default=None, metavar="P", help=f"swaps: swaps per round before the candidates are rebuilt (default {SWAP_DEFAULTS.refresh})")
-    option(p, "sparsity_profile", default="uniform", metavar="PROFILE", help="uniform | owl: every decoder layer at the requested sparsity, or OWL's per-layer sparsities (unstructured only; docs/owl.md)")
-    option(p, "owl_m", type=float, default=None, metavar="M", help="OWL: a Wanda score is an outlier above M x its layer's mean (default 5)")
-    option(p, "owl_lambda", type=float, default=None, metavar="LAMBDA", help="OWL: layer sparsities spread over a band of width 2 x LAMBDA (default 0.08)")
-    option(p, "owl_budget", default=None, metavar="BUDGET", help="OWL: released (centred by layer count, as the released code) | exact (parameter-weighted, clipped to [0, 0.99]; default released)")
-    option(p, "calibration", default=None, metavar="FILE", help="calibration text (.txt, .jsonl[.gz], .json.gz; default the bundled corpus)")
-    option(p, "calibration_tokens", default=None, metavar="FILE.npy", help="calibration token ids, int [S, L] (instead of --calibration)")
-    option(p, "eval_dataset", default=None, metavar="FILE", help="evaluation text (default the bundled corpus; 'none' skips evaluation)")
+    option(p, "pow_of_var_regrowing", type=float, default=1.0,
+           help="DSnoT: power of the variance in the growth order (default 1)")
+    option(p, "skip_layer", default=None,
+           help="DSnoT (or swaps) leaves this group alone: mlp | self_attn | none (default mlp for dsnot, none for "
+                "swaps)")
+    option(p, "skip_sub_layer", default="none",
+           help="DSnoT leaves this sublayer alone, e.g. q_proj, fc1 (default none)")
+    option(p, "without_same_sign", default="true", metavar="BOOL",
+           help="official variant: sign check off (true, default) or on (false)")
+    option(p, "dsnot_variant", default="reference", metavar="VARIANT",
+           help="reference | official | exact (default reference)")
+    option(p, "lookahead", type=int, default=1, metavar="K",
+           help="exact variant: best swap among the next K x K candidates (default 1)")
+    option(p, "cycle_fraction", type=float, default=None, metavar="F",
+           help="exact variant: cycle budget int(F x row width) instead of --max-cycle-time")
+    option(p, "on_reject", default="stop", metavar="MODE",
+           help="exact variant: a row whose swap would not lower its error: stop | skip (default stop)")
+    option(p, "swap_max_iter", type=int, default=None, metavar="N",
+           help=f"swaps: at most N swaps per row (default {SWAP_DEFAULTS.max_swaps})")
+    option(p, "swap_tol", type=float, default=None, metavar="T",
+           help=f"swaps: a swap must lower the row's error by more than T x the error (default {SWAP_DEFAULTS.tol:g})")
+    option(p, "swap_window", type=int, default=None, metavar="K",
+           help=f"swaps: K regrowth x K pruning candidates per round; 0 = all pairs (default {SWAP_DEFAULTS.window})")
+    option(p, "swap_refresh", type=int, default=None, metavar="P",
+           help=f"swaps: swaps per round before the candidates are rebuilt (default {SWAP_DEFAULTS.refresh})")
+    option(p, "sparsity_profile", default="uniform", metavar="PROFILE",
+           help="uniform | owl: every decoder layer at the requested sparsity, or OWL's per-layer sparsities "
+                "(unstructured only; docs/owl.md)")
+    option(p, "owl_m", type=float, default=None, metavar="M",
+           help="OWL: a Wanda score is an outlier above M x its layer's mean (default 5)")
+    option(p, "owl_lambda", type=float, default=None, metavar="LAMBDA",
+           help="OWL: layer sparsities spread over a band of width 2 x LAMBDA (default 0.08)")
+    option(p, "owl_budget", default=None, metavar="BUDGET",
+           help="OWL: released (centred by layer count, as the released code) | exact (parameter-weighted, clipped to "
+                "[0, 0.99]; default released)")
+    option(p, "calibration", default=None, metavar="FILE",
+           help="calibration text (.txt, .jsonl[.gz], .json.gz; default the bundled corpus)")
+    option(p, "calibration_tokens", default=None, metavar="FILE.npy",
+           help="calibration token ids, int [S, L] (instead of --calibration)")
+    option(p, "eval_dataset", default=None, metavar="FILE",
+           help="evaluation text (default the bundled corpus; 'none' skips evaluation)")
     option(p, "eval_seqlen", type=int, default=None, help="perplexity window length (default the calibration L)")
     option(p, "eval_max_windows", type=int, default=None, help="evaluate on the first N windows only")
-    option(p, "save_model", default=None, metavar="DIR", help="write the pruned model here (HF directory + masks.safetensors)")
+    option(p, "save_model", default=None, metavar="DIR",
+           help="write the pruned model here (HF directory + masks.safetensors)")
     option(p, "overwrite", action="store_true", help="replace an existing --save-model directory")
-    option(p, "results", default=None, metavar="FILE.json", help="write settings, diagnostics, sparsity, perplexity, times")
+    option(p, "results", default=None, metavar="FILE.json",
+           help="write settings, diagnostics, sparsity, perplexity, times")
     option(p, "backend", default=None, help="numpy | cupy (default $DSNOT_REF_BACKEND, else numpy)")
     option(p, "dtype", default="float32", help="compute dtype: float32 | float64 (default float32)")
-    option(p, "run_dir", default=None, metavar="DIR", help="activation cache and pruned layers (default: under the cache directory, named by the model, calibration tokens and settings, so rerunning the same command resumes)")
+    option(p, "run_dir", default=None, metavar="DIR",
+           help="activation cache and pruned layers (default: under the cache directory, named by the model, "
+                "calibration tokens and settings, so rerunning the same command resumes)")
     option(p, "keep_cache", action="store_true", help="keep the run directory afterwards")
     option(p, "chunk_size", type=int, default=4, help="calibration sequences per forward chunk (default 4)")
-    option(p, "no_recon_error", action="store_true", help="skip the reconstruction-error diagnostics (saves a C x C Hessian per sublayer)")
+    option(p, "no_recon_error", action="store_true",
+           help="skip the reconstruction-error diagnostics (saves a C x C Hessian per sublayer)")
     option(p, "quiet", action="store_true", help="no progress bars")
 
 
@@ -258,7 +289,9 @@ def validate(args) -> PruneJob:
         raise UserError(f"--cycle-fraction must be in [0, 1], got {args.cycle_fraction}")
     dtype = parse_choice(args.dtype, ("float32", "float64"), "--dtype")
     backend_name = parse_choice(args.backend or backend.backend_name(), backend.BACKENDS, "--backend")
-    for value, flag in ((args.nsamples, "--nsamples"), (args.eval_max_windows, "--eval-max-windows"), (args.chunk_size, "--chunk-size")):
+    counts = ((args.nsamples, "--nsamples"), (args.eval_max_windows, "--eval-max-windows"),
+              (args.chunk_size, "--chunk-size"))
+    for value, flag in counts:
         check_positive(value, flag)
     for value, flag in ((args.seqlen, "--seqlen"), (args.eval_seqlen, "--eval-seqlen")):
         check_positive(value, flag, minimum=2)
@@ -327,7 +360,8 @@ def parse_profile(args, method: str, nm) -> dict:
     if nm is not None:
         raise UserError("--sparsity-profile owl is for unstructured sparsity; N:M patterns stay uniform")
     if args.owl_budget is not None and args.owl_budget.strip().lower() == "exact" and args.sparsity_ratio > EXACT_CAP:
-        raise UserError(f"--owl-budget exact caps every layer at {EXACT_CAP}; --sparsity-ratio {args.sparsity_ratio} is above it")
+        raise UserError(f"--owl-budget exact caps every layer at {EXACT_CAP}; "
+                        f"--sparsity-ratio {args.sparsity_ratio} is above it")
     defaults = OwlSettings()
     settings = OwlSettings(
         m=defaults.m if args.owl_m is None else args.owl_m,
