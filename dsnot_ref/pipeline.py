@@ -66,7 +66,19 @@ SKIP_GROUPS = ("self_attn", "mlp")
 SHARED_INPUTS = ({"q_proj", "k_proj", "v_proj"}, {"gate_proj", "up_proj"})
 TIMING_KEYS = ("forward", "stats", "prune", "io")
 
-Progress = Callable[[int, int, str], None]  # (layers done, number of layers, what just finished)
+
+
+@dataclass(frozen=True)
+class LayerProgress:
+    """What ``prune_model`` reports after embedding the calibration tokens and after each layer."""
+
+    done: int                       # decoder layers finished
+    total: int                      # decoder layers in the model
+    layer: int | None = None        # the layer just finished; None: the tokens were just embedded
+    diagnostics: dict | None = None  # that layer's JSON-ready diagnostics (as written to the run dir)
+
+
+Progress = Callable[[LayerProgress], None]
 # (chunks done, chunks in this layer's two passes, "layer i: statistics" / "layer i: outputs")
 ChunkProgress = Callable[[int, int, str], None]
 
@@ -399,7 +411,7 @@ def prune_model(
     by an interrupted call with the same model, tokens and settings is continued; one made from
     anything else is refused (UserError). The activation files are deleted at the end unless
     ``keep_cache``; ``PruneRun.close()`` removes the rest once the result is saved.
-    ``progress(done, total, message)`` is called after the embedding and after each layer;
+    ``progress(LayerProgress)`` is called after the embedding and after each layer;
     ``chunk_progress(done, total, message)`` after each chunk of a layer's two passes over the
     calibration data (statistics, then the pruned layer's outputs).
     """
@@ -431,7 +443,7 @@ def run_layers(model, tokens: np.ndarray, settings: PipelineSettings, run_dir: P
         write_embeddings(model, tokens, cache.activation_path(run_dir, 0), settings, xp, timer)
         add_timings(timings, timer.seconds)
         if progress:
-            progress(0, n_layers, "embedded calibration tokens")
+            progress(LayerProgress(done=0, total=n_layers))
     for j in range(done):  # left behind when a run was killed just after marking layer j done
         cache.activation_path(run_dir, j).unlink(missing_ok=True)
     if done < n_layers and not cache.activation_path(run_dir, done).exists():
@@ -446,7 +458,7 @@ def run_layers(model, tokens: np.ndarray, settings: PipelineSettings, run_dir: P
         cache.activation_path(run_dir, i).unlink(missing_ok=True)  # no longer needed
         add_timings(timings, diagnostics["timings"])
         if progress:
-            progress(i + 1, n_layers, f"layer {i}")
+            progress(LayerProgress(done=i + 1, total=n_layers, layer=i, diagnostics=diagnostics))
     return PruneRun(
         model=model,
         run_dir=run_dir,

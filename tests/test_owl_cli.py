@@ -177,8 +177,8 @@ def test_resume_reuses_the_profile(tmp_path):
     tokens = np.random.default_rng(7).integers(0, 256, size=(6, 16), dtype=np.int64)
     whole = prune_model(model, tokens, owl_settings(), tmp_path / "whole", keep_cache=True)
 
-    def stop_after_layer_1(done, total, message):
-        if done == 2:
+    def stop_after_layer_1(event):
+        if event.done == 2:
             raise Stop
 
     with pytest.raises(Stop):

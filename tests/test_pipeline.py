@@ -127,7 +127,8 @@ def test_progress_and_diagnostics(tmp_path):
     run = prune_model(tiny, tokens_for(tiny, 4, 6), settings, tmp_path / "run", progress=lambda *a: calls.append(a),
                       chunk_progress=lambda *a: chunk_calls.append(a))
     n = tiny.config.num_layers
-    assert [c[:2] for c in calls] == [(0, n)] + [(i + 1, n) for i in range(n)]
+    assert [(c.done, c.total, c.layer) for (c,) in calls] == [(0, n, None)] + [(i + 1, n, i) for i in range(n)]
+    assert calls[0][0].diagnostics is None and calls[2][0].diagnostics == run.diagnostics[1]
     # 4 sequences in chunks of 3 -> 2 chunks, twice per layer (statistics, then outputs)
     one_layer = [(1, 4, "statistics"), (2, 4, "statistics"), (3, 4, "outputs"), (4, 4, "outputs")]
     assert chunk_calls == one_layer * n

@@ -67,8 +67,8 @@ fast_forward = model_lib.block_forward
 def block_forward(*args, **kwargs):   # slowed down so that the parent can kill mid-run
     time.sleep(delay[0])
     return fast_forward(*args, **kwargs)
-def progress(done, total, message):   # after layer 1, crawl: the kill lands inside layer 2
-    if done >= 2 and delay[0] > 0:
+def progress(event):   # after layer 1, crawl: the kill lands inside layer 2
+    if event.done >= 2 and delay[0] > 0:
         delay[0] = 2.0
 model_lib.block_forward = block_forward
 model = model_lib.load_model({model_dir!r})
@@ -155,7 +155,7 @@ def test_killed_run_resumes_to_identical_result(tmp_path):
     resumed = prune_model(
         model, calibration_tokens(), settings_for(), run_dir, keep_cache=True, progress=lambda *a: progress.append(a)
     )
-    assert [p[0] for p in progress] == list(range(killed_at + 1, N_LAYERS + 1))  # layers 2, 3 only
+    assert [p[0].done for p in progress] == list(range(killed_at + 1, N_LAYERS + 1))  # layers 2, 3 only
     assert_same_outputs(run_outputs(resumed), want)
     assert np.array(resumed.final_hidden()).tobytes() == final_want.tobytes()
     assert not list(run_dir.rglob(".*.tmp"))  # the killed run's temporaries are gone

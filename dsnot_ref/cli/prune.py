@@ -202,11 +202,10 @@ def prune(job: PruneJob, model, calib_tokens: np.ndarray):
         chunks.set_description_str(f"layer {bar.n}: {message}", refresh=False)
         chunks.refresh()
 
-    def progress(done: int, total: int, message: str) -> None:
-        if message.startswith("layer "):
-            diagnostics = pipeline.read_json(cache.layer_diagnostics_path(run_dir, done - 1))
-            emit(bar, layer_summary(diagnostics), job.quiet)
-        bar.n = done
+    def progress(event: pipeline.LayerProgress) -> None:
+        if event.diagnostics is not None:
+            emit(bar, layer_summary(event.diagnostics), job.quiet)
+        bar.n = event.done
         bar.refresh()
 
     try:
