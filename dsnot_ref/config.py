@@ -302,8 +302,10 @@ def config_memory_terms(config: ModelConfig, itemsize: int = 4) -> dict[str, int
     kv = config.num_kv_heads * config.head_dim
     layer = d * (2 * q + 2 * kv) + 3 * d * f
     return {
-        f"vocab_size {v} x hidden_size {config.word_embed_proj_dim} (LM head)": v * config.word_embed_proj_dim * itemsize,
-        f"one layer's weights (hidden_size {d}, intermediate_size {f}, heads {config.num_heads} x head_dim {config.head_dim})": layer * itemsize,
+        f"vocab_size {v} x hidden_size {config.word_embed_proj_dim} (LM head)":
+            v * config.word_embed_proj_dim * itemsize,
+        f"one layer's weights (hidden_size {d}, intermediate_size {f}, "
+        f"heads {config.num_heads} x head_dim {config.head_dim})": layer * itemsize,
         f"intermediate_size {f} (a {f} x {f} float64 Hessian)": f * f * 8,
         f"max_position_embeddings {config.max_positions} x hidden_size {d} (position table)":
             (config.max_positions + 2) * d * itemsize if config.family == "opt" else 0,
@@ -324,4 +326,5 @@ def check_config_memory(config: ModelConfig, path: Path) -> None:
     """Refuse a config whose weights alone would not fit in memory, naming the field and figure."""
     terms = config_memory_terms(config)
     name, need = max(terms.items(), key=lambda kv: kv[1])
-    validate.check_memory(sum(terms.values()), f"config {path}: {name} ({validate.format_bytes(need)}, the largest term)")
+    validate.check_memory(sum(terms.values()),
+                          f"config {path}: {name} ({validate.format_bytes(need)}, the largest term)")

@@ -73,7 +73,8 @@ def dense_layer_pass(config, layer: dict, in_path: Path, out_path: Path, chunk_s
     norms = SquaredNorms()
     with cache.ActivationWriter(out_path, shape, dtype) as writer:
         for start in range(0, shape[0], chunk_size):
-            x = to_device(cache.read_chunk(in_path, start, start + chunk_size).astype(dtype, copy=False), xp)  # [B, L, D]
+            chunk = cache.read_chunk(in_path, start, start + chunk_size)
+            x = to_device(chunk.astype(dtype, copy=False), xp)  # [B, L, D]
             y = model_lib.block_forward(config, layer, x, capture=norms)  # [B, L, D] -> [B, L, D]
             writer.write(start, to_numpy(y))
             norms.end_chunk(x.shape[0])

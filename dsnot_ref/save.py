@@ -116,7 +116,8 @@ def read_saved_masks(model_dir) -> dict[str, np.ndarray] | None:
 # --- saving --------------------------------------------------------------------------------
 
 
-def save_pruned_model(input_dir, output_dir, store, masks: Mapping[str, np.ndarray], *, overwrite: bool = False) -> Path:
+def save_pruned_model(input_dir, output_dir, store, masks: Mapping[str, np.ndarray], *,
+                      overwrite: bool = False) -> Path:
     """Write the pruned model as an HF directory beside its masks; return the output path.
 
     input_dir: the original HF directory (config, tokenizer files, weight files and layout).
@@ -139,7 +140,8 @@ def save_pruned_model(input_dir, output_dir, store, masks: Mapping[str, np.ndarr
             entries, metadata = read_header_and_metadata(input_dir / file_name)
             pruned_here = entries.keys() & masks.keys()
             tensors = {
-                name: pending_pruned(name, entries[name], store, masks) if name in pruned_here else pending_copy(entries[name], name)
+                name: (pending_pruned(name, entries[name], store, masks) if name in pruned_here
+                       else pending_copy(entries[name], name))
                 for name in sorted(entries)  # the order we write them in
             }
             found |= pruned_here
@@ -237,7 +239,8 @@ class MaskComparison:
     sparsity_b: float
 
 
-def compare_mask_sets(a: dict[str, np.ndarray], b: dict[str, np.ndarray], label_a: str, label_b: str) -> list[MaskComparison]:
+def compare_mask_sets(a: dict[str, np.ndarray], b: dict[str, np.ndarray], label_a: str,
+                      label_b: str) -> list[MaskComparison]:
     """Per weight name, the agreement of masks ``a`` and ``b``; UserError if names or shapes differ."""
     only_a, only_b = sorted(a.keys() - b.keys()), sorted(b.keys() - a.keys())
     if only_a or only_b:

@@ -13,8 +13,9 @@ The two variances (the growth criterion of DSnoT, §4):
 - ``var_pooled``: the biased variance of column j over all S·L tokens. Each sequence's M2 is
   computed about its own mean (the same per-sequence moments give Σx, Σx² and ``var_within``,
   so one chunk costs two passes over its data); the sequences of a chunk, and then the chunks,
-  are merged with Chan, Golub and LeVeque's parallel update of (count, mean, M2). We never form E[x²] − E[x]²: for a column whose mean is large against its spread
-  the two terms agree in most of their digits and the difference is rounding noise.
+  are merged with Chan, Golub and LeVeque's parallel update of (count, mean, M2). We never
+  form E[x²] − E[x]²: for a column whose mean is large against its spread the two terms agree
+  in most of their digits and the difference is rounding noise.
 - ``var_within``: the released code's statistic (lib/layerwrapper.py of zyxxmu/DSnoT,
   ``WrappedGPT.add_batch``). It is called once per calibration sequence (``inps[j].unsqueeze(0)``),
   takes the biased variance of that call's L tokens and keeps a token-weighted running average,

@@ -121,7 +121,8 @@ def parse_json(data: bytes | str, path, what: str, max_depth: int = MAX_JSON_DEP
     try:
         return json.loads(text, parse_constant=_refuse_constant)
     except json.JSONDecodeError as exc:
-        raise UserError(f"invalid {what} {path}: invalid JSON ({exc.msg}, line {exc.lineno} column {exc.colno})") from None
+        raise UserError(f"invalid {what} {path}: invalid JSON "
+                        f"({exc.msg}, line {exc.lineno} column {exc.colno})") from None
     except (ValueError, RecursionError) as exc:
         raise UserError(f"invalid {what} {path}: invalid JSON ({str(exc).splitlines()[0][:120]})") from None
 
@@ -422,7 +423,8 @@ def npz_members(path, what: str, max_bytes: int = MAX_ARRAY_BYTES, max_members: 
                 if total > max_bytes:
                     raise UserError(f"{what} {path} unpacks to more than {format_bytes(max_bytes)}")
                 with z.open(info) as f:
-                    members[info.filename[:-4]] = npy_declared(f, info.file_size, f"{path}:{info.filename}", what, max_bytes)
+                    member = f"{path}:{info.filename}"
+                    members[info.filename[:-4]] = npy_declared(f, info.file_size, member, what, max_bytes)
     except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError, RuntimeError) as exc:
         raise UserError(f"{what} {path} is not a readable .npz archive ({type(exc).__name__})") from None
     return members
@@ -519,7 +521,8 @@ def results_record(results, path) -> dict:
     if per_layer and not is_number(sparsity.get("overall")):
         raise UserError(f"results file {path}: sparsity.overall is not a number")
     for which, ppl in (results.get("perplexity") or {}).items():
-        if ppl and not (isinstance(ppl, dict) and all(is_number(ppl.get(k)) for k in ("perplexity", "n_windows", "seqlen"))):
+        fields = ("perplexity", "n_windows", "seqlen")
+        if ppl and not (isinstance(ppl, dict) and all(is_number(ppl.get(k)) for k in fields)):
             raise UserError(f"results file {path}: perplexity.{which} lacks numeric perplexity, n_windows, seqlen")
     if not all(is_number(v) for v in (results.get("times") or {}).values()):
         raise UserError(f"results file {path}: times are not all numbers")

@@ -394,7 +394,10 @@ def pending_encoded(a: np.ndarray, float_code: str) -> PendingTensor:
     code = float_code if np.issubdtype(a.dtype, np.floating) else numpy_to_code(a.dtype)
     if float_code not in FLOAT_CODES:
         raise UserError(f"cannot save a tensor as dtype {float_code}; supported: {', '.join(FLOAT_CODES)}")
-    return PendingTensor(code, tuple(a.shape), lambda f: f.write(encode_array(a, float_code)[1].reshape(-1).view(np.uint8).data))
+    def write(f):
+        f.write(encode_array(a, float_code)[1].reshape(-1).view(np.uint8).data)
+
+    return PendingTensor(code, tuple(a.shape), write)
 
 
 def pending_copy(entry: TensorEntry, name: str, block_bytes: int = 16 * 1024 * 1024) -> PendingTensor:

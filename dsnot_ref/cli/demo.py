@@ -49,9 +49,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     prune_args.option(p, "seqlen", type=int, default=None, help="override L (calibration and evaluation)")
     prune_args.option(p, "eval_max_windows", type=int, default=None, help="override the number of evaluation windows")
     prune_args.option(p, "model", default="smollm2-135m", help="model directory or alias (default smollm2-135m)")
-    prune_args.option(p, "results", default=None, metavar="FILE.json", help="write the demo's table and settings as JSON")
+    prune_args.option(p, "results", default=None, metavar="FILE.json",
+                      help="write the demo's table and settings as JSON")
     prune_args.option(p, "backend", default=None, help="numpy | cupy (default $DSNOT_REF_BACKEND, else numpy)")
-    prune_args.option(p, "recon_error", action="store_true", help="also gather the reconstruction-error diagnostics (slower)")
+    prune_args.option(p, "recon_error", action="store_true",
+                      help="also gather the reconstruction-error diagnostics (slower)")
     prune_args.option(p, "quiet", action="store_true", help="no progress bars")
     return prune_args.one_line_errors(p)
 

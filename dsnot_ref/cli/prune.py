@@ -9,9 +9,10 @@ pattern may be omitted (it is N/M), and every bad input is refused before any wo
     dsnot-ref prune --model DIR --prune-method dsnot --initial-method wanda \\
         --sparsity-ratio 0.6 --sparsity-type unstructured --save-model OUT --results r.json
 
-Flags and validation: ``cli/prune_args.py``. Order of work: validate everything (flags, files, output locations, backend), tokenize the
-calibration and evaluation text, prune (dsnot_ref.pipeline), check the sparsity of every linear
-weight, measure perplexity, save, write the results JSON. Progress bars and per-layer lines go to
+Flags and validation: ``cli/prune_args.py``. Order of work: validate everything (flags, files,
+output locations, backend), tokenize the calibration and evaluation text, prune
+(dsnot_ref.pipeline), check the sparsity of every linear weight, measure perplexity, save, write
+the results JSON. Progress bars and per-layer lines go to
 stderr; the results to stdout.
 """
 
@@ -70,7 +71,8 @@ def execute(job: PruneJob, calib_tokens: np.ndarray | None = None, eval_tokens: 
     else:
         with clock("prune"):
             run = prune(job, model, calib_tokens)
-        store, masks, layers = run.weights_store(), run.mask_map(), layer_rows(run.diagnostics, job.method in ("dsnot", "swaps"))
+        store, masks = run.weights_store(), run.mask_map()
+        layers = layer_rows(run.diagnostics, job.method in ("dsnot", "swaps"))
     try:
         profile = run.profile if run is not None else None
         sparsity = sparsity_check(store, masks, job.sparsity, profile["layer_sparsities"] if profile else None)
@@ -129,7 +131,8 @@ def load_calibration(job: PruneJob, model, seqlen: int) -> np.ndarray:
     from .. import data, pipeline  # noqa: PLC0415
 
     if job.calibration_tokens is not None:
-        tokens = data.load_calibration_tokens(job.calibration_tokens, model.config.vocab_size, model.config.max_positions)
+        tokens = data.load_calibration_tokens(job.calibration_tokens, model.config.vocab_size,
+                                              model.config.max_positions)
     else:
         path = job.calibration or Path(data.BUNDLED_CALIBRATION)
         tokenizer = data.load_tokenizer(model.path)
@@ -356,7 +359,8 @@ def measure_perplexity(model, tokens: np.ndarray, seqlen: int, job: PruneJob) ->
     from ..backend import get_backend  # noqa: PLC0415
 
     if len(tokens) // seqlen == 0:
-        raise UserError(f"--eval-dataset {job.eval_dataset} has {len(tokens)} tokens, fewer than one window of {seqlen}")
+        raise UserError(f"--eval-dataset {job.eval_dataset} has {len(tokens)} tokens, "
+                        f"fewer than one window of {seqlen}")
     bar = progress_bar(job.quiet, desc="perplexity", unit="step")
 
     def progress(done: int, total: int, message: str = "") -> None:  # total: windows × (layers + 1)

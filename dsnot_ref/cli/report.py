@@ -16,8 +16,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         description=__doc__,
     )
     p.add_argument("results", metavar="RESULTS.json", help="written by dsnot-ref prune --results")
-    p.add_argument("--plot", metavar="FILE.png", help="also draw mean |eps| and reconstruction error per layer (needs matplotlib)")
-    p.add_argument("--plot-profile", metavar="FILE.png", help="also draw an OWL run's outlier ratio and sparsity per decoder layer")
+    p.add_argument("--plot", metavar="FILE.png", 
+                   help="also draw mean |eps| and reconstruction error per layer (needs matplotlib)")
+    p.add_argument("--plot-profile", metavar="FILE.png", 
+                   help="also draw an OWL run's outlier ratio and sparsity per decoder layer")
     return p
 
 
@@ -42,7 +44,8 @@ def run(args) -> int:
         report.require_matplotlib(args.plot)
     if args.plot_profile:
         if not report.profile_rows(results):
-            raise UserError(f"--plot-profile: {args.results} has no OWL profile (run prune with --sparsity-profile owl)")
+            raise UserError(f"--plot-profile: {args.results} has no OWL profile "
+                            "(run prune with --sparsity-profile owl)")
         validate.output_file(args.plot_profile, "--plot-profile", [args.results])
         report.require_matplotlib(args.plot_profile)
     print("\n".join(report.summary_lines(results)))

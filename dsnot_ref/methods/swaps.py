@@ -233,7 +233,8 @@ def swaps_row(w, pruned0, gram, settings: SwapSettings, nm=None):
 def swaps_plain(w, pruned0, gram, settings: SwapSettings | None = None, nm=None) -> SwapResult:
     """``swaps_row`` on every row (NumPy): w [R, C], pruned0 [R, C], gram [C, C] -> SwapResult."""
     settings = settings or SwapSettings()
-    w, pruned0, gram = np.asarray(w, dtype=np.float64), np.asarray(pruned0, dtype=np.bool_), np.asarray(gram, dtype=np.float64)
+    w, gram = np.asarray(w, dtype=np.float64), np.asarray(gram, dtype=np.float64)
+    pruned0 = np.asarray(pruned0, dtype=np.bool_)
     check_problem(w, pruned0, gram, nm)
     n_rows = w.shape[0]
     pruned = np.empty_like(pruned0)
