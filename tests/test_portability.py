@@ -6,7 +6,8 @@ every machine computes identically, *given* the few values that go through a red
 matrix product, whose rounding depends on the summation order:
 
 - ε₀[r] = Σ_{j pruned} c[r, j], the initial row error (``row_errors``: ``np.sum``'s pairwise,
-  SIMD-dependent order), in every variant; the running ε after it is element-wise;
+  SIMD-dependent order; the official variant: ``torch_row_sum``, torch's CPU order, which a GPU
+  or another SIMD width would change); the running ε after it is element-wise;
 - exact variant: ΔE of each candidate pair (``swap_deltas``), through u = G d_r (a BLAS product).
 
 A golden case is a good fixture only if no decision sits within rounding of its threshold. These
@@ -86,6 +87,44 @@ def test_decisions_survive_summation_order_of_initial_error(path, direction, mon
     case, expected = read_case(path)
     patch_everywhere(monkeypatch, "row_errors", shifted_row_errors(direction))
     assert_same_decisions(run_case(case), expected, f"{path.stem}: ε₀ moved {direction:+} bound")
+
+
+def shifted_torch_row_sum(direction: float):
+    """The official variant's ε₀ (a float32 sum in torch's CPU order) moved the same way: another
+    order (torch on a GPU, another SIMD width) rounds it differently."""
+    def wrap(torch_row_sum):
+        def shifted(x, lanes=8):
+            eps = np.asarray(torch_row_sum(x, lanes))
+            n = x.shape[1]
+            u = np.finfo(eps.dtype).eps / 2
+            bound = n * u / (1 - n * u) * np.sum(np.abs(np.asarray(x, dtype=np.float64)), axis=1)
+            return (eps + direction * bound).astype(eps.dtype)
+        return shifted
+    return wrap
+
+
+# wanda_u70_official has a decision within float32 rounding of its threshold when ε₀ moves down:
+# portable on every CPU (torch's order is reproduced with element-wise float32 additions), not
+# against an implementation that sums in another order (data/golden/FORMAT.md). Kept strict so a
+# regenerated fixture that fixes it shows up here.
+NEAR_THRESHOLD = {("wanda_u70_official", -1.0)}
+
+
+def official_cases():
+    for path in FILES:
+        if read_case(path)[0].settings.variant != "official":
+            continue
+        for direction in (-1.0, 1.0):
+            marks = [pytest.mark.xfail(strict=True, reason="a decision within float32 rounding")] \
+                if (path.stem, direction) in NEAR_THRESHOLD else []
+            yield pytest.param(path, direction, marks=marks, id=f"{path.stem}-{'up' if direction > 0 else 'down'}")
+
+
+@pytest.mark.parametrize("path, direction", list(official_cases()))
+def test_official_decisions_survive_another_summation_order(path, direction, monkeypatch):
+    case, expected = read_case(path)
+    patch_everywhere(monkeypatch, "torch_row_sum", shifted_torch_row_sum(direction))
+    assert_same_decisions(run_case(case), expected, f"{path.stem}: torch-order ε₀ moved {direction:+} bound")
 
 
 @pytest.mark.parametrize("pattern", ["up", "down", "alternate"])
