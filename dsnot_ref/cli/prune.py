@@ -128,7 +128,7 @@ def resolve_seqlen(requested: int | None, config, flag: str) -> int:
 
 def load_calibration(job: PruneJob, model, seqlen: int) -> np.ndarray:
     """Calibration tokens [S, L]: from --calibration-tokens, else sampled from the text."""
-    from .. import data, pipeline  # noqa: PLC0415
+    from .. import data  # noqa: PLC0415
 
     if job.calibration_tokens is not None:
         tokens = data.load_calibration_tokens(job.calibration_tokens, model.config.vocab_size,
