@@ -180,15 +180,17 @@ def cached_rope_tables(config: ModelConfig, seq_len: int, dtype_name: str):
     return ops.rope_tables(config, seq_len, np.dtype(dtype_name))
 
 
-def block_forward(config: ModelConfig, layer: dict, x, capture=None):
+def block_forward(config: ModelConfig, layer: dict, x, capture=None, output: bool = True):
     """One decoder layer.   x [B, L, D] -> [B, L, D]
 
     ``capture(name, x_in)`` is called with the input [B, L, C] of every linear sublayer (names
     from ``linear_names``); q, k and v share one input and each gets its own call.
+    ``output=False`` stops once the last linear's input is captured and returns None: the
+    statistics pass discards the dense layer's output, so it skips the last projection.
     """
     if config.family == "opt":
-        return opt_block(config, layer, x, capture)
-    return llama_block(config, layer, x, capture)
+        return opt_block(config, layer, x, capture, output)
+    return llama_block(config, layer, x, capture, output)
 
 
 def attention(config: ModelConfig, layer: dict, h, capture, out_name: str, rope):
@@ -211,7 +213,7 @@ def attention(config: ModelConfig, layer: dict, h, capture, out_name: str, rope)
     return ops.linear(attn, layer[out_name + ".weight"], layer.get(out_name + ".bias"))
 
 
-def llama_block(config: ModelConfig, layer: dict, x, capture=None):
+def llama_block(config: ModelConfig, layer: dict, x, capture=None, output: bool = True):
     """Pre-norm residual block: x + attn(rms(x)), then + swiglu(rms(·)).   [B, L, D]"""
     xp = array_module(x)
     cos, sin = cached_rope_tables(config, x.shape[1], x.dtype.name)
@@ -222,11 +224,11 @@ def llama_block(config: ModelConfig, layer: dict, x, capture=None):
     mlp = ops.swiglu_mlp(h, layer["mlp.gate_proj.weight"], layer["mlp.up_proj.weight"],
                          layer["mlp.down_proj.weight"], layer.get("mlp.gate_proj.bias"),
                          layer.get("mlp.up_proj.bias"), layer.get("mlp.down_proj.bias"),
-                         capture=capture)
-    return x + mlp
+                         capture=capture, output=output)
+    return x + mlp if output else None
 
 
-def opt_block(config: ModelConfig, layer: dict, x, capture=None):
+def opt_block(config: ModelConfig, layer: dict, x, capture=None, output: bool = True):
     """OPT block: LayerNorm before (do_layer_norm_before) or after each residual sublayer."""
     def norm(name, h):
         return ops.layer_norm(h, layer[name + ".weight"], layer[name + ".bias"], config.norm_eps)
@@ -237,8 +239,11 @@ def opt_block(config: ModelConfig, layer: dict, x, capture=None):
     if not pre:
         x = norm("self_attn_layer_norm", x)
     h = norm("final_layer_norm", x) if pre else x
-    x = x + ops.relu_mlp(h, layer["fc1.weight"], layer["fc2.weight"], layer.get("fc1.bias"),
-                         layer.get("fc2.bias"), capture=capture)
+    mlp = ops.relu_mlp(h, layer["fc1.weight"], layer["fc2.weight"], layer.get("fc1.bias"),
+                       layer.get("fc2.bias"), capture=capture, output=output)
+    if not output:
+        return None
+    x = x + mlp
     if not pre:
         x = norm("final_layer_norm", x)
     return x

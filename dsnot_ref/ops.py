@@ -153,26 +153,33 @@ def silu(x):
 
 
 def swiglu_mlp(x, w_gate, w_up, w_down, b_gate=None, b_up=None, b_down=None, capture=None,
-               prefix: str = "mlp."):
-    """down(silu(gate(x)) · up(x)).   x [B, L, D] -> [B, L, D]; capture gets each linear's input."""
+               prefix: str = "mlp.", output: bool = True):
+    """down(silu(gate(x)) · up(x)).   x [B, L, D] -> [B, L, D]; capture gets each linear's input.
+
+    With ``output=False`` the down projection is skipped and None returned (a pass that only
+    needs each linear's input, such as the statistics pass, saves a third of the MLP).
+    """
     if capture is not None:
         capture(prefix + "gate_proj", x)
         capture(prefix + "up_proj", x)
     hidden = silu(linear(x, w_gate, b_gate)) * linear(x, w_up, b_up)  # [B, L, F]
     if capture is not None:
         capture(prefix + "down_proj", hidden)
-    return linear(hidden, w_down, b_down)
+    return linear(hidden, w_down, b_down) if output else None
 
 
-def relu_mlp(x, w_fc1, w_fc2, b_fc1=None, b_fc2=None, capture=None, prefix: str = ""):
-    """fc2(relu(fc1(x))).   x [B, L, D] -> [B, L, D]; capture gets each linear's input."""
+def relu_mlp(x, w_fc1, w_fc2, b_fc1=None, b_fc2=None, capture=None, prefix: str = "", output: bool = True):
+    """fc2(relu(fc1(x))).   x [B, L, D] -> [B, L, D]; capture gets each linear's input.
+
+    ``output=False``: fc2 is skipped and None returned, as in ``swiglu_mlp``.
+    """
     xp = array_module(x)
     if capture is not None:
         capture(prefix + "fc1", x)
     hidden = xp.maximum(linear(x, w_fc1, b_fc1), 0)                   # [B, L, F]
     if capture is not None:
         capture(prefix + "fc2", hidden)
-    return linear(hidden, w_fc2, b_fc2)
+    return linear(hidden, w_fc2, b_fc2) if output else None
 
 
 def split_heads(x, n_heads: int):

@@ -36,7 +36,6 @@ result is bit-for-bit the same as an uninterrupted run.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import shutil
@@ -56,6 +55,7 @@ from .io_utils import atomic_write_json
 from .methods import PruneSpec, needs_hessian, prune_linear
 from .methods.owl import OwlSettings
 from .stats import StatsAccumulator
+from .timing import Timer
 from .validate import apart_from_model
 from .weights import MaskFiles, OverlayStore, read_mask_file, save_safetensors_atomic, write_mask_file
 
@@ -79,7 +79,8 @@ class LayerProgress:
 
 
 Progress = Callable[[LayerProgress], None]
-# (chunks done, chunks in this layer's two passes, "layer i: statistics" / "layer i: outputs")
+# (steps done, steps in all, what is running: "statistics" / "outputs" of a layer's two passes
+# over the chunks, or OWL's dense pass, one step per layer)
 ChunkProgress = Callable[[int, int, str], None]
 
 
@@ -207,26 +208,6 @@ def applies_dsnot(name: str, settings: PipelineSettings) -> bool:
 # --- one layer ------------------------------------------------------------------------------
 
 
-class Timer:
-    """Accumulates seconds per step, in the order the steps first ran; ``with timer("io"): ...``."""
-
-    def __init__(self, keys=TIMING_KEYS):
-        self.seconds = dict.fromkeys(keys, 0.0)
-        self.start = time.perf_counter()
-
-    @contextlib.contextmanager
-    def __call__(self, key: str):
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.seconds[key] = self.seconds.get(key, 0.0) + time.perf_counter() - start
-
-    def total(self) -> dict[str, float]:
-        """The seconds per step and, as "total", the seconds since the timer was made."""
-        return {**self.seconds, "total": time.perf_counter() - self.start}
-
-
 def chunk_starts(n_seq: int, chunk_size: int) -> range:
     return range(0, n_seq, chunk_size)
 
@@ -295,7 +276,7 @@ def gather_stats(config, layer: dict, in_path: Path, settings: PipelineSettings,
         with timer("io"):
             x = read_inputs(in_path, start, settings, xp)  # [B, L, D]
         stats_before, t0 = capture.seconds, time.perf_counter()
-        model_lib.block_forward(config, layer, x, capture=capture)  # [B, L, D] -> [B, L, D], discarded
+        model_lib.block_forward(config, layer, x, capture=capture, output=False)  # inputs only
         timer.seconds["forward"] += time.perf_counter() - t0 - (capture.seconds - stats_before)
         capture.end_chunk()
         tick(k + 1, 2 * len(starts), "statistics")
@@ -366,7 +347,7 @@ def prune_one_layer(model, i: int, settings: PipelineSettings, run_dir: Path, xp
                     tick: ChunkProgress = _no_chunk_progress) -> dict:
     """Calibrate, prune and write layer i; returns its diagnostics (also written to disk)."""
     config = model.config
-    timer = Timer()
+    timer = Timer(TIMING_KEYS)
     dtype = DTYPES[settings.dtype]
     names = model_lib.linear_names(config)
     prefix = model_lib.layer_prefix(config, i)
@@ -436,12 +417,10 @@ def run_layers(model, tokens: np.ndarray, settings: PipelineSettings, run_dir: P
     manifest = cache.open_run(
         run_dir, cache.model_identity(model.path), tokens_hash(tokens), settings_record(settings), n_layers
     )
-    timings = dict.fromkeys(TIMING_KEYS, 0.0)
+    timer = Timer(TIMING_KEYS)  # this call's seconds: the embedding and each layer's own timer
     done = manifest["layers_done"]
     if done == 0 and not cache.activation_path(run_dir, 0).exists():
-        timer = Timer()
         write_embeddings(model, tokens, cache.activation_path(run_dir, 0), settings, xp, timer)
-        add_timings(timings, timer.seconds)
         if progress:
             progress(LayerProgress(done=0, total=n_layers))
     for j in range(done):  # left behind when a run was killed just after marking layer j done
@@ -456,7 +435,7 @@ def run_layers(model, tokens: np.ndarray, settings: PipelineSettings, run_dir: P
         diagnostics = prune_one_layer(model, i, layer_settings(settings, profile, i), run_dir, xp, tick)
         manifest = cache.mark_layers_done(run_dir, manifest, i + 1)
         cache.activation_path(run_dir, i).unlink(missing_ok=True)  # no longer needed
-        add_timings(timings, diagnostics["timings"])
+        timer.add(diagnostics["timings"])
         if progress:
             progress(LayerProgress(done=i + 1, total=n_layers, layer=i, diagnostics=diagnostics))
     return PruneRun(
@@ -465,7 +444,7 @@ def run_layers(model, tokens: np.ndarray, settings: PipelineSettings, run_dir: P
         diagnostics=[read_json(cache.layer_diagnostics_path(run_dir, i)) for i in range(n_layers)],
         layer_files=[cache.layer_weights_path(run_dir, i) for i in range(n_layers)],
         mask_files=[cache.layer_masks_path(run_dir, i) for i in range(n_layers)],
-        timings=timings,
+        timings=timer.seconds,
         profile=profile,
     )
 
@@ -476,11 +455,6 @@ def layer_settings(settings: PipelineSettings, profile: dict | None, i: int) -> 
         return settings
     spec = dataclasses.replace(settings.spec, sparsity=profile["layer_sparsities"][i])
     return dataclasses.replace(settings, spec=spec)
-
-
-def add_timings(total: dict, more: dict) -> None:
-    for key in TIMING_KEYS:
-        total[key] += more.get(key, 0.0)
 
 
 def read_json(path: Path) -> dict:

@@ -64,6 +64,10 @@ def test_capture_sees_each_linear_input(name):
     y = block_forward(config, layer, x, capture=lambda n, a: seen.append((n, a.copy())))
     assert [n for n, _ in seen] == linear_names(config)
     assert np.array_equal(y, block_forward(config, layer, x))
+    inputs_only = []  # the statistics pass: the same inputs, no output
+    assert block_forward(config, layer, x, capture=lambda n, a: inputs_only.append((n, a.copy())), output=False) is None
+    assert [n for n, _ in inputs_only] == [n for n, _ in seen]
+    assert all(np.array_equal(a, b) for (_, a), (_, b) in zip(inputs_only, seen))
     for n, a in seen:
         assert a.shape == (2, 9, layer[n + ".weight"].shape[1])
     q_in, k_in, v_in = (a for n, a in seen[:3])
