@@ -15,7 +15,8 @@ activations live on disk (dsnot_ref.cache). Cost of ``recon_error`` (and of Spar
 C×C float64 Hessian per distinct sublayer input, e.g. for LLaMA 3·D² + F² doubles per layer
 (7B: ~0.97 GB for down_proj's F = 11008 alone) and a C×C matrix product per token chunk,
 formed in float32 when only the diagnostic needs it and in float64 when the method does
-(stats.py says why that is accurate enough).
+(stats.py says why that is accurate enough). When only the diagnostic needs it, it is formed
+from a sample of ``recon_error_tokens`` calibration tokens (default 2048; None: every token).
 
 Skipping DSnoT (``skip_layer``, ``skip_sub_layer``, as the released code's flags): every linear
 sublayer belongs to one group, ``"self_attn"`` (names starting with ``self_attn.``) or
@@ -97,6 +98,7 @@ class PipelineSettings:
     dtype: str = "float32"  # compute and activation-cache dtype
     backend: str = "numpy"  # "numpy" | "cupy"
     recon_error: bool = True  # accumulate Hessians for the reconstruction-error diagnostics
+    recon_error_tokens: int | None = 2048  # the diagnostic's Hessian from a token sample; None: every token
     profile: OwlSettings | None = None  # None: every layer at spec.sparsity; else OWL (docs/owl.md)
 
     def __post_init__(self):
@@ -106,6 +108,9 @@ class PipelineSettings:
             raise UserError(f"skip_layer must be one of no_skip, {', '.join(SKIP_GROUPS)}; got {self.skip_layer!r}")
         if not isinstance(self.chunk_size, int) or self.chunk_size < 1:
             raise UserError(f"chunk size must be a positive integer, got {self.chunk_size!r}")
+        if self.recon_error_tokens is not None and (
+                not isinstance(self.recon_error_tokens, int) or self.recon_error_tokens < 1):
+            raise UserError(f"recon error tokens must be a positive integer, got {self.recon_error_tokens!r}")
         if self.dtype not in DTYPES:
             raise UserError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
 
@@ -226,10 +231,11 @@ class StatsCapture:
     """
 
     def __init__(self, names: list[str], n_cols: dict[str, int], with_hessian: bool,
-                 hessian_products: str = "float64"):
+                 hessian_products: str = "float64", hessian_fraction: float = 1.0):
         self.leaders = input_leaders(names)
         self.accumulators = {
-            name: StatsAccumulator(n_cols[name], with_hessian=with_hessian, hessian_products=hessian_products)
+            name: StatsAccumulator(n_cols[name], with_hessian=with_hessian, hessian_products=hessian_products,
+                                   hessian_fraction=hessian_fraction)
             for name in names
             if self.leaders[name] == name
         }
@@ -267,10 +273,11 @@ def gather_stats(config, layer: dict, in_path: Path, settings: PipelineSettings,
     """Run the dense layer over every chunk; name -> LinearStats for every linear sublayer."""
     names = model_lib.linear_names(config)
     n_cols = {name: layer[f"{name}.weight"].shape[1] for name in names}  # C of each [R, C]
-    method_needs = needs_hessian(settings.spec)  # the method itself uses the Hessian: float64 products
+    method_needs = needs_hessian(settings.spec)  # the method itself uses the Hessian: float64, every token
+    (n_seq, seq_len, _), _ = cache.activation_info(in_path)
     capture = StatsCapture(names, n_cols, with_hessian=method_needs or settings.recon_error,
-                           hessian_products="float64" if method_needs else "input")
-    n_seq = cache.activation_info(in_path)[0][0]
+                           hessian_products="float64" if method_needs else "input",
+                           hessian_fraction=1.0 if method_needs else diagnostic_fraction(settings, n_seq * seq_len))
     starts = chunk_starts(n_seq, settings.chunk_size)
     for k, start in enumerate(starts):
         with timer("io"):
@@ -282,6 +289,13 @@ def gather_stats(config, layer: dict, in_path: Path, settings: PipelineSettings,
         tick(k + 1, 2 * len(starts), "statistics")
     timer.seconds["stats"] += capture.seconds
     return capture.finalize()
+
+
+def diagnostic_fraction(settings: PipelineSettings, n_tokens: int) -> float:
+    """Share of the calibration tokens whose XᵀX feeds the diagnostic-only Hessian (stats.py)."""
+    if settings.recon_error_tokens is None:
+        return 1.0
+    return min(1.0, settings.recon_error_tokens / n_tokens)
 
 
 def prune_sublayers(layer: dict, names: list[str], stats: dict, settings: PipelineSettings) -> tuple[dict, dict, dict]:

@@ -34,13 +34,22 @@ float64 copy of the chunk), then added to the float64 sum; the pipeline does thi
 Hessian only feeds the reconstruction-error diagnostic. Its relative rounding error is about
 float32's epsilon times √T per entry (≈ 3e-6 for T = 2048), far below the digits the
 diagnostic reports.
+
+A Hessian that only feeds the diagnostic may also be estimated from a token sample
+(``hessian_fraction`` f < 1; the pipeline's ``recon_error_tokens``): from each chunk's T tokens
+a seeded uniform sample of round(f·T) without replacement, and the Hessian 2·L·Σ xxᵀ / T' over
+the T' sampled tokens, the same scale as (2/S) Σ XᵀX. Its cost drops by f; the relative errors
+before and after pruning are ratios of two quadratic forms on the same sample, and their
+sampling error on the demo model is measured in benchmarks/stats_cost.py and the README.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .backend import array_module
+import numpy as np
+
+from .backend import array_module, to_device
 
 # dtype of each chunk's product X_bᵀ X_b: float64, or the input's own dtype
 HESSIAN_PRODUCTS = ("float64", "input")
@@ -78,12 +87,18 @@ class StatsAccumulator:
     CuPy), so statistics stay on the device the layer runs on.
     """
 
-    def __init__(self, n_cols: int, with_hessian: bool = False, hessian_products: str = "float64"):
+    def __init__(self, n_cols: int, with_hessian: bool = False, hessian_products: str = "float64",
+                 hessian_fraction: float = 1.0, seed: int = 0):
         if hessian_products not in HESSIAN_PRODUCTS:
             raise ValueError(f"hessian_products must be one of {HESSIAN_PRODUCTS}, got {hessian_products!r}")
+        if not 0.0 < hessian_fraction <= 1.0:
+            raise ValueError(f"hessian_fraction must be in (0, 1], got {hessian_fraction!r}")
         self.n_cols = int(n_cols)
         self.with_hessian = bool(with_hessian)
         self.hessian_products = hessian_products  # dtype of each chunk's X_bᵀ X_b (see the module doc)
+        self.hessian_fraction = float(hessian_fraction)  # share of each chunk's tokens in the Hessian
+        self._rng = np.random.default_rng(seed)  # draws the Hessian's token sample (when fraction < 1)
+        self._hessian_tokens = 0  # tokens summed into Σ XᵀX
         self.n_seq = 0
         self.seq_len: int | None = None
         self._sum = None  # [C]  Σ x
@@ -124,8 +139,20 @@ class StatsAccumulator:
         )
         if self.with_hessian:
             flat = (x64 if self.hessian_products == "float64" else x).reshape(b * seq_len, c)  # [B, L, C] -> [T, C]
-            self._xtx += flat.T @ flat  # [C, T] @ [T, C] -> [C, C] (one symmetric BLAS product), summed in float64
+            flat = self._hessian_sample(flat)  # [T, C] -> [T', C]
+            self._xtx += flat.T @ flat  # [C, T'] @ [T', C] -> [C, C] (one symmetric BLAS product), summed in float64
+            self._hessian_tokens += flat.shape[0]
         self.n_seq += b
+
+    def _hessian_sample(self, flat):
+        """The tokens of this chunk that enter the Hessian: all, or a uniform sample without
+        replacement of round(fraction · T) of them, in token order.   [T, C] -> [T', C]"""
+        n_tokens = flat.shape[0]
+        keep = max(1, round(self.hessian_fraction * n_tokens))
+        if keep >= n_tokens:
+            return flat
+        rows = np.sort(self._rng.choice(n_tokens, size=keep, replace=False))  # [T']
+        return flat[to_device(rows, array_module(flat))]
 
     def _allocate(self, xp, seq_len: int) -> None:
         c = self.n_cols
@@ -150,5 +177,6 @@ class StatsAccumulator:
             seq_sq=self._sumsq / s,
             var_pooled=self._m2 / self._n_tokens,
             var_within=self._var_within_sum / s,
-            hessian=(2.0 / s) * self._xtx if self.with_hessian else None,
+            # (2/S) Σ_s X_sᵀX_s, estimated from the sampled tokens: 2·L·ΣxxᵀT'/T' (= (2/S) Σ when T' = S·L)
+            hessian=(2.0 * self.seq_len / self._hessian_tokens) * self._xtx if self.with_hessian else None,
         )

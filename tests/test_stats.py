@@ -143,3 +143,35 @@ def test_float32_hessian_products_agree_with_float64():
         np.testing.assert_array_equal(getattr(got, name), getattr(exact, name), err_msg=name)
     with pytest.raises(ValueError, match="hessian_products"):
         StatsAccumulator(8, with_hessian=True, hessian_products="float16")
+
+
+def test_sampled_hessian_is_the_scaled_sum_over_its_tokens():
+    """hessian_fraction < 1 (the diagnostic's token sample): each chunk contributes
+    round(f·T) distinct tokens; the Hessian is 2·L/T' times their Σ xxᵀ, which is the exact
+    (2/S) Σ XᵀX when f = 1, and an estimate of it otherwise (close for many i.i.d. tokens)."""
+    rng = np.random.default_rng(2)
+    x = (rng.standard_normal((8, 256, 5)) * [1, 2, 3, 0.5, 4]).astype(np.float64)
+    exact = accumulate(x, [4, 4])
+    whole = StatsAccumulator(5, with_hessian=True, hessian_fraction=1.0)
+    whole.update(x[:4])
+    whole.update(x[4:])
+    np.testing.assert_array_equal(whole.finalize().hessian, exact.hessian)
+
+    def sampled(seed):
+        acc = StatsAccumulator(5, with_hessian=True, hessian_fraction=0.25, seed=seed)
+        acc.update(x[:4])
+        acc.update(x[4:])
+        return acc
+
+    acc = sampled(0)
+    assert acc._hessian_tokens == 2 * round(0.25 * 4 * 256)
+    got = acc.finalize()
+    np.testing.assert_array_equal(got.hessian, sampled(0).finalize().hessian)  # seeded: reproducible
+    assert not np.array_equal(got.hessian, sampled(1).finalize().hessian)
+    assert np.all(np.linalg.eigvalsh(got.hessian) > 0)
+    # 512 sampled i.i.d. tokens: each diagonal entry within ~6 standard errors (√(2/512) ≈ 6%)
+    np.testing.assert_allclose(np.diag(got.hessian), np.diag(exact.hessian), rtol=0.4)
+    for name in ("seq_sum", "seq_sq", "var_pooled", "var_within"):  # the sample is the Hessian's only
+        np.testing.assert_array_equal(getattr(got, name), getattr(exact, name), err_msg=name)
+    with pytest.raises(ValueError, match="hessian_fraction"):
+        StatsAccumulator(5, with_hessian=True, hessian_fraction=0.0)
