@@ -16,11 +16,11 @@ own pruned earlier layers), so one pass cannot serve both.
 from __future__ import annotations
 
 import argparse
-import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import UserError
+from ..timing import Timer
 from . import prune as prune_cli
 from . import prune_args
 
@@ -70,38 +70,39 @@ def size_of(args) -> DemoSize:
     )
 
 
-def base_job(args, size: DemoSize) -> prune_args.PruneJob:
-    """The Wanda job; the others differ in method only. Validated like `prune`'s flags."""
-    if not 0.0 < args.sparsity < 1.0:
-        raise UserError(f"--sparsity must be in (0, 1), got {args.sparsity}")
-    # The flags a user would give `prune`; everything else takes prune's own defaults.
-    argv = [
-        "--model", args.model, "--prune-method", "wanda", "--sparsity-ratio", str(args.sparsity),
-        "--nsamples", str(size.nsamples), "--seqlen", str(size.seqlen), "--eval-seqlen", str(size.seqlen),
-    ]
-    if size.eval_windows is not None:
-        argv += ["--eval-max-windows", str(size.eval_windows)]
-    if args.backend:
-        argv += ["--backend", args.backend]
-    if args.quiet:
-        argv.append("--quiet")
-    if not args.recon_error:
-        argv.append("--no-recon-error")
-    parsers = argparse.ArgumentParser(prog="dsnot-ref").add_subparsers()
-    ns = prune_args.add_parser(parsers).parse_args(argv)
-    return prune_args.validate(ns)
+def demo_jobs(args, size: DemoSize, model_dir: Path, backend: str) -> dict[str, prune_args.PruneJob]:
+    """The three runs, as data: dense, Wanda and Wanda + DSnoT (reference variant), the same model,
+    calibration and evaluation; everything not set here takes `prune`'s defaults."""
+    from ..methods import PruneSpec  # noqa: PLC0415
+    from ..pipeline import PipelineSettings  # noqa: PLC0415
+
+    def job(method: str) -> prune_args.PruneJob:
+        spec = PruneSpec(method=method, sparsity=0.0 if method == "dense" else args.sparsity)
+        return prune_args.PruneJob(
+            inputs=prune_args.Inputs(model=args.model, model_dir=model_dir, nsamples=size.nsamples,
+                                     seqlen=size.seqlen),
+            pipeline=PipelineSettings(spec=spec, backend=backend, recon_error=args.recon_error),
+            evaluation=prune_args.Evaluation(eval_dataset=prune_args.default_eval_path(), eval_seqlen=size.seqlen,
+                                             eval_max_windows=size.eval_windows),
+            output=prune_args.Output(quiet=args.quiet),
+        )
+
+    return {"dense": job("dense"), "wanda": job("wanda"), "wanda + DSnoT": job("dsnot")}
 
 
 def run(args) -> int:
     from .. import data, model as model_lib  # noqa: PLC0415
 
+    clock = Timer()
     size = size_of(args)
-    wanda = base_job(args, size)
+    if not 0.0 < args.sparsity < 1.0:
+        raise UserError(f"--sparsity must be in (0, 1), got {args.sparsity}")
+    backend = prune_args.parse_backend(args.backend)
+    model_dir, alias = prune_args.resolve_model(args.model)
     if args.results:
-        prune_args.check_results_path(Path(args.results), wanda.model_dir)
-    started = time.perf_counter()
-    model_dir = prune_cli.fetch_model(wanda)
-    wanda = replace(wanda, model_dir=model_dir, fetch_alias=None)
+        prune_args.check_results_path(Path(args.results), model_dir)
+    model_dir = prune_cli.fetch_model(prune_args.Inputs(model=args.model, model_dir=model_dir, fetch_alias=alias))
+    jobs = demo_jobs(args, size, model_dir, backend)
     model = model_lib.load_model(model_dir)
     prune_cli.resolve_seqlen(size.seqlen, model.config, "--seqlen")
     print(
@@ -111,22 +112,15 @@ def run(args) -> int:
         f"of {Path(data.BUNDLED_EVAL).name}",
         flush=True,
     )
-    t0 = time.perf_counter()
-    calib = prune_cli.load_calibration(wanda, model, size.seqlen)  # shared by both prunes
-    evals = prune_cli.load_eval_tokens(wanda, model_dir)
-    tokenize_seconds = time.perf_counter() - t0
-
-    jobs = {
-        "dense": replace(wanda, method="dense", sparsity=0.0),
-        "wanda": wanda,
-        "wanda + DSnoT": replace(wanda, method="dsnot", initial_method="wanda"),
-    }
+    with clock("tokenize"):
+        calib = prune_cli.load_calibration(jobs["wanda"].inputs, model, size.seqlen)  # shared by both prunes
+        evals = prune_cli.load_eval_tokens(jobs["wanda"].evaluation, model_dir)
     rows, runs = [], {}
     for label, job in jobs.items():
         if not args.quiet:
             print(f"-- {label}", flush=True)
         results = prune_cli.execute(job, calib_tokens=calib, eval_tokens=evals)
-        ppl = results["perplexity"]["dense" if job.method == "dense" else "pruned"]
+        ppl = results["perplexity"]["dense" if job.spec.method == "dense" else "pruned"]
         rows.append({
             "model": label,
             "sparsity": results["sparsity"].get("overall", 0.0),
@@ -139,8 +133,8 @@ def run(args) -> int:
 
     print(demo_table(rows))
     print(
-        f"evaluated {ppl['n_windows']} windows x {ppl['seqlen']} tokens; tokenising took {tokenize_seconds:.1f} s; "
-        f"total {time.perf_counter() - started:.1f} s"
+        f"evaluated {ppl['n_windows']} windows x {ppl['seqlen']} tokens; tokenising took "
+        f"{clock.seconds['tokenize']:.1f} s; total {clock.elapsed():.1f} s"
     )
     if args.results:
         from ..io_utils import atomic_write_json  # noqa: PLC0415

@@ -31,9 +31,10 @@ import numpy as np
 
 from ..errors import UserError
 from ..model import check_tokens
+from ..timing import Timer
 # The flags and their validation live in prune_args; this module does the work.
 from .prune_args import add_parser  # noqa: F401  (the subcommand protocol: cli/__init__.py calls it)
-from .prune_args import DEFAULT_SEQLEN, PruneJob, check_resources, validate
+from .prune_args import DEFAULT_SEQLEN, Evaluation, Inputs, PruneJob, check_resources, validate
 
 
 # --- the work -----------------------------------------------------------------------------------
@@ -47,46 +48,33 @@ def run(args) -> int:
 
 
 def execute(job: PruneJob, calib_tokens: np.ndarray | None = None, eval_tokens: np.ndarray | None = None) -> dict:
-    """Run one job end to end and return the results dict (also written to ``job.results``).
+    """Run one job end to end and return the results dict (also written to ``job.output.results``).
 
-    ``calib_tokens``/``eval_tokens`` let a caller (the demo) share tokens between runs.
+    ``calib_tokens``/``eval_tokens`` let a caller (the demo) share tokens between runs. Phase
+    times (load, calibration, prune, eval, save) come from one Timer, the results' "times";
+    the pipeline's own steps (forward, stats, prune, io) are its "pipeline_times".
     """
     from .. import model as model_lib  # noqa: PLC0415
-    from ..pipeline import Timer  # noqa: PLC0415
 
-    clock = Timer(keys=())  # seconds per phase: load, calibration, prune, eval, save
+    clock = Timer()
+    method = job.spec.method
     with clock("load"):
-        model_dir = fetch_model(job)
+        model_dir = fetch_model(job.inputs)
         model = model_lib.load_model(model_dir)
-        seqlen = resolve_seqlen(job.seqlen, model.config, "--seqlen")
-        eval_seqlen = resolve_seqlen(job.eval_seqlen or seqlen, model.config, "--eval-seqlen")
+        seqlen = resolve_seqlen(job.inputs.seqlen, model.config, "--seqlen")
+        eval_seqlen = resolve_seqlen(job.evaluation.eval_seqlen or seqlen, model.config, "--eval-seqlen")
         check_resources(job, model.config, seqlen, eval_seqlen)
     with clock("calibration"):
-        if calib_tokens is None and job.method != "dense":
-            calib_tokens = load_calibration(job, model, seqlen)
-        if eval_tokens is None and job.eval_dataset is not None:
-            eval_tokens = load_eval_tokens(job, model_dir)
-    if job.method == "dense":
-        store, masks, layers, run = model.store, {}, [], None
-    else:
+        if calib_tokens is None and method != "dense":
+            calib_tokens = load_calibration(job.inputs, model, seqlen)
+        if eval_tokens is None and job.evaluation.eval_dataset is not None:
+            eval_tokens = load_eval_tokens(job.evaluation, model_dir)
+    run = None
+    if method != "dense":
         with clock("prune"):
             run = prune(job, model, calib_tokens)
-        store, masks = run.weights_store(), run.mask_map()
-        layers = layer_rows(run.diagnostics, job.method in ("dsnot", "swaps"))
     try:
-        profile = run.profile if run is not None else None
-        sparsity = sparsity_check(store, masks, job.sparsity, profile["layer_sparsities"] if profile else None)
-        perplexity = {}
-        if eval_tokens is not None:
-            with clock("eval"):
-                pruned_model = model_lib.load_model(model_dir, store=store)
-                which = "dense" if job.method == "dense" else "pruned"
-                perplexity[which] = measure_perplexity(pruned_model, eval_tokens, eval_seqlen, job)
-        if job.save_model is not None:
-            from ..save import save_pruned_model  # noqa: PLC0415
-
-            with clock("save"):
-                save_pruned_model(model_dir, job.save_model, store, masks, overwrite=job.overwrite)
+        sparsity, perplexity = check_evaluate_save(job, model, run, eval_tokens, eval_seqlen, clock)
     finally:
         if run is not None:
             run.close()
@@ -94,27 +82,49 @@ def execute(job: PruneJob, calib_tokens: np.ndarray | None = None, eval_tokens: 
         "dsnot_ref_results": 1,
         "settings": job.settings_record() | {"seqlen": seqlen, "eval_seqlen": eval_seqlen},
         "versions": versions(),
-        "calibration": calibration_record(job, calib_tokens),
-        "layers": layers,
-        "profile": profile_record(job, profile),
+        "calibration": calibration_record(job.inputs, calib_tokens),
+        "layers": [] if run is None else layer_rows(run.diagnostics, method in ("dsnot", "swaps")),
+        "profile": profile_record(job.pipeline.profile, run.profile if run is not None else None),
         "sparsity": sparsity,
         "perplexity": perplexity,
         "times": clock.total(),
-        "pipeline_times": dict(run.timings) if run is not None else {},
+        "pipeline_times": {} if run is None else dict(run.timings),
     }
-    if job.results is not None:
+    if job.output.results is not None:
         from ..io_utils import atomic_write_json  # noqa: PLC0415
 
-        atomic_write_json(job.results, results)
+        atomic_write_json(job.output.results, results)
     return results
 
 
-def fetch_model(job: PruneJob) -> Path:
-    if job.fetch_alias is None:
-        return job.model_dir
+def check_evaluate_save(job: PruneJob, model, run, eval_tokens, eval_seqlen: int, clock: Timer) -> tuple[dict, dict]:
+    """(sparsity check, perplexity) of the pruned model (the dense one when ``run`` is None);
+    saves it when asked."""
+    from .. import model as model_lib  # noqa: PLC0415
+
+    store, masks = (model.store, {}) if run is None else (run.weights_store(), run.mask_map())
+    per_layer = run.profile["layer_sparsities"] if run is not None and run.profile else None
+    sparsity = sparsity_check(store, masks, job.spec.sparsity, per_layer)
+    perplexity = {}
+    if eval_tokens is not None:
+        with clock("eval"):
+            pruned_model = model_lib.load_model(model.path, store=store)
+            perplexity["dense" if run is None else "pruned"] = measure_perplexity(pruned_model, eval_tokens,
+                                                                                  eval_seqlen, job)
+    if job.output.save_model is not None:
+        from ..save import save_pruned_model  # noqa: PLC0415
+
+        with clock("save"):
+            save_pruned_model(model.path, job.output.save_model, store, masks, overwrite=job.output.overwrite)
+    return sparsity, perplexity
+
+
+def fetch_model(inputs: Inputs) -> Path:
+    if inputs.fetch_alias is None:
+        return inputs.model_dir
     from ..demo_model import fetch_demo_model  # noqa: PLC0415
 
-    return Path(fetch_demo_model(job.fetch_alias, progress=lambda line: print(line, file=sys.stderr)))
+    return Path(fetch_demo_model(inputs.fetch_alias, progress=lambda line: print(line, file=sys.stderr)))
 
 
 def resolve_seqlen(requested: int | None, config, flag: str) -> int:
@@ -126,79 +136,44 @@ def resolve_seqlen(requested: int | None, config, flag: str) -> int:
     return requested
 
 
-def load_calibration(job: PruneJob, model, seqlen: int) -> np.ndarray:
+def load_calibration(inputs: Inputs, model, seqlen: int) -> np.ndarray:
     """Calibration tokens [S, L]: from --calibration-tokens, else sampled from the text."""
     from .. import data  # noqa: PLC0415
 
-    if job.calibration_tokens is not None:
-        tokens = data.load_calibration_tokens(job.calibration_tokens, model.config.vocab_size,
+    if inputs.calibration_tokens is not None:
+        tokens = data.load_calibration_tokens(inputs.calibration_tokens, model.config.vocab_size,
                                               model.config.max_positions)
     else:
-        path = job.calibration or Path(data.BUNDLED_CALIBRATION)
+        path = inputs.calibration or Path(data.BUNDLED_CALIBRATION)
         tokenizer = data.load_tokenizer(model.path)
-        tokens = data.calibration_windows(tokenizer, path, job.nsamples, seqlen, job.seed)
-    return check_tokens(model.config, tokens, "calibration tokens", job.calibration_tokens or job.calibration)
+        tokens = data.calibration_windows(tokenizer, path, inputs.nsamples, seqlen, inputs.seed)
+    return check_tokens(model.config, tokens, "calibration tokens", inputs.calibration_tokens or inputs.calibration)
 
 
-def load_eval_tokens(job: PruneJob, model_dir: Path) -> np.ndarray:
+def load_eval_tokens(evaluation: Evaluation, model_dir: Path) -> np.ndarray:
     from .. import data  # noqa: PLC0415
 
-    return data.eval_tokens(data.load_tokenizer(model_dir), job.eval_dataset)
+    return data.eval_tokens(data.load_tokenizer(model_dir), evaluation.eval_dataset)
 
 
-def prune_spec(job: PruneJob):
-    from ..methods import DSnoTSettings, PruneSpec, SwapSettings  # noqa: PLC0415
-
-    return PruneSpec(
-        method=job.method,
-        sparsity=job.sparsity,
-        nm=job.nm,
-        initial_method=job.initial_method,
-        dsnot=DSnoTSettings(
-            variant=job.dsnot_variant,
-            max_cycle_time=job.max_cycle_time,
-            update_threshold=job.update_threshold,
-            pow_of_var_regrowing=job.pow_of_var_regrowing,
-            without_same_sign=job.without_same_sign,
-            lookahead=job.lookahead,
-            cycle_fraction=job.cycle_fraction,
-            on_reject=job.on_reject,
-        ),
-        swaps=SwapSettings(max_swaps=job.swap_max_iter, tol=job.swap_tol, window=job.swap_window,
-                           refresh=job.swap_refresh),
-    )
-
-
-def owl_settings(job: PruneJob):
-    """The pipeline's OWL settings, or None for the uniform profile."""
-    if job.sparsity_profile != "owl":
-        return None
-    from ..methods.owl import OwlSettings  # noqa: PLC0415
-
-    return OwlSettings(m=job.owl_m, lam=job.owl_lambda, budget=job.owl_budget)
-
-
-def profile_record(job: PruneJob, profile: dict | None) -> dict:
-    """The results file's 'profile': kind, OWL settings, per-layer outlier ratios and sparsities."""
-    if profile is None:
-        return {"kind": job.sparsity_profile}
-    return {"kind": "owl", "m": job.owl_m, "lambda": job.owl_lambda, "budget": job.owl_budget, **profile}
+def profile_record(settings, profile: dict | None) -> dict:
+    """The results file's 'profile': kind, OWL settings (``settings``, None for uniform),
+    per-layer outlier ratios and sparsities."""
+    if settings is None or profile is None:
+        return {"kind": "uniform"}
+    return {"kind": "owl", "m": settings.m, "lambda": settings.lam, "budget": settings.budget, **profile}
 
 
 def prune(job: PruneJob, model, calib_tokens: np.ndarray):
     """Run the pipeline with a layer progress bar and one summary line per layer (stderr)."""
     from .. import cache, pipeline  # noqa: PLC0415
 
-    settings = pipeline.PipelineSettings(
-        spec=prune_spec(job), skip_layer=job.skip_layer, skip_sub_layer=job.skip_sub_layer,
-        chunk_size=job.chunk_size, dtype=job.dtype, backend=job.backend, recon_error=job.recon_error,
-        profile=owl_settings(job),
-    )
-    run_dir = job.run_dir or default_run_dir(model, calib_tokens, settings)
-    existed, earlier_run = run_dir.exists(), report_existing_run(run_dir, job.quiet)
+    settings, out = job.pipeline, job.output
+    run_dir = out.run_dir or default_run_dir(model, calib_tokens, settings)
+    existed, earlier_run = run_dir.exists(), report_existing_run(run_dir, out.quiet)
     first_existing = next(p for p in (run_dir, *run_dir.parents) if p.exists())
-    bar = progress_bar(job.quiet, total=model.config.num_layers, desc="layers", unit="layer")
-    chunks = progress_bar(job.quiet, total=1, desc="chunks", unit="chunk", position=1)
+    bar = progress_bar(out.quiet, total=model.config.num_layers, desc="layers", unit="layer")
+    chunks = progress_bar(out.quiet, total=1, desc="chunks", unit="chunk", position=1)
 
     def chunk_progress(done: int, total: int, message: str) -> None:
         chunks.total, chunks.n = total, done
@@ -207,18 +182,18 @@ def prune(job: PruneJob, model, calib_tokens: np.ndarray):
 
     def progress(event: pipeline.LayerProgress) -> None:
         if event.diagnostics is not None:
-            emit(bar, layer_summary(event.diagnostics), job.quiet)
+            emit(bar, layer_summary(event.diagnostics), out.quiet)
         bar.n = event.done
         bar.refresh()
 
     try:
         return pipeline.prune_model(model, calib_tokens, settings, run_dir, progress=progress,
-                                    keep_cache=job.keep_cache, chunk_progress=chunk_progress)
+                                    keep_cache=out.keep_cache, chunk_progress=chunk_progress)
     except Exception:
         # A deterministic failure would fail again: take back what this command wrote. An
         # explicit --run-dir that held an earlier run keeps it (README, "Errors").
-        if not job.keep_cache and not (job.run_dir is not None and earlier_run):
-            remove_run_dir(run_dir, keep_dir=existed and job.run_dir is not None, up_to=first_existing)
+        if not out.keep_cache and not (out.run_dir is not None and earlier_run):
+            remove_run_dir(run_dir, keep_dir=existed and out.run_dir is not None, up_to=first_existing)
         raise
     except BaseException:
         # Interrupted (Ctrl-C): keep the finished layers so that the same command resumes.
@@ -305,8 +280,8 @@ def layer_summary(diagnostics: dict) -> str:
 
 
 def sublayer_sparsity(d: dict) -> float:
-    """The fraction pruned of one sublayer (prune_linear's "sparsity"; older runs: "fraction_pruned")."""
-    return float(d["sparsity"] if "sparsity" in d else d["fraction_pruned"])
+    """The fraction pruned of one sublayer (prune_linear's "sparsity")."""
+    return float(d["sparsity"])
 
 
 def layer_rows(diagnostics: list[dict], dsnot_ran: bool) -> list[dict]:
@@ -320,7 +295,7 @@ def layer_rows(diagnostics: list[dict], dsnot_ran: bool) -> list[dict]:
             row = {"name": f"{layer['layer']}.{sub}", "layer": layer["layer"], "sublayer": sub}
             row["sparsity"] = sublayer_sparsity(d)
             row["dsnot"] = bool(dsnot_ran and d.get("apply_dsnot"))
-            row.update({k: v for k, v in d.items() if k not in ("fraction_pruned", "apply_dsnot")})
+            row.update({k: v for k, v in d.items() if k != "apply_dsnot"})
             rows.append(row)
     return rows
 
@@ -359,9 +334,9 @@ def measure_perplexity(model, tokens: np.ndarray, seqlen: int, job: PruneJob) ->
     from ..backend import get_backend  # noqa: PLC0415
 
     if len(tokens) // seqlen == 0:
-        raise UserError(f"--eval-dataset {job.eval_dataset} has {len(tokens)} tokens, "
+        raise UserError(f"--eval-dataset {job.evaluation.eval_dataset} has {len(tokens)} tokens, "
                         f"fewer than one window of {seqlen}")
-    bar = progress_bar(job.quiet, desc="perplexity", unit="step")
+    bar = progress_bar(job.output.quiet, desc="perplexity", unit="step")
 
     def progress(done: int, total: int, message: str = "") -> None:  # total: windows × (layers + 1)
         bar.total, bar.n = total, done
@@ -369,25 +344,25 @@ def measure_perplexity(model, tokens: np.ndarray, seqlen: int, job: PruneJob) ->
 
     try:
         result = evaluate.perplexity(
-            model, tokens, seqlen, dtype=np.dtype(job.dtype).type, max_windows=job.eval_max_windows,
-            progress=progress, xp=get_backend(job.backend),
+            model, tokens, seqlen, dtype=np.dtype(job.pipeline.dtype).type,
+            max_windows=job.evaluation.eval_max_windows, progress=progress, xp=get_backend(job.pipeline.backend),
         )
     finally:
         bar.close()
     return {k: (float(v) if isinstance(v, (np.floating, float)) else v) for k, v in result.items()}
 
 
-def calibration_record(job: PruneJob, tokens: np.ndarray | None) -> dict:
+def calibration_record(inputs: Inputs, tokens: np.ndarray | None) -> dict:
     if tokens is None:
         return {}
     from .. import data  # noqa: PLC0415
 
-    source = job.calibration_tokens or job.calibration or "bundled"
+    source = inputs.calibration_tokens or inputs.calibration or "bundled"
     return {
         "source": str(source),
         "n_samples": int(tokens.shape[0]),
         "seqlen": int(tokens.shape[1]),
-        "seed": job.seed,
+        "seed": inputs.seed,
         "tokens_sha256": data.tokens_hash(tokens),
     }
 

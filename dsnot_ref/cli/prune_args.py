@@ -1,8 +1,10 @@
 """Arguments of `dsnot-ref prune`: the flags, and their validation into a frozen ``PruneJob``.
 
 Everything that can be refused is refused here, before any work, with one ``UserError`` line:
-flags, files, output locations, the backend. ``cli/prune.py`` does the work; ``cli/demo.py``
-builds its jobs through the same parser and ``validate``.
+flags, files, output locations, the backend. A job is four groups: ``Inputs`` (model and
+calibration data), the pipeline's own ``PipelineSettings`` (with the methods' ``PruneSpec``),
+``Evaluation`` and ``Output``; flag defaults are those dataclasses' defaults. ``cli/prune.py``
+does the work; ``cli/demo.py`` builds its jobs as these dataclasses directly.
 """
 
 from __future__ import annotations
@@ -16,16 +18,18 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
-from ..methods import INITIAL_METHODS, METHODS
-from ..methods.dsnot_common import ON_REJECT, VARIANTS
+from ..methods import INITIAL_METHODS, METHODS, PruneSpec
+from ..methods.dsnot_common import ON_REJECT, VARIANTS, DSnoTSettings
+from ..methods.owl import BUDGETS, EXACT_CAP, OwlSettings
 from ..methods.swaps import SwapSettings
+from ..pipeline import DTYPES, PipelineSettings
 
 SKIP_LAYERS = {"mlp": "mlp", "self_attn": "self_attn", "none": None, "no_skip": None}
 SUB_LAYERS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj", "out_proj", "fc1", "fc2")
 TRUE_WORDS, FALSE_WORDS = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
 DEMO_ALIASES = ("smollm2-135m",)
 DEFAULT_SEQLEN = 2048
-SWAP_DEFAULTS = SwapSettings()
+DSNOT_DEFAULTS, SWAP_DEFAULTS, OWL_DEFAULTS = DSnoTSettings(), SwapSettings(), OwlSettings()
 
 
 # --- argument parsing -------------------------------------------------------------------------
@@ -51,38 +55,55 @@ def one_line_errors(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 
 def add_prune_arguments(p: argparse.ArgumentParser) -> None:
-    """The flags of `prune` (strings are checked in :func:`validate`, not by argparse)."""
-    option(p, "model", required=True, help="HF model directory, or the alias smollm2-135m")
+    """The flags of `prune`, in four groups (strings are checked in :func:`validate`, not by argparse)."""
+    add_method_arguments(p.add_argument_group("method"))
+    add_refiner_arguments(p.add_argument_group("DSnoT and SparseSwaps"))
+    add_data_arguments(p.add_argument_group("model and data"))
+    add_run_arguments(p.add_argument_group("run and output"))
+
+
+def add_method_arguments(p) -> None:
     option(p, "prune_method", default="dsnot", metavar="METHOD",
            help="magnitude | wanda | sparsegpt | dsnot | swaps (SparseSwaps) | dense (default dsnot)")
     option(p, "initial_method", default=None, metavar="METHOD",
            help="initial mask of dsnot and swaps: magnitude | wanda | sparsegpt (default wanda)")
     option(p, "sparsity_ratio", type=float, default=None, metavar="P", help="fraction of weights pruned, in [0, 1)")
     option(p, "sparsity_type", default="unstructured", metavar="TYPE", help="unstructured | 2:4 | 4:8 | N:M")
-    option(p, "nsamples", type=int, default=128,
-           help="calibration sequences S (default 128; a tokens file brings its own S)")
-    option(p, "seqlen", type=int, default=None,
-           help=f"tokens per calibration sequence L (default {DEFAULT_SEQLEN}, capped at the model's positions)")
-    option(p, "seed", type=int, default=0, help="seed of the calibration sampling (default 0)")
-    option(p, "max_cycle_time", type=int, default=50, help="DSnoT: cycles per row (default 50)")
-    option(p, "update_threshold", type=float, default=0.1, help="DSnoT: stop when |eps| is below (default 0.1)")
-    option(p, "pow_of_var_regrowing", type=float, default=1.0,
-           help="DSnoT: power of the variance in the growth order (default 1)")
     option(p, "skip_layer", default=None,
            help="DSnoT (or swaps) leaves this group alone: mlp | self_attn | none (default mlp for dsnot, none for "
                 "swaps)")
     option(p, "skip_sub_layer", default="none",
            help="DSnoT leaves this sublayer alone, e.g. q_proj, fc1 (default none)")
-    option(p, "without_same_sign", default="true", metavar="BOOL",
+    option(p, "sparsity_profile", default="uniform", metavar="PROFILE",
+           help="uniform | owl: every decoder layer at the requested sparsity, or OWL's per-layer sparsities "
+                "(unstructured only; docs/owl.md)")
+    option(p, "owl_m", type=float, default=None, metavar="M",
+           help=f"OWL: a Wanda score is an outlier above M x its layer's mean (default {OWL_DEFAULTS.m:g})")
+    option(p, "owl_lambda", type=float, default=None, metavar="LAMBDA",
+           help=f"OWL: layer sparsities spread over a band of width 2 x LAMBDA (default {OWL_DEFAULTS.lam:g})")
+    option(p, "owl_budget", default=None, metavar="BUDGET",
+           help="OWL: released (centred by layer count, as the released code) | exact (parameter-weighted, clipped to "
+                f"[0, 0.99]; default {OWL_DEFAULTS.budget})")
+
+
+def add_refiner_arguments(p) -> None:
+    d = DSNOT_DEFAULTS
+    option(p, "max_cycle_time", type=int, default=d.max_cycle_time,
+           help=f"DSnoT: cycles per row (default {d.max_cycle_time})")
+    option(p, "update_threshold", type=float, default=d.update_threshold,
+           help=f"DSnoT: stop when |eps| is below (default {d.update_threshold:g})")
+    option(p, "pow_of_var_regrowing", type=float, default=d.pow_of_var_regrowing,
+           help=f"DSnoT: power of the variance in the growth order (default {d.pow_of_var_regrowing:g})")
+    option(p, "without_same_sign", default=str(d.without_same_sign).lower(), metavar="BOOL",
            help="official variant: sign check off (true, default) or on (false)")
-    option(p, "dsnot_variant", default="reference", metavar="VARIANT",
-           help="reference | official | exact (default reference)")
-    option(p, "lookahead", type=int, default=1, metavar="K",
-           help="exact variant: best swap among the next K x K candidates (default 1)")
-    option(p, "cycle_fraction", type=float, default=None, metavar="F",
+    option(p, "dsnot_variant", default=d.variant, metavar="VARIANT",
+           help=f"{' | '.join(VARIANTS)} (default {d.variant})")
+    option(p, "lookahead", type=int, default=d.lookahead, metavar="K",
+           help=f"exact variant: best swap among the next K x K candidates (default {d.lookahead})")
+    option(p, "cycle_fraction", type=float, default=d.cycle_fraction, metavar="F",
            help="exact variant: cycle budget int(F x row width) instead of --max-cycle-time")
-    option(p, "on_reject", default="stop", metavar="MODE",
-           help="exact variant: a row whose swap would not lower its error: stop | skip (default stop)")
+    option(p, "on_reject", default=d.on_reject, metavar="MODE",
+           help=f"exact variant: a row whose swap would not lower its error: stop | skip (default {d.on_reject})")
     option(p, "swap_max_iter", type=int, default=None, metavar="N",
            help=f"swaps: at most N swaps per row (default {SWAP_DEFAULTS.max_swaps})")
     option(p, "swap_tol", type=float, default=None, metavar="T",
@@ -91,38 +112,42 @@ def add_prune_arguments(p: argparse.ArgumentParser) -> None:
            help=f"swaps: K regrowth x K pruning candidates per round; 0 = all pairs (default {SWAP_DEFAULTS.window})")
     option(p, "swap_refresh", type=int, default=None, metavar="P",
            help=f"swaps: swaps per round before the candidates are rebuilt (default {SWAP_DEFAULTS.refresh})")
-    option(p, "sparsity_profile", default="uniform", metavar="PROFILE",
-           help="uniform | owl: every decoder layer at the requested sparsity, or OWL's per-layer sparsities "
-                "(unstructured only; docs/owl.md)")
-    option(p, "owl_m", type=float, default=None, metavar="M",
-           help="OWL: a Wanda score is an outlier above M x its layer's mean (default 5)")
-    option(p, "owl_lambda", type=float, default=None, metavar="LAMBDA",
-           help="OWL: layer sparsities spread over a band of width 2 x LAMBDA (default 0.08)")
-    option(p, "owl_budget", default=None, metavar="BUDGET",
-           help="OWL: released (centred by layer count, as the released code) | exact (parameter-weighted, clipped to "
-                "[0, 0.99]; default released)")
+
+
+def add_data_arguments(p) -> None:
+    option(p, "model", required=True, help="HF model directory, or the alias smollm2-135m")
     option(p, "calibration", default=None, metavar="FILE",
            help="calibration text (.txt, .jsonl[.gz], .json.gz; default the bundled corpus)")
     option(p, "calibration_tokens", default=None, metavar="FILE.npy",
            help="calibration token ids, int [S, L] (instead of --calibration)")
+    option(p, "nsamples", type=int, default=Inputs.nsamples,
+           help=f"calibration sequences S (default {Inputs.nsamples}; a tokens file brings its own S)")
+    option(p, "seqlen", type=int, default=None,
+           help=f"tokens per calibration sequence L (default {DEFAULT_SEQLEN}, capped at the model's positions)")
+    option(p, "seed", type=int, default=Inputs.seed, help=f"seed of the calibration sampling (default {Inputs.seed})")
     option(p, "eval_dataset", default=None, metavar="FILE",
            help="evaluation text (default the bundled corpus; 'none' skips evaluation)")
     option(p, "eval_seqlen", type=int, default=None, help="perplexity window length (default the calibration L)")
     option(p, "eval_max_windows", type=int, default=None, help="evaluate on the first N windows only")
+
+
+def add_run_arguments(p) -> None:
+    option(p, "backend", default=None, help="numpy | cupy (default $DSNOT_REF_BACKEND, else numpy)")
+    option(p, "dtype", default=PipelineSettings.dtype,
+           help=f"compute dtype: {' | '.join(DTYPES)} (default {PipelineSettings.dtype})")
+    option(p, "chunk_size", type=int, default=PipelineSettings.chunk_size,
+           help=f"calibration sequences per forward chunk (default {PipelineSettings.chunk_size})")
+    option(p, "no_recon_error", action="store_true",
+           help="skip the reconstruction-error diagnostics (saves a C x C Hessian per sublayer)")
+    option(p, "run_dir", default=None, metavar="DIR",
+           help="activation cache and pruned layers (default: under the cache directory, named by the model, "
+                "calibration tokens and settings, so rerunning the same command resumes)")
+    option(p, "keep_cache", action="store_true", help="keep the run directory afterwards")
     option(p, "save_model", default=None, metavar="DIR",
            help="write the pruned model here (HF directory + masks.safetensors)")
     option(p, "overwrite", action="store_true", help="replace an existing --save-model directory")
     option(p, "results", default=None, metavar="FILE.json",
            help="write settings, diagnostics, sparsity, perplexity, times")
-    option(p, "backend", default=None, help="numpy | cupy (default $DSNOT_REF_BACKEND, else numpy)")
-    option(p, "dtype", default="float32", help="compute dtype: float32 | float64 (default float32)")
-    option(p, "run_dir", default=None, metavar="DIR",
-           help="activation cache and pruned layers (default: under the cache directory, named by the model, "
-                "calibration tokens and settings, so rerunning the same command resumes)")
-    option(p, "keep_cache", action="store_true", help="keep the run directory afterwards")
-    option(p, "chunk_size", type=int, default=4, help="calibration sequences per forward chunk (default 4)")
-    option(p, "no_recon_error", action="store_true",
-           help="skip the reconstruction-error diagnostics (saves a C x C Hessian per sublayer)")
     option(p, "quiet", action="store_true", help="no progress bars")
 
 
@@ -137,65 +162,76 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     return one_line_errors(p)
 
 
-# --- validation: everything that can be refused, refused before any work -----------------------
+# --- a validated job: four groups of settings, no argparse below this point ---------------------
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """The model and its calibration data."""
+
+    model: str                                # as given (path or alias)
+    model_dir: Path                           # resolved HF directory (for an alias: where it is or will be)
+    fetch_alias: str | None = None            # alias to fetch before loading
+    calibration: Path | None = None           # text; None: the bundled corpus
+    calibration_tokens: Path | None = None    # int [S, L] token ids, instead of text
+    nsamples: int = 128                       # S
+    seqlen: int | None = None                 # L; None: DEFAULT_SEQLEN capped at the model's positions
+    seed: int = 0                             # of the calibration sampling
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    eval_dataset: Path | None = None          # None: no evaluation
+    eval_seqlen: int | None = None            # perplexity window; None: the calibration L
+    eval_max_windows: int | None = None       # None: every window
+
+
+@dataclass(frozen=True)
+class Output:
+    save_model: Path | None = None            # HF directory for the pruned model
+    overwrite: bool = False                   # replace an existing save_model
+    results: Path | None = None               # results JSON
+    run_dir: Path | None = None               # None: named by the model, tokens and settings
+    keep_cache: bool = False
+    quiet: bool = False                       # no progress bars
 
 
 @dataclass(frozen=True)
 class PruneJob:
-    """Validated settings of one `prune` run (no argparse below this point)."""
+    """Validated settings of one `prune` run. ``pipeline`` is what the pipeline takes as it is: the
+    PruneSpec (method, sparsity, N:M, initial method, DSnoT and SparseSwaps settings), the skipped
+    sublayers, chunking, dtype, backend and the OWL profile."""
 
-    model: str  # as given (path or alias)
-    model_dir: Path  # resolved HF directory (for an alias: where it is or will be)
-    fetch_alias: str | None  # alias to fetch before loading
-    method: str
-    initial_method: str
-    sparsity: float
-    nm: tuple[int, int] | None
-    sparsity_type: str
-    nsamples: int
-    seqlen: int | None  # None: DEFAULT_SEQLEN capped at the model's positions
-    seed: int
-    max_cycle_time: int
-    update_threshold: float
-    pow_of_var_regrowing: float
-    skip_layer: str | None
-    skip_sub_layer: str | None
-    without_same_sign: bool
-    dsnot_variant: str
-    lookahead: int
-    cycle_fraction: float | None
-    on_reject: str
-    calibration: Path | None
-    calibration_tokens: Path | None
-    eval_dataset: Path | None  # None: skip evaluation
-    eval_seqlen: int | None
-    eval_max_windows: int | None
-    save_model: Path | None
-    overwrite: bool
-    results: Path | None
-    backend: str
-    dtype: str
-    run_dir: Path | None
-    keep_cache: bool
-    chunk_size: int
-    quiet: bool
-    recon_error: bool = True  # gather Hessians for the reconstruction-error diagnostics
-    sparsity_profile: str = "uniform"  # "uniform" | "owl"
-    owl_m: float = 5.0
-    owl_lambda: float = 0.08
-    owl_budget: str = "released"  # "released" | "exact"
-    swap_max_iter: int = SWAP_DEFAULTS.max_swaps  # method "swaps" (docs/swaps.md)
-    swap_tol: float = SWAP_DEFAULTS.tol
-    swap_window: int = SWAP_DEFAULTS.window
-    swap_refresh: int = SWAP_DEFAULTS.refresh
+    inputs: Inputs
+    pipeline: PipelineSettings
+    evaluation: Evaluation = Evaluation()
+    output: Output = Output()
+
+    @property
+    def spec(self) -> PruneSpec:
+        return self.pipeline.spec
 
     def settings_record(self) -> dict:
-        """JSON-ready settings (paths as strings)."""
-        return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items() if k != "fetch_alias"} | {
-            "model_dir": str(self.model_dir),
-            "sparsity_ratio": self.sparsity,
-            "prune_method": self.method,
-        }
+        """The results file's "settings": one flat key per setting, named as its flag (paths as strings)."""
+        nm = self.spec.nm
+        record = {"sparsity_type": "unstructured" if nm is None else f"{nm[0]}:{nm[1]}",
+                  "sparsity_profile": "uniform" if self.pipeline.profile is None else "owl"}
+
+        def add(fields: dict) -> None:
+            for name, value in fields.items():
+                if isinstance(value, dict):
+                    add(value)
+                elif name != "profile":
+                    record[RECORD_NAMES.get(name, name)] = str(value) if isinstance(value, Path) else value
+
+        add(asdict(self))
+        return record
+
+
+# A setting whose flag is named otherwise: field name -> flag name (the results file's key)
+RECORD_NAMES = {"method": "prune_method", "sparsity": "sparsity_ratio", "variant": "dsnot_variant",
+                "max_swaps": "swap_max_iter", "tol": "swap_tol", "window": "swap_window", "refresh": "swap_refresh",
+                "m": "owl_m", "lam": "owl_lambda", "budget": "owl_budget"}
 
 
 def parse_bool(text: str, flag: str) -> bool:
@@ -214,8 +250,8 @@ def parse_choice(text: str, choices, flag: str) -> str:
     return word
 
 
-def parse_sparsity(ratio: float | None, sparsity_type: str, method: str) -> tuple[float, tuple[int, int] | None, str]:
-    """(sparsity, (N, M) or None, normalised type) from --sparsity-ratio and --sparsity-type."""
+def parse_sparsity(ratio: float | None, sparsity_type: str, method: str) -> tuple[float, tuple[int, int] | None]:
+    """(sparsity, (N, M) or None) from --sparsity-ratio and --sparsity-type."""
     kind = sparsity_type.strip().lower()
     nm = None
     if kind != "unstructured":
@@ -236,7 +272,7 @@ def parse_sparsity(ratio: float | None, sparsity_type: str, method: str) -> tupl
         ratio = 0.0
     if not (0.0 <= ratio < 1.0) or not np.isfinite(ratio):
         raise UserError(f"--sparsity-ratio must be in [0, 1), got {ratio}")
-    return float(ratio), nm, kind
+    return float(ratio), nm
 
 
 def resolve_model(text: str) -> tuple[Path, str | None]:
@@ -271,90 +307,76 @@ def check_positive(value: int | None, flag: str, minimum: int = 1) -> None:
 
 def validate(args) -> PruneJob:
     """Every check that needs no model: flags, files, output locations, backend."""
-    from .. import backend, save  # noqa: PLC0415
+    check_flag_bounds(args)
+    pipeline = parse_pipeline(args)
+    if args.calibration and args.calibration_tokens:
+        raise UserError("give --calibration or --calibration-tokens, not both")
+    model_dir, alias = resolve_model(args.model)
+    inputs = Inputs(model=args.model, model_dir=model_dir, fetch_alias=alias,
+                    calibration=existing_file(args.calibration, "--calibration"),
+                    calibration_tokens=existing_file(args.calibration_tokens, "--calibration-tokens"),
+                    nsamples=args.nsamples, seqlen=args.seqlen, seed=args.seed)
+    eval_dataset = None
+    if args.eval_dataset is None or args.eval_dataset.lower() != "none":
+        eval_dataset = existing_file(args.eval_dataset, "--eval-dataset") or default_eval_path()
+    evaluation = Evaluation(eval_dataset=eval_dataset, eval_seqlen=args.eval_seqlen,
+                            eval_max_windows=args.eval_max_windows)
+    return PruneJob(inputs, pipeline, evaluation, parse_output(args, inputs, evaluation))
 
+
+def parse_pipeline(args) -> PipelineSettings:
+    """The method, its settings and how the pipeline runs it."""
     method = parse_choice(args.prune_method, METHODS, "--prune-method")
     if args.initial_method is not None and method not in ("dsnot", "swaps"):
         raise UserError(f"--initial-method only applies to --prune-method dsnot or swaps, not {method}")
     initial = parse_choice(args.initial_method or "wanda", INITIAL_METHODS, "--initial-method")
-    sparsity, nm, kind = parse_sparsity(args.sparsity_ratio, args.sparsity_type, method)
-    variant = parse_choice(args.dsnot_variant, VARIANTS, "--dsnot-variant")
-    skip_text = args.skip_layer or ("none" if method == "swaps" else "mlp")
-    skip_layer = SKIP_LAYERS[parse_choice(skip_text, tuple(SKIP_LAYERS), "--skip-layer")]
+    sparsity, nm = parse_sparsity(args.sparsity_ratio, args.sparsity_type, method)
+    spec = PruneSpec(method=method, sparsity=sparsity, nm=nm, initial_method=initial, dsnot=parse_dsnot(args),
+                     swaps=parse_swaps(args, method))
+    skip_layer = parse_choice(args.skip_layer or ("none" if method == "swaps" else "mlp"), tuple(SKIP_LAYERS),
+                              "--skip-layer")
     skip_sub = parse_choice(args.skip_sub_layer, ("none", "no_skip", *SUB_LAYERS), "--skip-sub-layer")
-    without_same_sign = parse_bool(args.without_same_sign, "--without-same-sign")
-    on_reject = parse_choice(args.on_reject, ON_REJECT, "--on-reject")
-    check_flag_bounds(args)
-    if args.cycle_fraction is not None and not 0 <= args.cycle_fraction <= 1:
-        raise UserError(f"--cycle-fraction must be in [0, 1], got {args.cycle_fraction}")
-    dtype = parse_choice(args.dtype, ("float32", "float64"), "--dtype")
-    backend_name = parse_choice(args.backend or backend.backend_name(), backend.BACKENDS, "--backend")
-    counts = ((args.nsamples, "--nsamples"), (args.eval_max_windows, "--eval-max-windows"),
-              (args.chunk_size, "--chunk-size"))
-    for value, flag in counts:
-        check_positive(value, flag)
-    for value, flag in ((args.seqlen, "--seqlen"), (args.eval_seqlen, "--eval-seqlen")):
-        check_positive(value, flag, minimum=2)
-    if args.max_cycle_time < 0:
-        raise UserError(f"--max-cycle-time must be >= 0, got {args.max_cycle_time}")
-    if args.calibration and args.calibration_tokens:
-        raise UserError("give --calibration or --calibration-tokens, not both")
-    profile = parse_profile(args, method, nm)
-
-    model_dir, alias = resolve_model(args.model)
-    calibration = existing_file(args.calibration, "--calibration")
-    calibration_tokens = existing_file(args.calibration_tokens, "--calibration-tokens")
-    eval_dataset = None
-    if args.eval_dataset is None or args.eval_dataset.lower() != "none":
-        eval_dataset = existing_file(args.eval_dataset, "--eval-dataset") or default_eval_path()
-    save_model = Path(args.save_model) if args.save_model else None
-    if save_model is not None:
-        save.check_output_dir(model_dir, save_model, args.overwrite)
-    results = Path(args.results) if args.results else None
-    if results is not None:
-        check_results_path(results, model_dir, (calibration, calibration_tokens, eval_dataset))
-    run_dir = Path(args.run_dir) if args.run_dir else None
-    if run_dir is not None:
-        check_run_dir(model_dir, run_dir)
-    backend.get_backend(backend_name)  # UserError now, not after tokenising, if CuPy cannot run
-    return PruneJob(
-        model=args.model, model_dir=model_dir, fetch_alias=alias, method=method, initial_method=initial,
-        sparsity=sparsity, nm=nm, sparsity_type=kind, nsamples=args.nsamples, seqlen=args.seqlen,
-        seed=args.seed, max_cycle_time=args.max_cycle_time, update_threshold=args.update_threshold,
-        pow_of_var_regrowing=args.pow_of_var_regrowing, skip_layer=skip_layer,
-        skip_sub_layer=None if skip_sub in ("none", "no_skip") else skip_sub,
-        without_same_sign=without_same_sign, dsnot_variant=variant, lookahead=args.lookahead,
-        cycle_fraction=args.cycle_fraction, on_reject=on_reject, calibration=calibration,
-        calibration_tokens=calibration_tokens, eval_dataset=eval_dataset, eval_seqlen=args.eval_seqlen,
-        eval_max_windows=args.eval_max_windows, save_model=save_model, overwrite=args.overwrite,
-        results=results, backend=backend_name, dtype=dtype, run_dir=run_dir, keep_cache=args.keep_cache,
-        chunk_size=args.chunk_size, quiet=args.quiet, recon_error=not args.no_recon_error, **profile,
-        **parse_swaps(args, method),
+    return PipelineSettings(
+        spec=spec, skip_layer=SKIP_LAYERS[skip_layer], skip_sub_layer=None if skip_sub in ("none", "no_skip") else skip_sub,
+        chunk_size=args.chunk_size, dtype=parse_choice(args.dtype, tuple(DTYPES), "--dtype"),
+        backend=parse_backend(args.backend), recon_error=not args.no_recon_error,
+        profile=parse_profile(args, method, nm),
     )
 
 
-def parse_swaps(args, method: str) -> dict:
-    """swap_max_iter, swap_tol, swap_window, swap_refresh; their flags need --prune-method swaps."""
+def parse_dsnot(args) -> DSnoTSettings:
+    """The DSnoT flags; the exact variant's lookahead, cycle fraction and on-reject among them."""
+    if args.cycle_fraction is not None and not 0 <= args.cycle_fraction <= 1:
+        raise UserError(f"--cycle-fraction must be in [0, 1], got {args.cycle_fraction}")
+    return DSnoTSettings(
+        variant=parse_choice(args.dsnot_variant, VARIANTS, "--dsnot-variant"),
+        max_cycle_time=args.max_cycle_time, update_threshold=args.update_threshold,
+        pow_of_var_regrowing=args.pow_of_var_regrowing,
+        without_same_sign=parse_bool(args.without_same_sign, "--without-same-sign"),
+        lookahead=args.lookahead, cycle_fraction=args.cycle_fraction,
+        on_reject=parse_choice(args.on_reject, ON_REJECT, "--on-reject"),
+    )
+
+
+def parse_swaps(args, method: str) -> SwapSettings:
+    """--swap-max-iter, --swap-tol, --swap-window, --swap-refresh; they need --prune-method swaps."""
     flags = {"swap_max_iter": "max_swaps", "swap_tol": "tol", "swap_window": "window", "swap_refresh": "refresh"}
     given = {name: getattr(args, name) for name in flags if getattr(args, name) is not None}
     if given and method != "swaps":
         names = ", ".join("--" + name.replace("_", "-") for name in given)
         raise UserError(f"{names} only apply to --prune-method swaps, not {method}")
-    settings = SwapSettings(**{flags[name]: value for name, value in given.items()})  # UserError if out of range
-    return {name: getattr(settings, field) for name, field in flags.items()}
+    return SwapSettings(**{flags[name]: value for name, value in given.items()})  # UserError if out of range
 
 
-def parse_profile(args, method: str, nm) -> dict:
-    """sparsity_profile, owl_m, owl_lambda, owl_budget from their flags; OWL flags need --sparsity-profile owl."""
-    from ..methods.owl import BUDGETS, EXACT_CAP, OwlSettings  # noqa: PLC0415
-
+def parse_profile(args, method: str, nm) -> OwlSettings | None:
+    """--sparsity-profile and the OWL flags (which need --sparsity-profile owl); None: uniform."""
     profile = parse_choice(args.sparsity_profile, ("uniform", "owl"), "--sparsity-profile")
     given = [flag for flag, value in (("--owl-m", args.owl_m), ("--owl-lambda", args.owl_lambda),
                                       ("--owl-budget", args.owl_budget)) if value is not None]
     if profile == "uniform":
         if given:
             raise UserError(f"{given[0]} only applies to --sparsity-profile owl")
-        return {"sparsity_profile": profile}
+        return None
     if method == "dense":
         raise UserError("--sparsity-profile owl needs a pruning method, not dense")
     if nm is not None:
@@ -362,13 +384,39 @@ def parse_profile(args, method: str, nm) -> dict:
     if args.owl_budget is not None and args.owl_budget.strip().lower() == "exact" and args.sparsity_ratio > EXACT_CAP:
         raise UserError(f"--owl-budget exact caps every layer at {EXACT_CAP}; "
                         f"--sparsity-ratio {args.sparsity_ratio} is above it")
-    defaults = OwlSettings()
-    settings = OwlSettings(
-        m=defaults.m if args.owl_m is None else args.owl_m,
-        lam=defaults.lam if args.owl_lambda is None else args.owl_lambda,
-        budget=defaults.budget if args.owl_budget is None else parse_choice(args.owl_budget, BUDGETS, "--owl-budget"),
+    return OwlSettings(
+        m=OWL_DEFAULTS.m if args.owl_m is None else args.owl_m,
+        lam=OWL_DEFAULTS.lam if args.owl_lambda is None else args.owl_lambda,
+        budget=OWL_DEFAULTS.budget if args.owl_budget is None else parse_choice(args.owl_budget, BUDGETS,
+                                                                                 "--owl-budget"),
     )
-    return {"sparsity_profile": profile, "owl_m": settings.m, "owl_lambda": settings.lam, "owl_budget": settings.budget}
+
+
+def parse_backend(text: str | None) -> str:
+    """--backend (default $DSNOT_REF_BACKEND, else numpy); refused now, not after tokenising, if it cannot run."""
+    from .. import backend  # noqa: PLC0415
+
+    name = parse_choice(text or backend.backend_name(), backend.BACKENDS, "--backend")
+    backend.get_backend(name)
+    return name
+
+
+def parse_output(args, inputs: Inputs, evaluation: Evaluation) -> Output:
+    """Where the results go; each location refused now if it cannot be written or would clobber an input."""
+    from ..save import check_output_dir  # noqa: PLC0415
+
+    save_model = Path(args.save_model) if args.save_model else None
+    if save_model is not None:
+        check_output_dir(inputs.model_dir, save_model, args.overwrite)
+    results = Path(args.results) if args.results else None
+    if results is not None:
+        check_results_path(results, inputs.model_dir,
+                           (inputs.calibration, inputs.calibration_tokens, evaluation.eval_dataset))
+    run_dir = Path(args.run_dir) if args.run_dir else None
+    if run_dir is not None:
+        check_run_dir(inputs.model_dir, run_dir)
+    return Output(save_model=save_model, overwrite=args.overwrite, results=results, run_dir=run_dir,
+                  keep_cache=args.keep_cache, quiet=args.quiet)
 
 
 def default_eval_path() -> Path:
@@ -420,27 +468,30 @@ def check_resources(job: PruneJob, config, seqlen: int, eval_seqlen: int) -> Non
     from ..demo_model import cache_home  # noqa: PLC0415
     from ..model import linear_shapes  # noqa: PLC0415
 
-    itemsize = np.dtype(job.dtype).itemsize
-    n_seq = job.nsamples
-    if job.calibration_tokens is not None:
-        shape = checks.npy_file(job.calibration_tokens, "calibration tokens")[0]
+    settings, inputs = job.pipeline, job.inputs
+    itemsize = np.dtype(settings.dtype).itemsize
+    n_seq = inputs.nsamples
+    if inputs.calibration_tokens is not None:
+        shape = checks.npy_file(inputs.calibration_tokens, "calibration tokens")[0]
         n_seq, seqlen = shape if len(shape) == 2 else (1, 1)  # another shape is refused when loading
-    if job.method != "dense":
-        need = 2 * n_seq * seqlen * 8 + activation_bytes(config, min(job.chunk_size, n_seq), seqlen, itemsize)
-        checks.check_memory(need, f"--nsamples {n_seq} x --seqlen {seqlen} (chunk {job.chunk_size})")
-        files = 3 if job.sparsity_profile == "owl" else 2  # OWL's dense pass also keeps the embeddings
+    if job.spec.method != "dense":
+        chunk = settings.chunk_size
+        need = 2 * n_seq * seqlen * 8 + activation_bytes(config, min(chunk, n_seq), seqlen, itemsize)
+        checks.check_memory(need, f"--nsamples {n_seq} x --seqlen {seqlen} (chunk {chunk})")
+        files = 2 if settings.profile is None else 3  # OWL's dense pass also keeps the embeddings
         cache_bytes = files * n_seq * seqlen * config.hidden_size * itemsize
-        where = (job.run_dir or checks.cache_home_dir(cache_home())).resolve()
+        where = (job.output.run_dir or checks.cache_home_dir(cache_home())).resolve()
         while not where.exists():
             where = where.parent
         free = shutil.disk_usage(where).free
         if cache_bytes > free:
             raise UserError(f"--nsamples {n_seq} x --seqlen {seqlen}: the activation cache needs about "
                             f"{checks.format_bytes(cache_bytes)} of disk, {where} has {checks.format_bytes(free)} free")
-    if job.method == "dsnot" and job.dsnot_variant == "exact":
-        table = max(r * min(job.lookahead, c) ** 2 * 8 * 4 for r, c in linear_shapes(config).values())
-        checks.check_memory(table, f"--lookahead {job.lookahead} (the exact variant's [R, k, k] candidates)")
-    if job.eval_dataset is not None:
+    lookahead = job.spec.dsnot.lookahead
+    if job.spec.method == "dsnot" and job.spec.dsnot.variant == "exact":
+        table = max(r * min(lookahead, c) ** 2 * 8 * 4 for r, c in linear_shapes(config).values())
+        checks.check_memory(table, f"--lookahead {lookahead} (the exact variant's [R, k, k] candidates)")
+    if job.evaluation.eval_dataset is not None:
         checks.check_memory(activation_bytes(config, 1, eval_seqlen, itemsize), f"--eval-seqlen {eval_seqlen}")
 
 
