@@ -88,7 +88,7 @@ def apply_rope(x, cos, sin):
     return x * cos + rotate_half(x) * sin
 
 
-QUERY_BLOCK = 256  # queries per attention block: bounds score memory, skips masked key blocks
+QUERY_BLOCK = 64  # queries per attention block: bounds score memory, skips masked key blocks
 
 
 def block_mask(q_start: int, n_q: int, k_start: int, n_k: int, window: int | None, dtype, xp=np):
@@ -149,7 +149,11 @@ def silu(x):
     """x · sigmoid(x) = x / (1 + exp(−x)); the floor keeps exp(−x) finite (the result is ~0 there)."""
     xp = array_module(x)
     floor = -80.0 if x.dtype == np.float32 else -700.0
-    return x / (1.0 + xp.exp(-xp.maximum(x, floor)))
+    denominator = xp.maximum(x, floor)  # one temporary, then in place: same values, fewer passes
+    xp.negative(denominator, out=denominator)
+    xp.exp(denominator, out=denominator)
+    denominator += 1.0
+    return xp.divide(x, denominator, out=denominator)
 
 
 def swiglu_mlp(x, w_gate, w_up, w_down, b_gate=None, b_up=None, b_down=None, capture=None,

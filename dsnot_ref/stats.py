@@ -119,13 +119,13 @@ class StatsAccumulator:
         b, seq_len, c = x.shape
         if b == 0:
             return
-        x64 = x.astype(xp.float64)  # [B, L, C], a copy: stats are float64 (design.md)
         if self.seq_len is None:
             self._allocate(xp, seq_len)
         # Every statistic follows from each sequence's mean and M2 (its sum of squared
         # deviations), found in two passes: the mean first, so M2 has no cancellation.
-        seq_mean = x64.mean(axis=1)  # [B, L, C] -> [B, C]
-        dev = x64 - seq_mean[:, None, :]  # [B, L, C]
+        # Stats are float64 (design.md): the sums are taken in float64 from the input directly.
+        seq_mean = x.mean(axis=1, dtype=xp.float64)  # [B, L, C] -> [B, C]
+        dev = x - seq_mean[:, None, :]  # [B, L, C], float64
         seq_m2 = xp.square(dev, out=dev).sum(axis=1)  # [B, L, C] -> [B, C]
         self._sum += seq_len * seq_mean.sum(axis=0)  # Σ_s Σ_t x = Σ_s L·mean_s
         self._sumsq += (seq_m2 + seq_len * xp.square(seq_mean)).sum(axis=0)  # Σ x² = Σ_s M2_s + L·mean_s²
@@ -138,8 +138,9 @@ class StatsAccumulator:
             self._n_tokens, self._mean, self._m2, b * seq_len, mean_b, m2_b
         )
         if self.with_hessian:
-            flat = (x64 if self.hessian_products == "float64" else x).reshape(b * seq_len, c)  # [B, L, C] -> [T, C]
-            flat = self._hessian_sample(flat)  # [T, C] -> [T', C]
+            flat = self._hessian_sample(x.reshape(b * seq_len, c))  # [B, L, C] -> [T, C] -> [T', C]
+            if self.hessian_products == "float64":
+                flat = flat.astype(xp.float64)
             self._xtx += flat.T @ flat  # [C, T'] @ [T', C] -> [C, C] (one symmetric BLAS product), summed in float64
             self._hessian_tokens += flat.shape[0]
         self.n_seq += b
