@@ -9,9 +9,8 @@ after cycle, so that the row's expected output error moves toward zero (docs/dsn
     ε_after = ε[r] + c[r, q] − c[r, g]    one swap
 
 Rows interact only through the loop's length: it runs until every row has stopped, or K cycles.
-methods/dsnot_vectorised.py, dsnot_official.py and dsnot_exact.py do the same for all rows at
-once and are tested equal to this file; they use its ``contributions``, ``row_errors`` and
-``regrowth_metric``, so the floats agree bit for bit.
+dsnot_vectorised.py, dsnot_official.py and dsnot_exact.py do the same for all rows at once, tested
+equal to this file, with its ``contributions``, ``row_errors`` and ``regrowth_metric`` (bit for bit).
 Shape letters: R output rows, C input columns, K the cycle budget, M the N:M group size.
 """
 
@@ -60,21 +59,18 @@ def regrowth_metric(c, var, pow_of_var: float):
 
 @dataclass
 class RowRun:
-    """What one row did: its final mask, and ε / active after each cycle (index 0 = before)."""
+    """One row's final mask, ε and active after each cycle (index 0 = before), swaps (row, g, q, cycle)."""
 
     pruned: list
     eps: list
     active: list = field(default_factory=lambda: [True])
-    swaps: list = field(default_factory=list)        # (row, g, q, cycle)
-    n_accepted: int = 0
+    swaps: list = field(default_factory=list)
 
     def record(self, eps, active: bool, swap=None):
-        """End of a cycle: ε and active after it, and the accepted swap (row, g, q, cycle), if any."""
         self.eps.append(eps)
         self.active.append(active)
         if swap is not None:
             self.swaps.append(swap)
-            self.n_accepted += 1
 
 
 def growth_candidates(c, metric, pruned0, s) -> list:
@@ -99,39 +95,30 @@ def nm_partner(g: int, score, pruned0, pruned, m: int):
     return min(options, key=lambda j: score[j]) if options else None
 
 
-def reference_row(r: int, c, metric, wanda, score, pruned0, eps0, settings: DSnoTSettings, nm,
-                  n_cycles: int, until_stop: bool = False) -> RowRun:
-    """Algorithm 1 on row r for n_cycles cycles (or until it stops). Accept a swap iff |ε| > τ
-    and ε_after·ε >= 0 (N:M also |ε_after| < |ε|); a row that rejects or runs out stops."""
+def reference_row(r: int, c, metric, wanda, score, pruned0, eps0, tau: float, nm, n_cycles: int) -> RowRun:
+    """Algorithm 1 on row r until it stops, at most n_cycles cycles. Cycle i regrows the i-th growth
+    candidate g and prunes the i-th pruning candidate q (N:M: g's partner); accept iff |ε| > τ and
+    ε_after·ε >= 0 (N:M also |ε_after| < |ε|). A row that rejects or runs out of candidates stops."""
     s = np.sign(eps0)
     grow = growth_candidates(c, metric, pruned0, s)
     prune = prune_candidates(c, wanda, pruned0, s) if nm is None else None
-    run = RowRun(pruned=list(pruned0), eps=[eps0])
-    eps, active = eps0, True
+    run, eps = RowRun(pruned=list(pruned0), eps=[eps0]), eps0
     for cycle in range(1, n_cycles + 1):
-        if active:
-            i = run.n_accepted                           # swaps so far = position in both lists
-            g = grow[i] if i < len(grow) else None
-            if nm is None:
-                q = prune[i] if i < len(prune) else None
-            else:
-                q = None if g is None else nm_partner(g, score, pruned0, run.pruned, nm[1])
-            active = g is not None and q is not None
-            if active:
-                eps_after = eps + c[q] - c[g]
-                active = abs(eps) > settings.update_threshold and eps_after * eps >= 0
-                if nm is not None:
-                    active = active and abs(eps_after) < abs(eps)
-            if active:
-                run.pruned[g], run.pruned[q] = False, True
-                eps = (eps + c[q]) - c[g]
-        run.record(eps, active, (r, g, q, cycle) if active else None)
-        if until_stop and not active:
+        i = cycle - 1                              # swaps so far (each earlier cycle accepted) = list position
+        g = grow[i] if i < len(grow) else None
+        if nm is None:
+            q = prune[i] if i < len(prune) else None
+        else:
+            q = None if g is None else nm_partner(g, score, pruned0, run.pruned, nm[1])
+        if g is None or q is None:
             break
+        eps_after = eps + c[q] - c[g]
+        if not (abs(eps) > tau and eps_after * eps >= 0 and (nm is None or abs(eps_after) < abs(eps))):
+            break
+        run.pruned[g], run.pruned[q], eps = False, True, eps_after
+        run.record(eps, True, (r, g, q, cycle))
     return run
 
-
-# --------------------------------------------------------------------------- every row
 
 def dsnot_per_row(weight, pruned0, seq_sum, seq_sq, var, settings: DSnoTSettings = DSnoTSettings(), *,
                   nm: tuple[int, int] | None = None, initial_score=None, trace: bool = False) -> DSnoTResult:
@@ -143,37 +130,19 @@ def dsnot_per_row(weight, pruned0, seq_sum, seq_sq, var, settings: DSnoTSettings
         raise UserError(f"dsnot_per_row runs the reference and official variants, not {settings.variant!r}")
     dtype = arithmetic_dtype(settings.variant)              # float32 for the official variant
     c = contributions(weight, seq_sum, dtype)                                   # [R, C]
-    metric = regrowth_metric(c, floored_variance(var, dtype), settings.pow_of_var_regrowing)
-    wanda = wanda_score(weight, seq_sq, dtype)
+    metric = regrowth_metric(c, var, settings.pow_of_var_regrowing)             # [R, C]
+    wanda = wanda_score(weight, seq_sq, dtype)                                  # [R, C]
     score = wanda if initial_score is None else to_numpy(initial_score).astype(dtype)
-    if settings.variant == "official":                     # the released code's torch.sum order
-        eps0 = torch_row_sum(np.where(pruned0, c, dtype(0)), settings.torch_sum_lanes)
-    else:
-        eps0 = row_errors(c, pruned0)
-    run_row = reference_row if settings.variant == "reference" else official_row
-
-    def run(r, n_cycles, until_stop=False):     # NumPy scalars: float32 stays float32
-        return run_row(r, list(c[r]), list(metric[r]), list(wanda[r]), list(score[r]),
-                       [bool(v) for v in pruned0[r]], eps0[r], settings, nm, n_cycles, until_stop)
-
-    # The loop ends one cycle after the last cycle in which some row accepted; a row accepts in
-    # cycles 1, 2, ... up to its first rejection, so each row run alone until it stops says when.
-    rows = range(weight.shape[0])
-    last = max((run(r, settings.max_cycle_time, until_stop=True).n_accepted for r in rows), default=-1)
-    n_cycles = min(settings.max_cycle_time, last + 1)
-    return collect([run(r, n_cycles) for r in rows], pruned0.shape, n_cycles, trace)
-
-
-def collect(runs: list, shape, n_cycles: int, trace: bool) -> DSnoTResult:
-    """Stack the rows' runs into the result the vectorised code returns."""
-    pruned = np.array([run.pruned for run in runs], dtype=np.bool_).reshape(shape)
-    eps = np.array([run.eps for run in runs], dtype=np.float64).reshape(len(runs), n_cycles + 1).T
-    active = np.array([run.active for run in runs], dtype=np.bool_).reshape(len(runs), n_cycles + 1).T
-    swaps = sorted((s for run in runs for s in run.swaps), key=lambda s: (s[3], s[0]))
-    return DSnoTResult(pruned=pruned, eps_before=eps[0].copy(), eps_after=eps[-1].copy(),
-                       row_swaps=np.array([run.n_accepted for run in runs], dtype=np.int64).reshape(-1),
-                       cycles=n_cycles, trace=DSnoTTrace(eps, active, np.array(swaps, np.int64).reshape(-1, 4))
-                       if trace else None)
+    eps0 = row_errors(c, pruned0) if settings.variant == "reference" else \
+        torch_row_sum(np.where(pruned0, c, dtype(0)), settings.torch_sum_lanes)  # [R], as the released code sums
+    rows = [(r, list(c[r]), list(metric[r]), list(wanda[r]), list(score[r]), [bool(v) for v in pruned0[r]], eps0[r])
+            for r in range(weight.shape[0])]                # NumPy scalars: float32 stays float32
+    if settings.variant == "official":
+        return official_per_row(rows, settings, nm, pruned0.shape, trace)
+    runs = [reference_row(*row, settings.update_threshold, nm, settings.max_cycle_time) for row in rows]
+    # The loop ends one cycle after the last cycle in which some row accepted, or after K.
+    n_cycles = min(settings.max_cycle_time, max((len(run.swaps) for run in runs), default=-1) + 1)
+    return collect(runs, pruned0.shape, n_cycles, trace)
 
 
 # --------------------------------------------------------------------------- official variant (§4b)
@@ -249,6 +218,16 @@ def official_row(r: int, c, metric, wanda, score, pruned0, eps0, settings: DSnoT
         if until_stop and not active:
             break
     return run
+
+
+def official_per_row(rows: list, settings: DSnoTSettings, nm, shape, trace: bool) -> DSnoTResult:
+    """Every row through the released loop. It ends one cycle after the last cycle in which some row
+    accepted (or after K); a row accepts in cycles 1, 2, ... up to its first rejection, so each row
+    run alone until it stops says when. Then every row runs that many cycles, stopped or not."""
+    last = max((len(official_row(*row, settings, nm, settings.max_cycle_time, until_stop=True).swaps)
+                for row in rows), default=-1)
+    n_cycles = min(settings.max_cycle_time, last + 1)
+    return collect([official_row(*row, settings, nm, n_cycles) for row in rows], shape, n_cycles, trace)
 
 
 # --------------------------------------------------------------------------- exact variant
@@ -327,12 +306,25 @@ def exact_per_row(weight, pruned0, seq_sum, var, wanda, gram, settings: DSnoTSet
     runs = [exact_row(r, w[r], c[r], metric[r], wanda[r], score[r], pruned0[r], gram, nm, n_cycles,
                       settings.lookahead, settings.on_reject) for r in range(w.shape[0])]
     cycles = max((len(run.eps) - 1 for run, _ in runs), default=0)
-    for run, errors in runs:                       # a stopped row repeats its last values
-        n_missing = cycles + 1 - len(run.eps)
-        run.eps += [run.eps[-1]] * n_missing
-        run.active += [False] * n_missing
-        errors += [errors[-1]] * n_missing
+    for _, errors in runs:                         # a stopped row repeats its last E
+        errors += [errors[-1]] * (cycles + 1 - len(errors))
     result = collect([run for run, _ in runs], w.shape, cycles, trace)
     error = np.array([e for _, e in runs], dtype=np.float64).reshape(len(runs), cycles + 1).T   # [cycles+1, R]
     return replace(result, trace=replace(result.trace, error=error) if trace else None,
                    error_before=error[0].copy(), error_after=error[-1].copy())
+
+
+# --------------------------------------------------------------------------- the result, for every variant
+
+def collect(runs: list, shape, n_cycles: int, trace: bool) -> DSnoTResult:
+    """Stack the rows' runs (RowRun) into the result the vectorised code returns."""
+    for run in runs:                               # a row that stopped early repeats its last ε, inactive
+        pad = n_cycles + 1 - len(run.eps)
+        run.eps, run.active = run.eps + [run.eps[-1]] * pad, run.active + [False] * pad
+    eps = np.array([run.eps for run in runs], np.float64).reshape(len(runs), n_cycles + 1).T     # [K+1, R]
+    active = np.array([run.active for run in runs], np.bool_).reshape(len(runs), n_cycles + 1).T  # [K+1, R]
+    swaps = sorted((s for run in runs for s in run.swaps), key=lambda s: (s[3], s[0]))  # by cycle, then row
+    return DSnoTResult(pruned=np.array([run.pruned for run in runs], np.bool_).reshape(shape),
+                       eps_before=eps[0].copy(), eps_after=eps[-1].copy(),
+                       row_swaps=np.array([len(run.swaps) for run in runs], np.int64).reshape(-1), cycles=n_cycles,
+                       trace=DSnoTTrace(eps, active, np.array(swaps, np.int64).reshape(-1, 4)) if trace else None)
