@@ -271,3 +271,23 @@ def test_default_run_dir_is_found_again_and_reported(tmp_path, capsys, inputs, m
     m1, m2 = save.read_saved_masks(first), save.read_saved_masks(out)
     assert m1.keys() == m2.keys() and all(np.array_equal(m1[k], m2[k]) for k in m1)
     assert not runs[0].exists()   # the resumed run finished without --keep-cache: cleaned up
+
+
+def test_recon_error_token_sample_changes_only_the_diagnostic(tmp_path, capsys, inputs):
+    """--recon-error-tokens: the diagnostics' Hessian from a token sample; the masks (which never
+    read that Hessian) are the same as with every token, the reported errors are estimates."""
+    runs = {}
+    for count in ("all", str(S * L // 4)):
+        (tmp_path / count).mkdir()
+        out, results, _ = prune(tmp_path / count, capsys, "tiny-llama", "--prune-method", "dsnot",
+                                "--sparsity-ratio", "0.5", "--recon-error-tokens", count, inputs=inputs)
+        runs[count] = (save.read_saved_masks(out), results)
+    (all_masks, everything), (sampled_masks, sampled) = runs.values()
+    assert everything["settings"]["recon_error_tokens"] is None
+    assert sampled["settings"]["recon_error_tokens"] == S * L // 4
+    for name, mask in all_masks.items():
+        np.testing.assert_array_equal(sampled_masks[name], mask, err_msg=name)
+    exact = np.array([r["recon_after"] for r in everything["layers"]])
+    estimate = np.array([r["recon_after"] for r in sampled["layers"]])
+    assert not np.array_equal(exact, estimate)
+    assert np.all(estimate > 0) and np.all(np.abs(np.log(estimate / exact)) < 1.0)  # an estimate, same order

@@ -139,6 +139,9 @@ def add_run_arguments(p) -> None:
            help=f"calibration sequences per forward chunk (default {PipelineSettings.chunk_size})")
     option(p, "no_recon_error", action="store_true",
            help="skip the reconstruction-error diagnostics (saves a C x C Hessian per sublayer)")
+    option(p, "recon_error_tokens", default=str(PipelineSettings.recon_error_tokens), metavar="N|all",
+           help="the diagnostics' Hessian from a seeded sample of N calibration tokens, or all of them "
+                f"(default {PipelineSettings.recon_error_tokens}; methods that use the Hessian always get all)")
     option(p, "run_dir", default=None, metavar="DIR",
            help="activation cache and pruned layers (default: under the cache directory, named by the model, "
                 "calibration tokens and settings, so rerunning the same command resumes)")
@@ -340,7 +343,7 @@ def parse_pipeline(args) -> PipelineSettings:
         spec=spec, skip_layer=SKIP_LAYERS[skip_layer], skip_sub_layer=None if skip_sub in ("none", "no_skip") else skip_sub,
         chunk_size=args.chunk_size, dtype=parse_choice(args.dtype, tuple(DTYPES), "--dtype"),
         backend=parse_backend(args.backend), recon_error=not args.no_recon_error,
-        profile=parse_profile(args, method, nm),
+        recon_error_tokens=parse_recon_error_tokens(args.recon_error_tokens), profile=parse_profile(args, method, nm),
     )
 
 
@@ -390,6 +393,18 @@ def parse_profile(args, method: str, nm) -> OwlSettings | None:
         budget=OWL_DEFAULTS.budget if args.owl_budget is None else parse_choice(args.owl_budget, BUDGETS,
                                                                                  "--owl-budget"),
     )
+
+
+def parse_recon_error_tokens(text: str) -> int | None:
+    """--recon-error-tokens: a positive token count, or "all" (None: every calibration token)."""
+    if text == "all":
+        return None
+    try:
+        count = int(text)
+    except ValueError:
+        raise UserError(f"--recon-error-tokens must be a positive integer or 'all', got {text!r}") from None
+    check_positive(count, "--recon-error-tokens")
+    return count
 
 
 def parse_backend(text: str | None) -> str:
