@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import UserError
 from ..io_utils import atomic_write_json
+from ..timing import Timer
 
 DTYPES = {"float32": np.float32, "float64": np.float64}
 MAX_SEQLEN = 2**20
@@ -76,7 +76,7 @@ def run(args) -> int:
     from ..evaluate import perplexity  # noqa: PLC0415
     from ..model import load_model  # noqa: PLC0415
 
-    started = time.perf_counter()
+    clock = Timer()
     if not 2 <= args.seqlen <= MAX_SEQLEN:
         raise UserError(f"--seqlen must be in [2, {MAX_SEQLEN}], got {args.seqlen}")
     if args.max_windows is not None and not 1 <= args.max_windows <= MAX_WINDOWS:
@@ -116,6 +116,6 @@ def run(args) -> int:
                          "seqlen_requested": args.seqlen, "max_windows": args.max_windows,
                          "dtype": args.dtype, "backend": xp.__name__},
             "eval_seconds": result["seconds"],
-            "wall_seconds": time.perf_counter() - started,
+            "wall_seconds": clock.elapsed(),
         })
     return 0
