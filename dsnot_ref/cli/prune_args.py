@@ -340,7 +340,8 @@ def parse_pipeline(args) -> PipelineSettings:
                               "--skip-layer")
     skip_sub = parse_choice(args.skip_sub_layer, ("none", "no_skip", *SUB_LAYERS), "--skip-sub-layer")
     return PipelineSettings(
-        spec=spec, skip_layer=SKIP_LAYERS[skip_layer], skip_sub_layer=None if skip_sub in ("none", "no_skip") else skip_sub,
+        spec=spec, skip_layer=SKIP_LAYERS[skip_layer],
+        skip_sub_layer=None if skip_sub in ("none", "no_skip") else skip_sub,
         chunk_size=args.chunk_size, dtype=parse_choice(args.dtype, tuple(DTYPES), "--dtype"),
         backend=parse_backend(args.backend), recon_error=not args.no_recon_error,
         recon_error_tokens=parse_recon_error_tokens(args.recon_error_tokens), profile=parse_profile(args, method, nm),
