@@ -36,11 +36,11 @@ float32's epsilon times √T per entry (≈ 3e-6 for T = 2048), far below the di
 diagnostic reports.
 
 A Hessian that only feeds the diagnostic may also be estimated from a token sample
-(``hessian_fraction`` f < 1; the pipeline's ``recon_error_tokens``): from each chunk's T tokens
-a seeded uniform sample of round(f·T) without replacement, and the Hessian 2·L·Σ xxᵀ / T' over
-the T' sampled tokens, the same scale as (2/S) Σ XᵀX. Its cost drops by f; the relative errors
-before and after pruning are ratios of two quadratic forms on the same sample, and their
-sampling error on the demo model is measured in benchmarks/stats_cost.py and the README.
+(``hessian_fraction`` f < 1; the pipeline's ``recon_error_tokens``): each chunk's XᵀX is
+replaced by an unbiased estimate from round(f·T) of its T tokens, drawn (seeded) with
+probability proportional to ‖x_t‖² and weighted accordingly (``_hessian_rows``). Its cost
+drops by f; the errors before and after pruning are quadratic forms in the same estimate, and
+their sampling error on the demo model is measured by benchmarks/recon_sample.py (README).
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .backend import array_module, to_device
+from .backend import array_module, to_device, to_numpy
 
 # dtype of each chunk's product X_bᵀ X_b: float64, or the input's own dtype
 HESSIAN_PRODUCTS = ("float64", "input")
@@ -98,7 +98,6 @@ class StatsAccumulator:
         self.hessian_products = hessian_products  # dtype of each chunk's X_bᵀ X_b (see the module doc)
         self.hessian_fraction = float(hessian_fraction)  # share of each chunk's tokens in the Hessian
         self._rng = np.random.default_rng(seed)  # draws the Hessian's token sample (when fraction < 1)
-        self._hessian_tokens = 0  # tokens summed into Σ XᵀX
         self.n_seq = 0
         self.seq_len: int | None = None
         self._sum = None  # [C]  Σ x
@@ -138,22 +137,33 @@ class StatsAccumulator:
             self._n_tokens, self._mean, self._m2, b * seq_len, mean_b, m2_b
         )
         if self.with_hessian:
-            flat = self._hessian_sample(x.reshape(b * seq_len, c))  # [B, L, C] -> [T, C] -> [T', C]
+            flat = self._hessian_rows(x.reshape(b * seq_len, c))  # [B, L, C] -> [T, C] -> [T', C]
             if self.hessian_products == "float64":
                 flat = flat.astype(xp.float64)
             self._xtx += flat.T @ flat  # [C, T'] @ [T', C] -> [C, C] (one symmetric BLAS product), summed in float64
-            self._hessian_tokens += flat.shape[0]
         self.n_seq += b
 
-    def _hessian_sample(self, flat):
-        """The tokens of this chunk that enter the Hessian: all, or a uniform sample without
-        replacement of round(fraction · T) of them, in token order.   [T, C] -> [T', C]"""
+    def _hessian_rows(self, flat):
+        """Rows R with RᵀR = XᵀX of this chunk, or an unbiased estimate of it.   [T, C] -> [T', C]
+
+        With fraction f < 1, m = round(f·T) tokens are drawn with replacement, token t with
+        probability q_t = ‖x_t‖² / Σ‖x‖², and each is scaled by 1/√(m·q_t), so that
+        E[RᵀR] = XᵀX (norm sampling, the approximate matrix product of Drineas, Kannan and
+        Mahoney): the few heavy tokens that dominate XᵀX are the likely draws.
+        """
         n_tokens = flat.shape[0]
-        keep = max(1, round(self.hessian_fraction * n_tokens))
-        if keep >= n_tokens:
+        m = max(1, round(self.hessian_fraction * n_tokens))
+        if m >= n_tokens:
             return flat
-        rows = np.sort(self._rng.choice(n_tokens, size=keep, replace=False))  # [T']
-        return flat[to_device(rows, array_module(flat))]
+        xp = array_module(flat)
+        sq_norms = to_numpy((flat * flat).sum(axis=1, dtype=xp.float64))  # [T]  ‖x_t‖²
+        total = sq_norms.sum()
+        if total == 0:
+            return flat[:0]
+        q = sq_norms / total  # [T]
+        rows = np.sort(self._rng.choice(n_tokens, size=m, replace=True, p=q))  # [m] token order
+        scale = (1.0 / np.sqrt(m * q[rows])).astype(flat.dtype)  # [m]
+        return flat[to_device(rows, xp)] * to_device(scale, xp)[:, None]  # [m, C]
 
     def _allocate(self, xp, seq_len: int) -> None:
         c = self.n_cols
@@ -178,6 +188,5 @@ class StatsAccumulator:
             seq_sq=self._sumsq / s,
             var_pooled=self._m2 / self._n_tokens,
             var_within=self._var_within_sum / s,
-            # (2/S) Σ_s X_sᵀX_s, estimated from the sampled tokens: 2·L·ΣxxᵀT'/T' (= (2/S) Σ when T' = S·L)
-            hessian=(2.0 * self.seq_len / self._hessian_tokens) * self._xtx if self.with_hessian else None,
+            hessian=(2.0 / s) * self._xtx if self.with_hessian else None,
         )
