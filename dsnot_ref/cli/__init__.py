@@ -42,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
             module = importlib.import_module(f"{__name__}.{module_name}")
         except ModuleNotFoundError as exc:
             if exc.name == f"{__name__}.{module_name}":
-                continue  # subcommand not written yet
+                continue  # a subcommand module absent from this install
             raise
         p = module.add_parser(sub)
         p.set_defaults(_run=module.run)

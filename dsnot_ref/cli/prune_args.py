@@ -3,8 +3,8 @@
 Everything that can be refused is refused here, before any work, with one ``UserError`` line:
 flags, files, output locations, the backend. A job is four groups: ``Inputs`` (model and
 calibration data), the pipeline's own ``PipelineSettings`` (with the methods' ``PruneSpec``),
-``Evaluation`` and ``Output``; flag defaults are those dataclasses' defaults. ``cli/prune.py``
-does the work; ``cli/demo.py`` builds its jobs as these dataclasses directly.
+``Evaluation`` and ``Output``; a flag whose setting has a dataclass default takes that default.
+``cli/prune.py`` does the work; ``cli/demo.py`` builds its jobs as these dataclasses directly.
 """
 
 from __future__ import annotations
