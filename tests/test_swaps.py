@@ -170,10 +170,11 @@ def test_no_budget_returns_the_initial_mask():
 @settings(max_examples=60, deadline=None)
 @given(seed=st.integers(0, 10_000), nm=st.sampled_from([None, None, (2, 4), (4, 8)]),
        sparsity=st.sampled_from([0.25, 0.5, 0.75]), cfg=search_settings,
-       block_rows=st.sampled_from([0, 1, 4]), span=st.sampled_from([1, 3]))
-def test_plain_and_vectorised_are_identical(seed, nm, sparsity, cfg, block_rows, span):
+       block_rows=st.sampled_from([0, 1, 4]), span=st.sampled_from([1, 3]), threads=st.sampled_from([1, 2]))
+def test_plain_and_vectorised_are_identical(seed, nm, sparsity, cfg, block_rows, span, threads):
+    """Also in blocks of rows searched by two threads (block_rows 0 then gives one block per thread)."""
     x, w, pruned0 = integer_problem(seed, sparsity=sparsity, nm=nm, span=span)
-    cfg = dataclasses.replace(cfg, block_rows=block_rows)
+    cfg = dataclasses.replace(cfg, block_rows=block_rows, threads=threads)
     plain = swaps_plain(w, pruned0, x.T @ x, cfg, nm=nm)
     fast = sparse_swaps_from_gram(w, pruned0, x.T @ x, cfg, nm=nm)
     np.testing.assert_array_equal(fast.pruned, plain.pruned)
@@ -226,7 +227,8 @@ def test_a_window_as_wide_as_the_row_with_refresh_one_is_exact():
 
 
 @pytest.mark.parametrize("bad", [dict(max_swaps=-1), dict(tol=-1.0), dict(tol=float("nan")),
-                                 dict(window=-2), dict(refresh=0), dict(block_rows=-1)])
+                                 dict(window=-2), dict(refresh=0), dict(block_rows=-1),
+                                 dict(threads=-1)])
 def test_bad_settings_are_refused(bad):
     with pytest.raises(UserError):
         SwapSettings(**bad)

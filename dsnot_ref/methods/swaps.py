@@ -37,6 +37,8 @@ unstructured, ``k + 1`` for N:M.
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -55,6 +57,7 @@ class SwapSettings:
     window: int = 32  # candidates per side per round (unstructured); 0 = all (exact best pair)
     refresh: int = 8  # swaps per round (unstructured): windows are rebuilt after this many
     block_rows: int = 0  # rows processed at once; 0 = sized to BLOCK_BYTES
+    threads: int = 0  # blocks searched at once in threads (NumPy only); 0 = the CPUs this process may use
 
     def __post_init__(self):
         if self.max_swaps < 0:
@@ -67,6 +70,8 @@ class SwapSettings:
             raise UserError(f"swaps: refresh must be >= 1, got {self.refresh}")
         if self.block_rows < 0:
             raise UserError(f"swaps: block_rows must be >= 0, got {self.block_rows}")
+        if self.threads < 0:
+            raise UserError(f"swaps: threads must be >= 0 (0 = every CPU), got {self.threads}")
 
 
 @dataclass(frozen=True)
@@ -157,12 +162,13 @@ def row_round_unstructured(w, u, pruned, gram, w_sq_diag, error, swaps_left, set
             return done, error, step == 0
         p, q = divmod(flat, k)
         i, j = int(rows_i[p]), int(cols_j[q])
-        u += u_shift(gram[i], gram[j], w[i], w[j])  # G symmetric: row = column
+        shift = u_shift(gram[i], gram[j], w[i], w[j])  # [C], G symmetric: row = column
+        u += shift
         pruned[i], pruned[j] = False, True
         error += best
         done.append((i, j, float(best), step))
-        a_win = a_win - 2.0 * w_i * u_shift(gram[rows_i, i], gram[rows_i, j], w[i], w[j])
-        b_win = b_win + 2.0 * w_j * u_shift(gram[cols_j, i], gram[cols_j, j], w[i], w[j])
+        a_win = a_win - 2.0 * w_i * shift[rows_i]  # a and b of the window members follow u
+        b_win = b_win + 2.0 * w_j * shift[cols_j]
         a_win[p], b_win[q] = np.inf, np.inf
     return done, error, False
 
@@ -264,10 +270,18 @@ def smallest_k(values, k: int):
     kth = xp.partition(values, k - 1, axis=1)[:, k - 1 : k]  # [n, 1] the k-th smallest value
     below = values < kth
     at = values == kth
-    need = k - xp.sum(below, axis=1, keepdims=True)  # how many of the tied values to take
-    take = below | (at & (xp.cumsum(at, axis=1) <= need))  # exactly k per row
+    take = below | at
+    if int(xp.count_nonzero(take)) != n * k:  # some row has ties at its k-th value
+        need = k - xp.sum(below, axis=1, keepdims=True)  # how many of the tied values to take
+        take = below | (at & (xp.cumsum(at, axis=1) <= need))  # exactly k per row
     cols = xp.nonzero(take)[1].reshape(n, k).astype(xp.int64)  # row-major: ascending columns
     return cols, xp.isfinite(xp.take_along_axis(values, cols, axis=1))
+
+
+def pair_entries(gram, cols_i, cols_j):
+    """G_ij of every window pair: [C, C], [n, k], [n, k'] -> [n, k, k'] (one flat gather)."""
+    xp = array_module(gram)
+    return xp.take(gram.reshape(-1), cols_i[:, :, None] * gram.shape[1] + cols_j[:, None, :])
 
 
 class Block:
@@ -299,14 +313,20 @@ class Block:
         self.out["error"][self.index] = self.error
         self.out["swaps"][self.index] = self.swaps
 
-    def swap(self, sel, i, j, best, gram):
-        """Rows ``sel`` regrow column i and prune column j: u ← u − w_i G[i] + w_j G[j]."""
-        w_i, w_j = self.w[sel, i][:, None], self.w[sel, j][:, None]
-        self.u[sel] = self.u[sel] + u_shift(gram[i], gram[j], w_i, w_j)
-        self.pruned[sel, i] = False
-        self.pruned[sel, j] = True
-        self.error[sel] += best
-        self.swaps[sel] += 1
+    def swap(self, rows, i, j, best, gram):
+        """Working rows ``rows`` [A] regrow column i [A] and prune column j [A]:
+        u ← u − w_i G[i] + w_j G[j]. -> the shift of u, [A, C]."""
+        w_i, w_j = self.w[rows, i][:, None], self.w[rows, j][:, None]
+        shift = u_shift(gram[i], gram[j], w_i, w_j)  # [A, C], G symmetric: row = column
+        if rows.shape[0] == self.u.shape[0]:  # every working row: add in place
+            self.u += shift
+        else:
+            self.u[rows] = self.u[rows] + shift
+        self.pruned[rows, i] = False
+        self.pruned[rows, j] = True
+        self.error[rows] += best
+        self.swaps[rows] += 1
+        return shift
 
 
 def compact_if_sparse(block: Block, live, fraction: float = 0.75):
@@ -320,45 +340,68 @@ def compact_if_sparse(block: Block, live, fraction: float = 0.75):
     return live
 
 
+class Windows:
+    """One round's candidates, for the working rows still open in the round (compacted as rows
+    close): ``rows`` [m] (indices into the working rows), the regrowth window ``cols_i`` and
+    the pruning window ``cols_j`` [m, k] (ascending columns), their one-sided terms ``a``, ``b``
+    and weights ``w_i``, ``w_j`` [m, k], and the cross terms −2 w_i w_j G_ij [m, k, k]."""
+
+    NAMES = ("rows", "cols_i", "cols_j", "a", "b", "w_i", "w_j", "cross")
+
+    def __init__(self, block: Block, gram, k: int):
+        xp = array_module(block.w)
+        a, b = one_sided_terms(block.w, block.u, block.w_sq_diag, block.pruned)  # [n, C]
+        self.cols_i, ok_i = smallest_k(a, k)  # [n, k]
+        self.cols_j, ok_j = smallest_k(b, k)
+        self.a = xp.where(ok_i, xp.take_along_axis(a, self.cols_i, axis=1), xp.inf)
+        self.b = xp.where(ok_j, xp.take_along_axis(b, self.cols_j, axis=1), xp.inf)
+        self.w_i = xp.take_along_axis(block.w, self.cols_i, axis=1)
+        self.w_j = xp.take_along_axis(block.w, self.cols_j, axis=1)
+        self.cross = cross_terms(self.w_i, self.w_j, pair_entries(gram, self.cols_i, self.cols_j))
+        self.rows = xp.arange(block.w.shape[0])
+
+    def keep(self, open_):
+        """Keep the rows where ``open_`` [m] is True."""
+        if not bool(open_.all()):
+            for name in self.NAMES:
+                setattr(self, name, getattr(self, name)[open_])
+
+    def follow(self, shift, p, q):
+        """After each row's swap (window positions p, q [m]; u moved by ``shift`` [m, C]): a and b
+        of the window members follow u, and the two swapped columns leave their windows."""
+        xp = array_module(shift)
+        self.a = self.a - 2.0 * self.w_i * xp.take_along_axis(shift, self.cols_i, axis=1)
+        self.b = self.b + 2.0 * self.w_j * xp.take_along_axis(shift, self.cols_j, axis=1)
+        rows = xp.arange(p.shape[0])
+        self.a[rows, p] = xp.inf
+        self.b[rows, q] = xp.inf
+
+
 def round_unstructured(block: Block, gram, settings: SwapSettings, k: int, n_round: int, log: list):
     """One round on every working row (the vectorised ``row_round_unstructured``) -> stopped [n]."""
     xp = array_module(block.w)
-    n = block.w.shape[0]
-    r = xp.arange(n)[:, None]
-    a, b = one_sided_terms(block.w, block.u, block.w_sq_diag, block.pruned)  # [n, C]
-    rows_i, ok_i = smallest_k(a, k)  # [n, k]
-    cols_j, ok_j = smallest_k(b, k)
-    a_win = xp.where(ok_i, a[r, rows_i], xp.inf)
-    b_win = xp.where(ok_j, b[r, cols_j], xp.inf)
-    w_i, w_j = block.w[r, rows_i], block.w[r, cols_j]
-    cross = cross_terms(w_i, w_j, gram[rows_i[:, :, None], cols_j[:, None, :]])  # [n, k, k]
+    win = Windows(block, gram, k)
     left = settings.max_swaps - block.swaps  # [n] >= 1 for every working row
-    open_ = xp.ones(n, dtype=xp.bool_)
-    stopped = xp.zeros(n, dtype=xp.bool_)
+    stopped = xp.zeros(block.w.shape[0], dtype=xp.bool_)
     for step in range(settings.refresh):
-        open_ &= step < left
-        if not bool(xp.any(open_)):
+        win.keep(step < left[win.rows])
+        m = win.rows.shape[0]
+        if m == 0:
             break
-        delta = pair_deltas(a_win, b_win, cross).reshape(n, k * k)  # [n, k, k] -> [n, k²]
+        delta = pair_deltas(win.a, win.b, win.cross).reshape(m, k * k)  # [m, k, k] -> [m, k²]
         flat = xp.argmin(delta, axis=1)  # first minimum: lowest i, then lowest j
-        best = delta[xp.arange(n), flat]
-        ok = open_ & accepts(best, block.error, settings.tol)
+        best = xp.take_along_axis(delta, flat[:, None], axis=1)[:, 0]
+        ok = accepts(best, block.error[win.rows], settings.tol)
         if step == 0:
-            stopped = ~ok
-        open_ = ok
-        sel = xp.nonzero(ok)[0]
-        p, q = flat[sel] // k, flat[sel] % k
-        i, j = rows_i[sel, p], cols_j[sel, q]
-        block.swap(sel, i, j, best[sel], gram)
-        log.append((block.index[sel], i, j, n_round * settings.refresh + step + 1, best[sel]))
-        ri, cj = rows_i[sel], cols_j[sel]
-        wi, wj = block.w[sel, i][:, None], block.w[sel, j][:, None]
-        shift_i = u_shift(gram[ri, i[:, None]], gram[ri, j[:, None]], wi, wj)  # [A, k]
-        shift_j = u_shift(gram[cj, i[:, None]], gram[cj, j[:, None]], wi, wj)
-        a_win[sel] = a_win[sel] - 2.0 * w_i[sel] * shift_i
-        b_win[sel] = b_win[sel] + 2.0 * w_j[sel] * shift_j
-        a_win[sel, p] = xp.inf
-        b_win[sel, q] = xp.inf
+            stopped = ~ok  # every working row is open at step 0
+        win.keep(ok)
+        flat, best = flat[ok], best[ok]
+        p, q = flat // k, flat % k
+        i = xp.take_along_axis(win.cols_i, p[:, None], axis=1)[:, 0]
+        j = xp.take_along_axis(win.cols_j, q[:, None], axis=1)[:, 0]
+        shift = block.swap(win.rows, i, j, best, gram)
+        log.append((block.index[win.rows], i, j, n_round * settings.refresh + step + 1, best))
+        win.follow(shift, p, q)
     return stopped
 
 
@@ -418,25 +461,42 @@ def rows_per_block(settings: SwapSettings, n_cols: int, k: int, nm) -> int:
     return max(1, BLOCK_BYTES // (8 * per_row))
 
 
+def thread_count(settings: SwapSettings) -> int:
+    """Threads for the row blocks: ``settings.threads``, or 0 = the CPUs this process may use."""
+    if settings.threads:
+        return settings.threads
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def sparse_swaps_from_gram(w, pruned0, gram, settings: SwapSettings | None = None, nm=None) -> SwapResult:
     """The search on all rows, in blocks of rows: w [R, C], pruned0 [R, C] bool, gram [C, C]
     (Σ x xᵀ; any positive multiple gives the same masks, the errors scale with it)."""
     settings = settings or SwapSettings()
     xp = array_module(w, gram)
     w = xp.asarray(w, dtype=xp.float64)
-    gram = xp.asarray(gram, dtype=xp.float64)
+    gram = xp.ascontiguousarray(gram, dtype=xp.float64)  # pair_entries gathers from its flat view
     pruned0 = xp.asarray(pruned0, dtype=xp.bool_)
     check_problem(w, pruned0, gram, nm)
     n_rows, n_cols = w.shape
+    threads = thread_count(settings) if xp is np else 1
     height = rows_per_block(settings, n_cols, window_size(settings, n_cols), nm)
-    parts, log = [], []
-    for start in range(0, n_rows, height):
-        stop = min(start + height, n_rows)
+    if not settings.block_rows:
+        height = min(height, -(-n_rows // threads))  # at least one block per thread
+    starts = range(0, n_rows, height)
+
+    def search(start):  # rows are independent: a block's result does not depend on the others
         block_log = []
-        parts.append(search_block(w[start:stop], pruned0[start:stop], gram, settings, nm, block_log))
-        log += [(rows + start, i, j, step, best) for rows, i, j, step, best in block_log]
+        part = search_block(w[start : start + height], pruned0[start : start + height], gram, settings, nm, block_log)
+        return part, [(rows + start, i, j, step, best) for rows, i, j, step, best in block_log]
+
+    if threads > 1 and len(starts) > 1:  # NumPy releases the GIL inside its array operations
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            results = list(pool.map(search, starts))
+    else:
+        results = [search(start) for start in starts]
+    parts = [part for part, _ in results]
     pruned, before, after, swaps = (xp.concatenate([p[n] for p in parts]) for n in range(4))
-    table, deltas = log_table(log)
+    table, deltas = log_table([entry for _, block_log in results for entry in block_log])
     return SwapResult(pruned, swaps, before, after, int(table[:, 3].max()) if len(table) else 0, table, deltas)
 
 
