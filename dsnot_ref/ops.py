@@ -12,6 +12,7 @@ import math
 import numpy as np
 
 from .backend import array_module
+from .methods.torch_sum import torch_row_sum
 
 
 def linear(x, w, b=None):
@@ -25,9 +26,16 @@ def linear(x, w, b=None):
 
 
 def rms_norm(x, weight, eps: float):
-    """x / sqrt(mean(x²) + eps) · weight   (LLaMA's RMSNorm).   x [..., D] -> [..., D]"""
+    """x / sqrt(mean(x²) + eps) · weight   (LLaMA's RMSNorm).   x [..., D] -> [..., D]
+
+    Σx² is added in the order of torch's CPU row sum (methods/torch_sum.py), so in float32
+    the result equals transformers' LlamaRMSNorm bit for bit on CPU (x · rsqrt(mean + eps),
+    then · weight); NumPy's pairwise sum differs from it in the last bit of ~15% of the rows.
+    """
     xp = array_module(x)
-    mean_sq = xp.mean(x * x, axis=-1, keepdims=True)  # [..., 1]
+    width = x.shape[-1]
+    sum_sq = torch_row_sum((x * x).reshape(-1, width))                # [..., D] -> [T]
+    mean_sq = (sum_sq / x.dtype.type(width)).reshape(*x.shape[:-1], 1)  # [..., 1]
     return x * (1.0 / xp.sqrt(mean_sq + eps)).astype(x.dtype) * weight
 
 
@@ -40,14 +48,20 @@ def layer_norm(x, weight, bias, eps: float):
     return centred * (1.0 / xp.sqrt(var + eps)).astype(x.dtype) * weight + bias
 
 
-def rope_inv_freq(head_dim: int, theta: float, scaling: dict | None) -> np.ndarray:
-    """Inverse frequencies θ^(−2i/Dh), i < Dh/2, with Llama 3's rescaling when asked.  -> [Dh/2] float64
+def rope_inv_freq(head_dim: int, theta: float, scaling: dict | None, dtype=np.float64) -> np.ndarray:
+    """Inverse frequencies θ^(−2i/Dh), i < Dh/2, with Llama 3's rescaling when asked.  -> [Dh/2] dtype
 
+    In float32 they are formed as transformers forms them: the exponent 2i/Dh and the power
+    θ^(2i/Dh) rounded to float32, then the reciprocal in float32 (the correctly rounded
+    float32 of θ^(−2i/Dh) differs from that in the last bit of about a third of the entries,
+    and the angle position·inv_freq carries the difference ×position). float64 is exact.
     Llama 3 (rope_type "llama3"): wavelengths longer than original_max/low_freq_factor are
     divided by `factor`, shorter than original_max/high_freq_factor kept, and in between
-    interpolated linearly in original_max/wavelength.
+    interpolated linearly in original_max/wavelength (in ``dtype``, as transformers does).
     """
-    inv_freq = 1.0 / theta ** (np.arange(0, head_dim, 2, dtype=np.float64) / head_dim)
+    work = np.dtype(dtype)
+    exponent = np.arange(0, head_dim, 2, dtype=work) / work.type(head_dim)      # [Dh/2]
+    inv_freq = work.type(1.0) / (theta ** exponent.astype(np.float64)).astype(work)
     if scaling is None:
         return inv_freq
     factor = scaling["factor"]
@@ -67,10 +81,10 @@ def rope_tables(config, seq_len: int, dtype=np.float32, xp=np):
     In float32 the angles are formed as transformers forms them (float32 frequencies times
     float32 positions), so long sequences agree with it to rounding; float64 is exact.
     """
-    inv_freq = rope_inv_freq(config.head_dim, config.rope_theta, config.rope_scaling_dict)
     work = np.dtype(dtype)
+    inv_freq = rope_inv_freq(config.head_dim, config.rope_theta, config.rope_scaling_dict, work)
     positions = np.arange(seq_len, dtype=work)                        # [L]
-    angles = np.outer(positions, inv_freq.astype(work)).astype(np.float64)  # [L, Dh/2]
+    angles = np.outer(positions, inv_freq).astype(np.float64)         # [L, Dh/2]
     angles = np.concatenate([angles, angles], axis=-1)                  # [L, Dh]
     cos, sin = np.cos(angles).astype(work), np.sin(angles).astype(work)
     return xp.asarray(cos), xp.asarray(sin)
