@@ -231,11 +231,11 @@ class StatsCapture:
     """
 
     def __init__(self, names: list[str], n_cols: dict[str, int], with_hessian: bool,
-                 hessian_products: str = "float64", hessian_fraction: float = 1.0):
+                 hessian_products: str = "float64", hessian_fraction: float = 1.0, released_averages: bool = False):
         self.leaders = input_leaders(names)
         self.accumulators = {
             name: StatsAccumulator(n_cols[name], with_hessian=with_hessian, hessian_products=hessian_products,
-                                   hessian_fraction=hessian_fraction)
+                                   hessian_fraction=hessian_fraction, released_averages=released_averages)
             for name in names
             if self.leaders[name] == name
         }
@@ -277,7 +277,8 @@ def gather_stats(config, layer: dict, in_path: Path, settings: PipelineSettings,
     (n_seq, seq_len, _), _ = cache.activation_info(in_path)
     capture = StatsCapture(names, n_cols, with_hessian=method_needs or settings.recon_error,
                            hessian_products="float64" if method_needs else "input",
-                           hessian_fraction=1.0 if method_needs else diagnostic_fraction(settings, n_seq * seq_len))
+                           hessian_fraction=1.0 if method_needs else diagnostic_fraction(settings, n_seq * seq_len),
+                           released_averages=released_statistics(settings.spec))
     starts = chunk_starts(n_seq, settings.chunk_size)
     for k, start in enumerate(starts):
         with timer("io"):
@@ -289,6 +290,12 @@ def gather_stats(config, layer: dict, in_path: Path, settings: PipelineSettings,
         tick(k + 1, 2 * len(starts), "statistics")
     timer.seconds["stats"] += capture.seconds
     return capture.finalize()
+
+
+def released_statistics(spec: PruneSpec) -> bool:
+    """The official DSnoT variant takes the released code's float32 running averages as its
+    statistics (stats_released.py); every other method dsnot_ref's float64 ones."""
+    return spec.method == "dsnot" and spec.dsnot.variant == "official"
 
 
 def diagnostic_fraction(settings: PipelineSettings, n_tokens: int) -> float:

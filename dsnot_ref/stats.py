@@ -26,6 +26,11 @@ The two variances (the growth criterion of DSnoT, §4):
   its statistic would become a per-batch variance if it were ever called with more than one
   sequence at a time; ours is always per sequence.
 
+The official DSnoT variant does not take these float64 values: with ``released_averages=True``
+its ``seq_sum``, ``seq_sq`` and ``var_within`` are the released code's own float32 running
+averages, computed in the released order (stats_released.py), because a Wanda near-tie at the
+pruning threshold can be ordered by the last bit of ``seq_sq``.
+
 The Hessian ``(2/S) Σ_s X_sᵀ X_s`` is summed in float64 across chunks. Each chunk's product
 ``X_bᵀ X_b`` (one BLAS call over its T tokens) is formed in float64 by default, which SparseGPT,
 the exact DSnoT variant and the swaps refiner use. With ``hessian_products="input"`` it is
@@ -45,11 +50,12 @@ their sampling error on the demo model is measured by benchmarks/recon_sample.py
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from .backend import array_module, to_device, to_numpy
+from .stats_released import ReleasedAverages
 
 # dtype of each chunk's product X_bᵀ X_b: float64, or the input's own dtype
 HESSIAN_PRODUCTS = ("float64", "input")
@@ -57,7 +63,8 @@ HESSIAN_PRODUCTS = ("float64", "input")
 
 @dataclass(frozen=True)
 class LinearStats:
-    """Input statistics of one linear sublayer over S calibration sequences (float64 arrays)."""
+    """Input statistics of one linear sublayer over S calibration sequences (float64 arrays;
+    seq_sum, seq_sq and var_within are float32 when accumulated as the released code does)."""
 
     n_seq: int  # S
     seq_len: int  # L
@@ -88,7 +95,7 @@ class StatsAccumulator:
     """
 
     def __init__(self, n_cols: int, with_hessian: bool = False, hessian_products: str = "float64",
-                 hessian_fraction: float = 1.0, seed: int = 0):
+                 hessian_fraction: float = 1.0, seed: int = 0, released_averages: bool = False):
         if hessian_products not in HESSIAN_PRODUCTS:
             raise ValueError(f"hessian_products must be one of {HESSIAN_PRODUCTS}, got {hessian_products!r}")
         if not 0.0 < hessian_fraction <= 1.0:
@@ -98,6 +105,8 @@ class StatsAccumulator:
         self.hessian_products = hessian_products  # dtype of each chunk's X_bᵀ X_b (see the module doc)
         self.hessian_fraction = float(hessian_fraction)  # share of each chunk's tokens in the Hessian
         self._rng = np.random.default_rng(seed)  # draws the Hessian's token sample (when fraction < 1)
+        # the official variant's seq_sum, seq_sq, var_within: the released float32 averages
+        self._released = ReleasedAverages() if released_averages else None
         self.n_seq = 0
         self.seq_len: int | None = None
         self._sum = None  # [C]  Σ x
@@ -141,6 +150,8 @@ class StatsAccumulator:
             if self.hessian_products == "float64":
                 flat = flat.astype(xp.float64)
             self._xtx += flat.T @ flat  # [C, T'] @ [T', C] -> [C, C] (one symmetric BLAS product), summed in float64
+        if self._released is not None:
+            self._released.update(x)
         self.n_seq += b
 
     def _hessian_rows(self, flat):
@@ -181,7 +192,7 @@ class StatsAccumulator:
         if self.n_seq == 0:
             raise ValueError("no sequences were accumulated")
         s = self.n_seq
-        return LinearStats(
+        stats = LinearStats(
             n_seq=s,
             seq_len=int(self.seq_len),
             seq_sum=self._sum / s,
@@ -190,3 +201,7 @@ class StatsAccumulator:
             var_within=self._var_within_sum / s,
             hessian=(2.0 / s) * self._xtx if self.with_hessian else None,
         )
+        if self._released is None:
+            return stats
+        r = self._released
+        return replace(stats, seq_sum=r.sum_metric_row, seq_sq=r.scaler_row, var_within=r.var)

@@ -9,6 +9,8 @@ weight, it checks bit for bit:
 
 - ``torch_row_sum`` (methods/torch_sum.py) against ``torch.sum(x, dim=1)`` on CPU, with the
   SIMD width of the running torch (``torch.backends.cpu.get_cpu_capability()``);
+- ``torch_column_sum`` and ``sequential_sum`` against ``torch.sum`` and ``torch.norm(p=2)`` over
+  the tokens of one sequence, on the transposed [C, L] view the released wrapper reduces;
 - the official variant's element-wise quantities against the released code's expressions:
   W · sum_metric_row, c / var**γ for γ in (1, 2), the running ε update and the threshold test.
 
@@ -28,7 +30,7 @@ import sys
 import numpy as np
 import torch
 
-from dsnot_ref.methods.torch_sum import torch_row_sum
+from dsnot_ref.methods.torch_sum import sequential_sum, torch_column_sum, torch_row_sum
 
 WIDTHS = (1, 3, 7, 8, 9, 15, 16, 17, 31, 33, 63, 64, 100, 127, 129, 255, 256, 257, 384, 511,
           513, 576, 1000, 1536, 2047, 2049, 4096, 5000, 11008, 16385)
@@ -61,6 +63,12 @@ def main(argv=None) -> int:
         x[rng.random(x.shape) < 0.5] = 0.0                                  # kept weights: c = 0
         theirs = torch.sum(torch.from_numpy(x), dim=1, keepdim=True).numpy()[:, 0]
         ok &= check(f"row sum C={width}", torch_row_sum(x, lanes), theirs)
+    for width in (576, 1536):                                               # the released wrapper's per-sequence sums
+        x = (rng.standard_normal((512, width)) * 3 + 0.3).astype(np.float32)   # one sequence [L, C]
+        t = torch.from_numpy(x).t()                                          # [C, L] strided, as add_batch
+        ok &= check(f"column sum C={width}", torch_column_sum(x[None])[0], torch.sum(t, dim=1).numpy())
+        ok &= check(f"column norm C={width}", np.sqrt(sequential_sum((x * x)[None])[0]),
+                    torch.norm(t, p=2, dim=1).numpy())
 
     w = (rng.standard_normal((args.rows, 1536)) * 0.05).astype(np.float32)
     seq_sum = (rng.standard_normal(1536) * 30).astype(np.float32)

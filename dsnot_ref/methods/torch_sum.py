@@ -97,3 +97,26 @@ def torch_row_sum(x, lanes: int = 8):
     for lane in range(lanes):
         total = total + lane_sums[:, lane]
     return zero + total                               # added to the zero-filled output
+
+
+def torch_column_sum(x):
+    """Σ_t x[b, t, j] in x's dtype, in the order of torch's CPU ``sum(dim=1)`` of the transposed
+    [C, L] view that the released wrapper sums (``vectorized_outer_sum``): each column's L
+    entries added one by one through ``multi_row_sum``'s 4-level cascade, without the 4
+    interleaved accumulators of a contiguous row. [B, L, C] -> [B, C].
+
+    torch takes this path for the columns that fall in whole groups of 4·V columns of one
+    thread's share of C; the columns left over (when C / threads is not a multiple of 4·V:
+    not for the demo model's 576 and 1536 on 2 threads) go through ``row_sum``'s order instead.
+    """
+    return multi_row_sum(x)
+
+
+def sequential_sum(x):
+    """Σ_t x[b, t, j] added one token after the other, in x's dtype: the order of torch's CPU
+    ``norm(p=2, dim=1)`` of that transposed view (``binary_kernel_reduce``, a float32
+    accumulator per column). [B, L, C] -> [B, C]"""
+    total = x[:, 0].copy()                                                # [B, C]
+    for t in range(1, x.shape[1]):
+        total += x[:, t]
+    return total
