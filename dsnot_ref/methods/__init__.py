@@ -172,7 +172,8 @@ def prune_linear(weight, stats, spec: PruneSpec, *, apply_dsnot: bool = True) ->
         diagnostics.update(extra)
     else:
         diagnostics.update({"swaps": 0, "cycles": 0})
-    after = _mask_diagnostics(weight, stats, pruned, energy)
+    unchanged = pruned is pruned0 or bool(xp.array_equal(pruned, pruned0))
+    after = before if unchanged else _mask_diagnostics(weight, stats, pruned, energy)  # skipped: same mask
     diagnostics["eps_after"] = after["eps"]
     if "recon" in after:
         diagnostics["recon_after"] = after["recon"]
