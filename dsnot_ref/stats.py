@@ -151,7 +151,7 @@ class StatsAccumulator:
                 flat = flat.astype(xp.float64)
             self._xtx += flat.T @ flat  # [C, T'] @ [T', C] -> [C, C] (one symmetric BLAS product), summed in float64
         if self._released is not None:
-            self._released.update(x)
+            self._released.update(x, seq_var=seq_m2 / seq_len)  # numpy's var(axis=1) of float64(x), reused
         self.n_seq += b
 
     def _hessian_rows(self, flat):

@@ -37,13 +37,16 @@ class ReleasedAverages:
         self.scaler_row = None  # [C] float32  (1/S) Σ_s ‖x_s‖²  (seq_sq)
         self.var = None  # [C] float32  token-weighted mean of each sequence's biased variance
 
-    def update(self, x) -> None:
-        """Add B whole sequences, ``x [B, L, C]``, in order."""
+    def update(self, x, seq_var=None) -> None:
+        """Add B whole sequences, ``x [B, L, C]``, in order. ``seq_var`` [B, C]: each sequence's
+        biased variance in float64 when the caller has it already (stats.py does), else computed."""
         xp = array_module(x)
         x32 = x.astype(xp.float32, copy=False)                             # [B, L, C]
         seq_sum = torch_column_sum(x32)                                    # [B, L, C] -> [B, C]
         norm = xp.sqrt(sequential_sum(x32 * x32))                          # [B, C]  torch.norm(p=2)
-        seq_var = x32.astype(xp.float64).var(axis=1).astype(xp.float32)   # [B, C]  unbiased=False
+        if seq_var is None:
+            seq_var = x32.astype(xp.float64).var(axis=1)                   # [B, C]  unbiased=False
+        seq_var = seq_var.astype(xp.float32)
         for s in range(x.shape[0]):
             self._add_sequence(xp, seq_sum[s], norm[s], seq_var[s], x.shape[1])
 
