@@ -1,9 +1,10 @@
-"""Golden fixtures: small DSnoT problems with their expected masks and ε traces.
+"""Golden fixtures: small DSnoT and SparseSwaps problems with their expected masks and traces.
 
 A golden file is one ``.npz`` holding one case: the inputs of ``methods.dsnot_vectorised.dsnot`` (weight,
-statistics, initial mask, settings; for the exact variant also G = Σ x xᵀ) and, optionally, its
-outputs (final mask, ε trace, active flags, swaps; exact variant also the E_r trace). The
-format is described in ``data/golden/FORMAT.md`` (version 2; version-1 files are still read). Another implementation
+statistics, initial mask, settings; for the exact variant and SparseSwaps also G = Σ x xᵀ) and,
+optionally, its outputs (final mask, ε trace, active flags, swaps; exact variant also the E_r
+trace; SparseSwaps: no ε trace, the E_r trace instead). The format is described in
+``data/golden/FORMAT.md`` (version 3; versions 1 and 2 are still read). Another implementation
 (a GPU kernel, a port) reads the inputs, writes its own outputs in the same format, and
 ``compare_outputs`` / ``dsnot-ref golden check`` say whether it agrees with ours.
 
@@ -27,18 +28,22 @@ from .methods.dsnot_common import DSnoTSettings, arithmetic_dtype
 from .methods.dsnot_exact import exact_from_gram
 from .methods.dsnot_vectorised import dsnot
 from .methods.scores import initial_mask, magnitude_score, wanda_score
+from .methods.swaps import SwapSettings, sparse_swaps_from_gram
 
-FORMAT_VERSION = 2
-READABLE_VERSIONS = (1, 2)      # version 1: no gram, no exact-variant settings, no error_trace
+FORMAT_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)   # 1: no gram, no exact-variant settings, no error_trace; 2: no swaps
 GOLDEN_DIR = Path(__file__).resolve().parents[1] / "data" / "golden"
 
 INPUT_ARRAYS = ("weight", "seq_sum", "seq_sq", "var", "initial_score", "pruned0")
-OPTIONAL_INPUT_ARRAYS = ("gram",)                      # required when variant == "exact"
+OPTIONAL_INPUT_ARRAYS = ("gram",)                      # required when variant is "exact" or "swaps"
 SETTING_KEYS = ("variant", "max_cycle_time", "update_threshold", "pow_of_var_regrowing",
                 "without_same_sign", "nm", "lookahead", "cycle_fraction", "on_reject")
+SWAP_SETTING_KEYS = ("swap_max_iter", "swap_tol", "swap_window", "swap_refresh")  # variant "swaps" only
 META_KEYS = ("format_version", "case", "description", "initial_method", "sparsity")
-OUTPUT_KEYS = ("pruned", "eps_trace", "active_trace", "swaps", "cycles")
-OPTIONAL_OUTPUT_KEYS = ("error_trace",)                # exact variant
+OUTPUT_KEYS = ("pruned", "eps_trace", "active_trace", "swaps", "cycles")  # no eps_trace for "swaps"
+OPTIONAL_OUTPUT_KEYS = ("error_trace",)                # exact variant; required for "swaps"
+SWAPS = "swaps"                 # the file's variant for SparseSwaps (methods/swaps.py)
+GRAM_VARIANTS = ("exact", SWAPS)
 
 
 @dataclass(frozen=True)
@@ -55,17 +60,23 @@ class GoldenCase:
     sparsity: float
     initial_method: str
     description: str = ""
-    gram: np.ndarray | None = None   # [C, C] float64, G = Σ_tokens x xᵀ (exact variant; not / S)
+    gram: np.ndarray | None = None   # [C, C] float64, G = Σ_tokens x xᵀ (exact, swaps; not / S)
+    swap_settings: SwapSettings | None = None  # SparseSwaps cases; then ``settings`` is unused
+
+    @property
+    def variant(self) -> str:
+        """The file's ``variant``: a DSnoT variant, or "swaps"."""
+        return SWAPS if self.swap_settings is not None else self.settings.variant
 
 
 @dataclass(frozen=True)
 class GoldenOutputs:
     pruned: np.ndarray           # [R, C] bool, final mask
-    eps_trace: np.ndarray        # [cycles+1, R] float64
+    eps_trace: np.ndarray | None  # [cycles+1, R] float64; None for SparseSwaps (no ε)
     active_trace: np.ndarray     # [cycles+1, R] bool
-    swaps: np.ndarray            # [n, 4] int64 (row, grown column, pruned column, cycle)
-    cycles: int
-    error_trace: np.ndarray | None = None  # [cycles+1, R] float64, E_r = d_rᵀ G d_r (exact variant)
+    swaps: np.ndarray            # [n, 4] int64 (row, grown column, pruned column, cycle or step)
+    cycles: int                  # cycles run; SparseSwaps: the last step at which a row swapped
+    error_trace: np.ndarray | None = None  # [cycles+1, R] float64, E_r = d_rᵀ G d_r (exact, swaps)
 
 
 @dataclass(frozen=True)
@@ -79,6 +90,7 @@ class Comparison:
     swaps_equal: bool
     max_error_diff: float | None = None  # E_r traces; None when either lacks one or shapes differ
     error_compared: bool = False         # both had an E_r trace
+    no_eps: bool = False                 # neither has an ε trace (SparseSwaps)
 
     def describe(self) -> str:
         """One human line."""
@@ -87,10 +99,11 @@ class Comparison:
         else:
             mask = (f"masks differ in {self.n_mask_diff} entries (agreement "
                     f"{100 * self.mask_agreement:.4f}%), first differing row {self.first_diff_row}")
-        eps = ("eps traces of different shape" if self.max_eps_diff is None
-               else f"max |eps diff| {self.max_eps_diff:.3g}")
+        eps = ("eps traces of different shape; " if self.max_eps_diff is None
+               else f"max |eps diff| {self.max_eps_diff:.3g}; ")
+        eps = "" if self.no_eps else eps
         swaps = "swaps identical" if self.swaps_equal else "swaps differ"
-        line = f"{mask}; {eps}; cycles {self.cycles[0]} vs {self.cycles[1]}; {swaps}"
+        line = f"{mask}; {eps}cycles {self.cycles[0]} vs {self.cycles[1]}; {swaps}"
         if self.error_compared:
             line += ("; error traces of different shape" if self.max_error_diff is None
                      else f"; max |error diff| {self.max_error_diff:.3g}")
@@ -102,6 +115,8 @@ class Comparison:
 def run_case(case: GoldenCase, xp=np) -> GoldenOutputs:
     """Our outputs for a case (vectorised DSnoT with trace), computed with array module ``xp``
     (NumPy, or CuPy: inputs moved to the device, outputs brought back as NumPy arrays)."""
+    if case.variant == SWAPS:
+        return run_swaps_case(case, xp)
     if case.settings.variant == "exact":
         return run_exact_case(case, xp)
     on_device = [to_device(a, xp) for a in (case.weight, case.pruned0, case.seq_sum, case.seq_sq,
@@ -127,6 +142,32 @@ def run_exact_case(case: GoldenCase, xp=np) -> GoldenOutputs:
                          error_trace=res.trace.error)
 
 
+def run_swaps_case(case: GoldenCase, xp=np) -> GoldenOutputs:
+    """Our outputs for a SparseSwaps case: ``sparse_swaps_from_gram``, the code ``prune_linear`` runs."""
+    if case.gram is None:
+        raise UserError(f"golden case {case.name!r}: variant 'swaps' needs 'gram'")
+    weight, pruned0, gram = (to_device(a, xp) for a in (case.weight, case.pruned0, case.gram))
+    res = sparse_swaps_from_gram(weight, pruned0, gram, case.swap_settings, case.nm)
+    n_rows = case.weight.shape[0]
+    active = np.zeros((res.steps + 1, n_rows), dtype=np.bool_)
+    active[0] = True
+    active[res.log[:, 3], res.log[:, 0]] = True
+    return GoldenOutputs(pruned=to_numpy(res.pruned), eps_trace=None, active_trace=active,
+                         swaps=res.log, cycles=res.steps,
+                         error_trace=error_trace(to_numpy(res.error_before), res.log, res.log_delta, res.steps))
+
+
+def error_trace(error_before, log, deltas, steps: int):
+    """E_r after each step, added up swap by swap as the search does: [R], [n, 4], [n] -> [K+1, R]."""
+    trace = np.empty((steps + 1, error_before.shape[0]), dtype=np.float64)
+    trace[0] = error_before
+    for step in range(1, steps + 1):
+        trace[step] = trace[step - 1]
+        at = log[:, 3] == step                                                   # at most one swap per row
+        trace[step, log[at, 0]] += deltas[at]
+    return trace
+
+
 def trace_difference(ours, theirs, rtol: float, atol: float) -> tuple[float | None, bool]:
     """``(max |ours − theirs|, within atol + rtol · max|ours|)``; ``(None, False)`` on shape mismatch."""
     if ours.shape != theirs.shape:
@@ -145,7 +186,13 @@ def compare_outputs(ours: GoldenOutputs, theirs: GoldenOutputs, rtol: float = 1e
         raise UserError(f"mask shapes differ: {ours.pruned.shape} vs {theirs.pruned.shape}")
     diff = ours.pruned != theirs.pruned
     rows = np.nonzero(diff.any(axis=1))[0]
-    max_eps_diff, eps_ok = trace_difference(ours.eps_trace, theirs.eps_trace, rtol, atol)
+    no_eps = ours.eps_trace is None and theirs.eps_trace is None                # SparseSwaps
+    if no_eps:
+        max_eps_diff, eps_ok = None, True
+    elif ours.eps_trace is None or theirs.eps_trace is None:
+        max_eps_diff, eps_ok = None, False
+    else:
+        max_eps_diff, eps_ok = trace_difference(ours.eps_trace, theirs.eps_trace, rtol, atol)
     error_compared = ours.error_trace is not None and theirs.error_trace is not None
     max_error_diff, error_ok = (trace_difference(ours.error_trace, theirs.error_trace, rtol, atol)
                                 if error_compared else (None, True))
@@ -155,7 +202,7 @@ def compare_outputs(ours: GoldenOutputs, theirs: GoldenOutputs, rtol: float = 1e
                       n_mask_diff=int(diff.sum()), first_diff_row=int(rows[0]) if len(rows) else None,
                       max_eps_diff=max_eps_diff, cycles=(ours.cycles, theirs.cycles),
                       swaps_equal=swaps_equal, max_error_diff=max_error_diff,
-                      error_compared=error_compared)
+                      error_compared=error_compared, no_eps=no_eps)
 
 
 def inputs_equal(a: GoldenCase, b: GoldenCase) -> bool:
@@ -170,7 +217,7 @@ def inputs_equal(a: GoldenCase, b: GoldenCase) -> bool:
         scale = float(np.max(np.abs(a.gram), initial=0.0))  # off-diagonal entries may cancel to ~0
         if a.gram.shape != b.gram.shape or not np.allclose(a.gram, b.gram, rtol=1e-6, atol=1e-12 * scale):
             return False
-    return a.settings == b.settings and a.nm == b.nm
+    return a.settings == b.settings and a.swap_settings == b.swap_settings and a.nm == b.nm
 
 
 # --------------------------------------------------------------------------- files
@@ -181,7 +228,6 @@ def _scalar(value, dtype):
 
 def case_arrays(case: GoldenCase, outputs: GoldenOutputs | None = None) -> dict[str, np.ndarray]:
     """The arrays of a golden file (see data/golden/FORMAT.md)."""
-    s = case.settings
     arrays = {
         "format_version": _scalar(FORMAT_VERSION, np.int64),
         "case": np.array(case.name), "description": np.array(case.description),
@@ -189,26 +235,42 @@ def case_arrays(case: GoldenCase, outputs: GoldenOutputs | None = None) -> dict[
         "weight": case.weight.astype(np.float64), "seq_sum": case.seq_sum.astype(np.float64),
         "seq_sq": case.seq_sq.astype(np.float64), "var": case.var.astype(np.float64),
         "initial_score": case.initial_score.astype(np.float64), "pruned0": case.pruned0.astype(np.bool_),
-        "variant": np.array(s.variant), "max_cycle_time": _scalar(s.max_cycle_time, np.int64),
-        "update_threshold": _scalar(s.update_threshold, np.float64),
-        "pow_of_var_regrowing": _scalar(s.pow_of_var_regrowing, np.float64),
-        "without_same_sign": _scalar(s.without_same_sign, np.bool_),
+        "variant": np.array(case.variant),
         "nm": np.array(case.nm if case.nm is not None else (0, 0), dtype=np.int64),
-        "lookahead": _scalar(s.lookahead, np.int64),
-        "cycle_fraction": _scalar(np.nan if s.cycle_fraction is None else s.cycle_fraction, np.float64),
-        "on_reject": np.array(s.on_reject),
+        **(swap_setting_arrays(case.swap_settings) if case.variant == SWAPS else dsnot_setting_arrays(case.settings)),
     }
     if case.gram is not None:
         arrays["gram"] = case.gram.astype(np.float64)
     if outputs is not None:
         arrays.update({
-            "pruned": outputs.pruned.astype(np.bool_), "eps_trace": outputs.eps_trace.astype(np.float64),
+            "pruned": outputs.pruned.astype(np.bool_),
             "active_trace": outputs.active_trace.astype(np.bool_), "swaps": outputs.swaps.astype(np.int64),
             "cycles": _scalar(outputs.cycles, np.int64),
         })
+        if outputs.eps_trace is not None:
+            arrays["eps_trace"] = outputs.eps_trace.astype(np.float64)
         if outputs.error_trace is not None:
             arrays["error_trace"] = outputs.error_trace.astype(np.float64)
     return arrays
+
+
+def dsnot_setting_arrays(s: DSnoTSettings) -> dict[str, np.ndarray]:
+    return {
+        "max_cycle_time": _scalar(s.max_cycle_time, np.int64),
+        "update_threshold": _scalar(s.update_threshold, np.float64),
+        "pow_of_var_regrowing": _scalar(s.pow_of_var_regrowing, np.float64),
+        "without_same_sign": _scalar(s.without_same_sign, np.bool_),
+        "lookahead": _scalar(s.lookahead, np.int64),
+        "cycle_fraction": _scalar(np.nan if s.cycle_fraction is None else s.cycle_fraction, np.float64),
+        "on_reject": np.array(s.on_reject),
+    }
+
+
+def swap_setting_arrays(s: SwapSettings) -> dict[str, np.ndarray]:
+    """The search's settings under the CLI's names (--swap-max-iter …); block_rows and threads
+    do not change the result and are not stored."""
+    return {"swap_max_iter": _scalar(s.max_swaps, np.int64), "swap_tol": _scalar(s.tol, np.float64),
+            "swap_window": _scalar(s.window, np.int64), "swap_refresh": _scalar(s.refresh, np.int64)}
 
 
 def write_case(path, case: GoldenCase, outputs: GoldenOutputs | None = None) -> None:
@@ -253,8 +315,12 @@ def read_case(path) -> tuple[GoldenCase, GoldenOutputs | None]:
     n_rows, n_cols = w.shape
     vec = {k: _get(z, k, path, (n_cols,), "fi").astype(np.float64) for k in ("seq_sum", "seq_sq", "var")}
     nm = tuple(int(v) for v in _get(z, "nm", path, (2,), "iu"))
-    settings = _read_settings(z, path)
-    gram = _read_gram(z, path, n_cols, settings.variant)
+    variant = str(_get(z, "variant", path, (), "U"))
+    if variant == SWAPS and version < 3:
+        raise UserError(f"golden file {path}: variant 'swaps' needs format_version 3, got {version}")
+    settings = DSnoTSettings() if variant == SWAPS else _read_settings(z, path)   # unused by "swaps"
+    swap_settings = _read_swap_settings(z, path) if variant == SWAPS else None
+    gram = _read_gram(z, path, n_cols, variant)
     case = GoldenCase(
         name=str(_get(z, "case", path, (), "U")),
         weight=w.astype(np.float64), **vec,
@@ -264,20 +330,24 @@ def read_case(path) -> tuple[GoldenCase, GoldenOutputs | None]:
         sparsity=float(_get(z, "sparsity", path, (), "fi")),
         initial_method=str(_get(z, "initial_method", path, (), "U")),
         description=str(z["description"]) if "description" in z else "",
-        gram=gram,
+        gram=gram, swap_settings=swap_settings,
     )
     if "pruned" not in z:
         return case, None
-    eps = _get(z, "eps_trace", path, kind="f")
     cycles = int(_get(z, "cycles", path, (), "iu"))
+    trace_shape = (cycles + 1, n_rows)
+    if variant == SWAPS:   # no ε; the E_r trace is required
+        eps_trace, error = None, _get(z, "error_trace", path, trace_shape, "f")
+    else:
+        eps_trace = _get(z, "eps_trace", path, trace_shape, "f").astype(np.float64)
+        error = _get(z, "error_trace", path, trace_shape, "f") if "error_trace" in z else None
     outputs = GoldenOutputs(
         pruned=_get(z, "pruned", path, (n_rows, n_cols), "b"),
-        eps_trace=_get(z, "eps_trace", path, (cycles + 1, n_rows), "f").astype(np.float64),
-        active_trace=_get(z, "active_trace", path, eps.shape, "b"),
+        eps_trace=eps_trace,
+        active_trace=_get(z, "active_trace", path, trace_shape, "b"),
         swaps=_get(z, "swaps", path, kind="iu").astype(np.int64).reshape(-1, 4),
         cycles=cycles,
-        error_trace=(_get(z, "error_trace", path, (cycles + 1, n_rows), "f").astype(np.float64)
-                     if "error_trace" in z else None),
+        error_trace=None if error is None else error.astype(np.float64),
     )
     return case, outputs
 
@@ -305,11 +375,22 @@ def _read_settings(z, path) -> DSnoTSettings:
         raise UserError(f"golden file {path}: {exc}") from None
 
 
+def _read_swap_settings(z, path) -> SwapSettings:
+    """SwapSettings from a "swaps" file (every key required)."""
+    try:
+        return SwapSettings(max_swaps=int(_get(z, "swap_max_iter", path, (), "iu")),
+                            tol=float(_get(z, "swap_tol", path, (), "fi")),
+                            window=int(_get(z, "swap_window", path, (), "iu")),
+                            refresh=int(_get(z, "swap_refresh", path, (), "iu")))
+    except UserError as exc:
+        raise UserError(f"golden file {path}: {exc}") from None
+
+
 def _read_gram(z, path, n_cols: int, variant: str):
-    """G [C, C] float64 when the file has it; required for the exact variant."""
+    """G [C, C] float64 when the file has it; required for the exact variant and "swaps"."""
     if "gram" not in z:
-        if variant == "exact":
-            raise UserError(f"golden file {path}: variant 'exact' needs the array 'gram' [C, C]")
+        if variant in GRAM_VARIANTS:
+            raise UserError(f"golden file {path}: variant {variant!r} needs the array 'gram' [C, C]")
         return None
     gram = _get(z, "gram", path, (n_cols, n_cols), "f").astype(np.float64)
     if not np.all(np.isfinite(gram)):
@@ -359,26 +440,34 @@ def synthetic_layer(seed: int, n_rows: int, n_cols: int, n_seq: int = 4, seq_len
     return (w, *layer_statistics(x))
 
 
-# name, seed, method, sparsity, nm, variant, other DSnoTSettings fields
+# name, seed, method, sparsity, nm, variant, other DSnoTSettings fields (SwapSettings for "swaps")
 STANDARD_CASES = (
     ("wanda_u50_reference", 1, "wanda", 0.5, None, "reference", {}),
     ("wanda_u70_reference", 2, "wanda", 0.7, None, "reference", {}),
     ("magnitude_u50_reference", 3, "magnitude", 0.5, None, "reference", {}),
     ("wanda_2of4_reference", 4, "wanda", 0.5, (2, 4), "reference", {}),
     ("wanda_u50_official", 1, "wanda", 0.5, None, "official", {}),
-    ("wanda_u70_official", 2, "wanda", 0.7, None, "official", {}),
+    ("wanda_u70_official", 12, "wanda", 0.7, None, "official", {}),  # seed 2 had a near-threshold decision
     ("magnitude_u50_official", 3, "magnitude", 0.5, None, "official", {}),
     ("wanda_2of4_official", 4, "wanda", 0.5, (2, 4), "official", {}),
     ("wanda_u60_exact", 5, "wanda", 0.6, None, "exact", {}),
     ("wanda_2of4_exact", 6, "wanda", 0.5, (2, 4), "exact", {}),
     ("magnitude_u60_exact_k2_skip", 7, "magnitude", 0.6, None, "exact",
      {"lookahead": 2, "on_reject": "skip"}),
+    ("wanda_u60_swaps", 8, "wanda", 0.6, None, SWAPS, {}),
+    ("wanda_2of4_swaps", 9, "wanda", 0.5, (2, 4), SWAPS, {}),
+    ("magnitude_u70_swaps_all_pairs", 10, "magnitude", 0.7, None, SWAPS, {"window": 0, "refresh": 1}),
 )
 
 
-def describe_case(method: str, sparsity: float, nm, settings: DSnoTSettings, seed: int) -> str:
-    """The human description stored in a standard case."""
+def describe_case(method: str, sparsity: float, nm, settings, seed: int) -> str:
+    """The human description stored in a standard case (``settings``: DSnoTSettings or SwapSettings)."""
     pattern = f"{nm[0]}:{nm[1]}" if nm else f"{sparsity:.0%} unstructured"
+    if isinstance(settings, SwapSettings):
+        search = ("all pairs" if settings.window == 0 else f"window {settings.window}, refresh {settings.refresh}")
+        search = "every pair within a group" if nm else search
+        return (f"{method} initial mask, {pattern}, SparseSwaps ({search}, at most {settings.max_swaps} "
+                f"swaps per row, tol {settings.tol:g}), synthetic layer seed {seed}")
     options = "default settings"
     if settings.variant == "exact" and (settings.lookahead, settings.on_reject) != (1, "stop"):
         options = f"lookahead {settings.lookahead}, on_reject {settings.on_reject!r}, otherwise defaults"
@@ -392,19 +481,21 @@ def standard_cases(n_rows: int = 8, n_cols: int = 384) -> list[GoldenCase]:
     for name, seed, method, sparsity, nm, variant, options in STANDARD_CASES:
         x, w = synthetic_activations(seed, n_rows, n_cols)
         seq_sum, seq_sq, var_pooled, var_within = layer_statistics(x)
-        dtype = arithmetic_dtype(variant)
+        dtype = np.float64 if variant == SWAPS else arithmetic_dtype(variant)
         if variant == "official":       # float32 inputs, as the released code holds them
             w, seq_sum, seq_sq, var_within = (a.astype(dtype).astype(np.float64)
                                               for a in (w, seq_sum, seq_sq, var_within))
         score = magnitude_score(w, dtype) if method == "magnitude" else wanda_score(w, seq_sq, dtype)
         score = score.astype(np.float64)
-        settings = DSnoTSettings(variant=variant, **options)
+        swap_settings = SwapSettings(**options) if variant == SWAPS else None
+        settings = DSnoTSettings() if variant == SWAPS else DSnoTSettings(variant=variant, **options)
         out.append(GoldenCase(
             name=name, weight=w, seq_sum=seq_sum, seq_sq=seq_sq,
             var=var_within if variant == "official" else var_pooled,
             initial_score=score, pruned0=initial_mask(score, sparsity, nm),
             settings=settings, nm=nm, sparsity=sparsity, initial_method=method,
-            description=describe_case(method, sparsity, nm, settings, seed),
-            gram=gram_matrix(x) if variant == "exact" else None,
+            description=describe_case(method, sparsity, nm, swap_settings or settings, seed),
+            gram=gram_matrix(x) if variant in GRAM_VARIANTS else None,
+            swap_settings=swap_settings,
         ))
     return out

@@ -1,7 +1,9 @@
 """Golden fixtures: committed files equal what the code computes now; read/write/check CLI.
 
 The exact-variant cases are checked against ``dsnot_per_row.exact_per_row`` (the plain per-row
-loop, every candidate error computed as dᵀGd), and G against the synthetic tokens it was built from.
+loop, every candidate error computed as dᵀGd), the SparseSwaps cases against ``swaps.swaps_plain``
+(the plain per-row search) and E_r computed from the tokens, and G against the synthetic tokens it
+was built from.
 """
 
 import shutil
@@ -13,8 +15,10 @@ import pytest
 from dsnot_ref.cli import main
 from dsnot_ref.errors import UserError
 from dsnot_ref.methods.dsnot_per_row import dsnot_per_row, exact_per_row
+from dsnot_ref.methods.swaps import SwapSettings, swaps_plain
 from dsnot_ref.golden import (
     GOLDEN_DIR,
+    GRAM_VARIANTS,
     STANDARD_CASES,
     GoldenOutputs,
     case_arrays,
@@ -27,7 +31,9 @@ from dsnot_ref.golden import (
 )
 
 FILES = sorted(GOLDEN_DIR.glob("*.npz"))
-EXACT_FILES = [p for p in FILES if read_case(p)[0].settings.variant == "exact"]
+EXACT_FILES = [p for p in FILES if read_case(p)[0].variant == "exact"]
+SWAP_FILES = [p for p in FILES if read_case(p)[0].variant == "swaps"]
+GRAM_FILES = EXACT_FILES + SWAP_FILES
 V1_FILE = GOLDEN_DIR / "v1" / "wanda_2of4_reference.npz"   # a file as format version 1 wrote it
 
 
@@ -40,11 +46,15 @@ def test_committed_outputs_equal_current_code(path):
     case, expected = read_case(path)
     got = run_case(case)
     np.testing.assert_array_equal(got.pruned, expected.pruned)
-    np.testing.assert_allclose(got.eps_trace, expected.eps_trace, rtol=1e-12, atol=0)
     np.testing.assert_array_equal(got.active_trace, expected.active_trace)
     np.testing.assert_array_equal(got.swaps, expected.swaps)
     assert got.cycles == expected.cycles
     assert expected.swaps.shape[0] > 0                       # every case exercises swaps
+    if case.variant == "swaps":
+        assert got.eps_trace is None and expected.eps_trace is None
+        np.testing.assert_allclose(got.error_trace, expected.error_trace, rtol=1e-12, atol=0)
+        return                                               # its oracle: test_swaps_case_matches_plain_search
+    np.testing.assert_allclose(got.eps_trace, expected.eps_trace, rtol=1e-12, atol=0)
     if case.settings.variant == "exact":
         np.testing.assert_allclose(got.error_trace, expected.error_trace, rtol=1e-12, atol=0)
         return                                               # its oracle: test_exact_case_matches_oracle
@@ -81,10 +91,33 @@ def test_exact_case_matches_oracle(path):
     assert expected.error_trace[-1].sum() < expected.error_trace[0].sum()
 
 
+@pytest.mark.parametrize("path", SWAP_FILES, ids=lambda p: p.stem)
+def test_swaps_case_matches_plain_search(path):
+    """The committed SparseSwaps outputs, rebuilt by the plain per-row search; E_r from the tokens."""
+    case, expected = read_case(path)
+    plain = swaps_plain(case.weight, case.pruned0, case.gram, case.swap_settings, nm=case.nm)
+    np.testing.assert_array_equal(expected.pruned, plain.pruned)
+    np.testing.assert_array_equal(expected.swaps, plain.log)
+    assert expected.cycles == plain.steps
+    np.testing.assert_array_equal(expected.active_trace.sum(axis=0) - 1, plain.swaps)   # swaps per row
+    np.testing.assert_allclose(expected.error_trace[-1], plain.error_after, rtol=1e-9)
+    assert np.all(np.diff(expected.error_trace, axis=0) <= 0)          # E_r never increases
+    seed = next(c[1] for c in STANDARD_CASES if c[0] == case.name)
+    x, _ = synthetic_activations(seed, *case.weight.shape)
+    tokens = x.reshape(-1, x.shape[-1])                                 # [T, C]
+    for k, mask in ((0, case.pruned0), (-1, expected.pruned)):
+        direct = np.sum((tokens @ np.where(mask, case.weight, 0.0).T) ** 2, axis=0)  # ‖X d_r‖², [R]
+        np.testing.assert_allclose(expected.error_trace[k], direct, rtol=1e-9)
+    assert np.all(expected.pruned.sum(axis=1) == case.pruned0.sum(axis=1))       # counts kept
+    if case.nm is not None:
+        groups = expected.pruned.reshape(expected.pruned.shape[0], -1, case.nm[1]).sum(axis=2)
+        assert np.all(groups == case.nm[1] - case.nm[0])
+
+
 def test_exact_gram_is_the_sum_over_tokens_of_x_xt():
     """G in the files is Σ_tokens x xᵀ of the synthetic inputs (x² · tokens, not divided by S),
     and the stored statistics come from the same tokens."""
-    for path in EXACT_FILES:
+    for path in GRAM_FILES:
         case, _ = read_case(path)
         seed = next(c[1] for c in STANDARD_CASES if c[0] == case.name)
         x, _ = synthetic_activations(seed, *case.weight.shape)        # [S, L, C]
@@ -104,7 +137,8 @@ def test_committed_inputs_equal_regenerated_inputs():
         np.testing.assert_allclose(case.weight, fresh.weight, rtol=1e-15)
         np.testing.assert_allclose(case.var, fresh.var, rtol=1e-12)
         assert case.settings == fresh.settings and case.nm == fresh.nm
-        assert (case.gram is None) == (fresh.gram is None) == (case.settings.variant != "exact")
+        assert case.swap_settings == fresh.swap_settings
+        assert (case.gram is None) == (fresh.gram is None) == (case.variant not in GRAM_VARIANTS)
         if case.gram is not None:
             np.testing.assert_allclose(case.gram, fresh.gram, rtol=1e-12, atol=1e-12 * np.abs(fresh.gram).max())
 
@@ -212,8 +246,8 @@ def _save_modified(tmp_path, name, source, **changes):
 
 def test_bad_versions_and_missing_gram_are_user_errors(tmp_path):
     src = GOLDEN_DIR / "wanda_u60_exact.npz"
-    with pytest.raises(UserError, match="v3.npz.*format_version 3"):
-        read_case(_save_modified(tmp_path, "v3.npz", src, format_version=np.array(3)))
+    with pytest.raises(UserError, match="v4.npz.*format_version 4"):
+        read_case(_save_modified(tmp_path, "v4.npz", src, format_version=np.array(4)))
     with pytest.raises(UserError, match="nogram.npz.*'gram'"):
         read_case(_save_modified(tmp_path, "nogram.npz", src, gram=None))
     with pytest.raises(UserError, match="badgram.npz.*'gram' has shape"):
@@ -250,3 +284,38 @@ def test_cli_run_and_check_exact_case(tmp_path, capsys):
     np.savez(tmp_path / "worse.npz", **arrays)
     assert main(["golden", "check", str(tmp_path / "worse.npz"), "--against", str(src)]) == 1
     assert "DIFFERENT" in capsys.readouterr().out
+
+
+def test_swaps_write_read_roundtrip_and_bad_files(tmp_path):
+    case = next(c for c in standard_cases(n_rows=3, n_cols=64) if c.name == "magnitude_u70_swaps_all_pairs")
+    out = run_case(case)
+    write_case(tmp_path / "x.npz", case, out)
+    files = np.load(tmp_path / "x.npz").files
+    assert "eps_trace" not in files and "max_cycle_time" not in files and "swap_window" in files
+    case2, out2 = read_case(tmp_path / "x.npz")
+    assert case2.variant == "swaps" and case2.swap_settings == SwapSettings(window=0, refresh=1)
+    assert compare_outputs(out, out2, rtol=0).identical and out2.eps_trace is None
+    src = SWAP_FILES[0]
+    with pytest.raises(UserError, match="v2.npz.*'swaps' needs format_version 3"):
+        read_case(_save_modified(tmp_path, "v2.npz", src, format_version=np.array(2)))
+    with pytest.raises(UserError, match="noerror.npz.*'error_trace'"):
+        read_case(_save_modified(tmp_path, "noerror.npz", src, error_trace=None))
+    with pytest.raises(UserError, match="nogram.npz.*'gram'"):
+        read_case(_save_modified(tmp_path, "nogram.npz", src, gram=None))
+    with pytest.raises(UserError, match="badwindow.npz.*window"):
+        read_case(_save_modified(tmp_path, "badwindow.npz", src, swap_window=np.array(-3)))
+
+
+def test_cli_run_and_check_swaps_case(tmp_path, capsys):
+    src = SWAP_FILES[0]
+    case, ours = read_case(src)
+    write_case(tmp_path / "in.npz", case)                      # inputs only
+    assert main(["golden", "run", str(tmp_path / "in.npz"), "-o", str(tmp_path / "out.npz")]) == 0
+    assert main(["golden", "check", str(tmp_path / "out.npz")]) == 0
+    out = capsys.readouterr().out
+    assert "IDENTICAL" in out and "max |error diff|" in out and "eps" not in out
+    swaps = ours.swaps.copy()
+    swaps[0, 2] += 1                                           # one swap's pruned column differs
+    np.savez(tmp_path / "other.npz", **case_arrays(case, replace(ours, swaps=swaps)))
+    assert main(["golden", "check", str(tmp_path / "other.npz"), "--against", str(src)]) == 1
+    assert "swaps differ" in capsys.readouterr().out
