@@ -17,8 +17,9 @@ What the released run records (``capture``): for every sublayer its own statisti
 and, for the sublayers DSnoT adjusts, every cycle's pruned column q, grown column g,
 ``update_mask`` and ε before the cycle. They are read from the torch calls the loop makes
 (``weight_mask.scatter_`` and ``abs(reconstruction_error)``), through a TorchFunctionMode.
-The same sublayer inputs also go to dsnot_ref's ``StatsAccumulator`` (``ours_*``) and to a
-NumPy copy of the released float32 running averages (``emulated_*``).
+The same sublayer inputs also go to dsnot_ref's float64 ``StatsAccumulator`` (``ours_*``) and
+to the official variant's float32 running averages, ``stats_released.ReleasedAverages``
+(``emulated_*``).
 
     # 0. a torch venv outside the repository, and the released code outside it too
     python3 -m venv ../venv-torch && ../venv-torch/bin/pip install torch transformers safetensors
@@ -32,7 +33,9 @@ NumPy copy of the released float32 running averages (``emulated_*``).
     python tools/compare_released.py sublayers --model DIR --capture released.npz
     # 3. end to end: final masks of two captures, or of a capture and a pruned model directory
     python tools/compare_released.py end-to-end released.npz released-eager.npz|PRUNED_DIR
-    # 4. the dense forward pass: transformers eager and ours against sdpa, per layer
+    # 4. statistics of the same inputs: released WrappedGPT, our official and float64 ones
+    python tools/compare_released.py statistics --released ../released-dsnot --model DIR --tokens calib.npy
+    # 5. the dense forward pass: transformers eager and ours against sdpa, per layer
     python tools/compare_released.py forward --model DIR --tokens calib.npy
 
 Shape letters: R output rows, C input columns, K cycles.
@@ -49,6 +52,7 @@ from pathlib import Path
 import numpy as np
 
 from dsnot_ref.stats import StatsAccumulator
+from dsnot_ref.stats_released import ReleasedAverages
 
 SUBLAYER = re.compile(r"pruning layer (\d+) name (\S+)")
 
@@ -131,12 +135,12 @@ class ReleasedRecorder:
                 super().__init__(layer, *args, **kwargs)
                 recorder.wrappers[recorder.names[id(layer)]] = self
                 self.ours = StatsAccumulator(self.columns)
+                self.emulated = ReleasedAverages()
 
             def add_batch(self, inp, out):
                 super().add_batch(inp, out)
                 self.ours.update(inp.reshape(1, -1, self.columns).numpy())   # [1, L, C]
-                self.emulated = released_statistics_step(
-                    getattr(self, "emulated", None), inp.reshape(-1, self.columns).numpy())
+                self.emulated.update(inp.reshape(1, -1, self.columns).numpy())
         return Recording
 
     def on_print(self, *args, **kwargs):
@@ -153,7 +157,7 @@ class ReleasedRecorder:
             "sum_metric_row": wrapped.sum_metric_row.flatten().numpy().copy(),
             "var": wrapped.var.flatten().numpy().copy(),
             **our_statistics(wrapped.ours.finalize()),
-            **{f"emulated_{k}": v for k, v in wrapped.emulated.items() if k != "n"},
+            **{f"emulated_{k}": getattr(wrapped.emulated, k).copy() for k in ("scaler_row", "sum_metric_row", "var")},
             "mask_writes": [],   # (target tensor, index [R, 1], value [R, 1] or bool)
             "eps": [],           # [R] float32, ε before each cycle
         }
@@ -197,33 +201,6 @@ def our_statistics(stats) -> dict:
     """dsnot_ref's statistics (float64) under the released code's names, prefixed ``ours_``."""
     return {"ours_scaler_row": stats.seq_sq, "ours_sum_metric_row": stats.seq_sum,
             "ours_var": stats.var_within}
-
-
-def released_statistics_step(state: dict | None, x: np.ndarray) -> dict:
-    """WrappedGPT.add_batch for one sequence x [L, C], in NumPy: float32 running averages.
-
-    The per-sequence reductions (Σx, ‖x‖, biased variance) are computed in float64 and rounded
-    to float32 (torch adds in its own order, so they can differ from torch's in the last bit);
-    every running-average step is the released float32 formula, element for element.
-    """
-    f32 = np.float32
-    x64 = x.astype(np.float64)                                        # [L, C]
-    n_tok = x.shape[0]
-    seq_sum = x64.sum(axis=0).astype(f32)                             # [C]
-    norm = np.sqrt(np.square(x64).sum(axis=0)).astype(f32)            # torch.norm(p=2), float32
-    var_inp = x64.var(axis=0).astype(f32)                             # unbiased=False
-    if state is None:
-        state = {"n": 0, "var": var_inp, "scaler_row": np.zeros_like(seq_sum),
-                 "sum_metric_row": np.zeros_like(seq_sum)}
-    else:
-        n_done = state["n"] * n_tok                                   # ntokens so far
-        state["var"] = (state["var"] * f32(n_done) + var_inp * f32(n_tok)) / f32(n_done + n_tok)
-    n = state["n"]
-    shrink = f32(n / (n + 1))                                          # nsamples / (nsamples + tmp)
-    state["scaler_row"] = state["scaler_row"] * shrink + (norm * norm) / f32(n + 1)
-    state["sum_metric_row"] = state["sum_metric_row"] * shrink + seq_sum / f32(n + 1)
-    state["n"] = n + 1
-    return state
 
 
 def run_released(released_dir: Path, model_dir: Path, tokens: np.ndarray, sparsity: float, attn: str,
@@ -279,7 +256,7 @@ def our_official(weight, item: dict, sparsity: float, cycles: int, stats_from: s
     ``stats_from="released"``: the released code's statistics, and DSnoT starts from the
     released initial mask (identical inputs). ``"ours"``: dsnot_ref's statistics of the same
     inputs (float64, ``StatsAccumulator``), and DSnoT starts from our own initial mask.
-    ``"emulated"``: as "ours" with ``released_statistics_step``'s float32 running averages.
+    ``"emulated"``: as "ours" with the official variant's statistics (``ReleasedAverages``).
     -> (our initial mask [R, C], DSnoTResult with trace, or None for a sublayer DSnoT skips).
     """
     from dsnot_ref.methods import DSnoTSettings, PruneSpec, prune_linear  # noqa: PLC0415
@@ -451,6 +428,55 @@ def compare_forward(model_dir: Path, tokens: np.ndarray) -> None:
               f"{np.abs(sdpa[i + 1]).max():>9.1f}")
 
 
+# --------------------------------------------------------------------------- statistics
+
+def compare_statistics(released_dir: Path, model_dir: Path, tokens: np.ndarray) -> None:
+    """Every linear sublayer's inputs of the dense model (transformers, sdpa), one sequence at
+    a time as the released loop feeds them, into the released ``WrappedGPT``, the official
+    variant's ``ReleasedAverages`` and the float64 ``StatsAccumulator``: the fraction of entries
+    of each statistic equal bit for bit to the released one, over all sublayers."""
+    import torch  # noqa: PLC0415
+
+    released = import_released(released_dir)
+    model = load_model(model_dir, tokens.shape[1], "sdpa")
+    linears = {n: m for n, m in model.model.layers.named_modules() if isinstance(m, torch.nn.Linear)}
+    keep = {n: (released.WrappedGPT(m), ReleasedAverages(), StatsAccumulator(m.in_features))
+            for n, m in linears.items()}
+
+    def hook(name):
+        def record(module, inputs):
+            x = inputs[0].detach()                                    # [1, L, C]
+            wrapped, official, ours = keep[name]
+            wrapped.add_batch(x[0], None)
+            official.update(x.numpy())
+            ours.update(x.numpy())
+        return record
+
+    handles = [m.register_forward_pre_hook(hook(n)) for n, m in linears.items()]
+    with torch.no_grad():
+        for row in tokens:
+            model(torch.from_numpy(row[None].astype(np.int64)))
+    for h in handles:
+        h.remove()
+    fields = {"sum_metric_row": "seq_sum", "scaler_row": "seq_sq", "var": "var_within"}
+    print(f"{len(keep)} sublayers, {tokens.shape[0]} x {tokens.shape[1]} tokens: "
+          "entries equal to the released statistic bit for bit (max relative difference)")
+    for field, ours_name in fields.items():
+        same_official = same_ours = total = 0
+        worst_official = worst_ours = 0.0
+        for wrapped, official, ours in keep.values():
+            ref = getattr(wrapped, field).flatten().numpy()
+            mine = getattr(official, field)
+            ours64 = getattr(ours.finalize(), ours_name)
+            same_official += int((mine == ref).sum())
+            same_ours += int((ours64.astype(np.float32) == ref).sum())
+            total += ref.size
+            worst_official = max(worst_official, max_relative_difference(mine, ref))
+            worst_ours = max(worst_ours, max_relative_difference(ours64, ref))
+        print(f"  {field:<15} official (float32, released order) {same_official / total:.6f} "
+              f"({worst_official:.1e}); float64 two-pass, rounded {same_ours / total:.6f} ({worst_ours:.1e})")
+
+
 # --------------------------------------------------------------------------- command line
 
 def main(argv=None) -> int:
@@ -473,11 +499,16 @@ def main(argv=None) -> int:
     cmp_.add_argument("--stats", default="released", choices=["released", "ours", "emulated"],
                       help="released: the released statistics and initial masks (identical inputs); "
                            "ours: dsnot_ref's float64 statistics of the same inputs, and our initial "
-                           "masks; emulated: the released float32 running averages recomputed in "
-                           "NumPy from the same inputs, and our initial masks")
+                           "masks; emulated: the official variant's statistics of the same inputs "
+                           "(dsnot_ref.stats_released: the released float32 running averages), and "
+                           "our initial masks")
     e2e = sub.add_parser("end-to-end", help="final masks of two captures or pruned models")
     e2e.add_argument("a", type=Path, help="capture .npz or pruned model directory")
     e2e.add_argument("b", type=Path, help="capture .npz or pruned model directory")
+    sts = sub.add_parser("statistics", help="released, official and float64 statistics of the dense model's inputs")
+    sts.add_argument("--released", type=Path, required=True, help="copy of zyxxmu/DSnoT")
+    sts.add_argument("--model", type=Path, required=True)
+    sts.add_argument("--tokens", type=Path, required=True)
     fwd = sub.add_parser("forward", help="dense forward pass: eager and ours against sdpa, per layer")
     fwd.add_argument("--model", type=Path, required=True)
     fwd.add_argument("--tokens", type=Path, required=True)
@@ -496,6 +527,8 @@ def main(argv=None) -> int:
         print(f"{len(capture)} sublayers captured -> {args.out}")
     elif args.command == "sublayers":
         compare_sublayers(args.model, load_capture(args.capture), args.sparsity, args.max_cycle_time, args.stats)
+    elif args.command == "statistics":
+        compare_statistics(args.released, args.model, np.load(args.tokens))
     elif args.command == "forward":
         compare_forward(args.model, np.load(args.tokens)[:args.sequences])
     else:
