@@ -213,12 +213,16 @@ def test_demo_on_tiny_model(tmp_path, capsys):
                             "--eval-max-windows", "2")
     assert "calibration S=2 sequences of L=32 tokens" in out and "the first 2 windows of 32 tokens" in out
     rows = {r["model"]: r for r in results["demo"]}
-    assert list(rows) == ["dense", "wanda", "wanda + DSnoT"]
+    assert list(rows) == ["dense", "wanda", "wanda + DSnoT", "wanda + SparseSwaps"]
     assert rows["dense"]["sparsity"] == 0.0
-    assert rows["wanda"]["sparsity"] == pytest.approx(0.59375) and rows["wanda + DSnoT"]["sparsity"] == pytest.approx(0.59375)
+    for label in ("wanda", "wanda + DSnoT", "wanda + SparseSwaps"):
+        assert rows[label]["sparsity"] == pytest.approx(0.59375), label
     runs = results["runs"]
-    # One calibration set for both prunes; the dense row is the unpruned model's perplexity.
-    assert runs["wanda"]["calibration"]["tokens_sha256"] == runs["wanda + DSnoT"]["calibration"]["tokens_sha256"]
+    # One calibration set for every prune; the dense row is the unpruned model's perplexity.
+    for label in ("wanda + DSnoT", "wanda + SparseSwaps"):
+        assert runs["wanda"]["calibration"]["tokens_sha256"] == runs[label]["calibration"]["tokens_sha256"]
+    assert runs["wanda + SparseSwaps"]["settings"]["skip_layer"] in (None, "none", "no_skip")  # every sublayer
+    assert runs["wanda + SparseSwaps"]["settings"]["prune_method"] == "swaps"
     tokens = data.eval_tokens(data.load_tokenizer(FIXTURES / "tiny-llama"), data.BUNDLED_EVAL)
     dense = evaluate.perplexity(load_model(FIXTURES / "tiny-llama"), tokens, 32, max_windows=2)
     assert rows["dense"]["perplexity"] == pytest.approx(dense["perplexity"], rel=1e-6)
@@ -234,6 +238,7 @@ def test_demo_on_smollm2(tmp_path, capsys):
     assert 5 < rows["dense"]["perplexity"] < rows["wanda"]["perplexity"]
     assert rows["dense"]["perplexity"] < rows["wanda + DSnoT"]["perplexity"]
     assert 0.59 < rows["wanda + DSnoT"]["sparsity"] <= 0.6
+    assert rows["wanda + SparseSwaps"]["perplexity"] > rows["dense"]["perplexity"]
 
 
 def test_run_dir_kept_and_reused(tmp_path, capsys, inputs):

@@ -1,16 +1,18 @@
-"""`dsnot-ref demo`: dense vs Wanda vs Wanda + DSnoT on the demo model (SmolLM2-135M), measured.
+"""`dsnot-ref demo`: dense vs Wanda vs Wanda + DSnoT vs Wanda + SparseSwaps on the demo model
+(SmolLM2-135M), measured.
 
 Fetches and converts the demo model if needed, samples one calibration set from the bundled
-corpus, prunes twice with it (Wanda; Wanda + DSnoT, reference variant) at 60% unstructured,
-and measures the perplexity of dense, Wanda and Wanda + DSnoT on the bundled evaluation corpus.
+corpus, prunes three times with it (Wanda; Wanda + DSnoT, reference variant; Wanda +
+SparseSwaps, every sublayer) at 60% unstructured, and measures the perplexity of the dense and
+the three pruned models on the bundled evaluation corpus.
 
-Default settings are sized for 2 CPU cores (about 6 minutes on an idle machine, well under 15):
+Default settings are sized for 2 CPU cores (under 15 minutes on an idle machine):
 S = 32 calibration sequences of L = 512 tokens, perplexity on the first 64 windows of 512 tokens
 (32,768 of the corpus's ~559,000 tokens), no reconstruction-error diagnostics
 (``--recon-error`` adds them). ``--full`` uses
 the paper's S = 128, L = 2048 and every window of the evaluation corpus (hours on a CPU).
-The two prunes are separate pipeline runs: after layer 0 their inputs differ (each sees its
-own pruned earlier layers), so one pass cannot serve both.
+The prunes are separate pipeline runs: after layer 0 their inputs differ (each sees its own
+pruned earlier layers), so one pass cannot serve them all.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ FULL = DemoSize(nsamples=128, seqlen=2048, eval_windows=None)
 def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "demo",
-        help="prune the demo model with Wanda and Wanda + DSnoT and compare perplexities",
+        help="prune the demo model with Wanda, Wanda + DSnoT and Wanda + SparseSwaps and compare perplexities",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -71,23 +73,26 @@ def size_of(args) -> DemoSize:
 
 
 def demo_jobs(args, size: DemoSize, model_dir: Path, backend: str) -> dict[str, prune_args.PruneJob]:
-    """The three runs, as data: dense, Wanda and Wanda + DSnoT (reference variant), the same model,
-    calibration and evaluation; everything not set here takes `prune`'s defaults."""
+    """The four runs, as data: dense, Wanda, Wanda + DSnoT (reference variant) and Wanda +
+    SparseSwaps (every sublayer, as `prune --prune-method swaps`), the same model, calibration and
+    evaluation; everything not set here takes `prune`'s defaults."""
     from ..methods import PruneSpec  # noqa: PLC0415
     from ..pipeline import PipelineSettings  # noqa: PLC0415
 
     def job(method: str) -> prune_args.PruneJob:
         spec = PruneSpec(method=method, sparsity=0.0 if method == "dense" else args.sparsity)
+        skip_layer = None if method == "swaps" else PipelineSettings.skip_layer  # DSnoT skips the MLP
         return prune_args.PruneJob(
             inputs=prune_args.Inputs(model=args.model, model_dir=model_dir, nsamples=size.nsamples,
                                      seqlen=size.seqlen),
-            pipeline=PipelineSettings(spec=spec, backend=backend, recon_error=args.recon_error),
+            pipeline=PipelineSettings(spec=spec, skip_layer=skip_layer, backend=backend, recon_error=args.recon_error),
             evaluation=prune_args.Evaluation(eval_dataset=prune_args.default_eval_path(), eval_seqlen=size.seqlen,
                                              eval_max_windows=size.eval_windows),
             output=prune_args.Output(quiet=args.quiet),
         )
 
-    return {"dense": job("dense"), "wanda": job("wanda"), "wanda + DSnoT": job("dsnot")}
+    return {"dense": job("dense"), "wanda": job("wanda"), "wanda + DSnoT": job("dsnot"),
+            "wanda + SparseSwaps": job("swaps")}
 
 
 def run(args) -> int:
@@ -113,7 +118,7 @@ def run(args) -> int:
         flush=True,
     )
     with clock("tokenize"):
-        calib = prune_cli.load_calibration(jobs["wanda"].inputs, model, size.seqlen)  # shared by both prunes
+        calib = prune_cli.load_calibration(jobs["wanda"].inputs, model, size.seqlen)  # shared by every prune
         evals = prune_cli.load_eval_tokens(jobs["wanda"].evaluation, model_dir)
     rows, runs = [], {}
     for label, job in jobs.items():
