@@ -100,7 +100,9 @@ def one_sided_terms(w, u, w_sq_diag, pruned):
 
 def pair_deltas(a_win, b_win, cross):
     """ΔE of every window pair: a [.., k], b [.., k'], cross [.., k, k'] -> [.., k, k']."""
-    return a_win[..., :, None] + b_win[..., None, :] + cross
+    delta = a_win[..., :, None] + b_win[..., None, :]
+    delta += cross  # (a + b) + cross, in place
+    return delta
 
 
 def cross_terms(w_i, w_j, g_ij):
@@ -275,7 +277,15 @@ def smallest_k(values, k: int):
         need = k - xp.sum(below, axis=1, keepdims=True)  # how many of the tied values to take
         take = below | (at & (xp.cumsum(at, axis=1) <= need))  # exactly k per row
     cols = xp.nonzero(take)[1].reshape(n, k).astype(xp.int64)  # row-major: ascending columns
-    return cols, xp.isfinite(xp.take_along_axis(values, cols, axis=1))
+    return cols, xp.isfinite(row_take(values, cols))
+
+
+def row_take(values, cols):
+    """values[r, cols[r, :]] for every row r, one flat gather: [n, C], [n, k] -> [n, k]."""
+    xp = array_module(values)
+    n, n_cols = values.shape
+    offsets = xp.arange(0, n * n_cols, n_cols, dtype=xp.int64)[:, None]  # [n, 1]
+    return xp.take(xp.ascontiguousarray(values).reshape(-1), cols + offsets)
 
 
 def pair_entries(gram, cols_i, cols_j):
@@ -317,11 +327,15 @@ class Block:
         """Working rows ``rows`` [A] regrow column i [A] and prune column j [A]:
         u ← u − w_i G[i] + w_j G[j]. -> the shift of u, [A, C]."""
         w_i, w_j = self.w[rows, i][:, None], self.w[rows, j][:, None]
-        shift = u_shift(gram[i], gram[j], w_i, w_j)  # [A, C], G symmetric: row = column
+        shift = gram[j]  # [A, C]: u_shift(G[i], G[j], w_i, w_j) = w_j G[j] − w_i G[i], in place
+        shift *= w_j
+        g_i = gram[i]
+        g_i *= w_i
+        shift -= g_i
         if rows.shape[0] == self.u.shape[0]:  # every working row: add in place
             self.u += shift
         else:
-            self.u[rows] = self.u[rows] + shift
+            self.u[rows] += shift
         self.pruned[rows, i] = False
         self.pruned[rows, j] = True
         self.error[rows] += best
@@ -353,10 +367,10 @@ class Windows:
         a, b = one_sided_terms(block.w, block.u, block.w_sq_diag, block.pruned)  # [n, C]
         self.cols_i, ok_i = smallest_k(a, k)  # [n, k]
         self.cols_j, ok_j = smallest_k(b, k)
-        self.a = xp.where(ok_i, xp.take_along_axis(a, self.cols_i, axis=1), xp.inf)
-        self.b = xp.where(ok_j, xp.take_along_axis(b, self.cols_j, axis=1), xp.inf)
-        self.w_i = xp.take_along_axis(block.w, self.cols_i, axis=1)
-        self.w_j = xp.take_along_axis(block.w, self.cols_j, axis=1)
+        self.a = xp.where(ok_i, row_take(a, self.cols_i), xp.inf)
+        self.b = xp.where(ok_j, row_take(b, self.cols_j), xp.inf)
+        self.w_i = row_take(block.w, self.cols_i)
+        self.w_j = row_take(block.w, self.cols_j)
         self.cross = cross_terms(self.w_i, self.w_j, pair_entries(gram, self.cols_i, self.cols_j))
         self.rows = xp.arange(block.w.shape[0])
 
@@ -370,8 +384,8 @@ class Windows:
         """After each row's swap (window positions p, q [m]; u moved by ``shift`` [m, C]): a and b
         of the window members follow u, and the two swapped columns leave their windows."""
         xp = array_module(shift)
-        self.a = self.a - 2.0 * self.w_i * xp.take_along_axis(shift, self.cols_i, axis=1)
-        self.b = self.b + 2.0 * self.w_j * xp.take_along_axis(shift, self.cols_j, axis=1)
+        self.a = self.a - 2.0 * self.w_i * row_take(shift, self.cols_i)
+        self.b = self.b + 2.0 * self.w_j * row_take(shift, self.cols_j)
         rows = xp.arange(p.shape[0])
         self.a[rows, p] = xp.inf
         self.b[rows, q] = xp.inf
@@ -390,15 +404,15 @@ def round_unstructured(block: Block, gram, settings: SwapSettings, k: int, n_rou
             break
         delta = pair_deltas(win.a, win.b, win.cross).reshape(m, k * k)  # [m, k, k] -> [m, k²]
         flat = xp.argmin(delta, axis=1)  # first minimum: lowest i, then lowest j
-        best = xp.take_along_axis(delta, flat[:, None], axis=1)[:, 0]
+        best = row_take(delta, flat[:, None])[:, 0]
         ok = accepts(best, block.error[win.rows], settings.tol)
         if step == 0:
             stopped = ~ok  # every working row is open at step 0
         win.keep(ok)
         flat, best = flat[ok], best[ok]
         p, q = flat // k, flat % k
-        i = xp.take_along_axis(win.cols_i, p[:, None], axis=1)[:, 0]
-        j = xp.take_along_axis(win.cols_j, q[:, None], axis=1)[:, 0]
+        i = row_take(win.cols_i, p[:, None])[:, 0]
+        j = row_take(win.cols_j, q[:, None])[:, 0]
         shift = block.swap(win.rows, i, j, best, gram)
         log.append((block.index[win.rows], i, j, n_round * settings.refresh + step + 1, best))
         win.follow(shift, p, q)
