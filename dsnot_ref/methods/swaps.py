@@ -30,8 +30,9 @@ the swaps per row. Each swap strictly lowers E_r, so E_r never increases, and pr
 row (and per N:M group) are unchanged.
 
 ``swaps_plain`` is the plain per-row loop, the spec in code; ``sparse_swaps_from_gram`` is the
-same search on all rows at once, in blocks of rows sized to memory (tests: the two give the same
-masks). Step numbers (for the swap log) count from 1: round k's step s is ``k · refresh + s + 1``
+same search on all rows at once, in blocks of rows sized to memory and searched in threads
+(``SwapSettings.threads``; rows are independent, so blocks and threads change no swap; tests: the
+two give the same masks). Step numbers (for the swap log) count from 1: round k's step s is ``k · refresh + s + 1``
 unstructured, ``k + 1`` for N:M.
 """
 
