@@ -40,12 +40,15 @@ Hessian only feeds the reconstruction-error diagnostic. Its relative rounding er
 float32's epsilon times √T per entry (≈ 3e-6 for T = 2048), far below the digits the
 diagnostic reports.
 
-A Hessian that only feeds the diagnostic may also be estimated from a token sample
-(``hessian_fraction`` f < 1; the pipeline's ``recon_error_tokens``): each chunk's XᵀX is
-replaced by an unbiased estimate from round(f·T) of its T tokens, drawn (seeded) with
-probability proportional to ‖x_t‖² and weighted accordingly (``_hessian_rows``). Its cost
-drops by f; the errors before and after pruning are quadratic forms in the same estimate, and
-their sampling error on the demo model is measured by benchmarks/recon_sample.py (README).
+A Hessian that only feeds the diagnostic may instead be sketched from a token sample
+(``hessian_fraction`` f < 1; the pipeline's ``recon_error_tokens``): from each chunk's T tokens,
+round(f·T) are drawn (seeded) with probability proportional to ‖x_t‖² and weighted accordingly
+(``_hessian_rows``), and the weighted rows are kept as a factor F [T', C] with FᵀF an unbiased
+estimate of the Hessian (``LinearStats.hessian_factor``; ``hessian`` is then None). No C×C
+product is formed at all: a quadratic form dᵀHd is estimated as ‖F d‖², T'·C work per row
+instead of C², which matters when C exceeds T' (C = 8192 for a 1B model's down projection).
+The errors before and after pruning are estimated from the same sample; their sampling error
+on the demo model is measured by benchmarks/recon_sample.py (README).
 """
 
 from __future__ import annotations
@@ -73,6 +76,7 @@ class LinearStats:
     var_pooled: object  # [C]  biased variance over all S·L tokens (Chan merge)
     var_within: object  # [C]  mean over sequences of each sequence's biased variance
     hessian: object | None = None  # [C, C]  (2/S) Σ_s X_sᵀ X_s, only when asked for
+    hessian_factor: object | None = None  # [T', C]  F with FᵀF an unbiased estimate of it (a sample)
 
 
 def merge_moments(n_a, mean_a, m2_a, n_b, mean_b, m2_b):
@@ -104,6 +108,8 @@ class StatsAccumulator:
         self.with_hessian = bool(with_hessian)
         self.hessian_products = hessian_products  # dtype of each chunk's X_bᵀ X_b (see the module doc)
         self.hessian_fraction = float(hessian_fraction)  # share of each chunk's tokens in the Hessian
+        self.sampled = self.with_hessian and self.hessian_fraction < 1.0  # a factor F, not H (module doc)
+        self._factor_rows = []  # [T'_b, C] weighted sampled rows of each chunk
         self._rng = np.random.default_rng(seed)  # draws the Hessian's token sample (when fraction < 1)
         # the official variant's seq_sum, seq_sq, var_within: the released float32 averages
         self._released = ReleasedAverages() if released_averages else None
@@ -145,17 +151,19 @@ class StatsAccumulator:
         self._n_tokens, self._mean, self._m2 = merge_moments(
             self._n_tokens, self._mean, self._m2, b * seq_len, mean_b, m2_b
         )
-        if self.with_hessian:
-            flat = self._hessian_rows(x.reshape(b * seq_len, c))  # [B, L, C] -> [T, C] -> [T', C]
+        if self.sampled:
+            self._factor_rows.append(self._hessian_rows(x.reshape(b * seq_len, c)))  # [B, L, C] -> [T', C]
+        elif self.with_hessian:
+            flat = x.reshape(b * seq_len, c)  # [B, L, C] -> [T, C]
             if self.hessian_products == "float64":
                 flat = flat.astype(xp.float64)
-            self._xtx += flat.T @ flat  # [C, T'] @ [T', C] -> [C, C] (one symmetric BLAS product), summed in float64
+            self._xtx += flat.T @ flat  # [C, T] @ [T, C] -> [C, C] (one symmetric BLAS product), summed in float64
         if self._released is not None:
             self._released.update(x, seq_var=seq_m2 / seq_len)  # numpy's var(axis=1) of float64(x), reused
         self.n_seq += b
 
     def _hessian_rows(self, flat):
-        """Rows R with RᵀR = XᵀX of this chunk, or an unbiased estimate of it.   [T, C] -> [T', C]
+        """Rows R with E[RᵀR] = XᵀX of this chunk (all of them when f·T ≥ T).   [T, C] -> [T', C]
 
         With fraction f < 1, m = round(f·T) tokens are drawn with replacement, token t with
         probability q_t = ‖x_t‖² / Σ‖x‖², and each is scaled by 1/√(m·q_t), so that
@@ -176,6 +184,12 @@ class StatsAccumulator:
         scale = (1.0 / np.sqrt(m * q[rows])).astype(flat.dtype)  # [m]
         return flat[to_device(rows, xp)] * to_device(scale, xp)[:, None]  # [m, C]
 
+    def _factor(self, n_seq: int):
+        """F [T', C] with FᵀF ≈ (2/S) Σ XᵀX: the chunks' weighted rows, scaled by √(2/S)."""
+        xp = array_module(self._factor_rows[0])
+        rows = xp.concatenate(self._factor_rows, axis=0)  # [T', C]
+        return rows * rows.dtype.type(np.sqrt(2.0 / n_seq))
+
     def _allocate(self, xp, seq_len: int) -> None:
         c = self.n_cols
         self.seq_len = int(seq_len)
@@ -184,7 +198,7 @@ class StatsAccumulator:
         self._mean = xp.zeros(c, dtype=xp.float64)
         self._m2 = xp.zeros(c, dtype=xp.float64)
         self._var_within_sum = xp.zeros(c, dtype=xp.float64)
-        if self.with_hessian:
+        if self.with_hessian and not self.sampled:
             self._xtx = xp.zeros((c, c), dtype=xp.float64)
 
     def finalize(self) -> LinearStats:
@@ -199,7 +213,8 @@ class StatsAccumulator:
             seq_sq=self._sumsq / s,
             var_pooled=self._m2 / self._n_tokens,
             var_within=self._var_within_sum / s,
-            hessian=(2.0 / s) * self._xtx if self.with_hessian else None,
+            hessian=(2.0 / s) * self._xtx if self.with_hessian and not self.sampled else None,
+            hessian_factor=self._factor(s) if self.sampled else None,
         )
         if self._released is None:
             return stats

@@ -12,7 +12,7 @@ import pytest
 
 import dsnot_ref.methods.selection as selection  # by_row_chunks reads its constants there
 from dsnot_ref.errors import UserError
-from dsnot_ref.methods import DSnoTSettings, PruneSpec, needs_hessian, prune_linear, reconstruction_error
+from dsnot_ref.methods import DSnoTSettings, PruneSpec, error_total, needs_hessian, prune_linear, reconstruction_error
 from dsnot_ref.methods.dsnot_per_row import dsnot_per_row
 from dsnot_ref.methods.dsnot_vectorised import dsnot
 from dsnot_ref.methods.scores import nm_mask, unstructured_mask, wanda_score
@@ -99,6 +99,7 @@ class FakeStats:
     var_pooled: np.ndarray
     var_within: np.ndarray
     hessian: np.ndarray | None = None
+    hessian_factor: np.ndarray | None = None
 
 
 def fake_stats(x, with_hessian=True):
@@ -123,6 +124,23 @@ def test_reconstruction_error_equals_output_error():
     w64 = w.astype(np.float64)
     direct = np.sum((x2 @ np.where(pruned, w64, 0).T) ** 2) / np.sum((x2 @ w64.T) ** 2)
     assert reconstruction_error(w, pruned, st.hessian) == pytest.approx(direct, rel=1e-10)
+
+
+def test_error_total_from_the_hessian_or_its_factor():
+    """error_total: Σ_r d_rᵀ H d_r from H, or ‖F dᵀ‖² from a factor F with FᵀF = H (here every
+    token scaled by √(2/S), so the two agree to rounding); prune_linear reports the same
+    relative errors from either."""
+    w, x = layer()
+    st = fake_stats(x)
+    factor = x.reshape(-1, x.shape[2]) * np.sqrt(2.0 / x.shape[0])  # [S·L, C], FᵀF = H
+    sketched = FakeStats(st.n_seq, st.seq_len, st.seq_sum, st.seq_sq, st.var_pooled, st.var_within, None, factor)
+    d = np.where(unstructured_mask(wanda_score(w, st.seq_sq), 0.5), w.astype(np.float64), 0.0)
+    assert error_total(d, sketched) == pytest.approx(error_total(d, st), rel=1e-10)
+    assert error_total(d, st) == pytest.approx(np.sum((factor @ d.T) ** 2), rel=1e-10)
+    spec = PruneSpec("dsnot", 0.5)
+    exact, estimate = prune_linear(w, st, spec).diagnostics, prune_linear(w, sketched, spec).diagnostics
+    for key in ("recon_before", "recon_after"):
+        assert estimate[key] == pytest.approx(exact[key], rel=1e-6), key
 
 
 def test_prune_linear_wanda_and_dsnot():

@@ -145,11 +145,12 @@ def test_float32_hessian_products_agree_with_float64():
         StatsAccumulator(8, with_hessian=True, hessian_products="float16")
 
 
-def test_sampled_hessian_is_an_unbiased_norm_sampling_estimate():
-    """hessian_fraction < 1 (the diagnostic's token sample): each chunk's XᵀX is estimated from
-    round(f·T) tokens drawn with probability ∝ ‖x_t‖², weighted by 1/(m·q_t). Exact when f = 1;
-    seeded; unbiased (the mean over many seeds converges to the exact Hessian); and a token that
-    dominates XᵀX (an outlier, as the massive activations of LLaMA-family models) is caught."""
+def test_sampled_hessian_factor_is_an_unbiased_norm_sampling_estimate():
+    """hessian_fraction < 1 (the diagnostic's token sample): no C×C Hessian, a factor F [T', C]
+    of round(f·T) tokens per chunk drawn with probability ∝ ‖x_t‖², weighted by 1/√(m·q_t), so
+    FᵀF estimates the Hessian. Exact Hessian when f = 1; seeded; unbiased (the mean of FᵀF over
+    many seeds converges to the exact Hessian); and a token that dominates XᵀX (an outlier, as
+    the massive activations of LLaMA-family models) is caught."""
     rng = np.random.default_rng(2)
     x = (rng.standard_normal((8, 256, 5)) * [1, 2, 3, 0.5, 4]).astype(np.float64)
     x[3, 0] *= 200.0  # one heavy token: about 90% of XᵀX
@@ -158,22 +159,27 @@ def test_sampled_hessian_is_an_unbiased_norm_sampling_estimate():
     whole.update(x[:4])
     whole.update(x[4:])
     np.testing.assert_array_equal(whole.finalize().hessian, exact.hessian)
+    assert whole.finalize().hessian_factor is None
 
     def sampled(seed):
         acc = StatsAccumulator(5, with_hessian=True, hessian_fraction=1 / 16, seed=seed)
         acc.update(x[:4])
         acc.update(x[4:])
-        return acc.finalize()
+        got = acc.finalize()
+        assert got.hessian is None and got.hessian_factor.shape == (2 * 64, 5)
+        return got.hessian_factor.T @ got.hessian_factor
 
-    got = sampled(0)
-    np.testing.assert_array_equal(got.hessian, sampled(0).hessian)  # seeded: reproducible
-    assert not np.array_equal(got.hessian, sampled(1).hessian)
-    assert np.all(np.linalg.eigvalsh(got.hessian) > 0)
+    estimate = sampled(0)
+    np.testing.assert_array_equal(estimate, sampled(0))  # seeded: reproducible
+    assert not np.array_equal(estimate, sampled(1))
+    assert np.all(np.linalg.eigvalsh(estimate) > 0)
     # one sample of 128 tokens out of 2048, heavy token included: within 25% everywhere on the diagonal
-    np.testing.assert_allclose(np.diag(got.hessian), np.diag(exact.hessian), rtol=0.25)
-    mean = np.mean([sampled(seed).hessian for seed in range(200)], axis=0)  # unbiased
+    np.testing.assert_allclose(np.diag(estimate), np.diag(exact.hessian), rtol=0.25)
+    mean = np.mean([sampled(seed) for seed in range(200)], axis=0)  # unbiased
     np.testing.assert_allclose(mean, exact.hessian, rtol=0, atol=0.03 * np.abs(exact.hessian).max())
+    acc = StatsAccumulator(5, with_hessian=True, hessian_fraction=1 / 16)
+    acc.update(x[:4])
     for name in ("seq_sum", "seq_sq", "var_pooled", "var_within"):  # the sample is the Hessian's only
-        np.testing.assert_array_equal(getattr(got, name), getattr(exact, name), err_msg=name)
+        np.testing.assert_array_equal(getattr(acc.finalize(), name), getattr(accumulate(x[:4], [4]), name))
     with pytest.raises(ValueError, match="hessian_fraction"):
         StatsAccumulator(5, with_hessian=True, hessian_fraction=0.0)

@@ -22,7 +22,7 @@ from ..errors import UserError
 from .dsnot_common import DSnoTResult, DSnoTSettings, arithmetic_dtype
 from .dsnot_per_row import contributions, row_errors
 from .dsnot_vectorised import dsnot
-from .gram import gram_products
+from .gram import gram_products, pruned_part
 from .scores import check_nm, check_sparsity, initial_mask, magnitude_score, wanda_score
 from .swaps import SwapSettings, sparse_swaps
 
@@ -72,6 +72,24 @@ def output_energy(w, hessian) -> float:
     xp = array_module(w)
     h = to_device(hessian, xp).astype(xp.float64, copy=False)            # [C, C]
     return float(xp.sum(gram_products(w.astype(xp.float64), h)[1]))
+
+
+def error_total(d, stats) -> float:
+    """Σ_r d_rᵀ H d_r for d [R, C] (times S/2: ‖D X‖² on the calibration tokens), from the
+    Hessian, or, when the pipeline kept only the diagnostic's token sample, from its factor F
+    [T', C] (FᵀF estimates H; stats.py): ‖F dᵀ‖², a product in F's dtype summed in float64."""
+    xp = array_module(d)
+    if stats.hessian is not None:
+        h = to_device(stats.hessian, xp).astype(xp.float64, copy=False)      # [C, C]
+        return float(xp.sum(gram_products(d.astype(xp.float64, copy=False), h)[1]))
+    f = to_device(stats.hessian_factor, xp)                                 # [T', C]
+    y = f @ d.astype(f.dtype).T                                             # [T', C] @ [C, R] -> [T', R]
+    return float(xp.sum(xp.square(y, dtype=xp.float64)))
+
+
+def has_error_statistics(stats) -> bool:
+    """The reconstruction-error diagnostics can be computed: a Hessian or its sampled factor."""
+    return stats.hessian is not None or stats.hessian_factor is not None
 
 
 def reconstruction_error(w, pruned, hessian, dense_energy: float | None = None) -> float:
@@ -135,8 +153,8 @@ def _mask_diagnostics(weight, stats, pruned, dense_energy: float | None) -> dict
         "sparsity": pruned_fraction(pruned),
         "eps": float(xp.mean(xp.abs(eps))) if eps.size else 0.0,
     }
-    if stats.hessian is not None:
-        out["recon"] = reconstruction_error(weight, pruned, stats.hessian, dense_energy)
+    if dense_energy is not None:  # ‖(W − W⊙keep) X‖² / ‖W X‖², as reconstruction_error
+        out["recon"] = error_total(pruned_part(weight, pruned), stats) / dense_energy if dense_energy > 0 else 0.0
     return out
 
 
@@ -158,7 +176,7 @@ def prune_linear(weight, stats, spec: PruneSpec, *, apply_dsnot: bool = True) ->
     dtype = arithmetic_dtype(spec.dsnot.variant) if spec.method == "dsnot" else np.float64
     score = initial_score(weight, stats, method, dtype)
     pruned0 = initial_mask(score, spec.sparsity, spec.nm)
-    energy = None if stats.hessian is None else output_energy(weight, stats.hessian)
+    energy = error_total(weight, stats) if has_error_statistics(stats) else None
     before = _mask_diagnostics(weight, stats, pruned0, energy)
     diagnostics = {"sparsity": before["sparsity"], "eps_before": before["eps"]}
     if "recon" in before:
@@ -219,6 +237,7 @@ __all__ = [
     "PruneResult",
     "PruneSpec",
     "SwapSettings",
+    "error_total",
     "initial_score",
     "needs_hessian",
     "output_energy",
