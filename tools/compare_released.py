@@ -35,7 +35,9 @@ to the official variant's float32 running averages, ``stats_released.ReleasedAve
     python tools/compare_released.py end-to-end released.npz released-eager.npz|PRUNED_DIR
     # 4. statistics of the same inputs: released WrappedGPT, our official and float64 ones
     python tools/compare_released.py statistics --released ../released-dsnot --model DIR --tokens calib.npy
-    # 5. the dense forward pass: transformers eager and ours against sdpa, per layer
+    # 5. rows of a capture whose Wanda threshold is a near-tie, per layer
+    python tools/compare_released.py near-ties --model DIR --capture released.npz
+    # 6. the dense forward pass: transformers eager and ours against sdpa, per layer
     python tools/compare_released.py forward --model DIR --tokens calib.npy
 
 Shape letters: R output rows, C input columns, K cycles.
@@ -403,11 +405,13 @@ def relative_difference(a, b) -> float:
 def compare_forward(model_dir: Path, tokens: np.ndarray) -> None:
     """Per decoder layer of the dense model: how far transformers' eager attention and our
     NumPy forward pass are from transformers' sdpa, both carried through all layers before
-    (propagated) and from sdpa's own input of that layer (one layer). float32 throughout."""
+    (propagated) and from sdpa's own input of that layer (one layer), the latter also with our
+    matrix products and/or our attention replaced by torch's. float32 throughout."""
     import torch  # noqa: PLC0415
     from transformers import AutoModelForCausalLM  # noqa: PLC0415
 
     from dsnot_ref import model as ours  # noqa: PLC0415
+    from dsnot_ref import ops  # noqa: PLC0415
 
     hidden = {}
     for attn in ("sdpa", "eager"):
@@ -418,14 +422,70 @@ def compare_forward(model_dir: Path, tokens: np.ndarray) -> None:
     net = ours.load_model(model_dir)
     x = ours.embed(net, tokens)                                   # [B, L, D]
     sdpa = hidden["sdpa"]
-    print(f"{'layer':>5} {'eager vs sdpa':>14} {'ours vs sdpa':>13} {'ours, one layer':>16} {'max |x|':>9}")
+    swaps = {"ours": (ops.linear, ops.causal_attention), "torch GEMM": (torch_linear, ops.causal_attention),
+             "torch attn": (ops.linear, torch_attention), "both torch": (torch_linear, torch_attention)}
+    print("one layer: from sdpa's input, ours and ours with torch's matrix products and/or attention")
+    print(f"{'layer':>5} {'eager vs sdpa':>14} {'ours vs sdpa':>13} " + " ".join(f"{k:>11}" for k in swaps)
+          + f" {'max |x|':>9}")
     for i in range(net.config.num_layers - 1):                   # the last entry is after the final norm
         layer = ours.load_layer(net, i)
         x = ours.block_forward(net.config, layer, x)
-        one = ours.block_forward(net.config, layer, sdpa[i])
+        one = []
+        for linear, attention in swaps.values():
+            ops.linear, ops.causal_attention = linear, attention
+            try:
+                one.append(relative_difference(ours.block_forward(net.config, layer, sdpa[i]), sdpa[i + 1]))
+            finally:
+                ops.linear, ops.causal_attention = swaps["ours"]
         print(f"{i:>5} {relative_difference(hidden['eager'][i + 1], sdpa[i + 1]):>14.2e} "
-              f"{relative_difference(x, sdpa[i + 1]):>13.2e} {relative_difference(one, sdpa[i + 1]):>16.2e} "
-              f"{np.abs(sdpa[i + 1]).max():>9.1f}")
+              f"{relative_difference(x, sdpa[i + 1]):>13.2e} " + " ".join(f"{v:>11.2e}" for v in one)
+              + f" {np.abs(sdpa[i + 1]).max():>9.1f}")
+
+
+def torch_linear(x, w, b=None):
+    """ops.linear through torch's CPU kernels.   x [..., C], w [R, C] -> [..., R]"""
+    import torch  # noqa: PLC0415
+
+    bias = None if b is None else torch.from_numpy(b)
+    return torch.nn.functional.linear(torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(w), bias).numpy()
+
+
+def torch_attention(q, k, v, window=None):
+    """ops.causal_attention through torch's sdpa (no sliding window).   q [B, H, L, Dh], k/v [B, K, L, Dh]"""
+    import torch  # noqa: PLC0415
+
+    if window is not None:
+        raise SystemExit("torch_attention: no sliding window")
+    group = q.shape[1] // k.shape[1]
+    k, v = (torch.from_numpy(a).repeat_interleave(group, dim=1) for a in (k, v))
+    return torch.nn.functional.scaled_dot_product_attention(torch.from_numpy(q), k, v, is_causal=True).numpy()
+
+
+def count_near_ties(model_dir: Path, capture: dict, sparsity: float) -> None:
+    """Per decoder layer, rows whose Wanda pruning threshold is a near-tie: the k-th and
+    (k+1)-th smallest float32 scores |W|·sqrt(scaler_row) (the capture's released statistics)
+    within a relative gap g of each other."""
+    from safetensors.numpy import load_file  # noqa: PLC0415
+
+    weights = {}
+    for f in sorted(Path(model_dir).glob("*.safetensors")):
+        weights.update(load_file(f))
+    gaps = (1e-7, 3e-7, 1e-6, 3e-6)
+    by_layer = {}
+    for name, item in capture.items():
+        w = weights[f"{name}.weight"]                                 # [R, C]
+        k = int(w.shape[1] * sparsity)
+        score = np.abs(w) * np.sqrt(item["scaler_row"].astype(np.float32))[None]
+        part = np.partition(score, (k - 1, k), axis=1)                # [R, C]
+        rel = (part[:, k].astype(np.float64) - part[:, k - 1]) / part[:, k]   # [R]
+        counts = by_layer.setdefault(int(name.split(".")[2]), np.zeros(len(gaps) + 1, dtype=np.int64))
+        counts[:-1] += [int((rel <= g).sum()) for g in gaps]
+        counts[-1] += w.shape[0]
+    print("layer  rows with a Wanda threshold gap <= " + ", ".join(f"{g:.0e}" for g in gaps) + "  (rows)")
+    for layer, counts in sorted(by_layer.items()):
+        print(f"{layer:>5}  " + "  ".join(f"{v:>6}" for v in counts[:-1]) + f"  ({counts[-1]})")
+    total = sum(by_layer.values())
+    print("  all  " + "  ".join(f"{v:>6}" for v in total[:-1]) + f"  ({total[-1]})")
 
 
 # --------------------------------------------------------------------------- statistics
@@ -509,6 +569,10 @@ def main(argv=None) -> int:
     sts.add_argument("--released", type=Path, required=True, help="copy of zyxxmu/DSnoT")
     sts.add_argument("--model", type=Path, required=True)
     sts.add_argument("--tokens", type=Path, required=True)
+    ties = sub.add_parser("near-ties", help="rows whose Wanda threshold is a near-tie, per layer")
+    ties.add_argument("--model", type=Path, required=True)
+    ties.add_argument("--capture", type=Path, required=True)
+    ties.add_argument("--sparsity", type=float, default=0.6)
     fwd = sub.add_parser("forward", help="dense forward pass: eager and ours against sdpa, per layer")
     fwd.add_argument("--model", type=Path, required=True)
     fwd.add_argument("--tokens", type=Path, required=True)
@@ -529,6 +593,8 @@ def main(argv=None) -> int:
         compare_sublayers(args.model, load_capture(args.capture), args.sparsity, args.max_cycle_time, args.stats)
     elif args.command == "statistics":
         compare_statistics(args.released, args.model, np.load(args.tokens))
+    elif args.command == "near-ties":
+        count_near_ties(args.model, load_capture(args.capture), args.sparsity)
     elif args.command == "forward":
         compare_forward(args.model, np.load(args.tokens)[:args.sequences])
     else:
