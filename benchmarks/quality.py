@@ -113,7 +113,8 @@ def mean_recon(layers: list[dict], key: str, dsnot_only: bool) -> float | None:
 def run_config(model, calib, eval_tokens, config: Config, args) -> dict:
     """Prune with one configuration, evaluate, and summarise; a UserError becomes a row."""
     settings = PipelineSettings(
-        spec=config.spec, skip_layer=args.skip_layer, chunk_size=args.chunk_size, recon_error=True
+        spec=config.spec, skip_layer=args.skip_layer, chunk_size=args.chunk_size, recon_error=True,
+        recon_error_tokens=None,  # the table's errors from every calibration token, not prune's sample
     )
     started = time.perf_counter()
     try:
