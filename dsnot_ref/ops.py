@@ -102,7 +102,7 @@ def apply_rope(x, cos, sin):
     return x * cos + rotate_half(x) * sin
 
 
-QUERY_BLOCK = 64  # queries per attention block: bounds score memory, skips masked key blocks
+QUERY_BLOCK = 128  # queries per attention block: bounds score memory, skips masked key blocks
 
 
 def block_mask(q_start: int, n_q: int, k_start: int, n_k: int, window: int | None, dtype, xp=np):
