@@ -8,7 +8,7 @@
         committed data/golden/); one line per case; exit 0 if all identical, 1 otherwise.
         E_r traces (error_trace) are compared when both files have one.
 
-File format: data/golden/FORMAT.md (version 2; version-1 files are read too).
+File format: data/golden/FORMAT.md (version 3; versions 1 and 2 are read too).
 """
 
 from __future__ import annotations
