@@ -15,8 +15,10 @@ activations live on disk (dsnot_ref.cache). Cost of ``recon_error`` (and of Spar
 C×C float64 Hessian per distinct sublayer input, e.g. for LLaMA 3·D² + F² doubles per layer
 (7B: ~0.97 GB for down_proj's F = 11008 alone) and a C×C matrix product per token chunk,
 formed in float32 when only the diagnostic needs it and in float64 when the method does
-(stats.py says why that is accurate enough). When only the diagnostic needs it, it is formed
-from a sample of ``recon_error_tokens`` calibration tokens (default 2048; None: every token).
+(stats.py says why that is accurate enough). When only the diagnostic needs it and the
+calibration has more than ``recon_error_tokens`` tokens (default 2048; None: every token), no
+C×C matrix is formed: a norm-weighted sample of that many tokens is kept as a factor F with FᵀF
+estimating the Hessian (``LinearStats.hessian_factor``).
 
 Skipping DSnoT (``skip_layer``, ``skip_sub_layer``, as the released code's flags): every linear
 sublayer belongs to one group, ``"self_attn"`` (names starting with ``self_attn.``) or
@@ -202,6 +204,12 @@ def input_leaders(names: list[str]) -> dict[str, str]:
 def skip_group(name: str) -> str:
     """"self_attn" or "mlp": the released code's grouping of a layer-relative sublayer name."""
     return "self_attn" if name.startswith("self_attn.") else "mlp"
+
+
+def default_skip_layer(method: str) -> str | None:
+    """The ``skip_layer`` a method gets unless asked otherwise: DSnoT skips the MLP, as the released
+    code does; SparseSwaps refines every sublayer."""
+    return None if method == "swaps" else "mlp"
 
 
 def applies_dsnot(name: str, settings: PipelineSettings) -> bool:

@@ -78,15 +78,15 @@ def demo_jobs(args, size: DemoSize, model_dir: Path, backend: str) -> dict[str, 
     SparseSwaps (every sublayer, as `prune --prune-method swaps`), the same model, calibration and
     evaluation; everything not set here takes `prune`'s defaults."""
     from ..methods import PruneSpec  # noqa: PLC0415
-    from ..pipeline import PipelineSettings  # noqa: PLC0415
+    from ..pipeline import PipelineSettings, default_skip_layer  # noqa: PLC0415
 
     def job(method: str) -> prune_args.PruneJob:
         spec = PruneSpec(method=method, sparsity=0.0 if method == "dense" else args.sparsity)
-        skip_layer = None if method == "swaps" else PipelineSettings.skip_layer  # DSnoT skips the MLP
         return prune_args.PruneJob(
             inputs=prune_args.Inputs(model=args.model, model_dir=model_dir, nsamples=size.nsamples,
                                      seqlen=size.seqlen),
-            pipeline=PipelineSettings(spec=spec, skip_layer=skip_layer, backend=backend, recon_error=args.recon_error),
+            pipeline=PipelineSettings(spec=spec, skip_layer=default_skip_layer(method), backend=backend,
+                                      recon_error=args.recon_error),
             evaluation=prune_args.Evaluation(eval_dataset=prune_args.default_eval_path(), eval_seqlen=size.seqlen,
                                              eval_max_windows=size.eval_windows),
             output=prune_args.Output(quiet=args.quiet),

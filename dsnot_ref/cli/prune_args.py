@@ -22,7 +22,7 @@ from ..methods import INITIAL_METHODS, METHODS, PruneSpec
 from ..methods.dsnot_common import ON_REJECT, VARIANTS, DSnoTSettings
 from ..methods.owl import BUDGETS, EXACT_CAP, OwlSettings
 from ..methods.swaps import SwapSettings
-from ..pipeline import DTYPES, PipelineSettings
+from ..pipeline import DTYPES, PipelineSettings, default_skip_layer
 
 SKIP_LAYERS = {"mlp": "mlp", "self_attn": "self_attn", "none": None, "no_skip": None}
 SUB_LAYERS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj", "out_proj", "fc1", "fc2")
@@ -336,7 +336,7 @@ def parse_pipeline(args) -> PipelineSettings:
     sparsity, nm = parse_sparsity(args.sparsity_ratio, args.sparsity_type, method)
     spec = PruneSpec(method=method, sparsity=sparsity, nm=nm, initial_method=initial, dsnot=parse_dsnot(args),
                      swaps=parse_swaps(args, method))
-    skip_layer = parse_choice(args.skip_layer or ("none" if method == "swaps" else "mlp"), tuple(SKIP_LAYERS),
+    skip_layer = parse_choice(args.skip_layer or default_skip_layer(method) or "none", tuple(SKIP_LAYERS),
                               "--skip-layer")
     skip_sub = parse_choice(args.skip_sub_layer, ("none", "no_skip", *SUB_LAYERS), "--skip-sub-layer")
     return PipelineSettings(
