@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -136,8 +137,7 @@ def main() -> None:
             print(f"{name:6s} hidden {shape['hidden']}, MLP {shape['mlp']}, {n_layers} layers, S={n_seq}, L={seq_len}, "
                   f"checkpoint {size:.2f} GiB: wall {fig['wall']:.1f} s, peak RSS {fig['peak_mib']:.0f} MiB "
                   f"({phases})", flush=True)
-            for path in sorted(work.rglob("*"), reverse=True):  # free the disk before the next run
-                path.unlink() if path.is_file() else path.rmdir()
+            shutil.rmtree(work)  # free the disk before the next run
     if "base" in figures:
         base = figures["base"]
         for name, fig in figures.items():
