@@ -239,11 +239,13 @@ class StatsCapture:
     """
 
     def __init__(self, names: list[str], n_cols: dict[str, int], with_hessian: bool,
-                 hessian_products: str = "float64", hessian_fraction: float = 1.0, released_averages: bool = False):
+                 hessian_products: str = "float64", hessian_fraction: float = 1.0, released_averages: bool = False,
+                 factor_below: int = 0):
         self.leaders = input_leaders(names)
-        self.accumulators = {
+        self.accumulators = {  # factor_below: keep a factor, not H, for sublayers with more columns
             name: StatsAccumulator(n_cols[name], with_hessian=with_hessian, hessian_products=hessian_products,
-                                   hessian_fraction=hessian_fraction, released_averages=released_averages)
+                                   hessian_fraction=hessian_fraction, released_averages=released_averages,
+                                   factor=factor_below < n_cols[name] if factor_below else False)
             for name in names
             if self.leaders[name] == name
         }
@@ -283,10 +285,11 @@ def gather_stats(config, layer: dict, in_path: Path, settings: PipelineSettings,
     n_cols = {name: layer[f"{name}.weight"].shape[1] for name in names}  # C of each [R, C]
     method_needs = needs_hessian(settings.spec)  # the method itself uses the Hessian: float64, every token
     (n_seq, seq_len, _), _ = cache.activation_info(in_path)
+    fraction = 1.0 if method_needs else diagnostic_fraction(settings, n_seq * seq_len)
     capture = StatsCapture(names, n_cols, with_hessian=method_needs or settings.recon_error,
-                           hessian_products="float64" if method_needs else "input",
-                           hessian_fraction=1.0 if method_needs else diagnostic_fraction(settings, n_seq * seq_len),
-                           released_averages=released_statistics(settings.spec))
+                           hessian_products=hessian_products(settings.spec), hessian_fraction=fraction,
+                           released_averages=released_statistics(settings.spec),
+                           factor_below=0 if method_needs else max(1, round(fraction * n_seq * seq_len)))
     starts = chunk_starts(n_seq, settings.chunk_size)
     for k, start in enumerate(starts):
         with timer("io"):
@@ -298,6 +301,17 @@ def gather_stats(config, layer: dict, in_path: Path, settings: PipelineSettings,
         tick(k + 1, 2 * len(starts), "statistics")
     timer.seconds["stats"] += capture.seconds
     return capture.finalize()
+
+
+def hessian_products(spec: PruneSpec) -> str:
+    """dtype of each chunk's XᵀX (stats.py): float64 where the Hessian is inverted (SparseGPT,
+    alone or as the initial mask) or a swap is accepted on any drop of E_r (DSnoT's exact
+    variant); the input's float32 for SparseSwaps from a Wanda or magnitude mask (a swap must
+    lower E_r by more than tol·E_r, tol = 1e-4 by default, against a rounding of G measured at
+    about 4e-7 relative for T = 2048; docs/swaps.md §1) and for the diagnostic alone."""
+    inverts = spec.method == "sparsegpt" or (spec.method in ("dsnot", "swaps") and spec.initial_method == "sparsegpt")
+    exact_variant = spec.method == "dsnot" and spec.dsnot.variant == "exact"
+    return "float64" if inverts or exact_variant else "input"
 
 
 def released_statistics(spec: PruneSpec) -> bool:

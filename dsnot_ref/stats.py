@@ -32,13 +32,14 @@ averages, computed in the released order (stats_released.py), because a Wanda ne
 pruning threshold can be ordered by the last bit of ``seq_sq``.
 
 The Hessian ``(2/S) Σ_s X_sᵀ X_s`` is summed in float64 across chunks. Each chunk's product
-``X_bᵀ X_b`` (one BLAS call over its T tokens) is formed in float64 by default, which SparseGPT,
-the exact DSnoT variant and the swaps refiner use. With ``hessian_products="input"`` it is
-formed in the input's dtype (float32 in the pipeline: a BLAS call about twice as fast and no
-float64 copy of the chunk), then added to the float64 sum; the pipeline does this when the
-Hessian only feeds the reconstruction-error diagnostic. Its relative rounding error is about
-float32's epsilon times √T per entry (≈ 3e-6 for T = 2048), far below the digits the
-diagnostic reports.
+``X_bᵀ X_b`` (one BLAS call over its T tokens) is formed in float64 by default, which SparseGPT
+and the exact DSnoT variant use. With ``hessian_products="input"`` it is formed in the input's
+dtype (float32 in the pipeline: a BLAS call about twice as fast and no float64 copy of the
+chunk), then added to the float64 sum; the pipeline does this for the swaps refiner and when
+the Hessian only feeds the reconstruction-error diagnostic (``pipeline.hessian_products``). Its
+relative rounding error is about float32's epsilon times √T per entry at worst (≈ 3e-6 for
+T = 2048; measured ≤ 4e-7 of the largest diagonal entry), far below the digits the diagnostic
+reports and the swaps' acceptance margin (docs/swaps.md §1).
 
 A Hessian that only feeds the diagnostic may instead be sketched from a token sample
 (``hessian_fraction`` f < 1; the pipeline's ``recon_error_tokens``): from each chunk's T tokens,
@@ -48,7 +49,10 @@ estimate of the Hessian (``LinearStats.hessian_factor``; ``hessian`` is then Non
 product is formed at all: a quadratic form dᵀHd is estimated as ‖F d‖², T'·C work per row
 instead of C², which matters when C exceeds T' (C = 8192 for a 1B model's down projection).
 The errors before and after pruning are estimated from the same sample; their sampling error
-on the demo model is measured by benchmarks/recon_sample.py (README).
+on the demo model is measured by benchmarks/recon_sample.py (README). With ``factor=True`` and
+f = 1 the factor holds every token unweighted (FᵀF is the Hessian itself, up to rounding): the
+pipeline asks for that when the diagnostic's tokens are fewer than C, where T'·C < C² makes the
+factor both smaller and cheaper than a C×C Hessian.
 """
 
 from __future__ import annotations
@@ -99,7 +103,8 @@ class StatsAccumulator:
     """
 
     def __init__(self, n_cols: int, with_hessian: bool = False, hessian_products: str = "float64",
-                 hessian_fraction: float = 1.0, seed: int = 0, released_averages: bool = False):
+                 hessian_fraction: float = 1.0, seed: int = 0, released_averages: bool = False,
+                 factor: bool = False):
         if hessian_products not in HESSIAN_PRODUCTS:
             raise ValueError(f"hessian_products must be one of {HESSIAN_PRODUCTS}, got {hessian_products!r}")
         if not 0.0 < hessian_fraction <= 1.0:
@@ -108,7 +113,8 @@ class StatsAccumulator:
         self.with_hessian = bool(with_hessian)
         self.hessian_products = hessian_products  # dtype of each chunk's X_bᵀ X_b (see the module doc)
         self.hessian_fraction = float(hessian_fraction)  # share of each chunk's tokens in the Hessian
-        self.sampled = self.with_hessian and self.hessian_fraction < 1.0  # a factor F, not H (module doc)
+        # a factor F, not H (module doc): a sample, or every token when asked (fewer tokens than C)
+        self.sampled = self.with_hessian and (self.hessian_fraction < 1.0 or bool(factor))
         self._factor_rows = []  # [T'_b, C] weighted sampled rows of each chunk
         self._rng = np.random.default_rng(seed)  # draws the Hessian's token sample (when fraction < 1)
         # the official variant's seq_sum, seq_sq, var_within: the released float32 averages

@@ -145,6 +145,31 @@ def test_float32_hessian_products_agree_with_float64():
         StatsAccumulator(8, with_hessian=True, hessian_products="float16")
 
 
+def test_factor_of_every_token_when_asked():
+    """factor=True with f = 1 (the pipeline's choice when the diagnostic has fewer tokens than C):
+    F holds every token unweighted, FᵀF is the Hessian to rounding, and no C×C array is kept.
+    StatsCapture asks for it exactly for the sublayers whose C exceeds the tokens kept."""
+    from dsnot_ref.pipeline import StatsCapture  # noqa: PLC0415
+
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((3, 4, 20))                                   # T = 12 < C = 20
+    exact = accumulate(x, [2, 1])
+    acc = StatsAccumulator(20, with_hessian=True, factor=True)
+    acc.update(x[:2])
+    acc.update(x[2:])
+    got = acc.finalize()
+    assert got.hessian is None and got.hessian_factor.shape == (12, 20)
+    np.testing.assert_allclose(got.hessian_factor.T @ got.hessian_factor, exact.hessian, rtol=1e-12, atol=1e-12)
+    names = ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj", "mlp.down_proj"]
+    n_cols = {"self_attn.q_proj": 8, "self_attn.k_proj": 8, "self_attn.v_proj": 8, "self_attn.o_proj": 12,
+              "mlp.down_proj": 30}
+    capture = StatsCapture(names, n_cols, with_hessian=True, hessian_products="input", factor_below=12)
+    assert {n: a.sampled for n, a in capture.accumulators.items()} == {
+        "self_attn.q_proj": False, "self_attn.o_proj": False, "mlp.down_proj": True}
+    plain = StatsCapture(names, n_cols, with_hessian=True, hessian_products="input")
+    assert not any(a.sampled for a in plain.accumulators.values())
+
+
 def test_sampled_hessian_factor_is_an_unbiased_norm_sampling_estimate():
     """hessian_fraction < 1 (the diagnostic's token sample): no C×C Hessian, a factor F [T', C]
     of round(f·T) tokens per chunk drawn with probability ∝ ‖x_t‖², weighted by 1/√(m·q_t), so

@@ -303,3 +303,20 @@ def test_cli_swap_flags_are_checked(tmp_path, capsys, argv, message):
     assert rc == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+def test_pipeline_hessian_products_per_method():
+    """Which methods get float64 XᵀX products (pipeline.hessian_products, docs/swaps.md §1):
+    anything with a SparseGPT mask and DSnoT's exact variant; SparseSwaps from Wanda or
+    magnitude and the diagnostic alone get float32 chunk products."""
+    from dsnot_ref.methods.dsnot_common import DSnoTSettings  # noqa: PLC0415
+    from dsnot_ref.pipeline import hessian_products  # noqa: PLC0415
+
+    assert hessian_products(PruneSpec("sparsegpt", 0.6)) == "float64"
+    assert hessian_products(PruneSpec("dsnot", 0.6, dsnot=DSnoTSettings(variant="exact"))) == "float64"
+    assert hessian_products(PruneSpec("dsnot", 0.6, initial_method="sparsegpt")) == "float64"
+    assert hessian_products(PruneSpec("swaps", 0.6)) == "input"
+    assert hessian_products(PruneSpec("swaps", 0.6, initial_method="sparsegpt")) == "float64"
+    assert hessian_products(PruneSpec("swaps", 0.6, initial_method="magnitude")) == "input"
+    assert hessian_products(PruneSpec("wanda", 0.6)) == "input"
+    assert hessian_products(PruneSpec("dsnot", 0.6)) == "input"
