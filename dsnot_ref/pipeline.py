@@ -242,10 +242,10 @@ class StatsCapture:
                  hessian_products: str = "float64", hessian_fraction: float = 1.0, released_averages: bool = False,
                  factor_below: int = 0):
         self.leaders = input_leaders(names)
-        self.accumulators = {  # factor_below: keep a factor, not H, for sublayers with more columns
+        self.accumulators = {  # factor_below: keep a factor, not H, for sublayers with at least that many columns
             name: StatsAccumulator(n_cols[name], with_hessian=with_hessian, hessian_products=hessian_products,
                                    hessian_fraction=hessian_fraction, released_averages=released_averages,
-                                   factor=factor_below < n_cols[name] if factor_below else False)
+                                   factor=factor_below <= n_cols[name] if factor_below else False)
             for name in names
             if self.leaders[name] == name
         }

@@ -51,8 +51,8 @@ instead of C², which matters when C exceeds T' (C = 8192 for a 1B model's down 
 The errors before and after pruning are estimated from the same sample; their sampling error
 on the demo model is measured by benchmarks/recon_sample.py (README). With ``factor=True`` and
 f = 1 the factor holds every token unweighted (FᵀF is the Hessian itself, up to rounding): the
-pipeline asks for that when the diagnostic's tokens are fewer than C, where T'·C < C² makes the
-factor both smaller and cheaper than a C×C Hessian.
+pipeline asks for that when the diagnostic's tokens are at most C, where T'·C ≤ C² makes the
+factor no larger than a C×C Hessian, and its float32 products cheaper than float64 forms.
 """
 
 from __future__ import annotations
