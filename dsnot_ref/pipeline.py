@@ -11,14 +11,16 @@
 
 Resident memory is one layer's weights, one chunk of activations and the statistics (plus the
 Hessians when asked for), whatever the depth of the model and the number of sequences S: the
-activations live on disk (dsnot_ref.cache). Cost of ``recon_error`` (and of SparseGPT): a
-C×C float64 Hessian per distinct sublayer input, e.g. for LLaMA 3·D² + F² doubles per layer
-(7B: ~0.97 GB for down_proj's F = 11008 alone) and a C×C matrix product per token chunk,
-formed in float32 when only the diagnostic needs it and in float64 when the method does
-(stats.py says why that is accurate enough). When only the diagnostic needs it and the
-calibration has more than ``recon_error_tokens`` tokens (default 2048; None: every token), no
-C×C matrix is formed: a norm-weighted sample of that many tokens is kept as a factor F with FᵀF
-estimating the Hessian (``LinearStats.hessian_factor``).
+activations live on disk (dsnot_ref.cache). Cost of the methods that need the Hessian
+(SparseGPT, DSnoT's exact variant, SparseSwaps): a C×C float64 Hessian per distinct sublayer
+input, e.g. for LLaMA 3·D² + F² doubles per layer (7B: ~0.97 GB for down_proj's F = 11008
+alone) and a C×C matrix product per token chunk, in float64 or float32 (``hessian_products``;
+stats.py and docs/swaps.md say why float32 is accurate enough where it is used). When only the
+``recon_error`` diagnostic needs it, the calibration's T' = min(S·L, ``recon_error_tokens``)
+tokens (default 2048; None: every token; a norm-weighted sample when S·L is larger) are kept
+as a factor F [T', C] with FᵀF estimating the Hessian (``LinearStats.hessian_factor``) whenever
+it is sampled or T' ≤ C; only a sublayer with C < T' = S·L forms a C×C Hessian for it, from
+float32 chunk products.
 
 Skipping DSnoT (``skip_layer``, ``skip_sub_layer``, as the released code's flags): every linear
 sublayer belongs to one group, ``"self_attn"`` (names starting with ``self_attn.``) or
