@@ -286,6 +286,7 @@ def test_cli_swaps_refine_every_sublayer_and_lower_each_error(tmp_path):
     s = res["settings"]
     assert (s["prune_method"], s["initial_method"], s["skip_layer"]) == ("swaps", "magnitude", None)
     assert (s["swap_max_iter"], s["swap_window"], s["swap_refresh"]) == (7, 4, SwapSettings().refresh)
+    assert s["swap_gram"] == "float32"
     rows = res["layers"]
     assert all(row["dsnot"] for row in rows)  # every sublayer refined, MLP included
     assert any(row["swaps"] > 0 for row in rows if row["sublayer"].startswith("mlp."))
@@ -297,6 +298,8 @@ def test_cli_swaps_refine_every_sublayer_and_lower_each_error(tmp_path):
     (("--prune-method", "wanda", "--swap-tol", "0.1"), "--swap-tol only apply to --prune-method swaps"),
     (("--prune-method", "swaps", "--swap-refresh", "0"), "refresh must be >= 1"),
     (("--prune-method", "swaps", "--swap-window", "-1"), "window must be >= 0"),
+    (("--prune-method", "swaps", "--swap-gram", "half"), "gram must be float32 or float64"),
+    (("--prune-method", "dsnot", "--swap-gram", "float64"), "--swap-gram only apply to --prune-method swaps"),
 ])
 def test_cli_swap_flags_are_checked(tmp_path, capsys, argv, message):
     rc, _ = run_prune(tmp_path, "--sparsity-ratio", "0.5", *argv)
@@ -318,5 +321,8 @@ def test_pipeline_hessian_products_per_method():
     assert hessian_products(PruneSpec("swaps", 0.6)) == "input"
     assert hessian_products(PruneSpec("swaps", 0.6, initial_method="sparsegpt")) == "float64"
     assert hessian_products(PruneSpec("swaps", 0.6, initial_method="magnitude")) == "input"
+    assert hessian_products(PruneSpec("swaps", 0.6, swaps=SwapSettings(gram="float64"))) == "float64"  # --swap-gram
+    with pytest.raises(UserError, match="gram must be float32 or float64"):
+        SwapSettings(gram="float16")
     assert hessian_products(PruneSpec("wanda", 0.6)) == "input"
     assert hessian_products(PruneSpec("dsnot", 0.6)) == "input"

@@ -112,6 +112,9 @@ def add_refiner_arguments(p) -> None:
            help=f"swaps: K regrowth x K pruning candidates per round; 0 = all pairs (default {SWAP_DEFAULTS.window})")
     option(p, "swap_refresh", type=int, default=None, metavar="P",
            help=f"swaps: swaps per round before the candidates are rebuilt (default {SWAP_DEFAULTS.refresh})")
+    option(p, "swap_gram", default=None, metavar="DTYPE",
+           help=f"swaps: the calibration Gram matrix from float32 or float64 chunk products, summed in float64 "
+                f"(default {SWAP_DEFAULTS.gram})")
 
 
 def add_data_arguments(p) -> None:
@@ -234,6 +237,7 @@ class PruneJob:
 # A setting whose flag is named otherwise: field name -> flag name (the results file's key)
 RECORD_NAMES = {"method": "prune_method", "sparsity": "sparsity_ratio", "variant": "dsnot_variant",
                 "max_swaps": "swap_max_iter", "tol": "swap_tol", "window": "swap_window", "refresh": "swap_refresh",
+                "gram": "swap_gram",
                 "m": "owl_m", "lam": "owl_lambda", "budget": "owl_budget"}
 
 
@@ -363,8 +367,9 @@ def parse_dsnot(args) -> DSnoTSettings:
 
 
 def parse_swaps(args, method: str) -> SwapSettings:
-    """--swap-max-iter, --swap-tol, --swap-window, --swap-refresh; they need --prune-method swaps."""
-    flags = {"swap_max_iter": "max_swaps", "swap_tol": "tol", "swap_window": "window", "swap_refresh": "refresh"}
+    """--swap-max-iter, --swap-tol, --swap-window, --swap-refresh, --swap-gram; they need --prune-method swaps."""
+    flags = {"swap_max_iter": "max_swaps", "swap_tol": "tol", "swap_window": "window", "swap_refresh": "refresh",
+             "swap_gram": "gram"}
     given = {name: getattr(args, name) for name in flags if getattr(args, name) is not None}
     if given and method != "swaps":
         names = ", ".join("--" + name.replace("_", "-") for name in given)

@@ -59,6 +59,7 @@ class SwapSettings:
     refresh: int = 8  # swaps per round (unstructured): windows are rebuilt after this many
     block_rows: int = 0  # rows processed at once; 0 = sized to BLOCK_BYTES
     threads: int = 0  # blocks searched at once in threads (NumPy only); 0 = the CPUs this process may use
+    gram: str = "float32"  # the pipeline's XᵀX chunk products for G: float32 or float64 (docs/swaps.md §1)
 
     def __post_init__(self):
         if self.max_swaps < 0:
@@ -73,6 +74,8 @@ class SwapSettings:
             raise UserError(f"swaps: block_rows must be >= 0, got {self.block_rows}")
         if self.threads < 0:
             raise UserError(f"swaps: threads must be >= 0 (0 = every CPU), got {self.threads}")
+        if self.gram not in ("float32", "float64"):
+            raise UserError(f"swaps: gram must be float32 or float64, got {self.gram!r}")
 
 
 @dataclass(frozen=True)
