@@ -242,12 +242,12 @@ class StatsCapture:
 
     def __init__(self, names: list[str], n_cols: dict[str, int], with_hessian: bool,
                  hessian_products: str = "float64", hessian_fraction: float = 1.0, released_averages: bool = False,
-                 factor_below: int = 0):
+                 diagnostic_tokens: int = 0):
         self.leaders = input_leaders(names)
-        self.accumulators = {  # factor_below: keep a factor, not H, for sublayers with at least that many columns
+        self.accumulators = {  # diagnostic_tokens T' > 0: a sublayer with C >= T' keeps a factor, not H
             name: StatsAccumulator(n_cols[name], with_hessian=with_hessian, hessian_products=hessian_products,
                                    hessian_fraction=hessian_fraction, released_averages=released_averages,
-                                   factor=factor_below <= n_cols[name] if factor_below else False)
+                                   factor=0 < diagnostic_tokens <= n_cols[name])
             for name in names
             if self.leaders[name] == name
         }
@@ -291,7 +291,7 @@ def gather_stats(config, layer: dict, in_path: Path, settings: PipelineSettings,
     capture = StatsCapture(names, n_cols, with_hessian=method_needs or settings.recon_error,
                            hessian_products=hessian_products(settings.spec), hessian_fraction=fraction,
                            released_averages=released_statistics(settings.spec),
-                           factor_below=0 if method_needs else max(1, round(fraction * n_seq * seq_len)))
+                           diagnostic_tokens=0 if method_needs else max(1, round(fraction * n_seq * seq_len)))
     starts = chunk_starts(n_seq, settings.chunk_size)
     for k, start in enumerate(starts):
         with timer("io"):
@@ -309,9 +309,9 @@ def hessian_products(spec: PruneSpec) -> str:
     """dtype of each chunk's XᵀX (stats.py): float64 where the Hessian is inverted (SparseGPT,
     alone or as the initial mask) or a swap is accepted on any drop of E_r (DSnoT's exact
     variant; SparseSwaps when its ``gram`` setting asks); the input's float32 for SparseSwaps from
-    a Wanda or magnitude mask by default (a swap must
-    lower E_r by more than tol·E_r, tol = 1e-4 by default, against a rounding of G measured at
-    about 4e-7 relative for T = 2048; docs/swaps.md §1) and for the diagnostic alone."""
+    a Wanda or magnitude mask by default (a swap must lower E_r by more than tol·E_r, tol = 1e-4
+    by default, against a rounding of G measured at about 4e-7 relative for T = 2048;
+    docs/swaps.md §1) and for the diagnostic alone."""
     inverts = spec.method == "sparsegpt" or (spec.method in ("dsnot", "swaps") and spec.initial_method == "sparsegpt")
     exact_variant = spec.method == "dsnot" and spec.dsnot.variant == "exact"
     asked = spec.method == "swaps" and spec.swaps.gram == "float64"  # --swap-gram float64

@@ -113,8 +113,8 @@ class StatsAccumulator:
         self.with_hessian = bool(with_hessian)
         self.hessian_products = hessian_products  # dtype of each chunk's X_bᵀ X_b (see the module doc)
         self.hessian_fraction = float(hessian_fraction)  # share of each chunk's tokens in the Hessian
-        # a factor F, not H (module doc): a sample, or every token when asked (fewer tokens than C)
-        self.sampled = self.with_hessian and (self.hessian_fraction < 1.0 or bool(factor))
+        # a factor F, not H (module doc): a sample, or every token when asked (at most C tokens)
+        self.keeps_factor = self.with_hessian and (self.hessian_fraction < 1.0 or bool(factor))
         self._factor_rows = []  # [T'_b, C] weighted sampled rows of each chunk
         self._rng = np.random.default_rng(seed)  # draws the Hessian's token sample (when fraction < 1)
         # the official variant's seq_sum, seq_sq, var_within: the released float32 averages
@@ -157,7 +157,7 @@ class StatsAccumulator:
         self._n_tokens, self._mean, self._m2 = merge_moments(
             self._n_tokens, self._mean, self._m2, b * seq_len, mean_b, m2_b
         )
-        if self.sampled:
+        if self.keeps_factor:
             self._factor_rows.append(self._hessian_rows(x.reshape(b * seq_len, c)))  # [B, L, C] -> [T', C]
         elif self.with_hessian:
             flat = x.reshape(b * seq_len, c)  # [B, L, C] -> [T, C]
@@ -204,7 +204,7 @@ class StatsAccumulator:
         self._mean = xp.zeros(c, dtype=xp.float64)
         self._m2 = xp.zeros(c, dtype=xp.float64)
         self._var_within_sum = xp.zeros(c, dtype=xp.float64)
-        if self.with_hessian and not self.sampled:
+        if self.with_hessian and not self.keeps_factor:
             self._xtx = xp.zeros((c, c), dtype=xp.float64)
 
     def finalize(self) -> LinearStats:
@@ -219,8 +219,8 @@ class StatsAccumulator:
             seq_sq=self._sumsq / s,
             var_pooled=self._m2 / self._n_tokens,
             var_within=self._var_within_sum / s,
-            hessian=(2.0 / s) * self._xtx if self.with_hessian and not self.sampled else None,
-            hessian_factor=self._factor(s) if self.sampled else None,
+            hessian=(2.0 / s) * self._xtx if self.with_hessian and not self.keeps_factor else None,
+            hessian_factor=self._factor(s) if self.keeps_factor else None,
         )
         if self._released is None:
             return stats

@@ -163,11 +163,11 @@ def test_factor_of_every_token_when_asked():
     names = ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj", "mlp.down_proj"]
     n_cols = {"self_attn.q_proj": 8, "self_attn.k_proj": 8, "self_attn.v_proj": 8, "self_attn.o_proj": 12,
               "mlp.down_proj": 30}
-    capture = StatsCapture(names, n_cols, with_hessian=True, hessian_products="input", factor_below=12)
-    assert {n: a.sampled for n, a in capture.accumulators.items()} == {
+    capture = StatsCapture(names, n_cols, with_hessian=True, hessian_products="input", diagnostic_tokens=12)
+    assert {n: a.keeps_factor for n, a in capture.accumulators.items()} == {
         "self_attn.q_proj": False, "self_attn.o_proj": True, "mlp.down_proj": True}
     plain = StatsCapture(names, n_cols, with_hessian=True, hessian_products="input")
-    assert not any(a.sampled for a in plain.accumulators.values())
+    assert not any(a.keeps_factor for a in plain.accumulators.values())
 
 
 def test_sampled_hessian_factor_is_an_unbiased_norm_sampling_estimate():

@@ -78,10 +78,9 @@ def error_total(d, stats) -> float:
     """Σ_r d_rᵀ H d_r for d [R, C] (times S/2: ‖D X‖² on the calibration tokens), from the
     Hessian, or, when the pipeline kept only the diagnostic's token sample, from its factor F
     [T', C] (FᵀF estimates H; stats.py): ‖F dᵀ‖², a product in F's dtype summed in float64."""
-    xp = array_module(d)
     if stats.hessian is not None:
-        h = to_device(stats.hessian, xp).astype(xp.float64, copy=False)      # [C, C]
-        return float(xp.sum(gram_products(d.astype(xp.float64, copy=False), h)[1]))
+        return output_energy(d, stats.hessian)
+    xp = array_module(d)
     f = to_device(stats.hessian_factor, xp)                                 # [T', C]
     y = f @ d.astype(f.dtype).T                                             # [T', C] @ [C, R] -> [T', R]
     return float(xp.sum(xp.square(y, dtype=xp.float64)))
