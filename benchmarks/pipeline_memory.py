@@ -31,6 +31,7 @@ CHILD = r"""
 import json, sys
 import numpy as np
 from dsnot_ref import model as model_lib
+from dsnot_ref.allocator import reuse_freed_memory
 from dsnot_ref.methods import PruneSpec
 from dsnot_ref.pipeline import PipelineSettings, prune_model
 
@@ -41,6 +42,7 @@ def peak_kib():
         return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
 
 model_dir, run_dir, n_seq, seq_len, chunk, method = sys.argv[1:7]
+reuse_freed_memory()  # as the command line does
 model = model_lib.load_model(model_dir)
 tokens = np.random.default_rng(0).integers(0, model.config.vocab_size, (int(n_seq), int(seq_len)), dtype=np.int64)
 before = peak_kib()

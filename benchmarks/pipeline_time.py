@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from dsnot_ref import demo_model
+from dsnot_ref.allocator import reuse_freed_memory
 from dsnot_ref import model as model_lib
 from dsnot_ref.methods import PruneSpec
 from dsnot_ref.pipeline import PipelineSettings, prune_model
@@ -35,6 +36,7 @@ def main() -> int:
     parser.add_argument("--no-recon-error", action="store_true", help="skip the Hessians of the error diagnostics")
     parser.add_argument("--fetch", action="store_true", help="download the demo model if it is not cached")
     args = parser.parse_args()
+    reuse_freed_memory()  # as the command line does
 
     model_dir = demo_model.demo_model_dir()
     if not demo_model.is_complete(model_dir):
