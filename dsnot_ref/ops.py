@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from .backend import array_module
+from .backend import array_module, to_device
 from .methods.torch_sum import torch_row_sum
 
 
@@ -105,15 +105,21 @@ def apply_rope(x, cos, sin):
 QUERY_BLOCK = 128  # queries per attention block: bounds score memory, skips masked key blocks
 
 
-def block_mask(q_start: int, n_q: int, k_start: int, n_k: int, window: int | None, dtype, xp=np):
+def block_mask(q_start: int, n_q: int, k_start: int, n_k: int, window: int | None, dtype) -> np.ndarray:
     """Additive mask of queries t = q_start.. against keys s = k_start..: 0 where s ≤ t and
-    t − s < window, else −inf.   -> [n_q, n_k]"""
+    t − s < window, else −inf.   -> [n_q, n_k] (NumPy)"""
     t = np.arange(q_start, q_start + n_q)[:, None]
     s = np.arange(k_start, k_start + n_k)[None, :]
     allowed = s <= t
     if window is not None:
         allowed &= (t - s) < window
-    return xp.asarray(np.where(allowed, 0.0, -np.inf).astype(dtype))
+    return np.where(allowed, 0.0, -np.inf).astype(dtype)
+
+
+def masked_span(mask) -> tuple[int, int]:
+    """The columns [lo, hi) of an additive mask [n_q, n_k] that hold a −inf (lo = hi: none)."""
+    cols = np.flatnonzero(np.isneginf(mask).any(axis=0))
+    return (int(cols[0]), int(cols[-1]) + 1) if cols.size else (0, 0)
 
 
 def causal_attention(q, k, v, window: int | None = None):
@@ -122,10 +128,12 @@ def causal_attention(q, k, v, window: int | None = None):
     q [B, H, L, Dh], k and v [B, K, L, Dh] -> [B, H, L, Dh]. Queries go in blocks of
     QUERY_BLOCK; each block only meets the keys it may see (up to its last query, and within
     the sliding window), which skips about half of the work of a full L×L score matrix.
+    The scale 1/sqrt(Dh) is applied to q (L·Dh products, not L²; exact when Dh is a power of 4).
     """
     xp = array_module(q, k, v)
     b, n_heads, seq_len, head_dim = q.shape
     n_kv = k.shape[1]
+    q = q * q.dtype.type(1.0 / math.sqrt(head_dim))
     qg = q.reshape(b, n_kv, n_heads // n_kv, seq_len, head_dim)      # [B, K, G, L, Dh]
     out = xp.empty(qg.shape, dtype=q.dtype)
     for start in range(0, seq_len, QUERY_BLOCK):
@@ -137,26 +145,35 @@ def causal_attention(q, k, v, window: int | None = None):
 
 
 def attention_block(q, k, v, q_start: int, k_start: int, window: int | None):
-    """One block of queries against its keys.   q [B, K, G, Lq, Dh], k/v [B, K, Lk, Dh] -> [B, K, G, Lq, Dh]"""
+    """One block of scaled queries against its keys.   q [B, K, G, Lq, Dh], k/v [B, K, Lk, Dh] -> [B, K, G, Lq, Dh]
+
+    softmax(s) v = (exp(s − max s) v) / Σ exp(s − max s): the division is made on the output
+    [Lq, Dh], not on the probabilities [Lq, Lk]; the mask is added only to the key columns that
+    some query may not see (the diagonal block, and the window's edge).
+    """
     xp = array_module(q, k, v)
     b, n_kv, group, n_q, head_dim = q.shape
     n_k = k.shape[2]
     rows = q.reshape(b, n_kv, group * n_q, head_dim)                 # one GEMM per KV head
     scores = xp.matmul(rows, k.swapaxes(-1, -2))                      # [B, K, G·Lq, Lk]
     scores = scores.reshape(b, n_kv, group, n_q, n_k)
-    scores *= q.dtype.type(1.0 / math.sqrt(head_dim))
-    scores += block_mask(q_start, n_q, k_start, n_k, window, q.dtype, xp)
-    probs = softmax_(scores).reshape(b, n_kv, group * n_q, n_k)
-    return xp.matmul(probs, v).reshape(b, n_kv, group, n_q, head_dim)
+    mask = block_mask(q_start, n_q, k_start, n_k, window, q.dtype)  # [Lq, Lk]
+    lo, hi = masked_span(mask)
+    scores[..., lo:hi] += to_device(mask[:, lo:hi], xp)
+    weights, total = exp_shifted_(scores)                             # [B, K, G, Lq, Lk], [.., Lq, 1]
+    out = xp.matmul(weights.reshape(b, n_kv, group * n_q, n_k), v)   # [B, K, G·Lq, Dh]
+    out = out.reshape(b, n_kv, group, n_q, head_dim)
+    out /= total
+    return out
 
 
-def softmax_(scores):
-    """Softmax over the last axis, in place (scores is a temporary of the caller)."""
+def exp_shifted_(scores):
+    """exp(scores − row max), in place, and its row sums: softmax's numerator and denominator.
+    [..., N] -> ([..., N], [..., 1])"""
     xp = array_module(scores)
     scores -= scores.max(axis=-1, keepdims=True)
     xp.exp(scores, out=scores)
-    scores /= scores.sum(axis=-1, keepdims=True)
-    return scores
+    return scores, scores.sum(axis=-1, keepdims=True)
 
 
 def silu(x):

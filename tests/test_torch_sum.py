@@ -3,7 +3,10 @@
 import numpy as np
 import pytest
 
-from dsnot_ref.methods.torch_sum import ceil_log2, torch_row_sum
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dsnot_ref.methods.torch_sum import ceil_log2, multi_row_sum, multi_row_sum_plain, torch_row_sum
 
 
 @pytest.mark.parametrize("lanes", [8, 16])
@@ -36,3 +39,16 @@ def test_accumulators_interleave_by_four():
 
 def test_ceil_log2():
     assert [ceil_log2(n) for n in (0, 1, 2, 3, 4, 5, 16, 17)] == [1, 1, 1, 2, 2, 3, 4, 5]
+
+
+@settings(max_examples=200, deadline=None)
+@given(n=st.integers(0, 5000), rows=st.integers(1, 3), seed=st.integers(0, 2**32 - 1), zeros=st.booleans())
+def test_level_by_level_cascade_equals_the_loop(n, rows, seed, zeros):
+    """multi_row_sum makes multi_row_sum_plain's additions: equal bit for bit, −0.0 included."""
+    rng = np.random.default_rng(seed)
+    blocks = (rng.standard_normal((rows, n, 3)) * 10.0 ** rng.integers(-3, 4, (rows, n, 3))).astype(np.float32)
+    if zeros:
+        blocks[rng.random(blocks.shape) < 0.3] = np.float32(-0.0)
+    fast, plain = multi_row_sum(blocks), multi_row_sum_plain(blocks)
+    assert fast.shape == plain.shape == (rows, 3)
+    assert fast.tobytes() == plain.tobytes()

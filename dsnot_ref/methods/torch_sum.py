@@ -35,16 +35,17 @@ def ceil_log2(n: int) -> int:
     return 1 if n <= 2 else (n - 1).bit_length()
 
 
-def multi_row_sum(blocks):
+def multi_row_sum_plain(blocks):
     """torch's ``multi_row_sum``: sum n blocks of ``TORCH_ILP`` items with a 4-level cascade.
 
     Level 0 adds 2**p consecutive blocks (p = max(4, ⌈log2 n⌉ / 4)), then is added into
     level 1, and so on, so that only sums of similar size meet. [R, n, 4, ...] -> [R, 4, ...].
+    This is torch's loop as written; ``multi_row_sum`` makes the same additions level by level.
     """
     xp = array_module(blocks)
     n = blocks.shape[1]
-    power = max(4, ceil_log2(n) // TORCH_LEVELS)
-    step = 1 << power
+    step = cascade_step(n)
+    power = step.bit_length() - 1
     zero = xp.zeros((blocks.shape[0], *blocks.shape[2:]), dtype=blocks.dtype)   # [R, 4, ...]
     acc = [zero] * TORCH_LEVELS
     i = 0
@@ -62,6 +63,47 @@ def multi_row_sum(blocks):
     total = acc[0]
     for level in range(1, TORCH_LEVELS):
         total = total + acc[level]
+    return total
+
+
+def cascade_step(n: int) -> int:
+    """Blocks per level-0 group of ``multi_row_sum``: 2**max(4, ⌈log2 n⌉ / 4)."""
+    return 1 << max(4, ceil_log2(n) // TORCH_LEVELS)
+
+
+def multi_row_sum(blocks):
+    """``multi_row_sum_plain``'s additions in the same order, one level at a time.
+
+    In the loop, level k's accumulator adds, from zero and one after the other, the sums that
+    level k−1 hands up, and hands its own sum up after every ``step`` of them; the last level
+    never hands up; what is left in each accumulator at the end is added level by level. So
+    every group of ``step`` consecutive items of one level is summed at once for all groups
+    (``step`` additions on [R, n/step, ...] arrays instead of n additions on [R, ...]).
+    [R, n, ...] -> [R, ...], bit for bit the loop's result.
+    """
+    step = cascade_step(blocks.shape[1])
+    leftovers = []                                   # what stays in accumulators 0, 1, 2, then 3
+    items = blocks                                   # [R, m, ...] the sums one level hands up
+    for _ in range(TORCH_LEVELS - 1):
+        full = items.shape[1] // step
+        groups = items[:, :full * step].reshape(items.shape[0], full, step, *items.shape[2:])
+        leftovers.append(sequential_from_zero(items[:, full * step:], axis=1))
+        items = sequential_from_zero(groups, axis=2)                    # [R, full, ...]
+    leftovers.append(sequential_from_zero(items, axis=1))
+    total = leftovers[0]
+    for rest in leftovers[1:]:
+        total = total + rest
+    return total
+
+
+def sequential_from_zero(x, axis: int):
+    """0 + x_0 + x_1 + ... along ``axis``, one addition after the other, in x's dtype (the
+    leading 0 turns a −0.0 into +0.0, as the loop's zero accumulators do)."""
+    xp = array_module(x)
+    moved = xp.moveaxis(x, axis, 0)
+    total = xp.zeros(moved.shape[1:], dtype=x.dtype)
+    for item in moved:
+        total = total + item
     return total
 
 
