@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from dsnot_ref import model as model_lib
+from dsnot_ref.allocator import reuse_freed_memory
 from dsnot_ref.config import ModelConfig
 from dsnot_ref.model import Model, forward, layer_weight_shapes, global_weight_shapes, layer_prefix
 
@@ -133,6 +134,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--synthetic", action="store_true", help="ignore a cached demo model")
     args = parser.parse_args()
+    reuse_freed_memory()  # as the command line does
 
     model, what = demo_or_synthetic(args.synthetic)
     config = model.config

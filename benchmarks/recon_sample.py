@@ -29,6 +29,7 @@ import numpy as np
 
 from dsnot_ref import data, demo_model
 from dsnot_ref import model as model_lib
+from dsnot_ref.allocator import reuse_freed_memory
 from dsnot_ref.methods import PruneSpec
 from dsnot_ref.methods.dsnot_common import DSnoTSettings
 from dsnot_ref.pipeline import PipelineSettings, prune_model
@@ -52,6 +53,7 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=2048, help="the diagnostic's token sample")
     parser.add_argument("--layers", type=int, default=None, help="only the first N decoder layers")
     args = parser.parse_args()
+    reuse_freed_memory()  # as the command line does
 
     model_dir = demo_model.demo_model_dir()
     if not demo_model.is_complete(model_dir):

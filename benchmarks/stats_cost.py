@@ -26,6 +26,7 @@ import numpy as np
 
 from dsnot_ref import demo_model
 from dsnot_ref import model as model_lib
+from dsnot_ref.allocator import reuse_freed_memory
 from dsnot_ref.methods import PruneSpec, prune_linear
 from dsnot_ref.pipeline import StatsCapture
 
@@ -44,6 +45,7 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
+    reuse_freed_memory()  # as the command line does
 
     model_dir = demo_model.demo_model_dir()
     if not demo_model.is_complete(model_dir):
