@@ -77,13 +77,15 @@ def output_energy(w, hessian) -> float:
 def error_total(d, stats) -> float:
     """Σ_r d_rᵀ H d_r for d [R, C] (times S/2: ‖D X‖² on the calibration tokens), from the
     Hessian, or, when the pipeline kept only the diagnostic's token sample, from its factor F
-    [T', C] (FᵀF estimates H; stats.py): ‖F dᵀ‖², a product in F's dtype summed in float64."""
+    [T', C] (FᵀF estimates H; stats.py): ‖F dᵀ‖², a product in F's dtype, each row's T' squares
+    summed in that dtype (rounding ~1e-6 relative, at most T'·2⁻²⁴, against a sampling error of
+    ~1e-2; 5 times faster than squaring in float64), the R row sums in float64."""
     if stats.hessian is not None:
         return output_energy(d, stats.hessian)
     xp = array_module(d)
     f = to_device(stats.hessian_factor, xp)                                 # [T', C]
     y = f @ d.astype(f.dtype).T                                             # [T', C] @ [C, R] -> [T', R]
-    return float(xp.sum(xp.square(y, dtype=xp.float64)))
+    return float(xp.einsum("tr,tr->r", y, y).sum(dtype=xp.float64))         # [T', R] -> [R] -> ()
 
 
 def has_error_statistics(stats) -> bool:
