@@ -5,15 +5,15 @@ products, the attention scores, the element-wise steps). glibc's malloc serves a
 its mmap threshold (128 KiB at start, raised as the program runs, at most 32 MiB) with fresh
 pages from the kernel, and gives memory freed at the top of its heap back to the kernel above
 its trim threshold. Either way the next temporary lands on pages the kernel must zero on first
-touch: one minor page fault per 4 KiB. On the demo job that is about 40,000 faults per layer,
+touch: one minor page fault per 4 KiB. On the demo job that is about 37,000 faults per layer,
 and the products run on cold cache lines.
 
 ``reuse_freed_memory`` raises both thresholds to 1 GiB (mallopt M_MMAP_THRESHOLD and
-M_TRIM_THRESHOLD), so freed blocks stay in the heap and are handed out again. Measured on the
-demo job's first two layers (Wanda 60% + DSnoT official, 32 × 512): minor faults 85k -> 12k,
-system time 0.9 s -> 0.3 s, wall time 7-15% lower (noisy machine; ``benchmarks/allocator.py``
-runs both in one go). The cost: memory once used stays mapped until the process ends, which
-is what its peak RSS counted anyway.
+M_TRIM_THRESHOLD), so freed blocks stay in the heap and are handed out again.
+``benchmarks/allocator.py`` on the demo job's first three layers (Wanda 60% + DSnoT official,
+32 × 512, fresh processes alternating, medians of 3): minor faults 119k -> 8k, wall time 1.11
+times lower, peak RSS 1.10 times higher (memory once used stays mapped until the process ends;
+flatness in depth is unchanged, README).
 
 The command line calls it once at start (``cli.main``), and so do the benchmarks that time the
 pipeline directly. The library itself never changes process-wide settings. Elsewhere than on
