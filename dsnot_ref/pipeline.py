@@ -287,11 +287,12 @@ def gather_stats(config, layer: dict, in_path: Path, settings: PipelineSettings,
     n_cols = {name: layer[f"{name}.weight"].shape[1] for name in names}  # C of each [R, C]
     method_needs = needs_hessian(settings.spec)  # the method itself uses the Hessian: float64, every token
     (n_seq, seq_len, _), _ = cache.activation_info(in_path)
-    fraction = 1.0 if method_needs else diagnostic_fraction(settings, n_seq * seq_len)
+    n_tokens = n_seq * seq_len
+    kept = 0 if method_needs else diagnostic_tokens(settings, n_tokens)  # T' (0: the method's full Hessian)
     capture = StatsCapture(names, n_cols, with_hessian=method_needs or settings.recon_error,
-                           hessian_products=hessian_products(settings.spec), hessian_fraction=fraction,
-                           released_averages=released_statistics(settings.spec),
-                           diagnostic_tokens=0 if method_needs else max(1, round(fraction * n_seq * seq_len)))
+                           hessian_products=hessian_products(settings.spec),
+                           hessian_fraction=kept / n_tokens if kept else 1.0,
+                           released_averages=released_statistics(settings.spec), diagnostic_tokens=kept)
     starts = chunk_starts(n_seq, settings.chunk_size)
     for k, start in enumerate(starts):
         with timer("io"):
@@ -324,11 +325,11 @@ def released_statistics(spec: PruneSpec) -> bool:
     return spec.method == "dsnot" and spec.dsnot.variant == "official"
 
 
-def diagnostic_fraction(settings: PipelineSettings, n_tokens: int) -> float:
-    """Share of the calibration tokens whose XᵀX feeds the diagnostic-only Hessian (stats.py)."""
+def diagnostic_tokens(settings: PipelineSettings, n_tokens: int) -> int:
+    """T': how many of the calibration's tokens feed the diagnostic-only Hessian (stats.py)."""
     if settings.recon_error_tokens is None:
-        return 1.0
-    return min(1.0, settings.recon_error_tokens / n_tokens)
+        return n_tokens
+    return min(n_tokens, settings.recon_error_tokens)
 
 
 def prune_sublayers(layer: dict, names: list[str], stats: dict, settings: PipelineSettings) -> tuple[dict, dict, dict]:
