@@ -185,7 +185,7 @@ class StatsAccumulator:
         # unless that overflows
         sq_norms = to_numpy(xp.einsum("tc,tc->t", flat, flat)).astype(np.float64)
         if not np.isfinite(sq_norms).all():
-            sq_norms = to_numpy((flat * flat).sum(axis=1, dtype=xp.float64))
+            sq_norms = to_numpy(xp.einsum("tc,tc->t", flat, flat, dtype=xp.float64))  # squares in float64 too
         total = sq_norms.sum()
         if total == 0:
             return flat[:0]

@@ -208,3 +208,14 @@ def test_sampled_hessian_factor_is_an_unbiased_norm_sampling_estimate():
         np.testing.assert_array_equal(getattr(acc.finalize(), name), getattr(accumulate(x[:4], [4]), name))
     with pytest.raises(ValueError, match="hessian_fraction"):
         StatsAccumulator(5, with_hessian=True, hessian_fraction=0.0)
+
+
+def test_sampling_weights_survive_float32_overflow():
+    """‖x_t‖² is summed in float32 for speed; a token whose squares overflow float32 (|x| ~ 1e20)
+    falls back to float64 sums, so the draw still favours it and every weight stays finite."""
+    x = np.ones((1, 64, 8), dtype=np.float32)
+    x[0, 5] = 1e20
+    acc = StatsAccumulator(8, with_hessian=True, hessian_products="input", hessian_fraction=0.25)
+    acc.update(x)
+    f = acc.finalize().hessian_factor
+    assert f.shape == (16, 8) and np.isfinite(f).all()
