@@ -18,8 +18,9 @@ path, sha256 of config.json, size and mtime of every weight file), the sha256 of
 tokens (``data.tokens_hash``), the settings and the number of finished layers. Reopening a run
 directory with a different model, tokens or settings raises ``UserError``: a cache is never
 reused silently.
-While a run works in a directory it holds an exclusive ``flock`` on ``.lock`` in it (released by
-the kernel when the process dies), so two processes never write the same run directory.
+A run claims its directory (``run_lock``) before reading or writing anything in it: an exclusive
+``flock`` on ``.lock`` in it, held for the whole run and released by the kernel when the process
+dies, so two processes never use the same run directory, and a refused process touches nothing.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -193,23 +195,131 @@ def check_not_foreign(run_dir: Path) -> None:
 # --- one process per run directory ----------------------------------------------------------
 
 
+class RunClaim:
+    """This process's exclusive hold on a run directory, and what it may clean up afterwards.
+
+    ``made``: the directories this process created for it (the run directory and missing
+    parents, deepest first); ``fresh``: the run directory held no run when it was claimed (new,
+    or empty), so everything in it is this process's work; ``earlier``: the manifest of the
+    earlier (interrupted) run found in it, or None.
+    """
+
+    def __init__(self, run_dir: Path, made: list[Path], earlier: dict | None):
+        self.run_dir = run_dir
+        self.made = made
+        self.fresh = earlier is None
+        self.earlier = earlier
+
+    def layers_done(self) -> int:
+        manifest = read_manifest(self.run_dir) if (self.run_dir / MANIFEST_NAME).is_file() else None
+        return 0 if manifest is None else int(manifest.get("layers_done") or 0)
+
+    def remove(self) -> None:
+        """Delete the run directory (its contents only when it existed, empty, before the run) and
+        the parents made for it. Only with the lock held: nobody else can be using it."""
+        if self.run_dir in self.made or not self.fresh:
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+        else:
+            for p in self.run_dir.iterdir():
+                if p.name == LOCK_NAME:
+                    continue
+                if p.is_dir() and not p.is_symlink():
+                    shutil.rmtree(p, ignore_errors=True)
+                else:
+                    p.unlink(missing_ok=True)
+            (self.run_dir / LOCK_NAME).unlink(missing_ok=True)
+        for parent in self.made:
+            if parent != self.run_dir:
+                with contextlib.suppress(OSError):
+                    parent.rmdir()  # only if empty
+
+    def remove_temporaries(self) -> list[Path]:
+        """Delete the temporary files in the run directory (they can only be this process's)."""
+        return remove_stale_temporaries(self.run_dir) if self.run_dir.is_dir() else []
+
+
+_CLAIMS: dict[str, RunClaim] = {}  # resolved run directory -> this process's claim on it
+
+
+def missing_directories(path: Path) -> list[Path]:
+    """``path`` and its ancestors that do not exist yet, deepest first."""
+    missing = []
+    for p in (path, *path.parents):
+        if p.exists() or p.is_symlink():
+            break
+        missing.append(p)
+    return missing
+
+
 @contextlib.contextmanager
 def run_lock(run_dir: Path):
-    """Hold an exclusive lock on a run directory (released by the kernel if the process dies)."""
+    """Claim a run directory for this process (yields a ``RunClaim``): an exclusive ``flock`` on
+    its ``.lock``, taken before anything in it is read or written and held until the block ends
+    (the kernel releases it if the process dies).
+
+    A process refused the lock (``UserError``, "in use") has created nothing and removes nothing.
+    Inside one process a second ``run_lock`` of the same directory joins the first.
+    """
     import fcntl  # noqa: PLC0415 - POSIX only; imported where it is used
 
     run_dir = Path(run_dir)
+    key = str(run_dir.resolve())
+    if key in _CLAIMS:
+        yield _CLAIMS[key]
+        return
     check_not_foreign(run_dir)  # never leave a lock file in someone else's directory
-    run_dir.mkdir(parents=True, exist_ok=True)
-    with open(run_dir / LOCK_NAME, "a+b") as f:
+    made = missing_directories(run_dir)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot create run directory {run_dir}: {exc.strerror}") from None
+    fd, made_lock = lock_run_dir(run_dir, fcntl)
+    try:
         try:
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            check_not_foreign(run_dir)  # what it holds now that nobody else can change it
+            claim = RunClaim(run_dir, made, read_manifest(run_dir))
+        except BaseException:  # refused: take back the lock file and directories made for it
+            if made_lock:
+                (run_dir / LOCK_NAME).unlink(missing_ok=True)
+            for directory in made:
+                with contextlib.suppress(OSError):
+                    directory.rmdir()
+            raise
+        _CLAIMS[key] = claim
+        try:
+            yield claim
+        finally:
+            del _CLAIMS[key]
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def lock_run_dir(run_dir: Path, fcntl) -> tuple[int, bool]:
+    """(open descriptor holding the exclusive lock on ``run_dir/.lock``, whether this call created
+    the file); UserError if another process holds it. A lock file removed (with its run
+    directory) by the process that held it, between our open and our lock, is not the run's
+    lock any more: open the new one."""
+    lock_path = run_dir / LOCK_NAME
+    for _ in range(10):
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            created = not lock_path.exists()
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        except OSError as exc:
+            raise UserError(f"cannot create the lock file {lock_path}: {exc.strerror}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            os.close(fd)
             raise UserError(f"run directory {run_dir} is in use by another process") from None
         try:
-            yield
-        finally:
-            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+            same = os.path.samestat(os.fstat(fd), os.stat(lock_path))
+        except FileNotFoundError:
+            same = False
+        if same:
+            return fd, created
+        os.close(fd)
+    raise UserError(f"run directory {run_dir} keeps being removed by another process")
 
 
 # --- the manifest ----------------------------------------------------------------------------

@@ -31,6 +31,14 @@ def atomic_path(path: str | os.PathLike):
         raise
 
 
+def os_error_text(exc: OSError) -> str:
+    """One line for an environment error: what failed and on which file ("No space left on
+    device: /data/run/acts/layer_003.npy")."""
+    what = exc.strerror or type(exc).__name__
+    where = [str(f) for f in (exc.filename, exc.filename2) if f is not None]
+    return f"{what}: {' -> '.join(where)}" if where else what
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

@@ -120,12 +120,15 @@ def test_reopen_removes_temporaries_and_size_counts_them(tmp_path):
     assert os.path.exists(run / cache.MANIFEST_NAME)
 
 
-def test_run_lock_is_exclusive_and_spares_foreign_directories(tmp_path):
-    run = tmp_path / "run"
-    with cache.run_lock(run):
-        with pytest.raises(UserError, match="in use by another process"):
-            with cache.run_lock(run):
-                pass
+def test_run_lock_joins_within_a_process_and_spares_foreign_directories(tmp_path):
+    """A second run_lock of the same directory in the same process joins the first (the CLI holds
+    the run directory around the pipeline, which takes it too); between processes it is exclusive
+    (tests/test_run_ownership.py)."""
+    run = tmp_path / "deep" / "run"
+    with cache.run_lock(run) as outer:
+        assert outer.made == [run, run.parent] and outer.fresh
+        with cache.run_lock(run) as inner:
+            assert inner is outer
     with cache.run_lock(run):  # released on exit
         pass
     foreign = tmp_path / "foreign"

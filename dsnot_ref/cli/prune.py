@@ -23,7 +23,6 @@ import hashlib
 import json
 import platform
 import re
-import shutil
 import sys
 from pathlib import Path
 
@@ -69,31 +68,28 @@ def execute(job: PruneJob, calib_tokens: np.ndarray | None = None, eval_tokens: 
             calib_tokens = load_calibration(job.inputs, model, seqlen)
         if eval_tokens is None and job.evaluation.eval_dataset is not None:
             eval_tokens = load_eval_tokens(job.evaluation, model_dir)
-    run = None
-    if method != "dense":
-        with clock("prune"):
-            run = prune(job, model, calib_tokens)
-    try:
+    with run_directory(job, model, calib_tokens) as claim:
+        run = None
+        if claim is not None:
+            with clock("prune"):
+                run = prune(job, model, calib_tokens, claim.run_dir)
         sparsity, perplexity = check_evaluate_save(job, model, run, eval_tokens, eval_seqlen, clock)
-    finally:
-        if run is not None:
-            run.close()
-    results = {
-        "dsnot_ref_results": 1,
-        "settings": job.settings_record() | {"seqlen": seqlen, "eval_seqlen": eval_seqlen},
-        "versions": versions(),
-        "calibration": calibration_record(job.inputs, calib_tokens),
-        "layers": [] if run is None else layer_rows(run.diagnostics, method in ("dsnot", "swaps")),
-        "profile": profile_record(job.pipeline.profile, run.profile if run is not None else None),
-        "sparsity": sparsity,
-        "perplexity": perplexity,
-        "times": clock.total(),
-        "pipeline_times": {} if run is None else dict(run.timings),
-    }
-    if job.output.results is not None:
-        from ..io_utils import atomic_write_json  # noqa: PLC0415
+        results = {
+            "dsnot_ref_results": 1,
+            "settings": job.settings_record() | {"seqlen": seqlen, "eval_seqlen": eval_seqlen},
+            "versions": versions(),
+            "calibration": calibration_record(job.inputs, calib_tokens),
+            "layers": [] if run is None else layer_rows(run.diagnostics, method in ("dsnot", "swaps")),
+            "profile": profile_record(job.pipeline.profile, run.profile if run is not None else None),
+            "sparsity": sparsity,
+            "perplexity": perplexity,
+            "times": clock.total(),
+            "pipeline_times": {} if run is None else dict(run.timings),
+        }
+        if job.output.results is not None:
+            from ..io_utils import atomic_write_json  # noqa: PLC0415
 
-        atomic_write_json(job.output.results, results)
+            atomic_write_json(job.output.results, results)
     return results
 
 
@@ -164,14 +160,59 @@ def profile_record(settings, profile: dict | None) -> dict:
     return {"kind": "owl", "m": settings.m, "lambda": settings.lam, "budget": settings.budget, **profile}
 
 
-def prune(job: PruneJob, model, calib_tokens: np.ndarray):
+@contextlib.contextmanager
+def run_directory(job: PruneJob, model, calib_tokens: np.ndarray | None):
+    """Hold this run's directory (a ``cache.RunClaim``; None for the dense model, which has none)
+    from before anything in it is read until the results are written.
+
+    On success it is removed (unless --keep-cache). When an input is refused (``UserError``: a
+    rerun would fail the same way) a directory that held nothing but this process's work is
+    removed too. Otherwise (an environment error such as a full disk, an interruption, or a
+    directory that holds an earlier run's layers) it is kept, less its temporary files, so that
+    the same command resumes. A process refused the directory (another one uses it) removes
+    nothing: it never got it.
+    """
+    from .. import cache  # noqa: PLC0415
+    from ..io_utils import os_error_text  # noqa: PLC0415
+
+    if job.spec.method == "dense":
+        yield None
+        return
+    out = job.output
+    run_dir = out.run_dir or default_run_dir(model, calib_tokens, job.pipeline)
+    with cache.run_lock(run_dir) as claim:
+        report_existing_run(claim)
+        try:
+            yield claim
+        except UserError as exc:
+            if claim.fresh and not out.keep_cache:
+                claim.remove()
+                raise
+            raise UserError(f"{exc}; {kept(claim)}") from None
+        except OSError as exc:  # disk full, a file-size limit, permissions: fix and rerun
+            raise UserError(f"{os_error_text(exc)}; {kept(claim)}") from None
+        except BaseException:  # interrupted, or a bug: keep what is finished
+            print(f"dsnot-ref: {kept(claim)}", file=sys.stderr)
+            raise
+        if not out.keep_cache:
+            claim.remove()
+
+
+def kept(claim) -> str:
+    """Remove the temporaries of a run that stops early; the line that says its directory stays."""
+    from .. import cache  # noqa: PLC0415
+
+    claim.remove_temporaries()
+    size = cache.cache_size_bytes(claim.run_dir) / 2**20 if claim.run_dir.is_dir() else 0.0
+    return (f"run directory kept: {claim.run_dir} ({claim.layers_done()} layers done, {size:.1f} MiB); "
+            "rerun the same command to continue")
+
+
+def prune(job: PruneJob, model, calib_tokens: np.ndarray, run_dir: Path):
     """Run the pipeline with a layer progress bar and one summary line per layer (stderr)."""
-    from .. import cache, pipeline  # noqa: PLC0415
+    from .. import pipeline  # noqa: PLC0415
 
     settings, out = job.pipeline, job.output
-    run_dir = out.run_dir or default_run_dir(model, calib_tokens, settings)
-    existed, earlier_run = run_dir.exists(), report_existing_run(run_dir, out.quiet)
-    first_existing = next(p for p in (run_dir, *run_dir.parents) if p.exists())
     bar = progress_bar(out.quiet, total=model.config.num_layers, desc="layers", unit="layer")
     chunks = progress_bar(out.quiet, total=1, desc="chunks", unit="chunk", position=1)
 
@@ -189,18 +230,6 @@ def prune(job: PruneJob, model, calib_tokens: np.ndarray):
     try:
         return pipeline.prune_model(model, calib_tokens, settings, run_dir, progress=progress,
                                     keep_cache=out.keep_cache, chunk_progress=chunk_progress)
-    except Exception:
-        # A deterministic failure would fail again: take back what this command wrote. An
-        # explicit --run-dir that held an earlier run keeps it (README, "Errors").
-        if not out.keep_cache and not (out.run_dir is not None and earlier_run):
-            remove_run_dir(run_dir, keep_dir=existed and out.run_dir is not None, up_to=first_existing)
-        raise
-    except BaseException:
-        # Interrupted (Ctrl-C): keep the finished layers so that the same command resumes.
-        print(f"dsnot-ref: run directory kept for resuming: {run_dir} "
-              f"({cache.cache_size_bytes(run_dir) / 2**20:.1f} MiB); rerun the same command to continue",
-              file=sys.stderr)
-        raise
     finally:
         chunks.close()
         bar.close()
@@ -217,36 +246,15 @@ def default_run_dir(model, calib_tokens: np.ndarray, settings) -> Path:
     return cache_home() / "runs" / hashlib.sha256(key.encode("utf-8")).hexdigest()[:16]
 
 
-def remove_run_dir(run_dir: Path, keep_dir: bool, up_to: Path) -> None:
-    """Delete a run directory and the parents made for it (below ``up_to``, which existed), or
-    only its contents when it existed (empty) before the command."""
-    if not keep_dir:
-        shutil.rmtree(run_dir, ignore_errors=True)
-        for parent in run_dir.parents:
-            if parent == up_to or not parent.is_relative_to(up_to):
-                break
-            with contextlib.suppress(OSError):
-                parent.rmdir()  # only if empty
-        return
-    for p in run_dir.iterdir() if run_dir.is_dir() else ():
-        if p.is_dir() and not p.is_symlink():
-            shutil.rmtree(p, ignore_errors=True)
-        else:
-            p.unlink(missing_ok=True)
-
-
-def report_existing_run(run_dir: Path, quiet: bool) -> bool:
-    """Say so when a run directory left by an earlier (killed) run is about to be resumed;
-    whether there is one."""
+def report_existing_run(claim) -> None:
+    """Say so when a run directory left by an earlier (killed) run is about to be resumed."""
     from .. import cache  # noqa: PLC0415
 
-    manifest = cache.read_manifest(run_dir) if run_dir.is_dir() else None
-    if manifest is not None:
-        size = cache.cache_size_bytes(run_dir) / 2**20
-        print(f"dsnot-ref: found a run directory left by an earlier run: {run_dir} ({size:.1f} MiB, "
-              f"{manifest.get('layers_done', 0)} of {manifest.get('num_layers', '?')} layers done); resuming",
-              file=sys.stderr)
-    return manifest is not None
+    if claim.earlier is not None:
+        size = cache.cache_size_bytes(claim.run_dir) / 2**20
+        print(f"dsnot-ref: found a run directory left by an earlier run: {claim.run_dir} ({size:.1f} MiB, "
+              f"{claim.earlier.get('layers_done', 0)} of {claim.earlier.get('num_layers', '?')} layers done); "
+              "resuming", file=sys.stderr)
 
 
 def progress_bar(quiet: bool, **kwargs):
