@@ -31,6 +31,9 @@ from pathlib import Path
 import numpy as np
 
 from dsnot_ref.weights import PendingTensor, float32_to_bf16_bits, write_raw_safetensors_atomic
+from provenance import provenance
+
+RESULTS = Path(__file__).resolve().parent / "results"
 
 CHILD = r"""
 import json, sys
@@ -114,12 +117,13 @@ def measure(model_dir: Path, work: Path, n_seq: int, seq_len: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--configs", default=",".join(CONFIGS), help=f"comma-separated, of {', '.join(CONFIGS)}")
-    parser.add_argument("--json", default=None, help="also write the figures here")
+    parser.add_argument("--json", default=str(RESULTS / "large_model.json"),
+                        help="also write the figures here (default benchmarks/results/large_model.json)")
     args = parser.parse_args()
     names = args.configs.split(",")
     print(f"dsnot-ref prune --save-model, Wanda 60% + DSnoT (official), random bf16 checkpoints; "
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
-    figures = {}
+    figures = {"provenance": provenance(["python", "benchmarks/large_model.py", *sys.argv[1:]])}
     with tempfile.TemporaryDirectory(prefix="dsnot_large_") as tmp:
         models = {}
         for name in names:
@@ -141,7 +145,7 @@ def main() -> None:
     if "base" in figures:
         base = figures["base"]
         for name, fig in figures.items():
-            if name != "base":
+            if name not in ("base", "provenance"):
                 print(f"{name:6s} / base: time {fig['wall'] / base['wall']:.2f}, peak {fig['peak_mib'] / base['peak_mib']:.2f}")
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=2))

@@ -26,7 +26,7 @@ everything runs (about 5 minutes, mostly the fixed diagnostics cost).
 Prints a Markdown table and writes every number (with per-layer, per-sublayer diagnostics) to a
 JSON file. Never asserts anything.
 
-    python benchmarks/quality.py [--preset default|smoke] [--out quality.json]
+    python benchmarks/quality.py [--preset default|smoke] [--out benchmarks/results/quality.json]
         [--model DIR] [--nsamples S] [--seqlen L] [--eval-windows W] [--only NAME,NAME]
 """
 
@@ -48,6 +48,9 @@ from dsnot_ref.evaluate import perplexity
 from dsnot_ref.io_utils import atomic_write_json
 from dsnot_ref.methods import DSnoTSettings, PruneSpec
 from dsnot_ref.pipeline import PipelineSettings, jsonable, prune_model
+from provenance import provenance
+
+RESULTS = Path(__file__).resolve().parent / "results"
 
 PRESETS = {
     "default": {"nsamples": 16, "seqlen": 128, "eval_windows": 16},
@@ -199,11 +202,14 @@ def parse_args(argv=None):
     p.add_argument("--layer-level", default="60%", help="sparsity level of the per-layer table (e.g. 60%%, 2:4)")
     p.add_argument("--chunk-size", type=int, default=4)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="quality.json", help="JSON results file")
+    p.add_argument("--out", default=None,
+                   help="JSON results file (default benchmarks/results/quality.json; quality_smoke.json for the smoke preset)")
     args = p.parse_args(argv)
     for key, value in PRESETS[args.preset].items():
         if getattr(args, key) is None:
             setattr(args, key, value)
+    if args.out is None:
+        args.out = str(RESULTS / ("quality.json" if args.preset == "default" else f"quality_{args.preset}.json"))
     return args
 
 
@@ -239,7 +245,8 @@ def main(argv=None) -> int:
         file=sys.stderr,
     )
     rows = []
-    record = {"settings": dict(vars(args)), "runs": rows}
+    record = {"provenance": provenance(["python", "benchmarks/quality.py", *(sys.argv[1:] if argv is None else argv)]),
+              "settings": dict(vars(args)), "runs": rows}
     for config in configs:
         row = run_config(model, calib, eval_tokens, config, args)
         rows.append(row)
