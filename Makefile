@@ -7,7 +7,7 @@ VENV   ?= .venv
 VPY    := $(VENV)/bin/python
 STAMP  := $(VENV)/.dsnot_ref-installed
 
-.PHONY: demo test test-slow venv clean-venv
+.PHONY: demo test test-slow results venv clean-venv
 
 demo: $(STAMP)
 	$(VPY) -m dsnot_ref demo
@@ -19,6 +19,10 @@ test: $(STAMP)
 # Real-model tests (the demo model is fetched on first use; several minutes of CPU).
 test-slow: $(STAMP)
 	$(VPY) -m pytest -q -m slow
+
+# Every published results table, rewritten from the raw files in benchmarks/results/.
+results: $(STAMP)
+	$(VPY) benchmarks/make_results.py
 
 venv: $(STAMP)
 

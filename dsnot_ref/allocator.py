@@ -13,7 +13,7 @@ M_TRIM_THRESHOLD), so freed blocks stay in the heap and are handed out again.
 ``benchmarks/allocator.py`` on the demo job's first three layers (Wanda 60% + DSnoT official,
 32 × 512, fresh processes alternating, medians of 3): minor faults 119k -> 8k, wall time 1.11
 times lower, peak RSS 1.10 times higher (memory once used stays mapped until the process ends;
-flatness in depth is unchanged, README).
+flatness in depth is unchanged, docs/speed.md).
 
 The command line calls it once at start (``cli.main``), and so do the benchmarks that time the
 pipeline directly. The library itself never changes process-wide settings. Elsewhere than on

@@ -49,7 +49,7 @@ estimate of the Hessian (``LinearStats.hessian_factor``; ``hessian`` is then Non
 product is formed at all: a quadratic form dᵀHd is estimated as ‖F d‖², T'·C work per row
 instead of C², which matters when C exceeds T' (C = 8192 for a 1B model's down projection).
 The errors before and after pruning are estimated from the same sample; their sampling error
-on the demo model is measured by benchmarks/recon_sample.py (README). With ``factor=True`` and
+on the demo model is measured by benchmarks/recon_sample.py (docs/speed.md). With ``factor=True`` and
 f = 1 the factor holds every token unweighted (FᵀF is the Hessian itself, up to rounding): the
 pipeline asks for that when the diagnostic's tokens are at most C, where T'·C ≤ C² makes the
 factor no larger than a C×C Hessian, and its float32 products cheaper than float64 forms.
