@@ -58,30 +58,109 @@ def atomic_write_json(path: str | os.PathLike, obj) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
+# --- replacing a whole directory ----------------------------------------------------------
+#
+# A new directory is staged, then put in place by renames. Into a path that does not exist: one
+# rename of a sibling ``.<name>.XXXXXXXX.tmp``. Into an existing directory (possibly an empty
+# mount point, which cannot be renamed, or a volume on another file system than its parent) the
+# staging is inside it, and the swap is a sequence of renames whose every state is recognisable
+# by the names inside the directory:
+#
+#   .dsnot-save.XXXXXXXX.tmp   the new content, being written (incomplete: deleted by a rerun)
+#   .dsnot-save.new            the new content, complete: the replacement is committed
+#   .dsnot-save.old            the old entries, being moved aside (after the commit)
+#   .dsnot-save.up             the new content, being moved up into the directory
+#
+# ``repair_directory`` (run by every later replacement, under the same lock) deletes an
+# incomplete staging and finishes a committed replacement from any of these states.
+
+SAVE_PREFIX = ".dsnot-save"
+STAGED, MOVING_UP, OLD = f"{SAVE_PREFIX}.new", f"{SAVE_PREFIX}.up", f"{SAVE_PREFIX}.old"
+
+
+@contextlib.contextmanager
+def directory_lock(path: Path):
+    """An exclusive flock on the parent directory of ``path`` (waits for another process replacing
+    a directory there; the kernel releases it if the process dies)."""
+    import fcntl  # noqa: PLC0415 - POSIX only
+
+    fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def is_staging_name(name: str, prefix: str) -> bool:
+    """``prefix`` + 8 characters of mkdtemp + ``.tmp``: a staging directory of ours."""
+    return name.startswith(prefix) and name.endswith(".tmp") and len(name) == len(prefix) + 8 + len(".tmp")
+
+
+def move_entries(src: Path, dst: Path) -> None:
+    """Move every entry of ``src`` into ``dst`` (made if missing), one rename each; ours stay."""
+    dst.mkdir(exist_ok=True)
+    for p in sorted(src.iterdir()):
+        if not p.name.startswith(SAVE_PREFIX):
+            os.replace(p, dst / p.name)
+
+
+def repair_directory(path: Path) -> None:
+    """Delete what a killed replacement of ``path`` left incomplete and finish one it committed.
+    Call with ``directory_lock(path)`` held."""
+    for p in path.parent.iterdir():
+        if p.is_dir() and not p.is_symlink() and is_staging_name(p.name, f".{path.name}."):
+            shutil.rmtree(p)
+    if not path.is_dir():
+        return
+    for p in path.iterdir():
+        if p.is_dir() and not p.is_symlink() and is_staging_name(p.name, f"{SAVE_PREFIX}."):
+            shutil.rmtree(p)
+    if (path / STAGED).is_dir():  # committed: the old entries go aside, then the new ones up
+        move_entries(path, path / OLD)
+        os.replace(path / STAGED, path / MOVING_UP)
+    if (path / MOVING_UP).is_dir():
+        move_entries(path / MOVING_UP, path)
+        (path / MOVING_UP).rmdir()
+    if (path / OLD).exists():
+        shutil.rmtree(path / OLD)
+
+
+def is_empty_dir(path: Path) -> bool:
+    return path.is_dir() and not any(path.iterdir())
+
+
 @contextlib.contextmanager
 def atomic_directory(path: str | os.PathLike, overwrite: bool = False):
-    """Yield a temporary directory beside ``path``; on success it replaces ``path``.
+    """Yield a temporary directory; on success its content replaces ``path``.
 
-    Refuses an existing non-empty ``path`` unless ``overwrite``. On failure the temporary
-    directory is removed and ``path`` is untouched.
+    Refuses an existing non-empty ``path`` unless ``overwrite``. On an exception before the
+    content is complete the staging is removed and ``path`` is untouched; a process killed at any
+    point leaves a state the next replacement of ``path`` repairs (the old content, or the new
+    one once it was complete). An existing empty directory (a mount point) is filled in place.
     """
     from .errors import UserError
 
     path = Path(path)
-    if path.exists() and any(path.iterdir()) and not overwrite:
-        raise UserError(f"output directory {path} exists and is not empty (use --overwrite)")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it 0700
-    try:
-        yield tmp
-        if path.exists():
-            old = path.with_name(f".{path.name}.old")
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    with directory_lock(path):
+        repair_directory(path)
+        if path.exists() and not is_empty_dir(path) and not overwrite:
+            raise UserError(f"output directory {path} exists and is not empty (use --overwrite)")
+        inside = path.is_dir()
+        prefix = f"{SAVE_PREFIX}." if inside else f".{path.name}."
+        tmp = Path(tempfile.mkdtemp(prefix=prefix, suffix=".tmp", dir=path if inside else path.parent))
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it 0700
+        try:
+            yield tmp
+            if inside:
+                os.replace(tmp, path / STAGED)  # the commit
+                repair_directory(path)
+            else:
+                os.replace(tmp, path)
+        except BaseException:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+            else:  # committed before the interruption: finish, never leave half of each
+                repair_directory(path)
+            raise

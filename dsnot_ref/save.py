@@ -17,8 +17,10 @@ What ``save_pruned_model`` writes into the output directory:
   a 1 bit means pruned (weight set to zero). The header metadata holds ``"shapes"`` (JSON
   object: name -> [R, C], needed to drop the padding bits) and ``"packing"`` (the line above).
 
-The directory is written atomically (a temporary sibling renamed into place): a crash leaves
-either the old directory or the complete new one. The input directory is never written to.
+The directory is replaced by renames (``io_utils.atomic_directory``): a process killed at any
+point leaves the old model or, once the new one was complete, a state the next save (or the
+next ``prune --save-model`` check) finishes into the new one. An existing empty directory (a
+mount point) is filled in place. The input directory is never written to.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ import numpy as np
 
 from .errors import UserError
 from .validate import apart_from_model
-from .io_utils import atomic_directory
+from .io_utils import atomic_directory, directory_lock, repair_directory
 from .weights import (
     INDEX_FILE,
     SINGLE_FILE,
@@ -86,6 +88,9 @@ def check_output_dir(input_dir, output_dir, overwrite: bool) -> None:
     """
     apart_from_model(output_dir, "output directory", input_dir)
     out = Path(output_dir).resolve()
+    if out.parent.is_dir():  # finish or undo a save that a killed process left half done
+        with directory_lock(out):
+            repair_directory(out)
     if out.exists() and not out.is_dir():
         raise UserError(f"output {output_dir} exists and is not a directory")
     if out.is_dir() and any(out.iterdir()) and not overwrite:

@@ -476,6 +476,23 @@ def apart_from_model(path, what: str, model_dir) -> Path:
     return Path(path)
 
 
+def check_disjoint(outputs, inputs=()) -> None:
+    """Every output location apart from every other output and every input: after symlinks are
+    resolved, no two are the same path and neither lies inside the other (a results file inside
+    a saved model would replace its weights; a saved model inside the run directory would be
+    deleted with it). ``outputs``/``inputs``: (flag, path or None) pairs. One UserError line."""
+    outs = [(flag, Path(p), Path(p).resolve()) for flag, p in outputs if p is not None]
+    ins = [(flag, Path(p), Path(p).resolve()) for flag, p in inputs if p is not None]
+    for i, (flag_a, a, real_a) in enumerate(outs):
+        for flag_b, b, real_b in outs[i + 1:] + ins:
+            if real_a == real_b:
+                raise UserError(f"{flag_a} {a} and {flag_b} {b} are the same location")
+            if real_b in real_a.parents:
+                raise UserError(f"{flag_a} {a} is inside {flag_b} {b}")
+            if real_a in real_b.parents:
+                raise UserError(f"{flag_b} {b} is inside {flag_a} {a}")
+
+
 def cache_home_dir(path: Path) -> Path:
     """The cache root ($DSNOT_REF_HOME ...). Refuses one that exists and is not a directory, or
     whose nearest existing ancestor is not a directory."""

@@ -436,8 +436,25 @@ def parse_output(args, inputs: Inputs, evaluation: Evaluation) -> Output:
     run_dir = Path(args.run_dir) if args.run_dir else None
     if run_dir is not None:
         check_run_dir(inputs.model_dir, run_dir)
+    check_outputs_apart(inputs, evaluation, save_model, results, run_dir)
     return Output(save_model=save_model, overwrite=args.overwrite, results=results, run_dir=run_dir,
                   keep_cache=args.keep_cache, quiet=args.quiet)
+
+
+def check_outputs_apart(inputs: Inputs, evaluation: Evaluation, save_model, results, run_dir) -> None:
+    """The saved model, the results file and the run directory (without --run-dir: every default
+    run directory, under the cache's runs/) pairwise apart, and apart from every input."""
+    from .. import validate as checks  # noqa: PLC0415
+    from ..demo_model import cache_home  # noqa: PLC0415
+
+    run_flag = "--run-dir"
+    if run_dir is None:
+        run_flag, run_dir = "the default run directories", checks.cache_home_dir(cache_home()) / "runs"
+    checks.check_disjoint(
+        [("--save-model", save_model), ("--results", results), (run_flag, run_dir)],
+        [("--model", inputs.model_dir), ("--calibration", inputs.calibration),
+         ("--calibration-tokens", inputs.calibration_tokens), ("--eval-dataset", evaluation.eval_dataset)],
+    )
 
 
 def default_eval_path() -> Path:
