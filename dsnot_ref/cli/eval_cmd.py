@@ -10,6 +10,7 @@ import numpy as np
 from ..errors import UserError
 from ..io_utils import atomic_write_json
 from ..timing import Timer
+from . import user_help
 
 DTYPES = {"float32": np.float32, "float64": np.float64}
 MAX_SEQLEN = 2**20
@@ -20,9 +21,12 @@ def add_parser(subparsers):
     p = subparsers.add_parser(
         "eval",
         help="perplexity of a model on a text corpus",
-        description="Perplexity by the paper's protocol: the text joined with blank lines, "
-        "tokenised once, cut into non-overlapping windows of --seqlen tokens; exp of the mean "
-        "next-token cross-entropy. Progress on stderr, the result on stdout.",
+        **user_help(
+            "Measure a model's perplexity on a text corpus, by the DSnoT paper's protocol.",
+            ["dsnot-ref eval --model smollm2-135m --seqlen 512 --max-windows 16 --results dense.json"],
+            "The text is joined with blank lines, tokenised once and cut into non-overlapping windows of\n"
+            "--seqlen tokens; the perplexity is exp of the mean next-token cross-entropy over the windows.",
+        ),
     )
     p.add_argument("--model", required=True,
                    help="Hugging Face model directory (safetensors), or a demo model name such as smollm2-135m")

@@ -19,23 +19,53 @@ from pathlib import Path
 
 from .. import validate
 from ..errors import UserError
+from . import user_help
 from ..golden import GOLDEN_DIR, compare_outputs, inputs_equal, read_case, run_case, write_case
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    p = subparsers.add_parser("golden", help="golden DSnoT fixtures: run ours, check another implementation")
+    p = subparsers.add_parser(
+        "golden",
+        help="golden DSnoT fixtures: run ours, check another implementation",
+        **user_help(
+            "Golden fixtures: compute our outputs for a problem, or check another implementation's against ours.",
+            ["dsnot-ref golden run data/golden/wanda_u50_reference.npz -o ours.npz",
+             "dsnot-ref golden check theirs.npz"],
+            "A golden file holds one small DSnoT or SparseSwaps problem (weights, statistics, initial mask,\n"
+            "settings) and its outputs (final mask, swaps, traces). Masks and swaps are compared bit for\n"
+            "bit, traces to a tolerance.",
+        ),
+    )
     sub = p.add_subparsers(dest="golden_command", metavar="ACTION")
     sub.required = True
-    run_p = sub.add_parser("run", help="compute our outputs for the inputs of a golden file")
+    run_p = sub.add_parser(
+        "run",
+        help="compute our outputs for the inputs of a golden file",
+        **user_help(
+            "Compute our outputs (mask, swaps, traces) for the inputs of a golden file.",
+            ["dsnot-ref golden run data/golden/wanda_u50_reference.npz -o ours.npz"],
+            "Any file in the golden format is an input: dump a weight matrix and its statistics from your\n"
+            "own run and this gives our answer for it.",
+        ),
+    )
     run_p.add_argument("input", type=Path, help="golden .npz with inputs (outputs, if any, are ignored)")
     run_p.add_argument("-o", "--output", type=Path, required=True, help="where to write inputs + our outputs")
-    check_p = sub.add_parser("check", help="compare another implementation's outputs with ours")
+    check_p = sub.add_parser(
+        "check",
+        help="compare another implementation's outputs with ours",
+        **user_help(
+            "Compare another implementation's outputs with ours, case by case; exit 0 when all are identical.",
+            ["dsnot-ref golden check theirs.npz", "dsnot-ref golden check my_outputs/ --against data/golden/"],
+            "Each file is compared with the reference case of the same name; one line per case, exit\n"
+            "status 1 when any differs.",
+        ),
+    )
     check_p.add_argument("other", type=Path, help="a golden .npz with outputs, or a directory of them")
     check_p.add_argument("--against", type=Path, default=GOLDEN_DIR,
-                         help="reference golden file or directory (default: the committed fixtures)")
+                         help="reference golden file or directory (default the fixtures shipped with dsnot-ref)")
     check_p.add_argument("--rtol", type=float, default=1e-6,
-                         help="trace tolerance relative to the trace's max |value| (ε, and E_r for the exact variant)")
-    check_p.add_argument("--atol", type=float, default=0.0, help="absolute trace tolerance (ε and E_r)")
+                         help="trace tolerance relative to the trace's max |value| (ε, and E_r for the exact variant; default 1e-6)")
+    check_p.add_argument("--atol", type=float, default=0.0, help="absolute trace tolerance (ε and E_r; default 0)")
     return p
 
 

@@ -23,6 +23,7 @@ from ..methods.dsnot_common import ON_REJECT, VARIANTS, DSnoTSettings
 from ..methods.owl import BUDGETS, EXACT_CAP, OwlSettings
 from ..methods.swaps import SwapSettings
 from ..pipeline import DTYPES, PipelineSettings, default_skip_layer
+from . import user_help
 
 SKIP_LAYERS = {"mlp": "mlp", "self_attn": "self_attn", "none": None, "no_skip": None}
 SUB_LAYERS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj", "out_proj", "fc1", "fc2")
@@ -67,7 +68,7 @@ def add_method_arguments(p) -> None:
            help="magnitude | wanda | sparsegpt | dsnot | swaps (SparseSwaps) | dense (default dsnot)")
     option(p, "initial_method", default=None, metavar="METHOD",
            help="initial mask of dsnot and swaps: magnitude | wanda | sparsegpt (default wanda)")
-    option(p, "sparsity_ratio", type=float, default=None, metavar="P", help="fraction of weights pruned, in [0, 1)")
+    option(p, "sparsity_ratio", type=float, default=None, metavar="P", help="fraction of weights pruned in each row, in [0, 1); needed unless --sparsity-type is N:M")
     option(p, "sparsity_type", default="unstructured", metavar="TYPE", help="unstructured | 2:4 | 4:8 | N:M")
     option(p, "skip_layer", default=None,
            help="DSnoT (or swaps) leaves this group alone: mlp | self_attn | none (default mlp for dsnot, none for "
@@ -76,7 +77,7 @@ def add_method_arguments(p) -> None:
            help="DSnoT leaves this sublayer alone, e.g. q_proj, fc1 (default none)")
     option(p, "sparsity_profile", default="uniform", metavar="PROFILE",
            help="uniform | owl: every decoder layer at the requested sparsity, or OWL's per-layer sparsities "
-                "(unstructured only; docs/owl.md)")
+                "(unstructured only)")
     option(p, "owl_m", type=float, default=None, metavar="M",
            help=f"OWL: a Wanda score is an outlier above M x its layer's mean (default {OWL_DEFAULTS.m:g})")
     option(p, "owl_lambda", type=float, default=None, metavar="LAMBDA",
@@ -146,7 +147,7 @@ def add_run_arguments(p) -> None:
            help="the diagnostics' Hessian from a seeded sample of N calibration tokens, or all of them "
                 f"(default {PipelineSettings.recon_error_tokens}; methods that use the Hessian always get all)")
     option(p, "run_dir", default=None, metavar="DIR",
-           help="activation cache and pruned layers (default: under the cache directory, named by the model, "
+           help="activation cache and pruned layers (default under the cache directory, named by the model, "
                 "calibration tokens and settings, so rerunning the same command resumes)")
     option(p, "keep_cache", action="store_true", help="keep the run directory afterwards")
     option(p, "save_model", default=None, metavar="DIR",
@@ -160,9 +161,16 @@ def add_run_arguments(p) -> None:
 def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "prune",
-        help="prune a model (magnitude, Wanda, SparseGPT, DSnoT), evaluate and save it",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        help="prune a model (magnitude, Wanda, SparseGPT, DSnoT, SparseSwaps), evaluate and save it",
+        **user_help(
+            "Prune a Hugging Face model layer by layer, check its sparsity, evaluate it and save it.",
+            ["dsnot-ref prune --model path/to/hf-model --prune-method dsnot --initial-method wanda \\",
+             "    --sparsity-ratio 0.6 --save-model out/pruned --results out/pruned.json",
+             "dsnot-ref prune --model smollm2-135m --prune-method swaps --sparsity-type 2:4 \\",
+             "    --nsamples 32 --seqlen 512 --eval-max-windows 32"],
+            "Every flag is checked before any work starts. An interrupted run resumes where it stopped when\n"
+            "the same command is run again. Each flag also has the released code's spelling (--sparsity_ratio).",
+        ),
     )
     add_prune_arguments(p)
     return one_line_errors(p)

@@ -7,13 +7,19 @@ from pathlib import Path
 
 from .. import report, validate
 from ..errors import UserError
+from . import user_help
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "report",
         help="print the per-layer diagnostics of a results file (and plot them)",
-        description=__doc__,
+        **user_help(
+            "Print the per-layer diagnostics of a prune results file, and draw them on request.",
+            ["dsnot-ref report out/pruned.json --plot out/pruned.png"],
+            "The table has each sublayer's sparsity, mean |eps| and reconstruction error before and after\n"
+            "DSnoT or SparseSwaps, and the swaps made; an OWL run adds each layer's outlier ratio and sparsity.",
+        ),
     )
     p.add_argument("results", metavar="RESULTS.json", help="written by dsnot-ref prune --results")
     p.add_argument("--plot", metavar="FILE.png", 
