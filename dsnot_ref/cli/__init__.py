@@ -5,14 +5,21 @@ Each subcommand lives in its own module of this package and exposes two function
     add_parser(subparsers) -> argparse.ArgumentParser   # registers its flags
     run(args) -> int                                     # does the work, returns the exit status
 
-Errors: a ``UserError`` anywhere below becomes one line on stderr and exit status 2.
+Exit status: what ``run`` returns (0; 1 means "different" for compare-masks and golden check);
+2 and one line on stderr for a ``UserError`` or a standard output that cannot be written (a
+full device); 128 + the signal for SIGINT, SIGTERM or SIGHUP, and 141 (128 + SIGPIPE) when the
+reader of standard output went away. None of these collides with 1, and none prints a traceback.
 Progress goes to stderr, results to stdout.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 import importlib
+import os
+import signal
 import sys
 
 from ..allocator import reuse_freed_memory
@@ -29,6 +36,84 @@ SUBCOMMANDS = {
     "report": "report",
     "golden": "golden",
 }
+# Signals that end a run the way Ctrl-C does: what a scheduler (SIGTERM) or a closed terminal
+# (SIGHUP) sends. Each raises Interrupted, which every cleanup path handles as KeyboardInterrupt.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+SIGPIPE_STATUS = 128 + 13  # what a shell reports for a writer killed by SIGPIPE
+
+
+class Interrupted(KeyboardInterrupt):
+    """A stop signal arrived; ``signum`` says which (exit status 128 + signum)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+class StdoutError(Exception):
+    """Standard output cannot be written: ``cause`` is the OSError (EPIPE, ENOSPC, EIO ...)."""
+
+    def __init__(self, cause: OSError):
+        super().__init__(str(cause))
+        self.cause = cause
+
+
+class GuardedStdout:
+    """sys.stdout whose write errors become StdoutError, told apart from errors of the files a
+    command writes (a full disk under --save-model is a UserError of that file, not of stdout)."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text):
+        try:
+            return self._stream.write(text)
+        except OSError as exc:
+            raise StdoutError(exc) from None
+
+    def flush(self):
+        try:
+            self._stream.flush()
+        except OSError as exc:
+            raise StdoutError(exc) from None
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
+def install_signal_handlers() -> dict:
+    """SIGTERM and SIGHUP (and SIGINT) raise Interrupted in the main thread. A second signal
+    while the first one's cleanup runs is not raised again, so that cleanup finishes.
+    Returns the handlers replaced: signal -> handler, for ``restore_signal_handlers``."""
+    state = {"raised": False}
+    replaced = {}
+
+    def handler(signum, frame):
+        if state["raised"]:
+            return
+        state["raised"] = True
+        raise Interrupted(signum)
+
+    for signum in STOP_SIGNALS:
+        with contextlib.suppress(ValueError, OSError):  # not the main thread, or not settable
+            if signal.getsignal(signum) is not signal.SIG_IGN:  # nohup's SIGHUP stays ignored
+                replaced[signum] = signal.signal(signum, handler)
+    return replaced
+
+
+def restore_signal_handlers(replaced: dict) -> None:
+    for signum, handler in replaced.items():
+        with contextlib.suppress(ValueError, OSError, TypeError):
+            signal.signal(signum, handler)
+
+
+def silence_stdout() -> None:
+    """Point file descriptor 1 at /dev/null, so the interpreter's last flush at exit cannot fail
+    again (and print 'Exception ignored ...')."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.__stdout__.fileno())
+        os.close(devnull)
 
 
 def user_help(purpose: str, examples: list[str], details: str = "") -> dict:
@@ -67,14 +152,37 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    reuse_freed_memory()  # fewer page faults on NumPy's temporaries (allocator.py)
+    replaced = install_signal_handlers()
+    stdout = sys.stdout
+    sys.stdout = GuardedStdout(stdout)
     try:
-        return int(args._run(args) or 0)
+        return run_command(argv)
+    finally:
+        sys.stdout = stdout
+        restore_signal_handlers(replaced)
+
+
+def run_command(argv: list[str] | None) -> int:
+    """Parse, run, flush; the exit status of every way a command can end (module docstring)."""
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        reuse_freed_memory()  # fewer page faults on NumPy's temporaries (allocator.py)
+        status = int(args._run(args) or 0)
+        sys.stdout.flush()  # a full device is found here, not at exit
+        return status
     except UserError as exc:
         print(f"dsnot-ref: error: {exc}", file=sys.stderr)
         return 2
+    except StdoutError as exc:
+        silence_stdout()
+        if exc.cause.errno == errno.EPIPE:
+            return SIGPIPE_STATUS  # the reader left on purpose (| head): nothing to say
+        print(f"dsnot-ref: error: cannot write to standard output: {exc.cause.strerror}", file=sys.stderr)
+        return 2
+    except Interrupted as exc:
+        print(f"dsnot-ref: interrupted ({signal.Signals(exc.signum).name})", file=sys.stderr)
+        return 128 + exc.signum
     except KeyboardInterrupt:
         print("dsnot-ref: interrupted", file=sys.stderr)
         return 130

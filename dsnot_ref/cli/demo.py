@@ -144,13 +144,13 @@ def run(args) -> int:
         runs[label] = results
     from ..report import demo_table  # noqa: PLC0415
 
+    if args.results:  # written before the table is printed, so a closed stdout cannot lose it
+        from ..io_utils import atomic_write_json  # noqa: PLC0415
+
+        atomic_write_json(args.results, {"demo": rows, "size": size.__dict__, "runs": runs})
     print(demo_table(rows))
     print(
         f"evaluated {ppl['n_windows']} windows x {ppl['seqlen']} tokens; tokenising took "
         f"{clock.seconds['tokenize']:.1f} s; total {clock.elapsed():.1f} s"
     )
-    if args.results:
-        from ..io_utils import atomic_write_json  # noqa: PLC0415
-
-        atomic_write_json(args.results, {"demo": rows, "size": size.__dict__, "runs": runs})
     return 0

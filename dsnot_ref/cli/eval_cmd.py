@@ -106,8 +106,6 @@ def run(args) -> int:
                             max_windows=args.max_windows, progress=progress, xp=xp)
     finally:
         close()
-    print(f"perplexity {result['perplexity']:.4f}  ({result['n_windows']} windows of {seqlen} "
-          f"tokens, {model_dir}, {dataset.name})")
     if args.results:
         atomic_write_json(args.results, {
             "perplexity": result["perplexity"],
@@ -122,4 +120,7 @@ def run(args) -> int:
             "eval_seconds": result["seconds"],
             "wall_seconds": clock.elapsed(),
         })
+    # printed after the results file is written, so a closed stdout cannot lose it
+    print(f"perplexity {result['perplexity']:.4f}  ({result['n_windows']} windows of {seqlen} "
+          f"tokens, {model_dir}, {dataset.name})")
     return 0
