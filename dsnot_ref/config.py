@@ -56,6 +56,8 @@ class ModelConfig:
         """Read ``config.json`` (or ``DIR/config.json``); UserError on anything unsupported."""
         path = Path(path)
         if path.is_dir() and path.name != "config.json":  # a directory named config.json is refused
+            if (path / "config.json").exists() or (path / "config.json").is_symlink():
+                validate.model_file(path, "config.json", "config")  # no link out of the model
             path = path / "config.json"
         raw = read_config_json(path)
         return config_from_dict(raw, path)

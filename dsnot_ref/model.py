@@ -130,7 +130,7 @@ def load_model(model_dir: str | os.PathLike, store=None) -> Model:
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
         raise UserError(f"model directory not found: {model_dir}")
-    config = ModelConfig.from_file(model_dir / "config.json")
+    config = ModelConfig.from_file(model_dir)  # DIR/config.json, which may not link out of DIR
     store = WeightStore(model_dir) if store is None else store
     check_weights(config, store)
     return Model(config=config, store=store, path=model_dir)

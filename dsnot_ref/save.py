@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import validate
 from .errors import UserError
 from .validate import apart_from_model
 from .io_utils import atomic_directory, directory_lock, repair_directory
@@ -49,6 +50,7 @@ from .weights import (
     read_index,
     read_raw,
     write_mask_file,
+    weights_source,
     write_raw_safetensors_atomic,
 )
 from .weights import read_mask_file
@@ -71,13 +73,13 @@ COPIED_FILES = (
 
 
 def weight_files(model_dir: Path) -> list[str]:
-    """File names of the checkpoint's shards, in order (the index's files, else the single file)."""
-    index_path = model_dir / INDEX_FILE
-    if index_path.is_file():
-        return sorted(set(read_index(index_path).values()))
-    if (model_dir / SINGLE_FILE).is_file():
-        return [SINGLE_FILE]
-    raise UserError(f"no {SINGLE_FILE} or {INDEX_FILE} in {model_dir}")
+    """File names of the checkpoint's weights, in order: the shards of the index, else the one
+    file; the same source ``weights.weights_source`` loads from, so a model is saved in the
+    layout it was read in (a directory with both layouts is read and saved as model.safetensors)."""
+    source = weights_source(Path(model_dir))
+    if source.name == INDEX_FILE:
+        return sorted(set(read_index(source).values()))
+    return [source.name]
 
 
 def check_output_dir(input_dir, output_dir, overwrite: bool) -> None:
@@ -155,17 +157,18 @@ def save_pruned_model(input_dir, output_dir, store, masks: Mapping[str, np.ndarr
         missing = sorted(masks.keys() - found)
         if missing:
             raise ValueError(f"pruned tensors not in the input checkpoint: {missing[:3]}")
-        if (input_dir / INDEX_FILE).is_file():  # same names, files and dtypes: the index holds as it is
+        if weights_source(input_dir).name == INDEX_FILE:  # same names, files and dtypes: the index holds
             shutil.copy2(input_dir / INDEX_FILE, tmp / INDEX_FILE)
         write_mask_file(tmp / MASKS_FILE, masks)
     return output_dir
 
 
 def copy_side_files(input_dir: Path, out_dir: Path) -> None:
-    """Copy config, tokenizer and generation files that exist in the input."""
+    """Copy config, tokenizer and generation files that exist in the input (their contents: a
+    hub snapshot's links into its blobs become plain files; a link leaving the model is refused)."""
     for name in COPIED_FILES:
-        if (input_dir / name).is_file():
-            shutil.copy2(input_dir / name, out_dir / name)
+        if (input_dir / name).exists() or (input_dir / name).is_symlink():
+            shutil.copyfile(validate.model_file(input_dir, name, "model file"), out_dir / name)
 
 
 def pending_pruned(name: str, original: TensorEntry, store, masks: Mapping[str, np.ndarray]) -> PendingTensor:

@@ -284,9 +284,30 @@ def shard_path(name, model_dir: Path, index_path) -> Path:
         raise UserError(f"invalid safetensors index {index_path}: shard {shown!r} is not a plain file "
                         "name inside the model directory")
     path = model_dir / name
-    if path.resolve().parent != model_dir.resolve():
+    if not stays_in_model(path, model_dir):
         raise UserError(f"invalid safetensors index {index_path}: shard {name!r} leaves the model "
                         "directory (symlink)")
+    return path
+
+
+def stays_in_model(path: Path, model_dir) -> bool:
+    """Whether the file ``path`` of a model directory resolves to a file of that directory, or,
+    for a Hugging Face hub cache snapshot (``<repo>/snapshots/<revision>/``, whose files are
+    symlinks into ``<repo>/blobs/``), to a file of the same repository's ``blobs`` directory.
+    A link anywhere else (another repository, /etc) does not stay."""
+    target, home = Path(path).resolve(), Path(model_dir).resolve()
+    if target.parent == home:
+        return True
+    return home.parent.name == "snapshots" and target.parent == home.parent.parent / "blobs"
+
+
+def model_file(model_dir, name: str, what: str) -> Path:
+    """``model_dir / name`` if it is a regular file that stays in the model directory
+    (``stays_in_model``); refuses a missing file, a FIFO or device, a link leaving it."""
+    path = Path(model_dir) / name
+    regular_file(path, what)
+    if not stays_in_model(path, model_dir):
+        raise UserError(f"{what} {path} is a symlink leaving the model directory")
     return path
 
 
@@ -308,14 +329,12 @@ def tokenizer_file(model_dir) -> Path:
     """``tokenizer.json`` of a model directory: a regular file of at most 512 MiB.
 
     Refuses: a missing file, a FIFO/device/directory, a larger file, a symlink leaving the
-    directory.
+    directory (``stays_in_model``: a hub snapshot's links into its blobs stay).
     """
     path = Path(model_dir) / "tokenizer.json"
     if not path.exists() and not path.is_symlink():
         raise UserError(f"no tokenizer.json in model directory {model_dir}")
-    regular_file(path, "tokenizer")
-    if path.resolve().parent != Path(model_dir).resolve():
-        raise UserError(f"tokenizer {path} is a symlink leaving the model directory")
+    model_file(model_dir, "tokenizer.json", "tokenizer")
     if path.stat().st_size > MAX_TOKENIZER_BYTES:
         raise UserError(f"tokenizer {path} is larger than {MAX_TOKENIZER_BYTES} bytes")
     return path

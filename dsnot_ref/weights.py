@@ -226,15 +226,24 @@ class WeightStore:
 
 
 def weights_source(model_dir: Path) -> Path:
-    """The single file or the index that lists the shards; UserError when there is neither."""
+    """The one source of a checkpoint's tensors, for loading and for saving alike.
+
+    In transformers' order: ``model.safetensors``; else the index ``model.safetensors.index.json``
+    that lists the shards; else the directory's only ``*.safetensors`` file. A directory holding
+    both a ``model.safetensors`` and an index (a download with both layouts) is read from
+    ``model.safetensors``, as transformers reads it, and a pruned copy is saved in that layout
+    too (``save.weight_files``); the shards are not read. Every file must stay in the model
+    directory (``validate.model_file``: a hub snapshot's links into its blobs stay). UserError
+    when there is no source.
+    """
     single, index = model_dir / SINGLE_FILE, model_dir / INDEX_FILE
-    if single.exists():
-        return validate.regular_file(single, "safetensors file")
-    if index.exists():
-        return validate.regular_file(index, "safetensors index")
+    if single.exists() or single.is_symlink():
+        return validate.model_file(model_dir, SINGLE_FILE, "safetensors file")
+    if index.exists() or index.is_symlink():
+        return validate.model_file(model_dir, INDEX_FILE, "safetensors index")
     found = sorted(p.name for p in model_dir.glob("*.safetensors"))
     if len(found) == 1:
-        return model_dir / found[0]
+        return validate.model_file(model_dir, found[0], "safetensors file")
     hint = " (PyTorch .bin checkpoints are not supported)" if any(model_dir.glob("*.bin")) else ""
     raise UserError(f"no safetensors weights in {model_dir}: expected {SINGLE_FILE} or "
                     f"{INDEX_FILE}{hint}")
