@@ -80,7 +80,14 @@ def cache_home() -> Path:
     elif os.environ.get("XDG_CACHE_HOME"):
         home = Path(os.environ["XDG_CACHE_HOME"]).expanduser() / "dsnot_ref"
     else:
-        home = Path.home() / ".cache" / "dsnot_ref"
+        try:  # HOME="" would silently mean "/"
+            user_home = Path.home() if os.environ.get("HOME") != "" else None
+        except (RuntimeError, KeyError):  # HOME unset and no passwd entry (a bare container)
+            user_home = None
+        if user_home is None or not user_home.is_absolute():
+            raise UserError("no cache directory: HOME is not set and this user has no home directory; "
+                            "set DSNOT_REF_HOME (or XDG_CACHE_HOME), or give --run-dir")
+        home = user_home / ".cache" / "dsnot_ref"
     return validate.cache_home_dir(home)
 
 

@@ -203,3 +203,26 @@ def test_foreign_run_dir(tmp_path, capsys):
     rc, _, err = run_cli(["prune", *BASE, "--sparsity-ratio", "0.5", "--run-dir", run_dir, "--quiet"], capsys)
     assert rc == 2 and "has no" in err and len(err.strip().splitlines()) == 1
     assert [p.name for p in run_dir.iterdir()] == ["notes.txt"]
+
+
+@pytest.mark.parametrize("home", [None, ""])
+def test_no_home_directory(tmp_path, capsys, monkeypatch, home):
+    """A container with no passwd entry and HOME unset (or empty): one line, not a traceback."""
+    import pwd
+
+    for name in ("HOME", "DSNOT_REF_HOME", "XDG_CACHE_HOME"):
+        monkeypatch.delenv(name, raising=False)
+    if home is not None:
+        monkeypatch.setenv("HOME", home)
+
+    def no_entry(uid):
+        raise KeyError(f"getpwuid(): uid not found: {uid}")
+
+    monkeypatch.setattr(pwd, "getpwuid", no_entry)
+    monkeypatch.chdir(tmp_path)
+    for argv in (["prune", *BASE, "--sparsity-ratio", "0.5", "--prune-method", "wanda", "--quiet"],  # default run dir
+                 ["fetch-model"]):
+        rc, out, err = run_cli(argv, capsys)
+        assert rc == 2, (out, err)
+        assert err.count("\n") == 1 and "HOME is not set" in err and "DSNOT_REF_HOME" in err, err
+    assert list(tmp_path.iterdir()) == []
