@@ -310,6 +310,36 @@ def released_sections(text: str) -> dict[str, list[float]]:
     return sections
 
 
+def agreement_forward(results: Path) -> str:
+    """One dense decoder layer from sdpa's input: our distance to sdpa, with our matrix products
+    and/or our attention swapped for torch's (the ad-hoc section of the agreement raw file)."""
+    text = (results / "released_agreement.txt").read_text(encoding="utf-8")
+    lines = text[text.index("one layer from sdpa's input, ‖ours − sdpa‖/‖sdpa‖"):].splitlines()[2:]
+    rows = []
+    for line in lines:
+        cells = line.split()
+        if len(cells) != 6 or not cells[0].isdigit():
+            break
+        rows.append((cells[0], *cells[2:]))
+    header = ("layer", "ours", "our GEMMs → torch's", "our attention → torch's", "both → torch's")
+    return "\n".join([markdown(header, rows), "",
+                      "*Raw: `benchmarks/results/released_agreement.txt`, section \"forward pass, first 2 windows "
+                      "of 32 x 512\" (‖ours − sdpa‖ / ‖sdpa‖ over 2 × 512 tokens).*"])
+
+
+def transcribed(name: str, key: str) -> Callable[[Path], str]:
+    """A table kept as transcribed text in a raw file (the run's own output was not kept)."""
+
+    def table(results: Path) -> str:
+        raw = load(results, name)
+        found = raw["tables"][key]
+        return "\n".join([markdown(tuple(found["header"]), [tuple(r) for r in found["rows"]]), "",
+                          f"*Raw: `benchmarks/results/{name}` (transcribed; its provenance says from where).*"])
+
+    table.__doc__ = f"The table {key!r} of {name}, as transcribed."
+    return table
+
+
 def benchmark_figures(results: Path) -> str:
     """The figures the benchmark scripts printed, against each script's target."""
     raw = load(results, "benchmark_figures.json")
@@ -331,6 +361,10 @@ TABLES: dict[str, Callable[[Path], str]] = {
     "large_model": large_model,
     "agreement_end_to_end": agreement_end_to_end,
     "benchmark_figures": benchmark_figures,
+    "agreement_forward": agreement_forward,
+    "agreement_identical_inputs": transcribed("released_agreement_transcribed.json", "agreement_identical_inputs"),
+    "swaps_overfit": transcribed("swaps_layer2.json", "swaps_overfit"),
+    "swaps_initial_masks": transcribed("swaps_layer2.json", "swaps_initial_masks"),
 }
 
 
