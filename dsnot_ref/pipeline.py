@@ -308,12 +308,13 @@ def gather_stats(config, layer: dict, in_path: Path, settings: PipelineSettings,
 
 def hessian_products(spec: PruneSpec) -> str:
     """dtype of each chunk's XᵀX (stats.py): float64 where the Hessian is inverted (SparseGPT,
-    alone or as the initial mask) or a swap is accepted on any drop of E_r (DSnoT's exact
+    alone or as the initial mask; the weight update on the final mask) or a swap is accepted on any drop of E_r (DSnoT's exact
     variant; SparseSwaps when its ``gram`` setting asks); the input's float32 for SparseSwaps from
     a Wanda or magnitude mask by default (a swap must lower E_r by more than tol·E_r, tol = 1e-4
     by default, against a rounding of G measured at about 4e-7 relative for T = 2048;
     docs/swaps.md §1) and for the diagnostic alone."""
-    inverts = spec.method == "sparsegpt" or (spec.method in ("dsnot", "swaps") and spec.initial_method == "sparsegpt")
+    inverts = (spec.method == "sparsegpt" or (spec.method in ("dsnot", "swaps") and spec.initial_method == "sparsegpt")
+               or spec.weight_update.mode != "none")
     exact_variant = spec.method == "dsnot" and spec.dsnot.variant == "exact"
     asked = spec.method == "swaps" and spec.swaps.gram == "float64"  # --swap-gram float64
     return "float64" if inverts or exact_variant or asked else "input"

@@ -183,3 +183,116 @@ def test_bad_problems_are_refused():
         update_grouped(w, pruned, x.T @ x)
     with pytest.raises(ValueError, match="non-finite"):
         update_grouped(np.ones((3, 8)), pruned, np.full((8, 8), np.inf))
+
+
+# --- in prune_linear, the pipeline and the command line ----------------------------------------
+
+
+def layer_stats(x, with_hessian=True):
+    """LinearStats of tokens x [T, C] as two sequences."""
+    from dsnot_ref.stats import StatsAccumulator  # noqa: PLC0415
+
+    acc = StatsAccumulator(x.shape[1], with_hessian=with_hessian)
+    acc.update(x.reshape(2, x.shape[0] // 2, x.shape[1]))
+    return acc.finalize()
+
+
+SPECS = [
+    ("magnitude", {}), ("wanda", {}), ("sparsegpt", {}),
+    ("dsnot", {}), ("dsnot", {"initial_method": "sparsegpt"}),
+    ("swaps", {}), ("swaps", {"initial_method": "magnitude"}),
+]
+
+
+@pytest.mark.parametrize("method, extra", SPECS)
+@pytest.mark.parametrize("nm", [None, (2, 4)])
+def test_prune_linear_updates_the_kept_weights_of_every_method(method, extra, nm):
+    """The update keeps each method's final mask, zeroes the pruned weights and lowers the
+    calibration error below the mask alone's (and below SparseGPT's own update)."""
+    from dsnot_ref.methods import PruneSpec, prune_linear  # noqa: PLC0415
+
+    x, w, _ = problem(11, rows=8, cols=16, tokens=64)
+    stats = layer_stats(x)
+    base = PruneSpec(method=method, sparsity=0.5, nm=nm, **extra)
+    spec = PruneSpec(method=method, sparsity=0.5, nm=nm, weight_update=WeightUpdateSettings("exact"), **extra)
+    plain, updated = prune_linear(w, stats, base), prune_linear(w, stats, spec)
+    assert np.array_equal(updated.pruned, plain.pruned)
+    assert np.all(updated.weight[updated.pruned] == 0.0)
+    d = updated.diagnostics
+    alone = errors(x, w, np.where(plain.pruned, 0.0, w)).sum()
+    after = errors(x, w, updated.weight).sum()
+    energy = np.sum((x @ w.T) ** 2)
+    assert d["recon_mask"] == pytest.approx(alone / energy, rel=1e-9)
+    assert d["recon_after"] == pytest.approx(after / energy, rel=1e-9)
+    assert after < alone
+    if method == "sparsegpt":  # SparseGPT's own column-by-column update, on the same mask
+        assert after <= errors(x, w, plain.weight).sum()
+
+
+def test_the_pipeline_asks_for_float64_hessians_for_the_update():
+    from dsnot_ref.methods import PruneSpec, needs_hessian  # noqa: PLC0415
+    from dsnot_ref.pipeline import hessian_products  # noqa: PLC0415
+
+    exact = WeightUpdateSettings("exact")
+    assert not needs_hessian(PruneSpec("wanda", 0.5))
+    assert needs_hessian(PruneSpec("wanda", 0.5, weight_update=exact))
+    assert hessian_products(PruneSpec("wanda", 0.5, weight_update=exact)) == "float64"
+    assert hessian_products(PruneSpec("swaps", 0.5, weight_update=exact)) == "float64"
+    with pytest.raises(UserError, match="needs a pruning method, not dense"):
+        PruneSpec("dense", 0.0, weight_update=exact)
+
+
+def run_prune(tmp_path, *extra):
+    """`dsnot-ref prune` on the tiny LLaMA fixture: -> (exit code, results or None)."""
+    import json  # noqa: PLC0415
+    from pathlib import Path  # noqa: PLC0415
+
+    from dsnot_ref.cli import main  # noqa: PLC0415
+
+    fixture = Path(__file__).resolve().parents[1] / "data" / "fixtures" / "tiny-llama"
+    tokens = np.random.default_rng(0).integers(3, 256, size=(4, 32), dtype=np.int64)
+    np.save(tmp_path / "calib.npy", tokens)
+    results = tmp_path / "r.json"
+    argv = ["prune", "--model", str(fixture), "--calibration-tokens", str(tmp_path / "calib.npy"),
+            "--eval-dataset", "none", "--results", str(results), "--quiet", "--run-dir", str(tmp_path / "run"),
+            *extra]
+    rc = main(argv)
+    return rc, (json.loads(results.read_text()) if rc == 0 else None)
+
+
+@pytest.mark.parametrize("argv", [
+    ("--prune-method", "swaps", "--sparsity-ratio", "0.6", "--swap-max-iter", "5"),
+    ("--prune-method", "wanda", "--sparsity-type", "2:4"),
+    ("--prune-method", "dsnot", "--sparsity-ratio", "0.5", "--sparsity-profile", "owl"),
+    ("--prune-method", "dsnot", "--sparsity-ratio", "0.5", "--dsnot-variant", "official", "--max-cycle-time", "3"),
+])
+def test_cli_weight_update_lowers_every_sublayers_error(tmp_path, argv):
+    rc, res = run_prune(tmp_path, *argv, "--weight-update", "exact", "--weight-update-damp", "0.02")
+    assert rc == 0
+    assert (res["settings"]["weight_update"], res["settings"]["weight_update_damp"]) == ("exact", 0.02)
+    rows = res["layers"]
+    assert rows
+    for row in rows:
+        assert row["recon_after"] < row["recon_mask"], row
+
+
+def test_cli_default_is_no_update(tmp_path):
+    rc, res = run_prune(tmp_path, "--prune-method", "wanda", "--sparsity-ratio", "0.5")
+    assert rc == 0
+    assert res["settings"]["weight_update"] == "none"
+    assert all("recon_mask" not in row for row in res["layers"])
+
+
+@pytest.mark.parametrize("argv, message", [
+    (("--prune-method", "wanda", "--sparsity-ratio", "0.5", "--weight-update", "best"), "unknown --weight-update"),
+    (("--prune-method", "dense", "--weight-update", "exact"), "needs a pruning method, not dense"),
+    (("--prune-method", "wanda", "--sparsity-ratio", "0.5", "--weight-update-damp", "0.1"),
+     "--weight-update-damp only applies to --weight-update exact"),
+    (("--prune-method", "wanda", "--sparsity-ratio", "0.5", "--weight-update", "exact", "--weight-update-damp", "0"),
+     "damping must be in (0, 1]"),
+])
+def test_cli_weight_update_flags_are_checked(tmp_path, capsys, argv, message):
+    rc, _ = run_prune(tmp_path, *argv)
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1

@@ -22,6 +22,8 @@ from ..methods import INITIAL_METHODS, METHODS, PruneSpec
 from ..methods.dsnot_common import ON_REJECT, VARIANTS, DSnoTSettings
 from ..methods.owl import BUDGETS, EXACT_CAP, OwlSettings
 from ..methods.swaps import SwapSettings
+from ..methods.weight_update import MODES as UPDATE_MODES
+from ..methods.weight_update import WeightUpdateSettings
 from ..pipeline import DTYPES, PipelineSettings, default_skip_layer
 from . import user_help
 
@@ -31,6 +33,7 @@ TRUE_WORDS, FALSE_WORDS = ("true", "1", "yes", "on"), ("false", "0", "no", "off"
 DEMO_ALIASES = ("smollm2-135m",)
 DEFAULT_SEQLEN = 2048
 DSNOT_DEFAULTS, SWAP_DEFAULTS, OWL_DEFAULTS = DSnoTSettings(), SwapSettings(), OwlSettings()
+UPDATE_DEFAULTS = WeightUpdateSettings()
 
 
 # --- argument parsing -------------------------------------------------------------------------
@@ -78,6 +81,11 @@ def add_method_arguments(p) -> None:
     option(p, "sparsity_profile", default="uniform", metavar="PROFILE",
            help="uniform | owl: every decoder layer at the requested sparsity, or OWL's per-layer sparsities "
                 "(unstructured only)")
+    option(p, "weight_update", default=UPDATE_DEFAULTS.mode, metavar="UPDATE",
+           help="after each sublayer's final mask: none (kept weights unchanged) | exact (kept weights replaced by "
+                "the least-squares optimum on the calibration inputs) (default none)")
+    option(p, "weight_update_damp", type=float, default=None, metavar="F",
+           help=f"exact update: damping F x mean(diag H), as SparseGPT (default {UPDATE_DEFAULTS.percdamp:g})")
     option(p, "owl_m", type=float, default=None, metavar="M",
            help=f"OWL: a Wanda score is an outlier above M x its layer's mean (default {OWL_DEFAULTS.m:g})")
     option(p, "owl_lambda", type=float, default=None, metavar="LAMBDA",
@@ -245,7 +253,7 @@ class PruneJob:
 # A setting whose flag is named otherwise: field name -> flag name (the results file's key)
 RECORD_NAMES = {"method": "prune_method", "sparsity": "sparsity_ratio", "variant": "dsnot_variant",
                 "max_swaps": "swap_max_iter", "tol": "swap_tol", "window": "swap_window", "refresh": "swap_refresh",
-                "gram": "swap_gram",
+                "gram": "swap_gram", "mode": "weight_update", "percdamp": "weight_update_damp",
                 "m": "owl_m", "lam": "owl_lambda", "budget": "owl_budget"}
 
 
@@ -347,7 +355,7 @@ def parse_pipeline(args) -> PipelineSettings:
     initial = parse_choice(args.initial_method or "wanda", INITIAL_METHODS, "--initial-method")
     sparsity, nm = parse_sparsity(args.sparsity_ratio, args.sparsity_type, method)
     spec = PruneSpec(method=method, sparsity=sparsity, nm=nm, initial_method=initial, dsnot=parse_dsnot(args),
-                     swaps=parse_swaps(args, method))
+                     swaps=parse_swaps(args, method), weight_update=parse_weight_update(args, method))
     skip_layer = parse_choice(args.skip_layer or default_skip_layer(method) or "none", tuple(SKIP_LAYERS),
                               "--skip-layer")
     skip_sub = parse_choice(args.skip_sub_layer, ("none", "no_skip", *SUB_LAYERS), "--skip-sub-layer")
@@ -383,6 +391,18 @@ def parse_swaps(args, method: str) -> SwapSettings:
         names = ", ".join("--" + name.replace("_", "-") for name in given)
         raise UserError(f"{names} only apply to --prune-method swaps, not {method}")
     return SwapSettings(**{flags[name]: value for name, value in given.items()})  # UserError if out of range
+
+
+def parse_weight_update(args, method: str) -> WeightUpdateSettings:
+    """--weight-update and --weight-update-damp (which needs --weight-update exact)."""
+    mode = parse_choice(args.weight_update, UPDATE_MODES, "--weight-update")
+    if mode != "none" and method == "dense":
+        raise UserError("--weight-update exact needs a pruning method, not dense")
+    if args.weight_update_damp is None:
+        return WeightUpdateSettings(mode)
+    if mode == "none":
+        raise UserError("--weight-update-damp only applies to --weight-update exact")
+    return WeightUpdateSettings(mode, args.weight_update_damp)  # UserError if out of range
 
 
 def parse_profile(args, method: str, nm) -> OwlSettings | None:

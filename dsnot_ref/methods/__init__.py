@@ -25,6 +25,7 @@ from .dsnot_vectorised import dsnot
 from .gram import gram_products, pruned_part
 from .scores import check_nm, check_sparsity, initial_mask, magnitude_score, wanda_score
 from .swaps import SwapSettings, sparse_swaps
+from .weight_update import WeightUpdateSettings, exact_update
 
 METHODS = ("dense", "magnitude", "wanda", "sparsegpt", "dsnot", "swaps")
 INITIAL_METHODS = ("magnitude", "wanda", "sparsegpt")
@@ -38,6 +39,7 @@ class PruneSpec:
     initial_method: str = "wanda"        # for method="dsnot" and "swaps"
     dsnot: DSnoTSettings = field(default_factory=DSnoTSettings)
     swaps: SwapSettings = field(default_factory=SwapSettings)   # method="swaps" (SparseSwaps)
+    weight_update: WeightUpdateSettings = field(default_factory=WeightUpdateSettings)  # after the final mask
 
     def __post_init__(self):
         if self.method not in METHODS:
@@ -49,6 +51,8 @@ class PruneSpec:
             object.__setattr__(self, "nm", check_nm(self.nm))   # normalise to a tuple of ints
         if self.method != "dense":
             check_sparsity(self.sparsity, self.nm)
+        elif self.weight_update.mode != "none":
+            raise UserError("a weight update needs a pruning method, not dense")
 
 
 @dataclass(frozen=True)
@@ -60,9 +64,10 @@ class PruneResult:
 
 def needs_hessian(spec: PruneSpec) -> bool:
     """True when pruning needs the [C, C] Hessian: SparseGPT (standalone or as DSnoT's initial
-    mask), the exact DSnoT variant and the SparseSwaps refiner (method "swaps"). The
-    reconstruction-error diagnostics also use it when the pipeline gathers it anyway."""
-    if spec.method in ("sparsegpt", "swaps"):
+    mask), the exact DSnoT variant, the SparseSwaps refiner (method "swaps") and the weight
+    update on the final mask. The reconstruction-error diagnostics also use it when the
+    pipeline gathers it anyway."""
+    if spec.method in ("sparsegpt", "swaps") or spec.weight_update.mode != "none":
         return True
     return spec.method == "dsnot" and (spec.initial_method == "sparsegpt" or spec.dsnot.variant == "exact")
 
@@ -165,9 +170,32 @@ def prune_linear(weight, stats, spec: PruneSpec, *, apply_dsnot: bool = True) ->
     dense: no mask. magnitude / wanda: initial mask, weights zeroed. sparsegpt: SparseGPT with
     its weight update. dsnot: initial mask of ``spec.initial_method`` then DSnoT (variant from
     ``spec.dsnot``) unless ``apply_dsnot`` is False (the pipeline's skip_layer rule).
+    ``spec.weight_update`` "exact": then the kept weights are replaced by the least-squares
+    optimum on the final mask (weight_update.py), from the dense weights.
     Diagnostics: sparsity, eps_before / eps_after (mean |ε|), swaps, cycles, and
-    recon_before / recon_after when the Hessian is present.
+    recon_before / recon_after when the Hessian is present (recon_after of the weights
+    returned; with the update also recon_mask, the final mask's error before the update).
     """
+    result = _prune_mask(weight, stats, spec, apply_dsnot=apply_dsnot)
+    if spec.weight_update.mode == "none":
+        return result
+    return _with_weight_update(weight, stats, result, spec.weight_update)
+
+
+def _with_weight_update(weight, stats, result: PruneResult, settings: WeightUpdateSettings) -> PruneResult:
+    """The final mask kept, its kept weights replaced by the least-squares optimum."""
+    if stats.hessian is None:
+        raise UserError("the weight update needs the Hessian statistics (LinearStats.hessian)")
+    new_weight = exact_update(weight, result.pruned, stats.hessian, settings)
+    diagnostics = dict(result.diagnostics)
+    energy = output_energy(weight, stats.hessian)
+    diagnostics["recon_mask"] = reconstruction_error(weight, result.pruned, stats.hessian, energy)
+    diagnostics["recon_after"] = weight_error(weight, new_weight, stats.hessian, energy)
+    return PruneResult(new_weight, result.pruned, diagnostics)
+
+
+def _prune_mask(weight, stats, spec: PruneSpec, *, apply_dsnot: bool = True) -> PruneResult:
+    """``prune_linear`` without the weight update: the method's own weights and final mask."""
     xp = array_module(weight)
     if spec.method == "dense":
         return PruneResult(weight, xp.zeros(weight.shape, dtype=xp.bool_), {"sparsity": 0.0})
@@ -238,6 +266,7 @@ __all__ = [
     "PruneResult",
     "PruneSpec",
     "SwapSettings",
+    "WeightUpdateSettings",
     "error_total",
     "initial_score",
     "needs_hessian",
