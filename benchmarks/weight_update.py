@@ -11,15 +11,20 @@ every other flag at its default. Jobs (``--jobs``, in this order within each set
     wanda+update      --prune-method wanda --weight-update exact
     magswaps+update   --prune-method swaps --initial-method magnitude --weight-update exact
 
-Settings (``--settings``, in this order): 0.7, 0.6, 2:4, 0.5. Each run's results file is kept
-as ``OUT/<job>_<setting>.json``; ``OUT/summary.json`` gathers the perplexities, prune times,
-each job's ratio to Wanda's prune time in the same session, the machine, the date, the commit,
-and the exact command of each run. A run whose results file already exists is not repeated (so
-an interrupted session can be continued). Wall-clock times: read the ratios, both runs saw the
-same machine within the hour. Prints, never asserts.
+Settings (``--settings``, in this order): 0.7, 0.6, 2:4, 0.5. Each run's own results file and
+run directory go to a scratch directory (``--scratch``); a run whose results file is already
+there is not repeated, so an interrupted session continues, and several sessions may share the
+scratch directory. ``--out`` (default benchmarks/results/weight_update.json) gathers every
+finished run there: perplexity, prune time and its phases, the mean relative calibration error
+of the final mask and after the update per sublayer type, each job's ratio to Wanda's prune
+time at the same setting, and per run its command, start time, load average and commit; its
+"provenance" names the machine, date, commit and the command of this script. Wall-clock times
+on a shared machine: read the ratios with the load averages beside them. Prints, never asserts.
 
-    python benchmarks/weight_update.py --out benchmarks/results/weight_update [--settings 0.7,0.6]
-        [--jobs swaps+update,sparsegpt,wanda]
+    python benchmarks/weight_update.py [--settings 0.7,0.6] [--jobs swaps+update,sparsegpt,wanda]
+        [--no-eval] [--scratch /tmp/dsnot_weight_update] [--out benchmarks/results/weight_update.json]
+
+``--no-eval`` skips the perplexity (a timing run; its key gets the suffix "/time").
 """
 
 from __future__ import annotations
@@ -49,61 +54,99 @@ def sparsity_flags(setting: str) -> list[str]:
     return ["--sparsity-type", setting] if ":" in setting else ["--sparsity-ratio", setting]
 
 
-def command(job: str, setting: str, out: Path) -> list[str]:
-    name = f"{job}_{setting.replace(':', 'of')}"
+def run_name(job: str, setting: str, evaluate: bool) -> str:
+    return f"{job}_{setting.replace(':', 'of')}" + ("" if evaluate else "_time")
+
+
+def command(job: str, setting: str, scratch: Path, evaluate: bool) -> list[str]:
+    name = run_name(job, setting, evaluate)
+    budget = BUDGET if evaluate else [*BUDGET[:4], "--eval-dataset", "none", "--quiet"]
     return [sys.executable, "-m", "dsnot_ref", "prune", "--model", "smollm2-135m", *JOBS[job],
-            *sparsity_flags(setting), *BUDGET, "--results", str(out / f"{name}.json"),
-            "--run-dir", f"/tmp/dsnot_weight_update/run_{name}"]
+            *sparsity_flags(setting), *budget, "--results", str(scratch / f"{name}.json"),
+            "--run-dir", str(scratch / f"run_{name}")]
 
 
 def git_commit() -> str:
-    done = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=False)
+    done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False)
     dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
                            text=True, check=False).stdout.strip()
     return done.stdout.strip() + (" (with uncommitted changes)" if dirty else "")
 
 
+def sublayer_means(layers: list[dict], key: str) -> dict:
+    """Mean of one relative-error diagnostic per sublayer type over the layers."""
+    names = sorted({row["sublayer"] for row in layers})
+    return {name: sum(r[key] for r in layers if r["sublayer"] == name) / sum(r["sublayer"] == name for r in layers)
+            for name in names if all(key in r for r in layers if r["sublayer"] == name)}
+
+
 def summary_row(results: dict) -> dict:
     layers = results.get("layers", [])
-    return {"perplexity": results["perplexity"]["pruned"]["perplexity"], "prune_s": results["times"]["prune"],
+    pruned = results.get("perplexity", {}).get("pruned")
+    return {"perplexity": pruned["perplexity"] if pruned else None, "prune_s": results["times"]["prune"],
             "pipeline_s": results["pipeline_times"],
-            "recon_after_mean": sum(r["recon_after"] for r in layers) / len(layers) if layers else None}
+            "recon_mask": sublayer_means(layers, "recon_mask") or sublayer_means(layers, "recon_before"),
+            "recon_after": sublayer_means(layers, "recon_after")}
+
+
+def provenance(argv: list[str]) -> dict:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.machine()) if Path("/proc/cpuinfo").exists() else ""
+    return {"machine": f"{platform.node()}: {cpu}, {os.cpu_count()} CPUs, shared with other jobs (see each run's "
+                       "load average)",
+            "date": datetime.date.today().isoformat(), "commit": git_commit(),
+            "command": shlex.join(["python", "benchmarks/weight_update.py", *argv]),
+            "environment": {k: os.environ.get(k) for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")}}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/weight_update.json"))
+    parser.add_argument("--scratch", type=Path, default=Path("/tmp/dsnot_weight_update"))
     parser.add_argument("--settings", default=",".join(SETTINGS))
     parser.add_argument("--jobs", default=",".join(JOBS))
+    parser.add_argument("--no-eval", action="store_true")
     args = parser.parse_args()
-    args.out.mkdir(parents=True, exist_ok=True)
-    summary_path = args.out / "summary.json"
-    summary = json.loads(summary_path.read_text()) if summary_path.exists() else {"runs": {}}
-    summary.update({"machine": f"{platform.node()} {platform.machine()}, {os.cpu_count()} CPUs",
-                    "environment": {k: os.environ.get(k) for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")},
-                    "budget": "32 x 512 calibration (bundled corpus, seed 0), 32 x 512 evaluation windows"})
+    args.scratch.mkdir(parents=True, exist_ok=True)
+    evaluate = not args.no_eval
     for setting in args.settings.split(","):
         for job in args.jobs.split(","):
-            cmd = command(job, setting, args.out)
-            results_path = Path(cmd[cmd.index("--results") + 1])
-            key = f"{job}@{setting}"
+            cmd = command(job, setting, args.scratch, evaluate)
+            results_path = args.scratch / f"{run_name(job, setting, evaluate)}.json"
             if not results_path.exists():
-                load = os.getloadavg()[0]
-                started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+                meta = {"command": shlex.join(cmd), "load_average": os.getloadavg()[0], "commit": git_commit(),
+                        "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
                 subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-                summary["runs"][key] = {"command": shlex.join(cmd), "started": started, "load_average": load,
-                                        "commit": git_commit()}
-            row = summary["runs"].setdefault(key, {"command": shlex.join(cmd)})
-            row.update(summary_row(json.loads(results_path.read_text())))
-            wanda = summary["runs"].get(f"wanda@{setting}")
-            for other in summary["runs"]:
-                if other.endswith(f"@{setting}") and wanda and "prune_s" in summary["runs"][other]:
-                    summary["runs"][other]["prune_ratio_to_wanda"] = summary["runs"][other]["prune_s"] / wanda["prune_s"]
-            print(f"{key:24s} ppl {row['perplexity']:9.3f}  prune {row['prune_s']:7.1f} s", flush=True)
-            tmp = summary_path.with_suffix(".json.tmp")
-            tmp.write_text(json.dumps(summary, indent=1))
-            tmp.replace(summary_path)
+                results_path.with_suffix(".meta").write_text(json.dumps(meta))
+            row = summary_row(json.loads(results_path.read_text()))
+            ppl = "" if row["perplexity"] is None else f"ppl {row['perplexity']:9.3f}  "
+            print(f"{job}@{setting}{'' if evaluate else '/time'}: {ppl}prune {row['prune_s']:7.1f} s", flush=True)
+            collect(args.scratch, args.out, sys.argv[1:])
     return 0
+
+
+def collect(scratch: Path, out: Path, argv: list[str]) -> None:
+    """Every finished run in ``scratch`` into one results file with its provenance."""
+    runs = {}
+    for path in sorted(scratch.glob("*.json")):
+        job, _, rest = path.stem.rpartition("_") if not path.stem.endswith("_time") else path.stem[:-5].rpartition("_")
+        setting = rest.replace("of", ":")
+        key = f"{job}@{setting}" + ("/time" if path.stem.endswith("_time") else "")
+        meta_path = path.with_suffix(".meta")
+        meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+        runs[key] = {**meta, **summary_row(json.loads(path.read_text()))}
+    for key, row in runs.items():
+        setting = key.split("@")[1].split("/")[0]
+        wanda = runs.get(f"wanda@{setting}/time") or runs.get(f"wanda@{setting}")
+        if wanda:
+            row["prune_ratio_to_wanda"] = row["prune_s"] / wanda["prune_s"]
+    record = {"provenance": provenance(argv),
+              "budget": "32 x 512 calibration (bundled corpus, seed 0); perplexity on the first 32 windows of "
+                        "512 tokens of the bundled evaluation text",
+              "runs": runs}
+    tmp = out.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(record, indent=1) + "\n")
+    tmp.replace(out)
 
 
 if __name__ == "__main__":
