@@ -90,7 +90,7 @@ def demo(results: Path) -> str:
             for r in raw["demo"]]
     size = raw["size"]
     minutes, seconds = divmod(round(raw["total_seconds"]), 60)
-    caption = (f"`dsnot-ref demo`: 60% unstructured, S = {size['nsamples']} calibration sequences of "
+    caption = (f"`dsnot-ref demo`: {100 * raw['sparsity']:g}% unstructured, S = {size['nsamples']} calibration sequences of "
                f"L = {size['seqlen']} tokens, perplexity on the first {size['eval_windows']} windows of "
                f"{size['seqlen']} tokens; {minutes} min {seconds:02d} s in all.")
     return "\n".join([markdown(("model", "perplexity", "prune (s)", "eval (s)"), rows), "", caption,

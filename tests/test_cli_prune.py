@@ -215,6 +215,7 @@ def test_demo_on_tiny_model(tmp_path, capsys):
     rows = {r["model"]: r for r in results["demo"]}
     assert list(rows) == ["dense", "wanda", "wanda + DSnoT", "wanda + SparseSwaps"]
     assert rows["dense"]["sparsity"] == 0.0
+    assert results["total_seconds"] >= sum(r["prune_seconds"] + r["eval_seconds"] for r in rows.values())
     for label in ("wanda", "wanda + DSnoT", "wanda + SparseSwaps"):
         assert rows[label]["sparsity"] == pytest.approx(0.59375), label
     runs = results["runs"]

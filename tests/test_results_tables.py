@@ -85,3 +85,23 @@ def test_a_stamp_names_all_four_and_goes_first_replacing_an_old_one():
     assert stamp["command"] == "dsnot-ref prune --model 'my model'"
     record = provenance.stamped({"layers": [], "provenance": {"old": 1}}, stamp)
     assert list(record) == ["provenance", "layers"] and record["provenance"] == stamp
+
+
+def test_what_the_demo_writes_is_what_the_readme_table_reads(tmp_path, capsys):
+    """A fresh `dsnot-ref demo --results` file, stamped, renders as the README's table."""
+    from dsnot_ref.cli import main
+
+    results = tmp_path / "results"
+    results.mkdir()
+    out = results / "demo.json"
+    assert main(["demo", "--model", str(ROOT / "data" / "fixtures" / "tiny-llama"), "--nsamples", "2",
+                 "--seqlen", "32", "--eval-max-windows", "2", "--results", str(out), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    record = json.loads(out.read_text(encoding="utf-8"))
+    stamp = load_provenance().provenance(["dsnot-ref", "demo", "--results", str(out)])
+    out.write_text(json.dumps(load_provenance().stamped(record, stamp)), encoding="utf-8")
+    table = make_results.demo(results)
+    for row in record["demo"]:
+        assert f"{row['perplexity']:.3f}" in table and f"{row['perplexity']:.3f}" in printed
+    assert "60% unstructured, S = 2 calibration sequences of L = 32 tokens" in table
+    assert make_results.missing_provenance(results) == []

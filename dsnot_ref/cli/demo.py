@@ -147,7 +147,7 @@ def run(args) -> int:
     if args.results:  # written before the table is printed, so a closed stdout cannot lose it
         from ..io_utils import atomic_write_json  # noqa: PLC0415
 
-        atomic_write_json(args.results, {"demo": rows, "size": size.__dict__, "runs": runs})
+        atomic_write_json(args.results, {"demo": rows, "sparsity": args.sparsity, "size": size.__dict__, "total_seconds": clock.elapsed(), "runs": runs})
     print(demo_table(rows))
     print(
         f"evaluated {ppl['n_windows']} windows x {ppl['seqlen']} tokens; tokenising took "
