@@ -4,6 +4,7 @@ typed, no developer docstrings, class names or source paths, and each default st
 import argparse
 import ast
 import re
+import shlex
 from pathlib import Path
 
 import pytest
@@ -85,3 +86,40 @@ def test_a_developer_docstring_would_fail():
         test_help_opens_with_a_one_line_purpose_then_an_example(bad)
     with pytest.raises(AssertionError):
         test_help_has_no_developer_words(bad)
+
+
+def commands_in(text: str) -> list[list[str]]:
+    """Every `dsnot-ref ...` command in the text, continuation lines joined, comments dropped."""
+    joined = re.sub(r"\\\n\s*", " ", text)
+    found = []
+    for line in joined.splitlines():
+        line = line.strip()
+        if line.startswith("dsnot-ref "):
+            found.append(shlex.split(line.split("  #")[0])[1:])
+    return found
+
+
+def parses(argv: list[str]) -> bool:
+    try:
+        build_parser().parse_args(argv)
+    except SystemExit:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("parser", PARSERS, ids=[p.prog for p in PARSERS])
+def test_the_help_examples_parse(parser):
+    examples = commands_in(parser.description)
+    assert examples
+    for argv in examples:
+        assert parses(argv), f"{parser.prog} --help example does not parse: {argv}"
+
+
+def test_the_readme_commands_parse():
+    readme = (PACKAGE.parent / "README.md").read_text(encoding="utf-8")
+    blocks = "\n".join(re.findall(r"```bash\n(.*?)```", readme, flags=re.DOTALL))
+    commands = commands_in(blocks)
+    assert len(commands) >= 5
+    for argv in commands:
+        assert parses(argv), f"README command does not parse: {argv}"
+    assert not parses(["prune", "--model", "m", "--no-such-flag"])  # the check can fail
