@@ -24,6 +24,58 @@ ARCHITECTURES = {
 }
 LLAMA3_ROPE_KEYS = ("factor", "low_freq_factor", "high_freq_factor",
                     "original_max_position_embeddings")
+# transformers' model_type -> the architecture its Auto classes build (they go by model_type,
+# not by "architectures"; a config naming two different models is refused)
+MODEL_TYPES = {"llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM", "qwen2": "Qwen2ForCausalLM",
+               "opt": "OPTForCausalLM"}
+
+# --- every config.json key of a supported family, and what becomes of it ----------------------
+# READ: config_from_dict reads it and the forward pass follows it (tests/test_config.py checks
+# that changing it changes the ModelConfig, or is refused). NO_EFFECT: transformers' forward
+# pass in evaluation does not depend on it (dropout and layer drop act only in training;
+# caches, output switches and initialisation do not change the logits). FIXED: the family's
+# transformers model does not read it (its value is built into the architecture), so only the
+# value that architecture has is accepted; any other is refused, naming the key. A key in none
+# of these tables is read by neither transformers' model nor ours.
+READ, NO_EFFECT = "read", "no effect"
+COMMON_READ = ("architectures", "model_type", "vocab_size", "hidden_size", "num_hidden_layers",
+               "num_attention_heads", "max_position_embeddings", "tie_word_embeddings", "bos_token_id",
+               "eos_token_id", "torch_dtype", "dtype")
+COMMON_NO_EFFECT = ("use_cache", "pad_token_id", "initializer_range", "init_std", "attention_dropout",
+                    "transformers_version", "_name_or_path", "output_attentions", "output_hidden_states",
+                    "return_dict", "use_bfloat16", "_attn_implementation", "_commit_hash", "torchscript",
+                    "is_decoder", "is_encoder_decoder", "id2label", "label2id", "problem_type",
+                    "tokenizer_class", "task_specific_params", "finetuning_task", "prefix")
+LLAMA_READ = ("intermediate_size", "num_key_value_heads", "head_dim", "hidden_act", "rms_norm_eps",
+              "rope_theta", "rope_scaling", "rope_parameters", "partial_rotary_factor")
+CONFIG_KEYS: dict[str, dict[str, object]] = {
+    "LlamaForCausalLM": {
+        **dict.fromkeys(COMMON_READ + LLAMA_READ + ("attention_bias", "mlp_bias"), READ),
+        # pretraining_tp > 1 split the projections into slices summed back: the same product
+        **dict.fromkeys(COMMON_NO_EFFECT + ("pretraining_tp",), NO_EFFECT),
+    },
+    "MistralForCausalLM": {
+        **dict.fromkeys(COMMON_READ + LLAMA_READ + ("sliding_window",), READ),
+        **dict.fromkeys(COMMON_NO_EFFECT, NO_EFFECT),
+        "attention_bias": False, "mlp_bias": False,   # Mistral's projections have no bias
+    },
+    "Qwen2ForCausalLM": {
+        **dict.fromkeys(COMMON_READ + LLAMA_READ + ("use_sliding_window", "layer_types"), READ),
+        # the window and the layers it applies to act only through use_sliding_window and
+        # layer_types, which are refused when they ask for sliding-window layers
+        **dict.fromkeys(COMMON_NO_EFFECT + ("sliding_window", "max_window_layers"), NO_EFFECT),
+        "attention_bias": True, "mlp_bias": False,    # q/k/v biases, none in o_proj or the MLP
+    },
+    "OPTForCausalLM": {
+        **dict.fromkeys(COMMON_READ + ("ffn_dim", "activation_function", "do_layer_norm_before",
+                                       "_remove_final_layer_norm", "word_embed_proj_dim", "enable_bias",
+                                       "layer_norm_elementwise_affine", "head_dim"), READ),
+        **dict.fromkeys(COMMON_NO_EFFECT + ("dropout", "activation_dropout", "layerdrop"), NO_EFFECT),
+    },
+}
+# keys any PreTrainedModel acts on whatever the family: refused unless absent or this value
+REFUSED_UNLESS = {"pruned_heads": {}, "quantization_config": None, "partial_rotary_factor": 1.0,
+                  "add_cross_attention": False}
 
 
 @dataclass(frozen=True)
@@ -151,6 +203,7 @@ def config_from_dict(raw: dict, path: Path) -> ModelConfig:
     combination (check_consistent), then the memory it implies (check_config_memory).
     """
     architecture = detect_architecture(raw, path)
+    check_keys(raw, architecture, path)
     family = ARCHITECTURES[architecture]
     fields = opt_fields(raw, path) if family == "opt" else llama_fields(raw, architecture, path)
     common = dict(
@@ -164,12 +217,20 @@ def config_from_dict(raw: dict, path: Path) -> ModelConfig:
         tie_word_embeddings=bool_field(raw, "tie_word_embeddings", path, family == "opt"),
         bos_token_id=token_id(raw, "bos_token_id", path),
         eos_token_id=token_id(raw, "eos_token_id", path),
-        torch_dtype=str_field(raw, "torch_dtype", path, None) or str_field(raw, "dtype", path, None) or "float32",
+        torch_dtype=checkpoint_dtype(raw, path),
     )
     config = ModelConfig(**common, **fields)
     check_consistent(config, path)
     check_config_memory(config, path)
     return config
+
+
+def checkpoint_dtype(raw: dict, path: Path) -> str:
+    """``torch_dtype`` (before transformers 5) or ``dtype`` (after); both, they must agree."""
+    old, new = str_field(raw, "torch_dtype", path, None), str_field(raw, "dtype", path, None)
+    if old is not None and new is not None and old != new:
+        raise UserError(f"config {path} has torch_dtype {old!r} and dtype {new!r}; keep one")
+    return old or new or "float32"
 
 
 def detect_architecture(raw: dict, path: Path) -> str:
@@ -180,6 +241,22 @@ def detect_architecture(raw: dict, path: Path) -> str:
         raise UserError(
             f"unsupported architecture {shown(archs)} in {path}; supported: {supported}")
     return archs[0]
+
+
+def check_keys(raw: dict, architecture: str, path: Path) -> None:
+    """Refuse a key whose value would change transformers' forward pass in a way this package
+    does not follow (CONFIG_KEYS, REFUSED_UNLESS), and a model_type naming another model."""
+    model_type = raw.get("model_type")
+    if model_type is not None and MODEL_TYPES.get(model_type) != architecture:
+        raise UserError(f"config {path}: model_type {shown(model_type)} does not match architectures "
+                        f"[{architecture!r}] (transformers builds the model from model_type)")
+    for key, allowed in REFUSED_UNLESS.items():
+        if raw.get(key) is not None and raw[key] != allowed:
+            raise UserError(f"config {path}: {key} {shown(raw[key])} is not supported (it changes the forward pass)")
+    for key, allowed in CONFIG_KEYS[architecture].items():
+        if allowed not in (READ, NO_EFFECT) and raw.get(key) is not None and raw[key] != allowed:
+            raise UserError(f"config {path}: {key} {shown(raw[key])} is not supported for {architecture}, "
+                            f"whose transformers model is built with {key} {allowed}")
 
 
 def token_id(raw: dict, key: str, path: Path) -> int | None:
@@ -198,7 +275,6 @@ def llama_fields(raw: dict, architecture: str, path: Path) -> dict:
     hidden = int_field(raw, "hidden_size", path)
     head_dim = int_field(raw, "head_dim", path, default=0) or hidden // n_heads
     rope_theta, rope_scaling = rope_settings(raw, path)
-    is_qwen2 = architecture == "Qwen2ForCausalLM"
     return dict(
         intermediate_size=int_field(raw, "intermediate_size", path),
         num_kv_heads=int_field(raw, "num_key_value_heads", path, default=n_heads),
@@ -206,12 +282,18 @@ def llama_fields(raw: dict, architecture: str, path: Path) -> dict:
         norm_eps=float_field(raw, "rms_norm_eps", path, 1e-6, 0.0, 1.0),
         rope_theta=rope_theta,
         rope_scaling=rope_scaling,
-        attention_bias=True if is_qwen2 else bool_field(raw, "attention_bias", path, False),
-        mlp_bias=bool_field(raw, "mlp_bias", path, False),
+        attention_bias=fixed_or_read(raw, architecture, "attention_bias", path),
+        mlp_bias=fixed_or_read(raw, architecture, "mlp_bias", path),
         do_layer_norm_before=True,
         word_embed_proj_dim=hidden,
         sliding_window=sliding_window(raw, architecture, path),
     )
+
+
+def fixed_or_read(raw: dict, architecture: str, key: str, path: Path) -> bool:
+    """A bias switch: the architecture's own value where it has one (CONFIG_KEYS), else read."""
+    value = CONFIG_KEYS[architecture][key]
+    return bool_field(raw, key, path, False) if value == READ else value
 
 
 def rope_settings(raw: dict, path: Path) -> tuple[float, tuple | None]:
@@ -221,6 +303,8 @@ def rope_settings(raw: dict, path: Path) -> tuple[float, tuple | None]:
             raise UserError(f"config {path} has an invalid value: {key} must be an object or null, "
                             f"got {shown(raw[key])}")
     params = raw.get("rope_parameters")
+    check_rope_generations_agree(raw, path)
+    check_partial_rotary(raw, path)
     if isinstance(params, dict) and "rope_theta" in params:
         theta = float_field(params, "rope_theta", path, 10000.0, 0.0, 1e12)
         scaling = params
@@ -239,13 +323,52 @@ def rope_settings(raw: dict, path: Path) -> tuple[float, tuple | None]:
     return theta, tuple(sorted((k, float_field(scaling, k, path, 1.0, 0.0, 2.0**24)) for k in LLAMA3_ROPE_KEYS))
 
 
+def check_rope_generations_agree(raw: dict, path: Path) -> None:
+    """``rope_parameters`` (transformers 5) beside ``rope_scaling`` or ``rope_theta`` (before it):
+    which one a transformers version reads differs, so they must say the same thing."""
+    params = raw.get("rope_parameters")
+    if not isinstance(params, dict):
+        return
+    legacy = raw.get("rope_scaling")
+    if legacy is not None and rope_scaling_part(legacy) != rope_scaling_part(params):
+        raise UserError(f"config {path} has rope_scaling {shown(legacy)} beside rope_parameters "
+                        f"{shown(params)} and they differ (transformers versions read different ones); keep one")
+    theta = raw.get("rope_theta")
+    if theta is not None and "rope_theta" in params and theta != params["rope_theta"]:
+        raise UserError(f"config {path} has rope_theta {shown(theta)} beside rope_parameters' rope_theta "
+                        f"{shown(params['rope_theta'])}; keep one")
+
+
+def rope_scaling_part(scaling: dict) -> dict:
+    """The scaling settings of a rope dict: its type (``rope_type``, or the older ``type``;
+    "default" when absent) and every other key but ``rope_theta``."""
+    part = {k: v for k, v in scaling.items() if k not in ("rope_theta", "type", "rope_type")}
+    return {**part, "rope_type": scaling.get("rope_type") or scaling.get("type") or "default"}
+
+
+def check_partial_rotary(raw: dict, path: Path) -> None:
+    """Partial rotary embeddings (RoPE on a fraction of each head) are not implemented: refused
+    at the top level (REFUSED_UNLESS) and inside rope_parameters, where transformers 5 puts it."""
+    params = raw.get("rope_parameters")
+    value = params.get("partial_rotary_factor") if isinstance(params, dict) else None
+    if value is not None and value != 1.0:
+        raise UserError(f"config {path}: rope_parameters.partial_rotary_factor {shown(value)} is not supported "
+                        "(it changes the forward pass)")
+
+
 def sliding_window(raw: dict, architecture: str, path: Path) -> int | None:
     if architecture == "MistralForCausalLM":
         if raw.get("sliding_window") is not None and raw["sliding_window"] == 0:
             raise UserError(f"config {path}: sliding_window must be positive, got 0")
         return int_field(raw, "sliding_window", path, default=None)
-    if architecture == "Qwen2ForCausalLM" and raw.get("use_sliding_window"):
-        raise UserError(f"Qwen2 sliding-window attention (use_sliding_window) is not supported: {path}")
+    if architecture == "Qwen2ForCausalLM":
+        if raw.get("use_sliding_window"):
+            raise UserError(f"Qwen2 sliding-window attention (use_sliding_window) is not supported: {path}")
+        layer_types = raw.get("layer_types")
+        if layer_types is not None and (not isinstance(layer_types, list)
+                                        or any(t != "full_attention" for t in layer_types)):
+            raise UserError(f"config {path}: layer_types {shown(layer_types)} is not supported "
+                            "(only full_attention layers)")
     return None
 
 
@@ -261,6 +384,9 @@ def opt_fields(raw: dict, path: Path) -> dict:
     n_heads = int_field(raw, "num_attention_heads", path)
     hidden = int_field(raw, "hidden_size", path)
     bias = bool_field(raw, "enable_bias", path, True)
+    if raw.get("head_dim") is not None and raw["head_dim"] != hidden // n_heads:
+        raise UserError(f"config {path}: head_dim {shown(raw['head_dim'])} is not supported for OPTForCausalLM, "
+                        f"whose heads are hidden_size / num_attention_heads = {hidden // n_heads} wide")
     return dict(
         intermediate_size=int_field(raw, "ffn_dim", path),
         num_kv_heads=n_heads,
