@@ -123,7 +123,9 @@ def test_bad_calibration_tokens(tmp_path, capsys, array, match):
     tokens = tmp_path / "t.npy"
     np.save(tokens, array)
     try:
-        assert_refused([*BASE, "--sparsity-ratio", "0.5", "--calibration-tokens", tokens], capsys, tmp_path, match)
+        # no --nsamples or --seqlen: a tokens file brings its own S and L
+        assert_refused(["--model", TINY, "--eval-dataset", "none", "--sparsity-ratio", "0.5",
+                        "--calibration-tokens", tokens], capsys, tmp_path, match)
     finally:
         tokens.unlink()
 

@@ -39,8 +39,9 @@ def inputs(tmp_path_factory):
 
 def prune(tmp_path, capsys, model="tiny-llama", *extra, inputs):
     out, results = tmp_path / "out", tmp_path / "r.json"
+    dense = "dense" in extra  # reads no calibration, so a calibration flag cannot apply
     argv = [
-        "prune", "--model", FIXTURES / model, "--calibration-tokens", inputs / "calib.npy",
+        "prune", "--model", FIXTURES / model, *([] if dense else ["--calibration-tokens", inputs / "calib.npy"]),
         "--eval-dataset", inputs / "eval.txt", "--eval-seqlen", "32", "--eval-max-windows", "3",
         "--save-model", out, "--results", results, "--quiet", *extra,
     ]

@@ -33,7 +33,8 @@ from ..model import check_tokens
 from ..timing import Timer
 # The flags and their validation live in prune_args; this module does the work.
 from .prune_args import add_parser  # noqa: F401  (the subcommand protocol: cli/__init__.py calls it)
-from .prune_args import DEFAULT_SEQLEN, Evaluation, Inputs, PruneJob, check_resources, validate
+from .prune_args import (DEFAULT_SEQLEN, Evaluation, Inputs, PruneJob, check_disk, check_resources, disk_needs,
+                         validate)
 
 
 # --- the work -----------------------------------------------------------------------------------
@@ -60,6 +61,10 @@ def execute(job: PruneJob, calib_tokens: np.ndarray | None = None, eval_tokens: 
     with clock("load"):
         model_dir = fetch_model(job.inputs)
         model = model_lib.load_model(model_dir)
+        tokens_file = job.inputs.calibration_tokens
+        if tokens_file is not None and job.inputs.seqlen > model.config.max_positions:  # L is the file's
+            raise UserError(f"calibration tokens {tokens_file} have {job.inputs.seqlen} tokens per sequence, "
+                            f"more than the model's {model.config.max_positions} positions")
         seqlen = resolve_seqlen(job.inputs.seqlen, model.config, "--seqlen")
         eval_seqlen = resolve_seqlen(job.evaluation.eval_seqlen or seqlen, model.config, "--eval-seqlen")
         check_resources(job, model.config, seqlen, eval_seqlen)
@@ -68,6 +73,10 @@ def execute(job: PruneJob, calib_tokens: np.ndarray | None = None, eval_tokens: 
             calib_tokens = load_calibration(job.inputs, model, seqlen)
         if eval_tokens is None and job.evaluation.eval_dataset is not None:
             eval_tokens = load_eval_tokens(job.evaluation, model_dir)
+        if eval_tokens is not None:  # before any layer is pruned, not after
+            check_eval_tokens(eval_tokens, eval_seqlen, model, job)
+            check_disk(disk_needs(job, model.config, seqlen) + eval_disk_needs(job, model.config, eval_tokens,
+                                                                              eval_seqlen))
     with run_directory(job, model, calib_tokens) as claim:
         run = None
         if claim is not None:
@@ -76,7 +85,7 @@ def execute(job: PruneJob, calib_tokens: np.ndarray | None = None, eval_tokens: 
         sparsity, perplexity = check_evaluate_save(job, model, run, eval_tokens, eval_seqlen, clock)
         results = {
             "dsnot_ref_results": 1,
-            "settings": job.settings_record() | {"seqlen": seqlen, "eval_seqlen": eval_seqlen},
+            "settings": settings_used(job, seqlen, eval_seqlen),
             "versions": versions(),
             "calibration": calibration_record(job.inputs, calib_tokens),
             "layers": [] if run is None else layer_rows(run.diagnostics, method in ("dsnot", "swaps")),
@@ -91,6 +100,48 @@ def execute(job: PruneJob, calib_tokens: np.ndarray | None = None, eval_tokens: 
 
             atomic_write_json(job.output.results, results)
     return results
+
+
+def settings_used(job: PruneJob, seqlen: int, eval_seqlen: int) -> dict:
+    """The results file's "settings": the values the run used. Calibration settings are None for
+    a dense run (it reads no calibration), the evaluation window None without an evaluation."""
+    record = job.settings_record() | {"seqlen": seqlen, "eval_seqlen": eval_seqlen}
+    if job.spec.method == "dense":
+        record.update(nsamples=None, seqlen=None, seed=None)
+    if job.evaluation.eval_dataset is None:
+        record["eval_seqlen"] = None
+    return record
+
+
+def check_eval_tokens(tokens: np.ndarray, seqlen: int, model, job: PruneJob) -> None:
+    """The evaluation text gives at least one window of ``seqlen`` tokens, every id in the
+    model's vocabulary (the windows evaluated: at most --eval-max-windows of them)."""
+    from .. import model as model_lib  # noqa: PLC0415
+
+    n_windows = len(tokens) // seqlen
+    if n_windows == 0:
+        raise UserError(f"--eval-dataset {job.evaluation.eval_dataset} has {len(tokens)} tokens, "
+                        f"fewer than one window of {seqlen}")
+    if job.evaluation.eval_max_windows is not None:
+        n_windows = min(n_windows, job.evaluation.eval_max_windows)
+    used = np.asarray(tokens[: n_windows * seqlen]).reshape(n_windows, seqlen)
+    model_lib.check_tokens(model.config, used, "evaluation tokens", job.evaluation.eval_dataset)
+
+
+def eval_disk_needs(job: PruneJob, config, tokens: np.ndarray, seqlen: int) -> list[tuple[Path, int, str]]:
+    """The evaluation's hidden states [W, L, D] go to a temporary file when large (evaluate.py)."""
+    import tempfile  # noqa: PLC0415
+
+    from .. import evaluate  # noqa: PLC0415
+
+    n_windows = len(tokens) // seqlen
+    if job.evaluation.eval_max_windows is not None:
+        n_windows = min(n_windows, job.evaluation.eval_max_windows)
+    nbytes = n_windows * seqlen * config.hidden_size * np.dtype(job.pipeline.dtype).itemsize
+    if nbytes <= evaluate.MEMMAP_BYTES:
+        return []
+    return [(Path(tempfile.gettempdir()), nbytes, f"--eval-dataset: the hidden states of {n_windows} windows "
+                                                   "(a temporary file)")]
 
 
 def check_evaluate_save(job: PruneJob, model, run, eval_tokens, eval_seqlen: int, clock: Timer) -> tuple[dict, dict]:

@@ -97,21 +97,21 @@ def add_method_arguments(p) -> None:
 
 def add_refiner_arguments(p) -> None:
     d = DSNOT_DEFAULTS
-    option(p, "max_cycle_time", type=int, default=d.max_cycle_time,
+    option(p, "max_cycle_time", type=int, default=None,
            help=f"DSnoT: cycles per row (default {d.max_cycle_time})")
-    option(p, "update_threshold", type=float, default=d.update_threshold,
+    option(p, "update_threshold", type=float, default=None,
            help=f"DSnoT: stop when |eps| is below (default {d.update_threshold:g})")
-    option(p, "pow_of_var_regrowing", type=float, default=d.pow_of_var_regrowing,
+    option(p, "pow_of_var_regrowing", type=float, default=None,
            help=f"DSnoT: power of the variance in the growth order (default {d.pow_of_var_regrowing:g})")
-    option(p, "without_same_sign", default=str(d.without_same_sign).lower(), metavar="BOOL",
+    option(p, "without_same_sign", default=None, metavar="BOOL",
            help="official variant: sign check off (true, default) or on (false)")
-    option(p, "dsnot_variant", default=d.variant, metavar="VARIANT",
+    option(p, "dsnot_variant", default=None, metavar="VARIANT",
            help=f"{' | '.join(VARIANTS)} (default {d.variant})")
-    option(p, "lookahead", type=int, default=d.lookahead, metavar="K",
+    option(p, "lookahead", type=int, default=None, metavar="K",
            help=f"exact variant: best swap among the next K x K candidates (default {d.lookahead})")
-    option(p, "cycle_fraction", type=float, default=d.cycle_fraction, metavar="F",
+    option(p, "cycle_fraction", type=float, default=None, metavar="F",
            help="exact variant: cycle budget int(F x row width) instead of --max-cycle-time")
-    option(p, "on_reject", default=d.on_reject, metavar="MODE",
+    option(p, "on_reject", default=None, metavar="MODE",
            help=f"exact variant: a row whose swap would not lower its error: stop | skip (default {d.on_reject})")
     option(p, "swap_max_iter", type=int, default=None, metavar="N",
            help=f"swaps: at most N swaps per row (default {SWAP_DEFAULTS.max_swaps})")
@@ -132,11 +132,11 @@ def add_data_arguments(p) -> None:
            help="calibration text (.txt, .jsonl[.gz], .json.gz; default the bundled corpus)")
     option(p, "calibration_tokens", default=None, metavar="FILE.npy",
            help="calibration token ids, int [S, L] (instead of --calibration)")
-    option(p, "nsamples", type=int, default=Inputs.nsamples,
+    option(p, "nsamples", type=int, default=None,
            help=f"calibration sequences S (default {Inputs.nsamples}; a tokens file brings its own S)")
     option(p, "seqlen", type=int, default=None,
            help=f"tokens per calibration sequence L (default {DEFAULT_SEQLEN}, capped at the model's positions)")
-    option(p, "seed", type=int, default=Inputs.seed, help=f"seed of the calibration sampling (default {Inputs.seed})")
+    option(p, "seed", type=int, default=None, help=f"seed of the calibration sampling (default {Inputs.seed})")
     option(p, "eval_dataset", default=None, metavar="FILE",
            help="evaluation text (default the bundled corpus; 'none' skips evaluation)")
     option(p, "eval_seqlen", type=int, default=None, help="perplexity window length (default the calibration L)")
@@ -196,9 +196,9 @@ class Inputs:
     fetch_alias: str | None = None            # alias to fetch before loading
     calibration: Path | None = None           # text; None: the bundled corpus
     calibration_tokens: Path | None = None    # int [S, L] token ids, instead of text
-    nsamples: int = 128                       # S
-    seqlen: int | None = None                 # L; None: DEFAULT_SEQLEN capped at the model's positions
-    seed: int = 0                             # of the calibration sampling
+    nsamples: int = 128                       # S (a tokens file's own S)
+    seqlen: int | None = None                 # L (a tokens file's own L); None: DEFAULT_SEQLEN capped at the model's positions
+    seed: int | None = 0                      # of the calibration sampling; None with a tokens file
 
 
 @dataclass(frozen=True)
@@ -247,6 +247,8 @@ class PruneJob:
                     record[RECORD_NAMES.get(name, name)] = str(value) if isinstance(value, Path) else value
 
         add(asdict(self))
+        if self.inputs.calibration_tokens is not None:
+            record["derived_from_calibration_tokens"] = ["nsamples", "seqlen"]
         return record
 
 
@@ -335,16 +337,52 @@ def validate(args) -> PruneJob:
     if args.calibration and args.calibration_tokens:
         raise UserError("give --calibration or --calibration-tokens, not both")
     model_dir, alias = resolve_model(args.model)
-    inputs = Inputs(model=args.model, model_dir=model_dir, fetch_alias=alias,
-                    calibration=existing_file(args.calibration, "--calibration"),
-                    calibration_tokens=existing_file(args.calibration_tokens, "--calibration-tokens"),
-                    nsamples=args.nsamples, seqlen=args.seqlen, seed=args.seed)
+    inputs = parse_inputs(args, model_dir, alias, pipeline.spec.method)
     eval_dataset = None
     if args.eval_dataset is None or args.eval_dataset.lower() != "none":
         eval_dataset = existing_file(args.eval_dataset, "--eval-dataset") or default_eval_path()
+    else:
+        given = [flag for flag, value in (("--eval-seqlen", args.eval_seqlen),
+                                          ("--eval-max-windows", args.eval_max_windows)) if value is not None]
+        if given:
+            raise UserError(f"{', '.join(given)} cannot apply with --eval-dataset none")
+    if args.overwrite and not args.save_model:
+        raise UserError("--overwrite only applies with --save-model")
     evaluation = Evaluation(eval_dataset=eval_dataset, eval_seqlen=args.eval_seqlen,
                             eval_max_windows=args.eval_max_windows)
     return PruneJob(inputs, pipeline, evaluation, parse_output(args, inputs, evaluation))
+
+
+def parse_inputs(args, model_dir: Path, alias: str | None, method: str) -> Inputs:
+    """The model and calibration data. A tokens file brings its own S and L: --nsamples and
+    --seqlen are derived from it (given, they must match it), and --seed, which only samples
+    windows from a text, cannot apply; a dense run reads no calibration, so no calibration flag
+    applies to it."""
+    from .. import validate as checks  # noqa: PLC0415
+
+    calibration = existing_file(args.calibration, "--calibration")
+    tokens = existing_file(args.calibration_tokens, "--calibration-tokens")
+    if method == "dense":
+        given = [flag for flag, value in (("--calibration", calibration), ("--calibration-tokens", tokens),
+                                          ("--nsamples", args.nsamples), ("--seed", args.seed)) if value is not None]
+        if given:
+            raise UserError(f"{', '.join(given)} cannot apply to --prune-method dense (no calibration)")
+    nsamples = Inputs.nsamples if args.nsamples is None else args.nsamples
+    seed = Inputs.seed if args.seed is None else args.seed
+    seqlen = args.seqlen
+    if tokens is not None:
+        if args.seed is not None:
+            raise UserError("--seed cannot apply with --calibration-tokens (it samples windows from a text)")
+        shape = checks.npy_file(tokens, "calibration tokens")[0]
+        if len(shape) != 2:
+            raise UserError(f"calibration tokens {tokens} must have shape [S, L], got {shape}")
+        for flag, value, derived in (("--nsamples", args.nsamples, shape[0]), ("--seqlen", args.seqlen, shape[1])):
+            if value is not None and value != derived:
+                raise UserError(f"{flag} {value} does not match --calibration-tokens {tokens}, "
+                                f"which holds {shape[0]} sequences of {shape[1]} tokens")
+        nsamples, seqlen, seed = shape[0], shape[1], None
+    return Inputs(model=args.model, model_dir=model_dir, fetch_alias=alias, calibration=calibration,
+                  calibration_tokens=tokens, nsamples=nsamples, seqlen=seqlen, seed=seed)
 
 
 def parse_pipeline(args) -> PipelineSettings:
@@ -354,8 +392,9 @@ def parse_pipeline(args) -> PipelineSettings:
         raise UserError(f"--initial-method only applies to --prune-method dsnot or swaps, not {method}")
     initial = parse_choice(args.initial_method or "wanda", INITIAL_METHODS, "--initial-method")
     sparsity, nm = parse_sparsity(args.sparsity_ratio, args.sparsity_type, method)
-    spec = PruneSpec(method=method, sparsity=sparsity, nm=nm, initial_method=initial, dsnot=parse_dsnot(args),
-                     swaps=parse_swaps(args, method), weight_update=parse_weight_update(args, method))
+    spec = PruneSpec(method=method, sparsity=sparsity, nm=nm, initial_method=initial,
+                     dsnot=parse_dsnot(args, method), swaps=parse_swaps(args, method),
+                     weight_update=parse_weight_update(args, method))
     skip_layer = parse_choice(args.skip_layer or default_skip_layer(method) or "none", tuple(SKIP_LAYERS),
                               "--skip-layer")
     skip_sub = parse_choice(args.skip_sub_layer, ("none", "no_skip", *SUB_LAYERS), "--skip-sub-layer")
@@ -368,18 +407,39 @@ def parse_pipeline(args) -> PipelineSettings:
     )
 
 
-def parse_dsnot(args) -> DSnoTSettings:
-    """The DSnoT flags; the exact variant's lookahead, cycle fraction and on-reject among them."""
+# DSnoT flag -> the DSnoTSettings field it sets; those of EXACT_ONLY act only in the exact variant
+DSNOT_FLAGS = {"dsnot_variant": "variant", "max_cycle_time": "max_cycle_time",
+               "update_threshold": "update_threshold", "pow_of_var_regrowing": "pow_of_var_regrowing",
+               "without_same_sign": "without_same_sign", "lookahead": "lookahead",
+               "cycle_fraction": "cycle_fraction", "on_reject": "on_reject"}
+EXACT_ONLY = ("lookahead", "cycle_fraction", "on_reject")
+
+
+def parse_dsnot(args, method: str) -> DSnoTSettings:
+    """The DSnoT flags; the exact variant's lookahead, cycle fraction and on-reject among them.
+
+    A flag that cannot apply is refused rather than dropped: DSnoT flags with another method,
+    the exact variant's flags with another variant. Flags not given take DSnoTSettings' defaults.
+    """
+    given = [name for name in DSNOT_FLAGS if getattr(args, name) is not None]
+    if given and method != "dsnot":
+        names = ", ".join("--" + name.replace("_", "-") for name in given)
+        raise UserError(f"{names} only apply to --prune-method dsnot, not {method}")
     if args.cycle_fraction is not None and not 0 <= args.cycle_fraction <= 1:
         raise UserError(f"--cycle-fraction must be in [0, 1], got {args.cycle_fraction}")
-    return DSnoTSettings(
-        variant=parse_choice(args.dsnot_variant, VARIANTS, "--dsnot-variant"),
-        max_cycle_time=args.max_cycle_time, update_threshold=args.update_threshold,
-        pow_of_var_regrowing=args.pow_of_var_regrowing,
-        without_same_sign=parse_bool(args.without_same_sign, "--without-same-sign"),
-        lookahead=args.lookahead, cycle_fraction=args.cycle_fraction,
-        on_reject=parse_choice(args.on_reject, ON_REJECT, "--on-reject"),
-    )
+    values = {field: getattr(args, name) for name, field in DSNOT_FLAGS.items() if getattr(args, name) is not None}
+    if "variant" in values:
+        values["variant"] = parse_choice(values["variant"], VARIANTS, "--dsnot-variant")
+    if "without_same_sign" in values:
+        values["without_same_sign"] = parse_bool(values["without_same_sign"], "--without-same-sign")
+    if "on_reject" in values:
+        values["on_reject"] = parse_choice(values["on_reject"], ON_REJECT, "--on-reject")
+    settings = DSnoTSettings(**values)
+    exact_given = [name for name in EXACT_ONLY if name in given]
+    if exact_given and settings.variant != "exact":
+        names = ", ".join("--" + name.replace("_", "-") for name in exact_given)
+        raise UserError(f"{names} only apply to --dsnot-variant exact, not {settings.variant}")
+    return settings
 
 
 def parse_swaps(args, method: str) -> SwapSettings:
@@ -519,46 +579,107 @@ def check_flag_bounds(args) -> None:
         value = getattr(args, name, None)
         if value is not None and not np.isfinite(value):
             raise UserError(f"--{name.replace('_', '-')} must be a finite number, got {value}")
-    if args.update_threshold < 0:
+    if args.update_threshold is not None and args.update_threshold < 0:
         raise UserError(f"--update-threshold must be >= 0, got {args.update_threshold}")
 
 
 def check_resources(job: PruneJob, config, seqlen: int, eval_seqlen: int) -> None:
     """Refuse a run whose arrays cannot fit, before any is allocated: the calibration tokens and
-    one forward chunk in memory, the activation cache (inputs and outputs of a layer) on disk,
-    the exact variant's [R, k, k] candidate table."""
-    import shutil  # noqa: PLC0415
-
+    one forward chunk in memory, every file of the run on disk (disk_needs), N:M widths, the
+    exact variant's [R, k, k] candidate table."""
     from .. import validate as checks  # noqa: PLC0415
     from ..config import activation_bytes  # noqa: PLC0415
-    from ..demo_model import cache_home  # noqa: PLC0415
     from ..model import linear_shapes  # noqa: PLC0415
 
     settings, inputs = job.pipeline, job.inputs
     itemsize = np.dtype(settings.dtype).itemsize
-    n_seq = inputs.nsamples
-    if inputs.calibration_tokens is not None:
-        shape = checks.npy_file(inputs.calibration_tokens, "calibration tokens")[0]
-        n_seq, seqlen = shape if len(shape) == 2 else (1, 1)  # another shape is refused when loading
+    n_seq = inputs.nsamples  # a tokens file's own S and L (parse_inputs)
     if job.spec.method != "dense":
         chunk = settings.chunk_size
         need = 2 * n_seq * seqlen * 8 + activation_bytes(config, min(chunk, n_seq), seqlen, itemsize)
         checks.check_memory(need, f"--nsamples {n_seq} x --seqlen {seqlen} (chunk {chunk})")
-        files = 2 if settings.profile is None else 3  # OWL's dense pass also keeps the embeddings
-        cache_bytes = files * n_seq * seqlen * config.hidden_size * itemsize
-        where = (job.output.run_dir or checks.cache_home_dir(cache_home())).resolve()
-        while not where.exists():
-            where = where.parent
-        free = shutil.disk_usage(where).free
-        if cache_bytes > free:
-            raise UserError(f"--nsamples {n_seq} x --seqlen {seqlen}: the activation cache needs about "
-                            f"{checks.format_bytes(cache_bytes)} of disk, {where} has {checks.format_bytes(free)} free")
+    check_disk(disk_needs(job, config, seqlen))
+    check_nm_widths(job, config)
     lookahead = job.spec.dsnot.lookahead
     if job.spec.method == "dsnot" and job.spec.dsnot.variant == "exact":
         table = max(r * min(lookahead, c) ** 2 * 8 * 4 for r, c in linear_shapes(config).values())
         checks.check_memory(table, f"--lookahead {lookahead} (the exact variant's [R, k, k] candidates)")
     if job.evaluation.eval_dataset is not None:
         checks.check_memory(activation_bytes(config, 1, eval_seqlen, itemsize), f"--eval-seqlen {eval_seqlen}")
+
+
+def disk_needs(job: PruneJob, config, seqlen: int) -> list[tuple[Path, int, str]]:
+    """(directory, bytes, what) for every file the run writes: in the run directory the
+    activation cache (a layer's inputs and outputs, and OWL's embeddings) and the pruned layers
+    with their masks; the saved model (the input's weight files, re-encoded in their own dtypes,
+    its side files and the masks). The results file is small."""
+    from .. import validate as checks  # noqa: PLC0415
+    from ..demo_model import cache_home  # noqa: PLC0415
+    from ..model import linear_shapes  # noqa: PLC0415
+    from ..save import weight_files  # noqa: PLC0415
+
+    needs = []
+    itemsize = np.dtype(job.pipeline.dtype).itemsize
+    linear = sum(r * c for r, c in linear_shapes(config).values()) * config.num_layers  # pruned weights
+    masks = linear // 8 + 1
+    if job.spec.method != "dense":
+        files = 2 if job.pipeline.profile is None else 3  # OWL's dense pass also keeps the embeddings
+        cache = files * job.inputs.nsamples * seqlen * config.hidden_size * itemsize
+        run_dir = job.output.run_dir or checks.cache_home_dir(cache_home()) / "runs"
+        needs.append((run_dir, cache + linear * 4 + masks,
+                      f"--nsamples {job.inputs.nsamples} x --seqlen {seqlen}: the run directory"))
+    if job.output.save_model is not None:
+        model_dir = job.inputs.model_dir
+        size = sum((model_dir / name).stat().st_size for name in weight_files(model_dir))
+        needs.append((job.output.save_model, size + masks + 2**20, "--save-model: the pruned model"))
+    return needs
+
+
+def check_disk(needs: list[tuple[Path, int, str]]) -> None:
+    """Refuse when the files bound for one file system exceed its free space (needs that share a
+    file system are added up)."""
+    import os  # noqa: PLC0415
+    import shutil  # noqa: PLC0415
+
+    from .. import validate as checks  # noqa: PLC0415
+
+    by_device: dict[int, list] = {}
+    for where, nbytes, what in needs:
+        existing = Path(where).resolve()
+        while not existing.exists():
+            existing = existing.parent
+        device = os.stat(existing).st_dev
+        by_device.setdefault(device, [existing, 0, []])
+        by_device[device][1] += nbytes
+        by_device[device][2].append(what)
+    for existing, total, whats in by_device.values():
+        free = shutil.disk_usage(existing).free
+        if total > free:
+            raise UserError(f"{' and '.join(whats)} need about {checks.format_bytes(total)} of disk; "
+                            f"{existing} has {checks.format_bytes(free)} free")
+
+
+SPARSEGPT_BLOCKSIZE = 128  # methods.sparsegpt's column block; an N:M group may not straddle two
+
+
+def check_nm_widths(job: PruneJob, config) -> None:
+    """An N:M pattern needs every pruned weight's row width C divisible by M (and SparseGPT's
+    column block too, when SparseGPT prunes or makes the initial mask): refused before the first
+    layer, naming the sublayer, not found at it."""
+    from ..model import linear_shapes  # noqa: PLC0415
+
+    if job.spec.nm is None or job.spec.method == "dense":
+        return
+    n, m = job.spec.nm
+    for name, (_, cols) in linear_shapes(config).items():
+        if cols % m:
+            raise UserError(f"--sparsity-type {n}:{m} needs every row width to be a multiple of {m}; "
+                            f"{name} of {job.inputs.model_dir} has {cols} columns")
+    uses_sparsegpt = job.spec.method == "sparsegpt" or (
+        job.spec.method in ("dsnot", "swaps") and job.spec.initial_method == "sparsegpt")
+    if uses_sparsegpt and SPARSEGPT_BLOCKSIZE % m:
+        raise UserError(f"--sparsity-type {n}:{m} with SparseGPT needs M to divide its column block of "
+                        f"{SPARSEGPT_BLOCKSIZE}; got M = {m}")
 
 
 def check_run_dir(model_dir: Path, run_dir: Path) -> None:
