@@ -247,7 +247,7 @@ def check_keys(raw: dict, architecture: str, path: Path) -> None:
     """Refuse a key whose value would change transformers' forward pass in a way this package
     does not follow (CONFIG_KEYS, REFUSED_UNLESS), and a model_type naming another model."""
     model_type = raw.get("model_type")
-    if model_type is not None and MODEL_TYPES.get(model_type) != architecture:
+    if model_type is not None and (not isinstance(model_type, str) or MODEL_TYPES.get(model_type) != architecture):
         raise UserError(f"config {path}: model_type {shown(model_type)} does not match architectures "
                         f"[{architecture!r}] (transformers builds the model from model_type)")
     for key, allowed in REFUSED_UNLESS.items():
