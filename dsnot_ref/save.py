@@ -213,26 +213,55 @@ def is_linear_weight(name: str, raw: TensorEntry | RawTensor) -> bool:
 def model_masks(model_dir) -> tuple[dict[str, np.ndarray], str]:
     """(name -> pruned [R, C], source) of a pruned model directory.
 
-    ``masks.safetensors`` when there is one (ours); otherwise ``weight == 0`` for every linear
-    weight, which is what another implementation's output (e.g. the official code's
-    ``save_pretrained``) gives us.
+    ``masks.safetensors`` when there is one (ours), after checking it against the weights
+    (``check_masks_match_weights``); otherwise ``weight == 0`` for every linear weight, which is
+    what another implementation's output (e.g. the official code's ``save_pretrained``) gives us.
     """
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
         raise UserError(f"model directory {model_dir} does not exist")
     saved = read_saved_masks(model_dir)
-    if saved is not None:
-        return saved, MASKS_FILE
-    files = weight_files(model_dir)
-    masks = {}
-    for file_name in files:  # one tensor in memory at a time, beside the masks
+    if saved is None:
+        masks = dict(weight_zero_masks(model_dir))
+        if not masks:
+            raise UserError(f"no linear layer weights found in {model_dir}")
+        return masks, "weight == 0"
+    check_masks_match_weights(saved, model_dir)
+    return saved, MASKS_FILE
+
+
+def weight_zero_masks(model_dir: Path):
+    """(name, weight == 0 [R, C]) of every linear layer weight, one tensor read at a time."""
+    for file_name in weight_files(model_dir):
         entries, _ = read_header_and_metadata(model_dir / file_name)
         for name, entry in entries.items():
             if is_linear_weight(name, entry):
-                masks[name] = zero_mask(RawTensor(entry.dtype, entry.shape, read_raw(entry, name)))
-    if not masks:
-        raise UserError(f"no linear layer weights found in {model_dir}")
-    return masks, "weight == 0"
+                if entry.dtype not in ("F64", "F32", "F16", "BF16"):
+                    raise UserError(f"linear weight {name!r} in {entry.file} has dtype {entry.dtype}, not a float")
+                yield name, zero_mask(RawTensor(entry.dtype, entry.shape, read_raw(entry, name)))
+
+
+def check_masks_match_weights(saved: Mapping[str, np.ndarray], model_dir) -> None:
+    """A masks.safetensors vouches for the weights beside it: it covers every linear weight,
+    with its shape, and every weight it calls pruned is zero (a kept weight may be zero too,
+    rounded to zero in float16). UserError naming the first contradiction."""
+    path = Path(model_dir) / MASKS_FILE
+    seen = set()
+    for name, zeros in weight_zero_masks(Path(model_dir)):
+        seen.add(name)
+        if name not in saved:
+            raise UserError(f"{path} contradicts the weights of {model_dir}: it has no mask for {name!r}")
+        if saved[name].shape != zeros.shape:
+            raise UserError(f"{path} contradicts the weights of {model_dir}: the mask of {name!r} has shape "
+                            f"{list(saved[name].shape)}, the weight {list(zeros.shape)}")
+        nonzero_pruned = int(np.count_nonzero(saved[name] & ~zeros))
+        if nonzero_pruned:
+            raise UserError(f"{path} contradicts the weights of {model_dir}: {nonzero_pruned} weights of "
+                            f"{name!r} it calls pruned are not zero")
+    extra = sorted(saved.keys() - seen)
+    if extra:
+        raise UserError(f"{path} contradicts the weights of {model_dir}: it has a mask for {extra[0]!r}, "
+                        "not a linear weight of the model")
 
 
 @dataclass(frozen=True)

@@ -99,3 +99,44 @@ def test_mismatched_models_exit_2(pair, capsys):
     assert rc == 2 and "prune different tensors" in err and len(err.strip().splitlines()) == 1
     rc, _, err = run_cli(["compare-masks", ours, FIXTURES / "llama-untied"], capsys)
     assert rc == 2 and "has shape" in err and len(err.strip().splitlines()) == 1
+
+
+def tampered_masks(model: Path, edit) -> None:
+    """Rewrite model/masks.safetensors after ``edit(masks)`` (the weights stay as saved)."""
+    from dsnot_ref.weights import write_mask_file
+
+    masks = save.read_saved_masks(model)
+    edit(masks)
+    write_mask_file(model / save.MASKS_FILE, masks)
+
+
+@pytest.mark.parametrize("edit, match", [
+    # a mask that calls kept (non-zero) weights pruned: it vouches for weights that are not there
+    (lambda m: m.__setitem__(sorted(m)[0], ~m[sorted(m)[0]]), "it calls pruned are not zero"),
+    (lambda m: m.pop(sorted(m)[0]), "has no mask for"),
+    (lambda m: m.__setitem__("model.layers.9.mlp.extra.weight", np.zeros((2, 8), bool)), "not a linear weight"),
+    (lambda m: m.__setitem__(sorted(m)[0], m[sorted(m)[0]][:, :8]), "has shape"),
+])
+def test_masks_file_contradicting_its_weights_is_refused(pair, capsys, edit, match):
+    _, _, ours, theirs = pair
+    tampered_masks(ours, edit)
+    rc, out, err = run_cli(["compare-masks", ours, theirs], capsys)
+    assert rc == 2, (out, err)
+    assert match in err and err.count("\n") == 1 and save.MASKS_FILE in err
+
+
+def test_masks_file_with_kept_zeros_is_accepted(pair, capsys):
+    """A kept weight that is zero (rounded to zero in float16, or zero in the input) does not
+    contradict the mask: the masks file stays the record, and it differs from weight == 0."""
+    _, masks, ours, theirs = pair
+    name = sorted(masks)[0]
+    kept_zero = {name: ~masks[name]}
+    store = WeightStore(ours)
+    rows, cols = np.nonzero(kept_zero[name])
+    weight = store.get(name)
+    weight[rows[0], cols[0]] = 0.0
+    out = save.save_pruned_model(FIXTURES / "tiny-llama", ours.parent / "kept-zero",
+                                 OverlayStore(WeightStore(FIXTURES / "tiny-llama"),
+                                              {n: (weight if n == name else store.get(n)) for n in masks}), masks)
+    rc, text, err = run_cli(["compare-masks", out, ours], capsys)
+    assert rc == 0, err
