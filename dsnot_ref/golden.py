@@ -349,7 +349,30 @@ def read_case(path) -> tuple[GoldenCase, GoldenOutputs | None]:
         cycles=cycles,
         error_trace=None if error is None else error.astype(np.float64),
     )
+    check_swaps_replay(case, outputs, path)
     return case, outputs
+
+
+def check_swaps_replay(case: GoldenCase, outputs: GoldenOutputs, path) -> None:
+    """A file's outputs must agree with each other: its swap list, applied to the initial mask
+    in order (each swap regrows a pruned weight and prunes a kept one of the same row, at a
+    cycle in 1..cycles), gives its final mask. A checker compares the masks and the swap lists;
+    a file whose swap list says something else than its mask is refused, naming the first swap
+    or the first row that disagrees."""
+    mask = case.pruned0.copy()  # [R, C] True = pruned
+    n_rows, n_cols = mask.shape
+    for i, (row, grown, pruned, cycle) in enumerate(outputs.swaps.tolist()):
+        if not (0 <= row < n_rows and 0 <= grown < n_cols and 0 <= pruned < n_cols and 1 <= cycle <= outputs.cycles):
+            raise UserError(f"golden file {path}: swap {i} {[row, grown, pruned, cycle]} is outside the "
+                            f"[{n_rows}, {n_cols}] weight or cycles 1..{outputs.cycles}")
+        if not mask[row, grown] or mask[row, pruned]:
+            raise UserError(f"golden file {path}: swap {i} {[row, grown, pruned, cycle]} regrows a kept weight "
+                            "or prunes a pruned one (its swaps contradict its masks)")
+        mask[row, grown], mask[row, pruned] = False, True
+    differ = np.nonzero((mask != outputs.pruned).any(axis=1))[0]
+    if differ.size:
+        raise UserError(f"golden file {path}: its swaps applied to pruned0 do not give its 'pruned' mask "
+                        f"(row {int(differ[0])} differs); the outputs contradict each other")
 
 
 def _optional(arrays, key, path, default, kind, convert):

@@ -175,13 +175,15 @@ def test_cli_run_and_check(tmp_path, capsys):
     assert main(["golden", "run", str(tmp_path / "in.npz"), "-o", str(tmp_path / "out.npz")]) == 0
     assert main(["golden", "check", str(tmp_path / "out.npz")]) == 0
     assert "IDENTICAL" in capsys.readouterr().out
-    # another implementation that differs in one mask entry: exit 1 and the row is named
+    # another implementation that stopped one swap earlier (its mask and swap list agree with
+    # each other, not with ours): exit 1 and the row is named
+    row, grown, pruned, _ = ours.swaps[-1]
     bad = ours.pruned.copy()
-    bad[2, 7] = ~bad[2, 7]
+    bad[row, grown], bad[row, pruned] = True, False
     write_case(tmp_path / "bad.npz", case, GoldenOutputs(bad, ours.eps_trace, ours.active_trace,
-                                                         ours.swaps, ours.cycles))
+                                                         ours.swaps[:-1], ours.cycles))
     assert main(["golden", "check", str(tmp_path / "bad.npz"), "--against", str(src)]) == 1
-    assert "first differing row 2" in capsys.readouterr().out
+    assert f"first differing row {row}" in capsys.readouterr().out
     # a directory of outputs, checked case by case
     shutil.copy(GOLDEN_DIR / FILES[1].name, tmp_path / FILES[1].name)
     (tmp_path / "bad.npz").unlink()
@@ -315,7 +317,25 @@ def test_cli_run_and_check_swaps_case(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "IDENTICAL" in out and "max |error diff|" in out and "eps" not in out
     swaps = ours.swaps.copy()
-    swaps[0, 2] += 1                                           # one swap's pruned column differs
+    swaps[-1, 3] -= 1                                          # the last swap one step earlier: same masks
     np.savez(tmp_path / "other.npz", **case_arrays(case, replace(ours, swaps=swaps)))
     assert main(["golden", "check", str(tmp_path / "other.npz"), "--against", str(src)]) == 1
     assert "swaps differ" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("edit, match", [
+    (lambda swaps, pruned: swaps.__setitem__((0, 2), (swaps[0, 2] + 1) % pruned.shape[1]), "contradict"),
+    (lambda swaps, pruned: pruned.__setitem__((0, 0), ~pruned[0, 0]), "do not give its 'pruned' mask"),
+    (lambda swaps, pruned: swaps.__setitem__((0, 1), 10**6), "outside"),
+])
+def test_golden_file_whose_swaps_contradict_its_mask_is_refused(tmp_path, capsys, edit, match):
+    """golden check vouches for masks and swap lists: a file whose swap list, applied to its
+    initial mask, does not give its final mask is refused (exit 2), not reported as different."""
+    src = SWAP_FILES[0] if SWAP_FILES else FILES[0]
+    case, ours = read_case(src)
+    swaps, pruned = ours.swaps.copy(), ours.pruned.copy()
+    edit(swaps, pruned)
+    np.savez(tmp_path / "other.npz", **case_arrays(case, replace(ours, swaps=swaps, pruned=pruned)))
+    assert main(["golden", "check", str(tmp_path / "other.npz"), "--against", str(src)]) == 2
+    err = capsys.readouterr().err
+    assert match in err and err.count("\n") == 1
