@@ -93,7 +93,7 @@ def demo(results: Path) -> str:
     caption = (f"`dsnot-ref demo`: {100 * raw['sparsity']:g}% unstructured, S = {size['nsamples']} calibration sequences of "
                f"L = {size['seqlen']} tokens, perplexity on the first {size['eval_windows']} windows of "
                f"{size['seqlen']} tokens; {minutes} min {seconds:02d} s in all.")
-    return "\n".join([markdown(("model", "perplexity", "prune (s)", "eval (s)"), rows), "", caption,
+    return "\n".join([markdown(("model", "perplexity", "prune (s)", "eval (s)"), rows), "", caption, "",
                       source_line(raw, "demo.json")])
 
 
