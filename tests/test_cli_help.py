@@ -123,3 +123,11 @@ def test_the_readme_commands_parse():
     for argv in commands:
         assert parses(argv), f"README command does not parse: {argv}"
     assert not parses(["prune", "--model", "m", "--no-such-flag"])  # the check can fail
+
+
+def test_every_prune_flag_is_in_the_command_reference():
+    reference = (PACKAGE.parent / "docs" / "cli.md").read_text(encoding="utf-8")
+    prune = next(p for p in PARSERS if p.prog == "dsnot-ref prune")
+    flags = [a.option_strings[0] for a in prune._actions if a.option_strings and a.option_strings[0] != "-h"]
+    assert len(flags) > 30
+    assert [f for f in flags if f"`{f}`" not in reference and f"`{f} " not in reference] == []
