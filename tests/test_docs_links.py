@@ -2,6 +2,7 @@
 into a Markdown file at one of its headings (GitHub's rule for heading anchors)."""
 
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -44,3 +45,19 @@ def test_relative_links_resolve(page):
 def test_the_anchor_rule():
     assert anchor("4a. Reference variant (dsnot_ref's default)") == "4a-reference-variant-dsnot_refs-default"
     assert anchor("Layerwise sparsity (OWL), measured") == "layerwise-sparsity-owl-measured"
+
+
+def test_the_readme_links_every_docs_page_and_top_level_folder():
+    """The README's "where everything lives" stays true as pages and folders are added."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    targets = {(ROOT / t.partition("#")[0]).resolve() for t in links(ROOT / "README.md") if t.partition("#")[0]}
+    unlinked = [p.name for p in sorted(ROOT.glob("docs/*.md")) if p.resolve() not in targets]
+    assert unlinked == [], f"docs pages the README does not link: {unlinked}"
+    folders = [name for name in tracked_folders() if not name.startswith(".")]
+    assert [f for f in folders if f"`{f}/`" not in readme] == [], "top-level folders the README does not describe"
+
+
+def tracked_folders() -> set[str]:
+    """Top-level folders holding files git tracks (none outside a git checkout)."""
+    listed = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True).stdout.splitlines()
+    return {line.split("/")[0] for line in listed if "/" in line}
