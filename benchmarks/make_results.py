@@ -365,6 +365,8 @@ TABLES: dict[str, Callable[[Path], str]] = {
     "agreement_identical_inputs": transcribed("released_agreement_transcribed.json", "agreement_identical_inputs"),
     "swaps_overfit": transcribed("swaps_layer2.json", "swaps_overfit"),
     "swaps_initial_masks": transcribed("swaps_layer2.json", "swaps_initial_masks"),
+    **{key: transcribed("speed_transcribed.json", key) for key in (
+        "speed_vs_released", "speed_memory", "speed_allocator", "speed_recon_sample", "speed_layer_parts")},
 }
 
 
