@@ -61,3 +61,12 @@ def tracked_folders() -> set[str]:
     """Top-level folders holding files git tracks (none outside a git checkout)."""
     listed = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True).stdout.splitlines()
     return {line.split("/")[0] for line in listed if "/" in line}
+
+
+def test_ci_runs_exactly_the_readme_test_command():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = re.search(r"## The two commands.*?```bash\n(.*?)```", readme, flags=re.DOTALL).group(1)
+    test_command = next(line.split("#")[0].strip() for line in block.splitlines() if "test" in line)
+    ci = [line.strip() for line in (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
+          if line.strip() and not line.startswith("#")]
+    assert ci[-1] == test_command == "make test"
