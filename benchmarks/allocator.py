@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from dsnot_ref import allocator, cache, model as model_lib
 from dsnot_ref.methods import PruneSpec
-from dsnot_ref.methods.dsnot_common import DSnoTSettings
+from dsnot_ref.methods.dsnot.common import DSnoTSettings
 from dsnot_ref.pipeline import TIMING_KEYS, PipelineSettings, prune_one_layer, write_embeddings
 from dsnot_ref.timing import Timer
 

@@ -5,8 +5,8 @@
 For each weight shape [R, C] (random weights and statistics, 60 % unstructured Wanda mask,
 50 cycles, default settings) it times:
 
-- the vectorised DSnoT (``methods.dsnot_vectorised.dsnot``: list construction + the cycle loop),
-- the plain per-row DSnoT (``methods.dsnot_per_row.dsnot_per_row``) on the first ``--loop-rows`` rows
+- the vectorised DSnoT (``methods.refiners.dsnot``: list construction + the cycle loop),
+- the plain per-row DSnoT (``methods.dsnot.per_row.dsnot_per_row``) on the first ``--loop-rows`` rows
   only, scaled linearly to R rows (rows are independent apart from the cycle count, so this
   estimate is fair; it is an estimate, not a measurement of all R rows),
 - the calibration forward matmul of that layer at S = 32 sequences of L = 512 tokens:
@@ -27,9 +27,10 @@ import time
 import numpy as np
 
 from dsnot_ref.methods import selection
-from dsnot_ref.methods.dsnot_common import DSnoTSettings
-from dsnot_ref.methods.dsnot_per_row import dsnot_per_row
-from dsnot_ref.methods.dsnot_vectorised import dsnot
+from dsnot_ref.methods.dsnot.common import DSnoTSettings
+from dsnot_ref.methods.dsnot.official_per_row import official_per_row
+from dsnot_ref.methods.dsnot.per_row import dsnot_per_row
+from dsnot_ref.methods.refiners import dsnot
 from dsnot_ref.methods.scores import unstructured_mask, wanda_score
 
 S, L = 32, 512
@@ -72,7 +73,8 @@ def bench(n_rows: int, n_cols: int, loop_rows: int, variants, repeat: int) -> No
         t_vec = best_of(vectorised, repeat)
         sub = slice(0, min(loop_rows, n_rows))
         t0 = time.perf_counter()
-        dsnot_per_row(w[sub], pruned0[sub], seq_sum, seq_sq, var, settings)
+        plain = official_per_row if variant == "official" else dsnot_per_row
+        plain(w[sub], pruned0[sub], seq_sum, seq_sq, var, settings)
         t_loop = (time.perf_counter() - t0) * n_rows / (sub.stop - sub.start)
         r = result["r"]
         print(f"  {variant:9s}: vectorised {t_vec:.3f} s ({r.cycles} cycles, {r.n_swaps} swaps) = "

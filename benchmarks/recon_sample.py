@@ -31,7 +31,7 @@ from dsnot_ref import data, demo_model
 from dsnot_ref import model as model_lib
 from dsnot_ref.allocator import reuse_freed_memory
 from dsnot_ref.methods import PruneSpec
-from dsnot_ref.methods.dsnot_common import DSnoTSettings
+from dsnot_ref.methods.dsnot.common import DSnoTSettings
 from dsnot_ref.pipeline import PipelineSettings, prune_model
 
 

@@ -9,7 +9,7 @@ mask) it times:
 
 - the vectorised SparseSwaps search (``methods.swaps.sparse_swaps_from_gram``) with the given
   settings, and with ``--exact`` also the exact best pair (window 0, refresh 1);
-- the vectorised DSnoT, reference variant, 50 cycles (``methods.dsnot_vectorised.dsnot``);
+- the vectorised DSnoT, reference variant, 50 cycles (``methods.refiners.dsnot``);
 - the calibration forward matmul of that layer at S = 32, L = 512: ``[16384, C] @ [C, R]``
   in float32 (timed on 2,048 tokens and scaled by 8);
 
@@ -38,8 +38,8 @@ from pathlib import Path
 
 import numpy as np
 
-from dsnot_ref.methods.dsnot_common import DSnoTSettings
-from dsnot_ref.methods.dsnot_vectorised import dsnot
+from dsnot_ref.methods.dsnot.common import DSnoTSettings
+from dsnot_ref.methods.refiners import dsnot
 from dsnot_ref.methods.scores import unstructured_mask, wanda_score
 from dsnot_ref.methods.gram import row_squared_errors
 from dsnot_ref.methods.swaps import SwapSettings, rows_per_block, sparse_swaps_from_gram, window_size

@@ -1,6 +1,6 @@
 """Golden fixtures: small DSnoT and SparseSwaps problems with their expected masks and traces.
 
-A golden file is one ``.npz`` holding one case: the inputs of ``methods.dsnot_vectorised.dsnot`` (weight,
+A golden file is one ``.npz`` holding one case: the inputs of a refiner (``methods.refiners``) (weight,
 statistics, initial mask, settings; for the exact variant and SparseSwaps also G = Σ x xᵀ) and,
 optionally, its outputs (final mask, ε trace, active flags, swaps; exact variant also the E_r
 trace; SparseSwaps: no ε trace, the E_r trace instead). The format is described in
@@ -24,11 +24,11 @@ from . import validate
 from .backend import to_device, to_numpy
 from .errors import UserError
 from .io_utils import atomic_path
-from .methods.dsnot_common import DSnoTSettings, arithmetic_dtype
-from .methods.dsnot_exact import exact_from_gram
-from .methods.dsnot_vectorised import dsnot
+from .methods.contract import LayerProblem
+from .methods.dsnot.common import DSnoTSettings, arithmetic_dtype
+from .methods.refiners import make_refiner
 from .methods.scores import initial_mask, magnitude_score, wanda_score
-from .methods.swaps import SwapSettings, sparse_swaps_from_gram
+from .methods.swaps import SwapSettings
 
 FORMAT_VERSION = 3
 READABLE_VERSIONS = (1, 2, 3)   # 1: no gram, no exact-variant settings, no error_trace; 2: no swaps
@@ -42,7 +42,7 @@ SWAP_SETTING_KEYS = ("swap_max_iter", "swap_tol", "swap_window", "swap_refresh")
 META_KEYS = ("format_version", "case", "description", "initial_method", "sparsity")
 OUTPUT_KEYS = ("pruned", "eps_trace", "active_trace", "swaps", "cycles")  # no eps_trace for "swaps"
 OPTIONAL_OUTPUT_KEYS = ("error_trace",)                # exact variant; required for "swaps"
-SWAPS = "swaps"                 # the file's variant for SparseSwaps (methods/swaps.py)
+SWAPS = "swaps"                 # the file's variant for the SparseSwaps refiner (methods/swaps.py)
 GRAM_VARIANTS = ("exact", SWAPS)
 
 
@@ -65,8 +65,14 @@ class GoldenCase:
 
     @property
     def variant(self) -> str:
-        """The file's ``variant``: a DSnoT variant, or "swaps"."""
+        """The file's ``variant``: the name of the case's refiner (methods/refiners.py), a DSnoT
+        variant or "swaps"."""
         return SWAPS if self.swap_settings is not None else self.settings.variant
+
+    @property
+    def refiner_settings(self):
+        """The settings the case's refiner is made with."""
+        return self.swap_settings if self.swap_settings is not None else self.settings
 
 
 @dataclass(frozen=True)
@@ -113,59 +119,18 @@ class Comparison:
 # --------------------------------------------------------------------------- running and comparing
 
 def run_case(case: GoldenCase, xp=np) -> GoldenOutputs:
-    """Our outputs for a case (vectorised DSnoT with trace), computed with array module ``xp``
-    (NumPy, or CuPy: inputs moved to the device, outputs brought back as NumPy arrays)."""
-    if case.variant == SWAPS:
-        return run_swaps_case(case, xp)
-    if case.settings.variant == "exact":
-        return run_exact_case(case, xp)
-    on_device = [to_device(a, xp) for a in (case.weight, case.pruned0, case.seq_sum, case.seq_sq,
-                                            case.var, case.initial_score)]
-    weight, pruned0, seq_sum, seq_sq, var, initial_score = on_device
-    res = dsnot(weight, pruned0, seq_sum, seq_sq, var, case.settings,
-                nm=case.nm, initial_score=initial_score, trace=True)
-    return GoldenOutputs(pruned=to_numpy(res.pruned), eps_trace=res.trace.eps,
-                         active_trace=res.trace.active, swaps=res.trace.swaps, cycles=res.cycles)
-
-
-def run_exact_case(case: GoldenCase, xp=np) -> GoldenOutputs:
-    """Our outputs for an exact-variant case: the code ``prune_linear`` runs, from G itself."""
-    if case.gram is None:
-        raise UserError(f"golden case {case.name!r}: the exact variant needs 'gram'")
-    on_device = [to_device(a, xp) for a in (case.weight, case.pruned0, case.seq_sum, case.seq_sq,
-                                            case.var, case.initial_score, case.gram)]
-    weight, pruned0, seq_sum, seq_sq, var, initial_score, gram = on_device
-    res = exact_from_gram(weight, pruned0, seq_sum, seq_sq, var, gram, case.settings,
-                          nm=case.nm, initial_score=initial_score, trace=True)
-    return GoldenOutputs(pruned=to_numpy(res.pruned), eps_trace=res.trace.eps,
-                         active_trace=res.trace.active, swaps=res.trace.swaps, cycles=res.cycles,
-                         error_trace=res.trace.error)
-
-
-def run_swaps_case(case: GoldenCase, xp=np) -> GoldenOutputs:
-    """Our outputs for a SparseSwaps case: ``sparse_swaps_from_gram``, the code ``prune_linear`` runs."""
-    if case.gram is None:
-        raise UserError(f"golden case {case.name!r}: variant 'swaps' needs 'gram'")
-    weight, pruned0, gram = (to_device(a, xp) for a in (case.weight, case.pruned0, case.gram))
-    res = sparse_swaps_from_gram(weight, pruned0, gram, case.swap_settings, case.nm)
-    n_rows = case.weight.shape[0]
-    active = np.zeros((res.steps + 1, n_rows), dtype=np.bool_)
-    active[0] = True
-    active[res.log[:, 3], res.log[:, 0]] = True
-    return GoldenOutputs(pruned=to_numpy(res.pruned), eps_trace=None, active_trace=active,
-                         swaps=res.log, cycles=res.steps,
-                         error_trace=error_trace(to_numpy(res.error_before), res.log, res.log_delta, res.steps))
-
-
-def error_trace(error_before, log, deltas, steps: int):
-    """E_r after each step, added up swap by swap as the search does: [R], [n, 4], [n] -> [K+1, R]."""
-    trace = np.empty((steps + 1, error_before.shape[0]), dtype=np.float64)
-    trace[0] = error_before
-    for step in range(1, steps + 1):
-        trace[step] = trace[step - 1]
-        at = log[:, 3] == step                                                   # at most one swap per row
-        trace[step, log[at, 0]] += deltas[at]
-    return trace
+    """Our outputs for a case: its refiner from the registry (methods/refiners.py, the code
+    ``prune_linear`` runs), with a trace, computed with array module ``xp`` (NumPy, or CuPy:
+    inputs moved to the device, outputs brought back as NumPy arrays)."""
+    if case.variant in GRAM_VARIANTS and case.gram is None:
+        raise UserError(f"golden case {case.name!r}: variant {case.variant!r} needs 'gram'")
+    weight, pruned0, seq_sum, seq_sq, var, initial_score, gram = (
+        None if a is None else to_device(a, xp)
+        for a in (case.weight, case.pruned0, case.seq_sum, case.seq_sq, case.var, case.initial_score, case.gram))
+    problem = LayerProblem(weight, pruned0, seq_sum, seq_sq, var, gram, case.nm, initial_score)
+    res = make_refiner(case.variant, case.refiner_settings).refine(problem, trace=True)
+    return GoldenOutputs(pruned=to_numpy(res.pruned), eps_trace=res.trace.eps, active_trace=res.trace.active,
+                         swaps=res.trace.swaps, cycles=res.cycles, error_trace=res.trace.error)
 
 
 def trace_difference(ours, theirs, rtol: float, atol: float) -> tuple[float | None, bool]:

@@ -12,7 +12,7 @@ import math
 import numpy as np
 
 from .backend import array_module, to_device
-from .methods.torch_sum import torch_row_sum
+from .released.torch_sum import torch_row_sum
 
 
 def linear(x, w, b=None):

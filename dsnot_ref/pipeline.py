@@ -27,7 +27,7 @@ sublayer belongs to one group, ``"self_attn"`` (names starting with ``self_attn.
 ``"mlp"`` (everything else: LLaMA's ``mlp.gate_proj/up_proj/down_proj`` and OPT's ``fc1``/``fc2``,
 as the released lib/prune_opt.py treats them). ``skip_layer`` names a group (None or "no_skip":
 none); ``skip_sub_layer`` names a sublayer by its last name component ("q_proj", "fc1"). A
-skipped sublayer keeps its initial mask (``apply_dsnot=False``).
+skipped sublayer keeps its initial mask (``apply_refiner=False``).
 
 Layerwise sparsity (``profile``: OWL, docs/owl.md): before layer 0, ``layer_profile.owl_profile``
 makes one dense pass over the same calibration windows, streamed the same way, and gives every
@@ -57,7 +57,7 @@ from .backend import array_module, get_backend, to_device, to_numpy
 from .data import tokens_hash
 from .errors import UserError
 from .io_utils import atomic_write_json
-from .methods import PruneSpec, needs_hessian, prune_linear
+from .methods import PruneSpec, prune_linear, statistics_needed
 from .methods.owl import OwlSettings
 from .stats import StatsAccumulator
 from .timing import Timer
@@ -285,14 +285,14 @@ def gather_stats(config, layer: dict, in_path: Path, settings: PipelineSettings,
     """Run the dense layer over every chunk; name -> LinearStats for every linear sublayer."""
     names = model_lib.linear_names(config)
     n_cols = {name: layer[f"{name}.weight"].shape[1] for name in names}  # C of each [R, C]
-    method_needs = needs_hessian(settings.spec)  # the method itself uses the Hessian: float64, every token
+    needs = statistics_needed(settings.spec)  # the method's own statistics, G included when it reads one
     (n_seq, seq_len, _), _ = cache.activation_info(in_path)
     n_tokens = n_seq * seq_len
-    kept = 0 if method_needs else diagnostic_tokens(settings, n_tokens)  # T' (0: the method's full Hessian)
-    capture = StatsCapture(names, n_cols, with_hessian=method_needs or settings.recon_error,
-                           hessian_products=hessian_products(settings.spec),
+    kept = 0 if needs.gram else diagnostic_tokens(settings, n_tokens)  # T' (0: the method's full G)
+    capture = StatsCapture(names, n_cols, with_hessian=needs.gram is not None or settings.recon_error,
+                           hessian_products=needs.gram or "input",
                            hessian_fraction=kept / n_tokens if kept else 1.0,
-                           released_averages=released_statistics(settings.spec), diagnostic_tokens=kept)
+                           released_averages=needs.released_averages, diagnostic_tokens=kept)
     starts = chunk_starts(n_seq, settings.chunk_size)
     for k, start in enumerate(starts):
         with timer("io"):
@@ -304,26 +304,6 @@ def gather_stats(config, layer: dict, in_path: Path, settings: PipelineSettings,
         tick(k + 1, 2 * len(starts), "statistics")
     timer.seconds["stats"] += capture.seconds
     return capture.finalize()
-
-
-def hessian_products(spec: PruneSpec) -> str:
-    """dtype of each chunk's XᵀX (stats.py): float64 where the Hessian is inverted (SparseGPT,
-    alone or as the initial mask; the weight update on the final mask) or a swap is accepted on any drop of E_r (DSnoT's exact
-    variant; SparseSwaps when its ``gram`` setting asks); the input's float32 for SparseSwaps from
-    a Wanda or magnitude mask by default (a swap must lower E_r by more than tol·E_r, tol = 1e-4
-    by default, against a rounding of G measured at about 4e-7 relative for T = 2048;
-    docs/swaps.md §1) and for the diagnostic alone."""
-    inverts = (spec.method == "sparsegpt" or (spec.method in ("dsnot", "swaps") and spec.initial_method == "sparsegpt")
-               or spec.weight_update.mode != "none")
-    exact_variant = spec.method == "dsnot" and spec.dsnot.variant == "exact"
-    asked = spec.method == "swaps" and spec.swaps.gram == "float64"  # --swap-gram float64
-    return "float64" if inverts or exact_variant or asked else "input"
-
-
-def released_statistics(spec: PruneSpec) -> bool:
-    """The official DSnoT variant takes the released code's float32 running averages as its
-    statistics (stats_released.py); every other method dsnot_ref's float64 ones."""
-    return spec.method == "dsnot" and spec.dsnot.variant == "official"
 
 
 def diagnostic_tokens(settings: PipelineSettings, n_tokens: int) -> int:
@@ -342,7 +322,7 @@ def prune_sublayers(layer: dict, names: list[str], stats: dict, settings: Pipeli
     weights, masks, diagnostics = {}, {}, {}
     for name in names:
         apply = applies_dsnot(name, settings)
-        result = prune_linear(layer[f"{name}.weight"], stats[name], settings.spec, apply_dsnot=apply)
+        result = prune_linear(layer[f"{name}.weight"], stats[name], settings.spec, apply_refiner=apply)
         weights[f"{name}.weight"] = result.weight
         masks[f"{name}.weight"] = result.pruned
         diagnostics[name] = {**jsonable(result.diagnostics), "apply_dsnot": apply}

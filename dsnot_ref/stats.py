@@ -28,7 +28,7 @@ The two variances (the growth criterion of DSnoT, §4):
 
 The official DSnoT variant does not take these float64 values: with ``released_averages=True``
 its ``seq_sum``, ``seq_sq`` and ``var_within`` are the released code's own float32 running
-averages, computed in the released order (stats_released.py), because a Wanda near-tie at the
+averages, computed in the released order (dsnot_ref/released/averages.py), because a Wanda near-tie at the
 pruning threshold can be ordered by the last bit of ``seq_sq``.
 
 The Hessian ``(2/S) Σ_s X_sᵀ X_s`` is summed in float64 across chunks. Each chunk's product
@@ -62,7 +62,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from .backend import array_module, to_device, to_numpy
-from .stats_released import ReleasedAverages
+from .released.averages import ReleasedAverages
 
 # dtype of each chunk's product X_bᵀ X_b: float64, or the input's own dtype
 HESSIAN_PRODUCTS = ("float64", "input")

@@ -63,8 +63,8 @@ import numpy as np
 import nbutil
 from dsnot_ref import data
 from dsnot_ref.methods import reconstruction_error
-from dsnot_ref.methods.dsnot_common import DSnoTSettings
-from dsnot_ref.methods.dsnot_per_row import contributions, row_errors
+from dsnot_ref.methods.dsnot.common import DSnoTSettings
+from dsnot_ref.methods.dsnot.per_row import contributions, row_errors
 from dsnot_ref.methods.scores import magnitude_score, unstructured_mask, wanda_score
 from dsnot_ref.model import load_layer, load_model
 from dsnot_ref.stats import StatsAccumulator

@@ -25,8 +25,8 @@
 # the trace: which weights were swapped and why, why rows stopped, how the released code's rules
 # (the *official* variant) differ, what the *exact* variant does, and, at the end, what happened
 # to the mean and variance parts of the error. The rules are in `docs/dsnot.md` §4. To read the
-# method itself, start with `dsnot_ref/methods/dsnot_per_row.py`: DSnoT one row at a time, in
-# plain Python (the vectorised `dsnot_ref/methods/dsnot_vectorised.py` gives the same masks).
+# method itself, start with `dsnot_ref/methods/dsnot/per_row.py`: DSnoT one row at a time, in
+# plain Python (the vectorised `dsnot_ref/methods/dsnot/reference.py` gives the same masks).
 
 # %%
 import matplotlib.pyplot as plt
@@ -35,10 +35,12 @@ import numpy as np
 import nbutil
 from dsnot_ref import data
 from dsnot_ref.methods import reconstruction_error
-from dsnot_ref.methods.dsnot_common import DSnoTPointerError, DSnoTSettings
-from dsnot_ref.methods.dsnot_exact import dsnot_exact
-from dsnot_ref.methods.dsnot_per_row import contributions, floored_variance, regrowth_metric, row_errors
-from dsnot_ref.methods.dsnot_vectorised import accept_swaps, dsnot, growth_order, prune_order
+from dsnot_ref.methods.dsnot.common import DSnoTPointerError, DSnoTSettings, floored_variance
+from dsnot_ref.methods.dsnot.orders import growth_order, prune_order
+from dsnot_ref.methods.dsnot.per_row import contributions, regrowth_metric, row_errors
+from dsnot_ref.methods.dsnot.reference import accept_swaps
+from dsnot_ref.methods.gram import gram_from_hessian
+from dsnot_ref.methods.refiners import dsnot
 from dsnot_ref.methods.scores import unstructured_mask, wanda_score
 from dsnot_ref.model import load_layer, load_model
 from dsnot_ref.stats import StatsAccumulator
@@ -437,7 +439,7 @@ print(f"official rows shown that leave ±2 at some cycle: {int(np.any(np.abs(rel
 # ## The exact variant
 #
 # Both variants above steer ε, the error of the *expected* output: the mean part of notebook 1.
-# The exact variant (`dsnot_ref.methods.dsnot_exact`, `docs/exact_variant.md`) proposes swaps
+# The exact variant (`dsnot_ref.methods.dsnot.exact`, `docs/exact_variant.md`) proposes swaps
 # from the same lists but accepts one only if it lowers the row's true squared error on the
 # calibration tokens, `E_r = Σ_t e_t² = d_rᵀ G d_r`, where `d_r` is the row of removed weights
 # (`W[r, j]` where pruned, 0 elsewhere) and `G = Σ_t x_t x_tᵀ` is the Gram matrix of the inputs
@@ -445,9 +447,11 @@ print(f"official rows shown that leave ±2 at some cycle: {int(np.any(np.abs(rel
 # variance part together.
 
 # %%
-exact_pruned, exact_diag = dsnot_exact(W, pruned0, stats, DSnoTSettings(variant="exact"))
-print(f"exact: {exact_diag['cycles']} cycles, {exact_diag['swaps']} swaps; "
-      f"mean |ε| {exact_diag['eps_before']:.4g} -> {exact_diag['eps_after']:.4g}")
+exact = dsnot(W, pruned0, stats.seq_sum, stats.seq_sq, stats.var_pooled, DSnoTSettings(variant="exact"),
+              gram=gram_from_hessian(stats.hessian, stats.n_seq))
+exact_pruned = exact.pruned
+print(f"exact: {exact.cycles} cycles, {exact.n_swaps} swaps; "
+      f"mean |ε| {np.abs(exact.eps_before).mean():.4g} -> {np.abs(exact.eps_after).mean():.4g}")
 
 # %% [markdown]
 # ## Did the layer's output get closer to the dense one? The mean and variance parts

@@ -41,8 +41,8 @@ import nbutil
 from dsnot_ref import data
 from dsnot_ref.evaluate import perplexity
 from dsnot_ref.methods import DSnoTSettings, PruneSpec
-from dsnot_ref.methods.dsnot_per_row import contributions, row_errors
-from dsnot_ref.methods.dsnot_vectorised import dsnot
+from dsnot_ref.methods.dsnot.per_row import contributions, row_errors
+from dsnot_ref.methods.refiners import dsnot
 from dsnot_ref.methods.scores import unstructured_mask, wanda_score
 from dsnot_ref.model import linear_names, load_layer, load_model
 from dsnot_ref.pipeline import PipelineSettings, prune_model

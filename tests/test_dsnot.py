@@ -12,9 +12,9 @@ import pytest
 
 import dsnot_ref.methods.selection as selection  # by_row_chunks reads its constants there
 from dsnot_ref.errors import UserError
-from dsnot_ref.methods import DSnoTSettings, PruneSpec, error_total, needs_hessian, prune_linear, reconstruction_error
-from dsnot_ref.methods.dsnot_per_row import dsnot_per_row
-from dsnot_ref.methods.dsnot_vectorised import dsnot
+from dsnot_ref.methods import DSnoTSettings, PruneSpec, error_total, prune_linear, reconstruction_error, statistics_needed
+from dsnot_ref.methods.dsnot.per_row import dsnot_per_row
+from dsnot_ref.methods.refiners import dsnot
 from dsnot_ref.methods.scores import nm_mask, unstructured_mask, wanda_score
 
 ONES8 = np.ones(8)
@@ -157,7 +157,7 @@ def test_prune_linear_wanda_and_dsnot():
     ref = dsnot(w, base.pruned, st.seq_sum, st.seq_sq, st.var_pooled)
     np.testing.assert_array_equal(res.pruned, ref.pruned)
     assert res.diagnostics["swaps"] == ref.n_swaps
-    skipped = prune_linear(w, st, PruneSpec("dsnot", 0.5), apply_dsnot=False)
+    skipped = prune_linear(w, st, PruneSpec("dsnot", 0.5), apply_refiner=False)
     np.testing.assert_array_equal(skipped.pruned, base.pruned)
 
 
@@ -181,11 +181,16 @@ def test_prune_linear_nm_magnitude_and_dense():
     assert not dense.pruned.any() and dense.weight is w
 
 
-def test_needs_hessian_and_spec_validation():
-    assert needs_hessian(PruneSpec("sparsegpt", 0.5))
-    assert needs_hessian(PruneSpec("dsnot", 0.5, initial_method="sparsegpt"))
-    assert needs_hessian(PruneSpec("dsnot", 0.5, dsnot=DSnoTSettings(variant="exact")))
-    assert not needs_hessian(PruneSpec("dsnot", 0.5))
+def test_statistics_needed_and_spec_validation():
+    """Each refiner declares its statistics; the initial pruner's needs are added (SparseGPT: G)."""
+    assert statistics_needed(PruneSpec("sparsegpt", 0.5)).gram == "float64"
+    assert statistics_needed(PruneSpec("dsnot", 0.5, initial_method="sparsegpt")).gram == "float64"
+    assert statistics_needed(PruneSpec("dsnot", 0.5, dsnot=DSnoTSettings(variant="exact"))).gram == "float64"
+    assert statistics_needed(PruneSpec("dsnot", 0.5)).gram is None
+    assert statistics_needed(PruneSpec("wanda", 0.5)).gram is None
+    official = statistics_needed(PruneSpec("dsnot", 0.5, dsnot=DSnoTSettings(variant="official")))
+    assert official.released_averages and official.variance == "within" and official.gram is None
+    assert not statistics_needed(PruneSpec("dsnot", 0.5)).released_averages
     with pytest.raises(UserError):
         PruneSpec("wanda", 0.6, (2, 4))
     with pytest.raises(UserError, match="unknown pruning method"):

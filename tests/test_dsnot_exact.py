@@ -1,6 +1,6 @@
 """The exact DSnoT variant against its plain per-row version, and properties checked against X itself.
 
-The per-row version (``dsnot_per_row.exact_per_row``) recomputes every candidate's error
+The per-row version (``exact_per_row.exact_per_row``) recomputes every candidate's error
 directly as ``dᵀ G d`` (no incremental G d_r), and builds its candidate lists with Python
 ``sorted`` from the rules in docs/dsnot.md §4a.
 The monotonicity tests compute the true error ``‖X d_r‖²`` from the calibration tokens X, not
@@ -16,11 +16,12 @@ from hypothesis import strategies as st
 
 from dsnot_ref.errors import UserError
 from dsnot_ref.methods import PruneSpec, prune_linear
-from dsnot_ref.methods.dsnot_common import DSnoTSettings, cycle_budget
-from dsnot_ref.methods.dsnot_exact import dsnot_exact, exact_swaps
+from dsnot_ref.methods.dsnot.common import DSnoTSettings, cycle_budget
+from dsnot_ref.methods.contract import layer_problem
+from dsnot_ref.methods.dsnot.exact import Exact, exact_swaps
 from dsnot_ref.methods.gram import row_squared_errors
-from dsnot_ref.methods.dsnot_per_row import exact_per_row
-from dsnot_ref.methods.dsnot_vectorised import dsnot
+from dsnot_ref.methods.dsnot.exact_per_row import exact_per_row
+from dsnot_ref.methods.refiners import dsnot
 from dsnot_ref.methods.scores import nm_mask, unstructured_mask
 from dsnot_ref.stats import StatsAccumulator
 
@@ -182,8 +183,9 @@ def test_entry_point_with_linear_stats():
     tokens = x.reshape(-1, 16)
     wanda = np.abs(w) * np.sqrt(stats.seq_sq)[None, :]
     pruned0 = unstructured_mask(wanda, 0.5)
-    pruned, diag = dsnot_exact(w.astype(np.float32), pruned0, stats,
-                               DSnoTSettings(variant="exact", lookahead=2, cycle_fraction=0.5))
+    refiner = Exact(DSnoTSettings(variant="exact", lookahead=2, cycle_fraction=0.5))
+    diag = refiner.refine(layer_problem(w.astype(np.float32), pruned0, stats, refiner.needs)).summary()
+    pruned = refiner.refine(layer_problem(w.astype(np.float32), pruned0, stats, refiner.needs)).pruned
     w32 = w.astype(np.float32).astype(np.float64)  # the weights the function saw
     want = run(dict(w=w32, pruned0=pruned0, seq_sum=stats.seq_sum, var=stats.var_pooled, wanda=wanda,
                     gram=tokens.T @ tokens), exact_per_row, cycles=8, lookahead=2)
@@ -192,8 +194,10 @@ def test_entry_point_with_linear_stats():
     assert diag["error_after"] == pytest.approx(true_errors(w32, pruned, tokens).sum(), rel=1e-9)
     assert diag["error_after"] <= diag["error_before"]
     assert diag["cycles"] <= 8 and diag["swaps"] >= 0
-    with pytest.raises(UserError, match="Hessian"):
-        dsnot_exact(w, pruned0, _no_hessian(stats))
+    with pytest.raises(UserError, match="Gram"):
+        refiner.refine(dataclasses.replace(layer_problem(w, pruned0, stats, refiner.needs), gram=None))
+    with pytest.raises(ValueError, match="Hessian"):
+        layer_problem(w, pruned0, _no_hessian(stats), refiner.needs)
 
 
 def _no_hessian(stats):

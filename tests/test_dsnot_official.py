@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 
 from dsnot_ref.errors import UserError
-from dsnot_ref.methods.dsnot_common import DSnoTPointerError, DSnoTSettings
-from dsnot_ref.methods.dsnot_official import (official_growth_ends, official_growth_order, official_prune_ends,
+from dsnot_ref.methods.dsnot.common import DSnoTPointerError, DSnoTSettings
+from dsnot_ref.methods.dsnot.official import (official_growth_ends, official_growth_order, official_prune_ends,
                                               official_prune_order)
-from dsnot_ref.methods.dsnot_per_row import dsnot_per_row
-from dsnot_ref.methods.dsnot_vectorised import dsnot
+from dsnot_ref.methods.dsnot.official_per_row import official_per_row
+from dsnot_ref.methods.refiners import dsnot
 from dsnot_ref.methods.scores import unstructured_mask, wanda_score
-from dsnot_ref.methods.torch_sum import torch_row_sum
+from dsnot_ref.released.torch_sum import torch_row_sum
 
 
 def run(w, pruned0, settings, nm=None, seq_sum=None, fn=dsnot):
@@ -53,7 +53,7 @@ def test_official_three_cycles_by_hand():
     # 1: ε<0: g=5 (left), q=7 (right): −0.2 + 0.8 + 0.6 = 1.2   (sign check off: accept)
     # 2: ε>0: g=0 (right), q=1 (left): 1.2 − 1.0 − 0.5 = −0.3
     # 3: ε<0: g=3 (left), q=6 (right): −0.3 + 1.5 + 0.3 = 1.5
-    for fn in (dsnot, dsnot_per_row):
+    for fn in (dsnot, official_per_row):
         r = run(W8, P8, DSnoTSettings(variant="official", max_cycle_time=3), fn=fn)
         np.testing.assert_array_equal(np.nonzero(r.pruned[0])[0], [1, 4, 6, 7])
         np.testing.assert_allclose(r.trace.eps[:, 0], [-0.2, 1.2, -0.3, 1.5], atol=1e-6)  # float32
@@ -72,7 +72,7 @@ def test_official_pointer_leaving_its_list_raises_clear_error():
     with pytest.raises(DSnoTPointerError, match=r"row 0 at cycle \d+"):
         run(W8, P8, DSnoTSettings(variant="official", max_cycle_time=50))
     with pytest.raises(DSnoTPointerError):
-        run(W8, P8, DSnoTSettings(variant="official", max_cycle_time=50), fn=dsnot_per_row)
+        run(W8, P8, DSnoTSettings(variant="official", max_cycle_time=50), fn=official_per_row)
     assert issubclass(DSnoTPointerError, ValueError) and issubclass(DSnoTPointerError, UserError)
 
 
@@ -124,6 +124,6 @@ def test_official_arithmetic_is_float32_with_torch_order_row_sum():
     c = w.astype(np.float32) * seq_sum.astype(np.float32)[None, :]
     np.testing.assert_array_equal(r.eps_before, torch_row_sum(np.where(p0, c, np.float32(0)), 8))
     assert np.array_equal(r.trace.eps, r.trace.eps.astype(np.float32))  # every value a float32
-    slow = dsnot_per_row(w, p0, seq_sum, seq_sq, var, DSnoTSettings(variant="official", max_cycle_time=5),
+    slow = official_per_row(w, p0, seq_sum, seq_sq, var, DSnoTSettings(variant="official", max_cycle_time=5),
                          trace=True)
     np.testing.assert_array_equal(slow.trace.eps, r.trace.eps)

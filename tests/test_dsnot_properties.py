@@ -13,9 +13,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dsnot_ref.methods.dsnot_common import DSnoTPointerError, DSnoTSettings
-from dsnot_ref.methods.dsnot_vectorised import dsnot
-from dsnot_ref.methods.dsnot_per_row import dsnot_per_row
+from dsnot_ref.methods.dsnot.common import DSnoTPointerError, DSnoTSettings
+from dsnot_ref.methods.refiners import dsnot
+from dsnot_ref.methods.dsnot.official_per_row import official_per_row
+from dsnot_ref.methods.dsnot.per_row import dsnot_per_row
 from dsnot_ref.methods.scores import magnitude_score, nm_mask, unstructured_mask, wanda_score
 
 
@@ -150,7 +151,7 @@ def outcome(fn, case, settings):
 def test_official_matches_row_loop(case, settings, without_same_sign):
     settings = DSnoTSettings("official", settings.max_cycle_time, settings.update_threshold,
                              settings.pow_of_var_regrowing, without_same_sign)
-    fast, slow = outcome(dsnot, case, settings), outcome(dsnot_per_row, case, settings)
+    fast, slow = outcome(dsnot, case, settings), outcome(official_per_row, case, settings)
     if isinstance(fast, str) or isinstance(slow, str):
         assert fast == slow
         return
@@ -175,7 +176,7 @@ def test_official_wide_layer_keeps_counts_and_matches_loop():
     fast = dsnot(w, p0, seq_sum, seq_sq, var, settings, trace=True)
     assert (fast.pruned.sum(1) == p0.sum(1)).all()
     assert fast.n_swaps > 0
-    assert_same(fast, dsnot_per_row(w, p0, seq_sum, seq_sq, var, settings, trace=True))
+    assert_same(fast, official_per_row(w, p0, seq_sum, seq_sq, var, settings, trace=True))
 
 
 # ----------------------------------------------------------------------------- dtypes

@@ -1,6 +1,6 @@
 """Golden fixtures: committed files equal what the code computes now; read/write/check CLI.
 
-The exact-variant cases are checked against ``dsnot_per_row.exact_per_row`` (the plain per-row
+The exact-variant cases are checked against ``exact_per_row.exact_per_row`` (the plain per-row
 loop, every candidate error computed as dᵀGd), the SparseSwaps cases against ``swaps.swaps_plain``
 (the plain per-row search) and E_r computed from the tokens, and G against the synthetic tokens it
 was built from.
@@ -14,7 +14,9 @@ import pytest
 
 from dsnot_ref.cli import main
 from dsnot_ref.errors import UserError
-from dsnot_ref.methods.dsnot_per_row import dsnot_per_row, exact_per_row
+from dsnot_ref.methods.dsnot.exact_per_row import exact_per_row
+from dsnot_ref.methods.dsnot.official_per_row import official_per_row
+from dsnot_ref.methods.dsnot.per_row import dsnot_per_row
 from dsnot_ref.methods.swaps import SwapSettings, swaps_plain
 from dsnot_ref.golden import (
     GOLDEN_DIR,
@@ -60,8 +62,9 @@ def test_committed_outputs_equal_current_code(path):
         return                                               # its oracle: test_exact_case_matches_oracle
     assert expected.error_trace is None
     # and the row-loop oracle agrees with the committed outputs
-    slow = dsnot_per_row(case.weight, case.pruned0, case.seq_sum, case.seq_sq, case.var, case.settings,
-                      nm=case.nm, initial_score=case.initial_score, trace=True)
+    plain = official_per_row if case.variant == "official" else dsnot_per_row
+    slow = plain(case.weight, case.pruned0, case.seq_sum, case.seq_sq, case.var, case.settings,
+                 nm=case.nm, initial_score=case.initial_score, trace=True)
     np.testing.assert_array_equal(slow.pruned, expected.pruned)
     np.testing.assert_array_equal(slow.trace.swaps, expected.swaps)
 

@@ -72,7 +72,7 @@ def in_memory_reference(model, tokens, spec, dtype=np.float64):
             acc = StatsAccumulator(inputs[name].shape[2], with_hessian=True)
             acc.update(inputs[name])
             attention = name.startswith("self_attn.")
-            result = prune_linear(layer[f"{name}.weight"], acc.finalize(), spec, apply_dsnot=attention)
+            result = prune_linear(layer[f"{name}.weight"], acc.finalize(), spec, apply_refiner=attention)
             layer[f"{name}.weight"] = result.weight
             out[model_lib.layer_prefix(config, i) + f"{name}.weight"] = (result.weight, result.pruned)
         x = model_lib.block_forward(config, layer, x)

@@ -13,9 +13,9 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 import dsnot_ref.methods.selection as selection  # by_row_chunks reads its constants there
-from dsnot_ref.methods.dsnot_common import DSnoTSettings
-from dsnot_ref.methods.dsnot_per_row import row_errors
-from dsnot_ref.methods.dsnot_vectorised import dsnot
+from dsnot_ref.methods.dsnot.common import DSnoTSettings
+from dsnot_ref.methods.dsnot.per_row import row_errors
+from dsnot_ref.methods.refiners import dsnot
 from dsnot_ref.methods.scores import unstructured_mask, wanda_score
 from dsnot_ref.methods.selection import first_and_last_k, first_k, first_k_each, last_k
 

@@ -5,9 +5,9 @@ check them against torch and the released code; here, their arithmetic without t
 import numpy as np
 import pytest
 
-from dsnot_ref.methods.torch_sum import sequential_sum, torch_column_sum
+from dsnot_ref.released.torch_sum import sequential_sum, torch_column_sum
 from dsnot_ref.stats import StatsAccumulator
-from dsnot_ref.stats_released import ReleasedAverages
+from dsnot_ref.released.averages import ReleasedAverages
 
 
 def sequences(n_seq=7, seq_len=40, n_cols=24, seed=0):

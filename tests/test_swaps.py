@@ -255,7 +255,7 @@ def test_prune_linear_runs_swaps_and_lowers_the_error():
     assert d["error_after"] < d["error_before"]
     np.testing.assert_allclose(d["error_after"], true_errors(w, result.pruned, x).sum(), rtol=1e-9)
     assert row_squared_errors(w, result.pruned, x.T @ x).sum() == pytest.approx(d["error_after"], rel=1e-9)
-    same = prune_linear(w, stats, spec, apply_dsnot=False)
+    same = prune_linear(w, stats, spec, apply_refiner=False)
     assert same.diagnostics["swaps"] == 0
 
 
@@ -308,21 +308,24 @@ def test_cli_swap_flags_are_checked(tmp_path, capsys, argv, message):
     assert message in err and err.count("\n") == 1
 
 
-def test_pipeline_hessian_products_per_method():
-    """Which methods get float64 XᵀX products (pipeline.hessian_products, docs/swaps.md §1):
-    anything with a SparseGPT mask and DSnoT's exact variant; SparseSwaps from Wanda or
-    magnitude and the diagnostic alone get float32 chunk products."""
-    from dsnot_ref.methods.dsnot_common import DSnoTSettings  # noqa: PLC0415
-    from dsnot_ref.pipeline import hessian_products  # noqa: PLC0415
+def test_gram_precision_per_method():
+    """Which methods ask for G, and in which precision (``statistics_needed``, docs/swaps.md §1):
+    anything with a SparseGPT mask and DSnoT's exact variant float64 chunk products; SparseSwaps
+    from Wanda or magnitude the input's float32; Wanda and DSnoT's reference variant no G."""
+    from dsnot_ref.methods import statistics_needed  # noqa: PLC0415
+    from dsnot_ref.methods.dsnot.common import DSnoTSettings  # noqa: PLC0415
 
-    assert hessian_products(PruneSpec("sparsegpt", 0.6)) == "float64"
-    assert hessian_products(PruneSpec("dsnot", 0.6, dsnot=DSnoTSettings(variant="exact"))) == "float64"
-    assert hessian_products(PruneSpec("dsnot", 0.6, initial_method="sparsegpt")) == "float64"
-    assert hessian_products(PruneSpec("swaps", 0.6)) == "input"
-    assert hessian_products(PruneSpec("swaps", 0.6, initial_method="sparsegpt")) == "float64"
-    assert hessian_products(PruneSpec("swaps", 0.6, initial_method="magnitude")) == "input"
-    assert hessian_products(PruneSpec("swaps", 0.6, swaps=SwapSettings(gram="float64"))) == "float64"  # --swap-gram
+    def gram(spec):
+        return statistics_needed(spec).gram
+
+    assert gram(PruneSpec("sparsegpt", 0.6)) == "float64"
+    assert gram(PruneSpec("dsnot", 0.6, dsnot=DSnoTSettings(variant="exact"))) == "float64"
+    assert gram(PruneSpec("dsnot", 0.6, initial_method="sparsegpt")) == "float64"
+    assert gram(PruneSpec("swaps", 0.6)) == "input"
+    assert gram(PruneSpec("swaps", 0.6, initial_method="sparsegpt")) == "float64"
+    assert gram(PruneSpec("swaps", 0.6, initial_method="magnitude")) == "input"
+    assert gram(PruneSpec("swaps", 0.6, swaps=SwapSettings(gram="float64"))) == "float64"  # --swap-gram
     with pytest.raises(UserError, match="gram must be float32 or float64"):
         SwapSettings(gram="float16")
-    assert hessian_products(PruneSpec("wanda", 0.6)) == "input"
-    assert hessian_products(PruneSpec("dsnot", 0.6)) == "input"
+    assert gram(PruneSpec("wanda", 0.6)) is None
+    assert gram(PruneSpec("dsnot", 0.6)) is None

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dsnot_ref.methods.torch_sum import ceil_log2, multi_row_sum, multi_row_sum_plain, torch_row_sum
+from dsnot_ref.released.torch_sum import ceil_log2, multi_row_sum, multi_row_sum_plain, torch_row_sum
 
 
 @pytest.mark.parametrize("lanes", [8, 16])

@@ -230,14 +230,12 @@ def test_prune_linear_updates_the_kept_weights_of_every_method(method, extra, nm
 
 
 def test_the_pipeline_asks_for_float64_hessians_for_the_update():
-    from dsnot_ref.methods import PruneSpec, needs_hessian  # noqa: PLC0415
-    from dsnot_ref.pipeline import hessian_products  # noqa: PLC0415
+    from dsnot_ref.methods import PruneSpec, statistics_needed  # noqa: PLC0415
 
     exact = WeightUpdateSettings("exact")
-    assert not needs_hessian(PruneSpec("wanda", 0.5))
-    assert needs_hessian(PruneSpec("wanda", 0.5, weight_update=exact))
-    assert hessian_products(PruneSpec("wanda", 0.5, weight_update=exact)) == "float64"
-    assert hessian_products(PruneSpec("swaps", 0.5, weight_update=exact)) == "float64"
+    assert statistics_needed(PruneSpec("wanda", 0.5)).gram is None
+    assert statistics_needed(PruneSpec("wanda", 0.5, weight_update=exact)).gram == "float64"
+    assert statistics_needed(PruneSpec("swaps", 0.5, weight_update=exact)).gram == "float64"
     with pytest.raises(UserError, match="needs a pruning method, not dense"):
         PruneSpec("dense", 0.0, weight_update=exact)
 

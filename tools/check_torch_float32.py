@@ -7,7 +7,7 @@ environment). For random float32 rows of many widths (tails of every length, the
 model's 576 and 1536, LLaMA's 4096 and 11008) and rows with exact zeros where a mask keeps a
 weight, it checks bit for bit:
 
-- ``torch_row_sum`` (methods/torch_sum.py) against ``torch.sum(x, dim=1)`` on CPU, with the
+- ``torch_row_sum`` (dsnot_ref/released/torch_sum.py) against ``torch.sum(x, dim=1)`` on CPU, with the
   SIMD width of the running torch (``torch.backends.cpu.get_cpu_capability()``);
 - ``torch_column_sum`` and ``sequential_sum`` against ``torch.sum`` and ``torch.norm(p=2)`` over
   the tokens of one sequence, on the transposed [C, L] view the released wrapper reduces;
@@ -30,7 +30,7 @@ import sys
 import numpy as np
 import torch
 
-from dsnot_ref.methods.torch_sum import sequential_sum, torch_column_sum, torch_row_sum
+from dsnot_ref.released.torch_sum import sequential_sum, torch_column_sum, torch_row_sum
 
 WIDTHS = (1, 3, 7, 8, 9, 15, 16, 17, 31, 33, 63, 64, 100, 127, 129, 255, 256, 257, 384, 511,
           513, 576, 1000, 1536, 2047, 2049, 4096, 5000, 11008, 16385)

@@ -18,7 +18,7 @@ and, for the sublayers DSnoT adjusts, every cycle's pruned column q, grown colum
 ``update_mask`` and ε before the cycle. They are read from the torch calls the loop makes
 (``weight_mask.scatter_`` and ``abs(reconstruction_error)``), through a TorchFunctionMode.
 The same sublayer inputs also go to dsnot_ref's float64 ``StatsAccumulator`` (``ours_*``) and
-to the official variant's float32 running averages, ``stats_released.ReleasedAverages``
+to the official variant's float32 running averages, ``released.averages.ReleasedAverages``
 (``emulated_*``).
 
     # 0. a torch venv outside the repository, and the released code outside it too
@@ -54,7 +54,7 @@ from pathlib import Path
 import numpy as np
 
 from dsnot_ref.stats import StatsAccumulator
-from dsnot_ref.stats_released import ReleasedAverages
+from dsnot_ref.released.averages import ReleasedAverages
 
 SUBLAYER = re.compile(r"pruning layer (\d+) name (\S+)")
 
@@ -259,10 +259,10 @@ def our_official(weight, item: dict, sparsity: float, cycles: int, stats_from: s
     released initial mask (identical inputs). ``"ours"``: dsnot_ref's statistics of the same
     inputs (float64, ``StatsAccumulator``), and DSnoT starts from our own initial mask.
     ``"emulated"``: as "ours" with the official variant's statistics (``ReleasedAverages``).
-    -> (our initial mask [R, C], DSnoTResult with trace, or None for a sublayer DSnoT skips).
+    -> (our initial mask [R, C], Refinement with trace, or None for a sublayer DSnoT skips).
     """
     from dsnot_ref.methods import DSnoTSettings, PruneSpec, prune_linear  # noqa: PLC0415
-    from dsnot_ref.methods.dsnot_vectorised import dsnot  # noqa: PLC0415
+    from dsnot_ref.methods.refiners import dsnot  # noqa: PLC0415
     from dsnot_ref.stats import LinearStats  # noqa: PLC0415
 
     prefix = {"released": "", "ours": "ours_", "emulated": "emulated_"}[stats_from]
@@ -271,7 +271,7 @@ def our_official(weight, item: dict, sparsity: float, cycles: int, stats_from: s
     settings = DSnoTSettings(variant="official", max_cycle_time=cycles, update_threshold=0.1,
                              pow_of_var_regrowing=1.0, without_same_sign=True)
     spec = PruneSpec(method="dsnot", sparsity=sparsity, initial_method="wanda", dsnot=settings)
-    our_initial = prune_linear(weight, stats, spec, apply_dsnot=False).pruned
+    our_initial = prune_linear(weight, stats, spec, apply_refiner=False).pruned
     if "q" not in item:
         return our_initial, None
     pruned0 = item["initial"] if stats_from == "released" else our_initial
@@ -560,7 +560,7 @@ def main(argv=None) -> int:
                       help="released: the released statistics and initial masks (identical inputs); "
                            "ours: dsnot_ref's float64 statistics of the same inputs, and our initial "
                            "masks; emulated: the official variant's statistics of the same inputs "
-                           "(dsnot_ref.stats_released: the released float32 running averages), and "
+                           "(dsnot_ref.released.averages: the released float32 running averages), and "
                            "our initial masks")
     e2e = sub.add_parser("end-to-end", help="final masks of two captures or pruned models")
     e2e.add_argument("a", type=Path, help="capture .npz or pruned model directory")

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..errors import UserError
 from ..methods import INITIAL_METHODS, METHODS, PruneSpec
-from ..methods.dsnot_common import ON_REJECT, VARIANTS, DSnoTSettings
+from ..methods.dsnot.common import ON_REJECT, VARIANTS, DSnoTSettings
 from ..methods.owl import BUDGETS, EXACT_CAP, OwlSettings
 from ..methods.swaps import SwapSettings
 from ..methods.weight_update import MODES as UPDATE_MODES

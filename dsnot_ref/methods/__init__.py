@@ -1,14 +1,15 @@
 """Pruning one weight matrix: the single interface the pipeline calls (docs/design.md).
 
 ``prune_linear(weight [R, C], stats, spec)`` builds the initial mask of ``spec.initial_method``
-(or of ``spec.method`` for the one-shot baselines), runs DSnoT when asked, and reports
-JSON-ready diagnostics. Pure math: arrays and frozen dataclasses in, new arrays out.
+(or of ``spec.method`` for the one-shot baselines), runs the spec's refiner when asked, and
+reports JSON-ready diagnostics; ``statistics_needed(spec)`` tells the pipeline what to gather.
+Pure math: arrays and frozen dataclasses in, new arrays out.
 
-Modules: ``dsnot_per_row`` (DSnoT one row at a time: the method in plain Python, read it
-first), ``dsnot_vectorised`` / ``dsnot_official`` / ``dsnot_exact`` (the same for all rows at
-once, tested equal), ``dsnot_common`` (settings, results), ``selection`` (fast stable
-selection), ``torch_sum`` (torch's float32 row-sum order), ``scores`` (magnitude / Wanda
-scores, unstructured and N:M masks), ``sparsegpt``.
+Modules: ``contract`` (the refiners' problem, result and statistics needs), ``refiners`` (the
+one registry), ``dsnot/`` (DSnoT: ``per_row.py`` first, the method in plain Python; then each
+variant's fast form beside its plain one), ``swaps`` (SparseSwaps), ``scores`` (magnitude /
+Wanda scores, unstructured and N:M masks), ``sparsegpt``, ``gram`` (G = Σ x xᵀ and its
+quadratic forms), ``selection`` (fast stable selection), ``owl`` (layerwise sparsity).
 """
 
 from __future__ import annotations
@@ -19,16 +20,20 @@ import numpy as np
 
 from ..backend import array_module, to_device
 from ..errors import UserError
-from .dsnot_common import DSnoTResult, DSnoTSettings, arithmetic_dtype
-from .dsnot_per_row import contributions, row_errors
-from .dsnot_vectorised import dsnot
+from .contract import Refiner, StatsNeeds, layer_problem
+from .dsnot.common import DSnoTSettings
+from .dsnot.per_row import contributions, row_errors
 from .gram import gram_products, pruned_part
+from .refiners import make_refiner
 from .scores import check_nm, check_sparsity, initial_mask, magnitude_score, wanda_score
-from .swaps import SwapSettings, sparse_swaps
+from .swaps import SwapSettings
 from .weight_update import WeightUpdateSettings, exact_update
 
 METHODS = ("dense", "magnitude", "wanda", "sparsegpt", "dsnot", "swaps")
 INITIAL_METHODS = ("magnitude", "wanda", "sparsegpt")
+# what each one-shot pruner reads besides the weight: SparseGPT inverts the Hessian, so float64 products
+INITIAL_NEEDS = {"magnitude": StatsNeeds(), "wanda": StatsNeeds(), "sparsegpt": StatsNeeds(gram="float64")}
+UPDATE_GRAM = "float64"   # the weight update (weight_update.py) solves with G
 
 
 @dataclass(frozen=True)
@@ -62,14 +67,26 @@ class PruneResult:
     diagnostics: dict       # JSON-ready scalars
 
 
-def needs_hessian(spec: PruneSpec) -> bool:
-    """True when pruning needs the [C, C] Hessian: SparseGPT (standalone or as DSnoT's initial
-    mask), the exact DSnoT variant, the SparseSwaps refiner (method "swaps") and the weight
-    update on the final mask. The reconstruction-error diagnostics also use it when the
-    pipeline gathers it anyway."""
-    if spec.method in ("sparsegpt", "swaps") or spec.weight_update.mode != "none":
-        return True
-    return spec.method == "dsnot" and (spec.initial_method == "sparsegpt" or spec.dsnot.variant == "exact")
+def refiner_of(spec: PruneSpec) -> Refiner | None:
+    """The refiner ``spec`` runs after its initial mask (from the registry), None for the
+    one-shot methods."""
+    if spec.method == "dsnot":
+        return make_refiner(spec.dsnot.variant, spec.dsnot)
+    if spec.method == "swaps":
+        return make_refiner("swaps", spec.swaps)
+    return None
+
+
+def statistics_needed(spec: PruneSpec) -> StatsNeeds:
+    """What the pipeline must gather for ``spec``: its refiner's needs and its initial pruner's
+    (a SparseGPT initial mask adds a float64 G); the one-shot methods their own; the weight
+    update on the final mask solves with the float64 G."""
+    refiner = refiner_of(spec)
+    if refiner is None:
+        needs = INITIAL_NEEDS.get(spec.method, StatsNeeds())
+    else:
+        needs = refiner.needs.with_gram(INITIAL_NEEDS[spec.initial_method].gram)
+    return needs if spec.weight_update.mode == "none" else needs.with_gram(UPDATE_GRAM)
 
 
 def output_energy(w, hessian) -> float:
@@ -146,11 +163,6 @@ def pruned_fraction(pruned) -> float:
     return int(xp.count_nonzero(pruned)) / pruned.size if pruned.size else 0.0
 
 
-def _variance(stats, variant: str):
-    """The growth criterion's variance: pooled (reference) or within-sequence (official)."""
-    return stats.var_within if variant == "official" else stats.var_pooled
-
-
 def _mask_diagnostics(weight, stats, pruned, dense_energy: float | None) -> dict:
     """Fraction pruned, mean |ε| over rows and (with the Hessian) the relative error of a mask."""
     xp = array_module(weight)
@@ -164,19 +176,19 @@ def _mask_diagnostics(weight, stats, pruned, dense_energy: float | None) -> dict
     return out
 
 
-def prune_linear(weight, stats, spec: PruneSpec, *, apply_dsnot: bool = True) -> PruneResult:
+def prune_linear(weight, stats, spec: PruneSpec, *, apply_refiner: bool = True) -> PruneResult:
     """Prune one linear layer's weight [R, C] with ``spec``; ``stats`` is its LinearStats.
 
     dense: no mask. magnitude / wanda: initial mask, weights zeroed. sparsegpt: SparseGPT with
-    its weight update. dsnot: initial mask of ``spec.initial_method`` then DSnoT (variant from
-    ``spec.dsnot``) unless ``apply_dsnot`` is False (the pipeline's skip_layer rule).
+    its weight update. dsnot / swaps: initial mask of ``spec.initial_method``, then the refiner
+    (``refiner_of``) unless ``apply_refiner`` is False (the pipeline's skip_layer rule).
     ``spec.weight_update`` "exact": then the kept weights are replaced by the least-squares
     optimum on the final mask (weight_update.py), from the dense weights.
     Diagnostics: sparsity, eps_before / eps_after (mean |ε|), swaps, cycles, and
     recon_before / recon_after when the Hessian is present (recon_after of the weights
     returned; with the update also recon_mask, the final mask's error before the update).
     """
-    result = _prune_mask(weight, stats, spec, apply_dsnot=apply_dsnot)
+    result = _prune_mask(weight, stats, spec, apply_refiner=apply_refiner)
     if spec.weight_update.mode == "none":
         return result
     return _with_weight_update(weight, stats, result, spec.weight_update)
@@ -194,16 +206,16 @@ def _with_weight_update(weight, stats, result: PruneResult, settings: WeightUpda
     return PruneResult(new_weight, result.pruned, diagnostics)
 
 
-def _prune_mask(weight, stats, spec: PruneSpec, *, apply_dsnot: bool = True) -> PruneResult:
+def _prune_mask(weight, stats, spec: PruneSpec, *, apply_refiner: bool = True) -> PruneResult:
     """``prune_linear`` without the weight update: the method's own weights and final mask."""
     xp = array_module(weight)
     if spec.method == "dense":
         return PruneResult(weight, xp.zeros(weight.shape, dtype=xp.bool_), {"sparsity": 0.0})
     if spec.method == "sparsegpt":
         return _prune_sparsegpt(weight, stats, spec)
-    method = spec.initial_method if spec.method in ("dsnot", "swaps") else spec.method
-    dtype = arithmetic_dtype(spec.dsnot.variant) if spec.method == "dsnot" else np.float64
-    score = initial_score(weight, stats, method, dtype)
+    refiner = refiner_of(spec)
+    method = spec.method if refiner is None else spec.initial_method
+    score = initial_score(weight, stats, method, np.float64 if refiner is None else refiner.score_dtype)
     pruned0 = initial_mask(score, spec.sparsity, spec.nm)
     energy = error_total(weight, stats) if has_error_statistics(stats) else None
     before = _mask_diagnostics(weight, stats, pruned0, energy)
@@ -211,12 +223,11 @@ def _prune_mask(weight, stats, spec: PruneSpec, *, apply_dsnot: bool = True) -> 
     if "recon" in before:
         diagnostics["recon_before"] = before["recon"]
     pruned = pruned0
-    if spec.method == "swaps" and apply_dsnot:
-        pruned, extra = sparse_swaps(weight, pruned0, stats, spec.swaps, nm=spec.nm)
-        diagnostics.update(extra)
-    elif spec.method == "dsnot" and apply_dsnot:
-        pruned, extra = _run_dsnot(weight, stats, spec, pruned0, score)
-        diagnostics.update(extra)
+    if refiner is not None and apply_refiner:
+        problem = layer_problem(weight, pruned0, stats, refiner.needs, nm=spec.nm, initial_score=score)
+        refinement = refiner.refine(problem)
+        pruned = refinement.pruned
+        diagnostics.update(refinement.summary())
     else:
         diagnostics.update({"swaps": 0, "cycles": 0})
     unchanged = pruned is pruned0 or bool(xp.array_equal(pruned, pruned0))
@@ -226,22 +237,6 @@ def _prune_mask(weight, stats, spec: PruneSpec, *, apply_dsnot: bool = True) -> 
         diagnostics["recon_after"] = after["recon"]
     new_weight = xp.where(pruned, xp.zeros((), dtype=weight.dtype), weight)
     return PruneResult(new_weight, pruned, diagnostics)
-
-
-def _run_dsnot(weight, stats, spec: PruneSpec, pruned0, score):
-    """DSnoT on the initial mask: -> (pruned, {swaps, cycles})."""
-    settings = spec.dsnot
-    if settings.variant == "exact":
-        from .dsnot_exact import dsnot_exact  # noqa: PLC0415 - lazy: the Gram-matrix variant
-
-        pruned, diag = dsnot_exact(weight, pruned0, stats, settings, nm=spec.nm, initial_score=score)
-        return pruned, {"swaps": int(diag["swaps"]), "cycles": int(diag["cycles"]),
-                        "error_before": float(diag["error_before"]),   # Σ_r ‖X d_r‖², absolute
-                        "error_after": float(diag["error_after"])}
-    result: DSnoTResult = dsnot(weight, pruned0, stats.seq_sum, stats.seq_sq,
-                                _variance(stats, settings.variant), settings,
-                                nm=spec.nm, initial_score=score)
-    return result.pruned, {"swaps": result.n_swaps, "cycles": result.cycles}
 
 
 def _prune_sparsegpt(weight, stats, spec: PruneSpec) -> PruneResult:
@@ -265,11 +260,13 @@ __all__ = [
     "DSnoTSettings",
     "PruneResult",
     "PruneSpec",
+    "StatsNeeds",
     "SwapSettings",
     "WeightUpdateSettings",
     "error_total",
     "initial_score",
-    "needs_hessian",
+    "refiner_of",
+    "statistics_needed",
     "output_energy",
     "prune_linear",
     "reconstruction_error",

@@ -46,7 +46,8 @@ import numpy as np
 
 from ..backend import array_module, to_numpy
 from ..errors import UserError
-from .gram import gram_from_hessian, gram_products, pruned_part
+from .contract import LayerProblem, Refinement, RefinementTrace, StatsNeeds
+from .gram import gram_products, pruned_part
 
 BLOCK_BYTES = 64 * 2**20  # target size of one [rows, C] float64 working array
 
@@ -530,18 +531,48 @@ def log_table(log):
     return table[order], deltas[order]
 
 
-def sparse_swaps(weight, pruned, stats, settings: SwapSettings | None = None, *, nm=None):
-    """Entry point for ``prune_linear``: ``-> (pruned [R, C] bool, diagnostics dict)``.
+def error_trace(error_before, log, deltas, steps: int):
+    """E_r after each step, added up swap by swap as the search does: [R], [n, 4], [n] -> [K+1, R]."""
+    trace = np.empty((steps + 1, error_before.shape[0]), dtype=np.float64)
+    trace[0] = error_before
+    for step in range(1, steps + 1):
+        trace[step] = trace[step - 1]
+        at = log[:, 3] == step  # at most one swap per row
+        trace[step, log[at, 0]] += deltas[at]
+    return trace
 
-    stats: ``LinearStats`` with ``hessian``; G = hessian · S / 2.
-    """
-    if stats.hessian is None:
-        raise UserError("swaps need the Hessian statistics (LinearStats.hessian)")
-    xp = array_module(weight, stats.hessian)
-    result = sparse_swaps_from_gram(weight, pruned, gram_from_hessian(stats.hessian, stats.n_seq), settings, nm)
-    return result.pruned, {
-        "swaps": int(xp.sum(result.swaps)),
-        "cycles": result.steps,
-        "error_before": float(xp.sum(result.error_before)),  # Σ_r ‖X d_r‖², absolute
-        "error_after": float(xp.sum(result.error_after)),
-    }
+
+def as_refinement(result: SwapResult, trace: bool) -> Refinement:
+    """A search's result in the refiners' common record (no ε: SparseSwaps does not track it;
+    a row is "active" at a step when it swapped there)."""
+    before = to_numpy(result.error_before).astype(np.float64)
+    steps_trace = None
+    if trace:
+        active = np.zeros((result.steps + 1, before.shape[0]), dtype=np.bool_)  # [K+1, R]
+        active[0] = True
+        active[result.log[:, 3], result.log[:, 0]] = True
+        steps_trace = RefinementTrace(eps=None, active=active, swaps=result.log,
+                                      error=error_trace(before, result.log, result.log_delta, result.steps))
+    return Refinement(pruned=result.pruned, row_swaps=to_numpy(result.swaps).astype(np.int64), cycles=result.steps,
+                      error_before=before, error_after=to_numpy(result.error_after).astype(np.float64),
+                      trace=steps_trace)
+
+
+@dataclass(frozen=True)
+class Swaps:
+    """SparseSwaps as a refiner (methods/contract.py): it reads only G = Σ x xᵀ, its chunk
+    products in the input's float32 unless ``settings.gram`` asks for float64 (docs/swaps.md §1)."""
+
+    settings: SwapSettings
+
+    @property
+    def needs(self) -> StatsNeeds:
+        return StatsNeeds(gram="float64" if self.settings.gram == "float64" else "input")
+
+    score_dtype = np.float64
+
+    def refine(self, problem: LayerProblem, trace: bool = False) -> Refinement:
+        if problem.gram is None:
+            raise UserError("swaps need the Gram matrix (LayerProblem.gram)")
+        result = sparse_swaps_from_gram(problem.weight, problem.pruned0, problem.gram, self.settings, problem.nm)
+        return as_refinement(result, trace)

@@ -1,7 +1,7 @@
-"""What every DSnoT variant shares: settings, input checks, result and trace types, the
-per-cycle recorder and the official variant's pointer error.
+"""What every DSnoT variant shares: settings, input checks, the per-cycle recorder and the
+official variant's pointer error. Results are the refiners' common record (methods/contract.py).
 
-The method itself starts in methods/dsnot_per_row.py. Shape letters, one meaning each across
+The method itself starts in methods/dsnot/per_row.py. Shape letters, one meaning each across
 methods/: R output rows, C input columns, K the cycle budget (``max_cycle_time``), D = min(K, C)
 list entries a loop can read, N:M structured sparsity (N pruned in each group of M columns).
 """
@@ -13,9 +13,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..backend import array_module, to_numpy
-from ..errors import UserError
-from .scores import check_nm
+from ...backend import array_module, to_device, to_numpy
+from ...errors import UserError
+from ..contract import Refinement, RefinementTrace
+from ..scores import check_nm, wanda_score
 
 
 VARIANTS = ("reference", "official", "exact")
@@ -39,7 +40,7 @@ class DSnoTSettings:
     cycle_fraction: float | None = None  # cycle budget int(fraction · C); None = max_cycle_time
     on_reject: str = "stop"             # "stop" the row, or "skip" the growth candidate
     # official variant only: float32 lanes of the torch CPU sum whose order ε reproduces
-    # (methods/torch_sum.py): 8 for AVX2/ARM/default torch builds, 16 for AVX512 kernels
+    # (dsnot_ref/released/torch_sum.py): 8 for AVX2/ARM/default torch builds, 16 for AVX512 kernels
     torch_sum_lanes: int = 8
 
     def __post_init__(self):
@@ -62,6 +63,12 @@ class DSnoTSettings:
             raise UserError(f"on_reject must be one of {', '.join(ON_REJECT)}, got {self.on_reject!r}")
         if self.torch_sum_lanes not in (8, 16):
             raise UserError(f"torch_sum_lanes must be 8 or 16, got {self.torch_sum_lanes!r}")
+
+
+def floored_variance(var, dtype=np.float64):
+    """var, floored at VAR_FLOOR so that a dead channel (var = 0) gives a finite metric. [C] -> [C]."""
+    xp = array_module(var)
+    return xp.maximum(xp.asarray(var, dtype=dtype), dtype(VAR_FLOOR))
 
 
 def arithmetic_dtype(variant: str):
@@ -110,44 +117,6 @@ def check_inputs(weight, pruned0, seq_sum, seq_sq, var, nm, initial_score):
         raise UserError(f"initial_score has shape {tuple(initial_score.shape)}, expected {weight.shape}")
 
 
-@dataclass(frozen=True)
-class DSnoTTrace:
-    """Per-cycle record of a DSnoT loop (NumPy arrays; row 0 = before cycle 1)."""
-
-    eps: np.ndarray      # [cycles+1, R] float64, ε after k cycles; a stopped row repeats its value
-    active: np.ndarray   # [cycles+1, R] bool, row still in the loop after k cycles (row 0 all True)
-    swaps: np.ndarray    # [n, 4] int64, (row, grown column, pruned column, cycle), by cycle then row
-    error: np.ndarray | None = None   # exact variant: [cycles+1, R] float64, E_r = d_rᵀ G d_r
-
-
-@dataclass(frozen=True)
-class DSnoTResult:
-    """Outcome of DSnoT on one weight matrix, whatever the variant."""
-
-    pruned: object              # [R, C] bool, same backend as the weight
-    eps_before: np.ndarray      # [R] float64, ε of the initial mask
-    eps_after: np.ndarray       # [R] float64, ε at the end of the loop
-    row_swaps: np.ndarray       # [R] int64, accepted swaps per row
-    cycles: int                 # cycles run
-    trace: DSnoTTrace | None = None
-    error_before: np.ndarray | None = None   # exact variant: [R] float64, E_r of the initial mask
-    error_after: np.ndarray | None = None    # exact variant: [R] float64, E_r at the end
-
-    @property
-    def n_swaps(self) -> int:
-        """Accepted swaps, all rows."""
-        return int(self.row_swaps.sum())
-
-    def summary(self) -> dict:
-        """JSON-ready per-layer summary: mean |ε| before/after, swaps, cycles."""
-        return {
-            "eps_before": float(np.mean(np.abs(self.eps_before))) if self.eps_before.size else 0.0,
-            "eps_after": float(np.mean(np.abs(self.eps_after))) if self.eps_after.size else 0.0,
-            "swaps": self.n_swaps,
-            "cycles": int(self.cycles),
-        }
-
-
 class Recorder:
     """Counts swaps and cycles; with ``wanted`` also keeps ε (and E_r), the active flags and the
     swaps of every cycle. Without a trace nothing leaves the device during the loop: the swap
@@ -180,19 +149,38 @@ class Recorder:
         cycle = np.full(rows.shape, self.cycles, dtype=np.int64)
         self.swaps.append(np.stack([rows, to_numpy(g)[rows], to_numpy(q)[rows], cycle], axis=1))
 
-    def result(self, pruned, eps, error=None) -> DSnoTResult:
+    def result(self, pruned, eps, error=None) -> Refinement:
         """The result of a loop that ended with mask ``pruned``, ε ``eps`` (and E_r ``error``)."""
         trace = None
         if self.wanted:
             swaps = np.concatenate(self.swaps, axis=0) if self.swaps else np.zeros((0, 4), np.int64)
-            trace = DSnoTTrace(eps=np.stack(self.eps), active=np.stack(self.active),
+            trace = RefinementTrace(eps=np.stack(self.eps), active=np.stack(self.active),
                                swaps=swaps.astype(np.int64),
                                error=np.stack(self.error) if self.error else None)
-        return DSnoTResult(
+        return Refinement(
             pruned=pruned, eps_before=self.eps_before, eps_after=to_numpy(eps).astype(np.float64),
             row_swaps=to_numpy(self.row_swaps).astype(np.int64), cycles=self.cycles, trace=trace,
             error_before=self.error_before,
             error_after=None if error is None else to_numpy(error).astype(np.float64))
+
+
+def prepare(problem, dtype):
+    """A problem's arrays checked, on the weight's device, the statistics in ``dtype`` (float32
+    for the official variant, as the released code holds them) and the variance floored; N:M
+    gets the Wanda score as its pruning order when the problem has no initial score.
+    -> (weight [R, C], pruned0 [R, C], seq_sum [C], seq_sq [C], var [C], initial_score [R, C] | None)."""
+    weight, nm, initial_score = problem.weight, problem.nm, problem.initial_score
+    check_inputs(weight, problem.pruned0, problem.seq_sum, problem.seq_sq, problem.var, nm, initial_score)
+    xp = array_module(weight)
+    pruned0 = to_device(problem.pruned0, xp)                                          # [R, C]
+    seq_sum, seq_sq, var = (to_device(a, xp).astype(dtype, copy=False)
+                            for a in (problem.seq_sum, problem.seq_sq, problem.var))  # [C] each
+    var = floored_variance(var, dtype)
+    if nm is not None and initial_score is None:
+        initial_score = wanda_score(weight, seq_sq, dtype)
+    if initial_score is not None:
+        initial_score = to_device(initial_score, xp)                                  # [R, C]
+    return weight, pruned0, seq_sum, seq_sq, var, initial_score
 
 
 def contributions_at(w, seq_sum, rows, cols):

@@ -4,29 +4,34 @@ Reproduces the released code (zyxxmu/DSnoT, commit 4c029df, lib/prune.py ``prune
 its regrowth and pruning lists, the two pointers read from both ends of each, its acceptance
 rule (``still_active &= |ε| > threshold``) and its mask write for every row, stopped rows
 included. How it differs from the reference variant, and which released-code defects are not
-copied (a pointer leaving its list raises ``DSnoTPointerError``): methods/dsnot_vectorised.py.
+copied (a pointer leaving its list raises ``DSnoTPointerError``): reference.py's docstring.
 
 Arithmetic: float32, as in the released code: c = W · seq_sum, the Wanda score
 |W| · sqrt(seq_sq), c / var**γ, ε and its running updates are float32 (the statistics are
 rounded to float32 on entry), and ε is summed in the order of torch's CPU sum
-(methods/torch_sum.py), so every value and decision equals the released code's on CPU, up
+(dsnot_ref/released/torch_sum.py, the parity seam), so every value and decision equals the released code's on CPU, up
 to torch's float32 sqrt, which is not correctly rounded (docs/dsnot.md §7).
 
 ``official_growth_order`` / ``official_prune_order`` are the lists' definitions; the loops read
 only the ends that K = max_cycle_time cycles can reach (``official_growth_ends`` /
 ``official_prune_ends``), selected per block of rows with ``first_k`` / ``last_k``.
-methods/dsnot_per_row.py has the same variant one row at a time (``official_row``).
+official_per_row.py has the same variant one row at a time (``official_row``), tested equal.
 Shape letters: R output rows, C input columns, D = min(K, C) reachable entries per end.
 """
 
 from __future__ import annotations
 
-from ..backend import array_module, to_numpy
-from .dsnot_common import DSnoTPointerError, DSnoTSettings, Recorder, contributions_at
-from .dsnot_per_row import contributions, regrowth_metric
-from .scores import wanda_score
-from .selection import by_row_chunks, first_and_last_k, first_k, first_k_each, last_k
-from .torch_sum import torch_row_sum
+from dataclasses import dataclass
+
+import numpy as np
+
+from ...backend import array_module, to_numpy
+from ...released.torch_sum import torch_row_sum
+from ..contract import LayerProblem, Refinement, StatsNeeds
+from ..scores import wanda_score
+from ..selection import by_row_chunks, first_and_last_k, first_k, first_k_each, last_k
+from .common import DSnoTPointerError, DSnoTSettings, Recorder, contributions_at, prepare
+from .per_row import contributions, regrowth_metric
 
 
 # --------------------------------------------------------------------------- official orders (§4b)
@@ -233,7 +238,7 @@ def official_lists(w, pruned0, seq_sum, seq_sq, var, pow_of_var: float, k: int, 
 
 
 def dsnot_official(w, pruned0, seq_sum, seq_sq, var, settings: DSnoTSettings, trace: bool = False):
-    """Official DSnoT loop, unstructured (§4b). -> DSnoTResult."""
+    """Official DSnoT loop, unstructured (§4b). -> Refinement."""
     xp = array_module(w)
     n_rows = w.shape[0]
     eps, grow, c_grow, ok_grow, n_kept, prune, c_prune = by_row_chunks(
@@ -277,7 +282,7 @@ def read_nm_pruning(nm_score, g, m: int, cycle: int):
 
 def dsnot_official_nm(w, pruned0, seq_sum, seq_sq, var, initial_score, settings: DSnoTSettings,
                       m: int, trace: bool = False):
-    """Official DSnoT loop, N:M branch (§4b). -> DSnoTResult."""
+    """Official DSnoT loop, N:M branch (§4b). -> Refinement."""
     xp = array_module(w)
     n_rows = w.shape[0]
     eps, grow, c_grow, ok_grow = by_row_chunks(
@@ -306,3 +311,22 @@ def dsnot_official_nm(w, pruned0, seq_sum, seq_sq, var, initial_score, settings:
         eps = (eps + xp.where(active, c_q, zero)) - xp.where(active, c_g, zero)
         rec.cycle(eps, active, active, g, q)
     return rec.result(pruned, eps)
+
+
+# --------------------------------------------------------------------------- the refiner
+
+@dataclass(frozen=True)
+class Official:
+    """The official DSnoT variant as a refiner (methods/contract.py): the released code's own
+    float32 statistics (running averages, within-sequence variance) and float32 arithmetic."""
+
+    settings: DSnoTSettings
+    needs = StatsNeeds(variance="within", released_averages=True)
+    score_dtype = np.float32
+
+    def refine(self, problem: LayerProblem, trace: bool = False) -> Refinement:
+        w, pruned0, seq_sum, seq_sq, var, initial_score = prepare(problem, np.float32)
+        if problem.nm is None:
+            return dsnot_official(w, pruned0, seq_sum, seq_sq, var, self.settings, trace)
+        return dsnot_official_nm(w, pruned0, seq_sum, seq_sq, var, initial_score, self.settings,
+                                 problem.nm[1], trace)

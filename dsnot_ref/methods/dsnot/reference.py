@@ -1,4 +1,4 @@
-"""DSnoT for all rows at once: the same as methods/dsnot_per_row.py, vectorised, tested equal.
+"""The reference DSnoT variant for all rows at once: per_row.py vectorised, tested equal.
 
 DSnoT ("Dynamic Sparse No Training") keeps every weight value and, in each output row r,
 repeatedly regrows one pruned weight g and prunes one kept weight q so that the row's expected
@@ -61,7 +61,7 @@ Released-code defects not copied
 - the SparseGPT initial score from a never-accumulated Hessian, ``pow_of_var_pruning`` parsed
   but unused, ``--without_same_sign`` read with ``type=bool``: see docs/dsnot.md; not here.
 
-Trace format (``trace=True``): ``DSnoTTrace`` (methods/dsnot_common.py): per cycle ε, the
+Trace format (``trace=True``): ``RefinementTrace`` (methods/contract.py): per cycle ε, the
 active flags and the accepted swaps (row, grown column, pruned column, cycle).
 
 The candidate lists are built per block of rows (``by_row_chunks``) and hold only their first
@@ -71,59 +71,20 @@ selection (methods/selection.py) replaces a stable argsort.
 
 from __future__ import annotations
 
-from ..backend import array_module, to_device
-from ..errors import UserError
-from .dsnot_common import DSnoTResult, DSnoTSettings, Recorder, arithmetic_dtype, check_inputs, contributions_at
-from .dsnot_official import dsnot_official, dsnot_official_nm
-from .dsnot_per_row import contributions, floored_variance, regrowth_metric, row_errors
-from .scores import wanda_score
-from .selection import by_row_chunks, first_k
+from dataclasses import dataclass
 
+import numpy as np
 
-# --------------------------------------------------------------------------- reference orders (§4a)
-
-def growth_order(c, var, pruned0, eps, pow_of_var: float, limit: int | None = None):
-    """Regrowth candidates of each row, best first (reference variant).
-
-    Candidates: weights pruned by the initial mask whose contribution has the sign of ε[r]
-    (strictly; c = 0 never helps). Ranked by c / var**γ: largest first when ε > 0, smallest
-    (most negative) first when ε < 0; ties to the lower column.
-    [R, C] ... -> (order [R, min(limit, C)] int64, count [R] int64 valid entries per row).
-    """
-    xp = array_module(c)
-    signed = c * xp.sign(eps)[:, None]                     # > 0 where c has the sign of ε
-    candidate = pruned0 & (signed > 0)                                    # [R, C]
-    order = first_k(-regrowth_metric(signed, var, pow_of_var), c.shape[1] if limit is None else limit, candidate)
-    return order, xp.sum(candidate, axis=1)
-
-
-def prune_order(c, wanda, pruned0, eps, limit: int | None = None):
-    """Pruning candidates of each row, best first (reference variant).
-
-    Candidates: weights kept by the initial mask whose contribution has the sign opposite to
-    ε[r] (c < 0 when ε > 0, c > 0 when ε < 0), by Wanda score, smallest first, ties to the
-    lower column. -> (order [R, min(limit, C)] int64, count [R] int64).
-    """
-    xp = array_module(c)
-    candidate = ~pruned0 & (c * xp.sign(eps)[:, None] < 0)                # [R, C]
-    return first_k(wanda, c.shape[1] if limit is None else limit, candidate), xp.sum(candidate, axis=1)
+from ...backend import array_module
+from ..contract import LayerProblem, Refinement, StatsNeeds
+from ..scores import wanda_score
+from ..selection import by_row_chunks
+from .common import DSnoTSettings, Recorder, contributions_at, prepare
+from .orders import growth_order, next_candidate, propose_nm_pruning, prune_order
+from .per_row import contributions, row_errors
 
 
 # --------------------------------------------------------------------------- one cycle (§4)
-
-def next_candidate(order, count, n_done):
-    """Entry ``n_done[r]`` of each row's candidate list, and whether the list still has one.
-
-    ``n_done[r]`` swaps were accepted so far, so the next candidate sits at that position.
-    [R, D], [R], [R] -> (column [R] int64, meaningless where not available; available [R] bool).
-    """
-    xp = array_module(order)
-    available = n_done < count
-    if order.shape[1] == 0:
-        return xp.zeros(order.shape[0], dtype=xp.int64), available
-    at = xp.minimum(n_done, order.shape[1] - 1)[:, None]                  # [R, 1]
-    return xp.take_along_axis(order, at, axis=1)[:, 0], available
-
 
 def propose_swaps(grow, n_grow, prune, n_prune, n_done):
     """The next (g, q) of every row: its next regrowth and next pruning candidate.
@@ -133,18 +94,6 @@ def propose_swaps(grow, n_grow, prune, n_prune, n_done):
     g, has_g = next_candidate(grow, n_grow, n_done)
     q, has_q = next_candidate(prune, n_prune, n_done)
     return g, q, has_g & has_q
-
-
-def propose_nm_pruning(g, initial_score, pruned, pruned0, m: int):
-    """N:M reference: in g's group of M columns, the weight still kept from the initial mask
-    with the smallest initial score (ties to the lower column). -> q [R], available [R]."""
-    xp = array_module(initial_score)
-    rows = xp.arange(g.shape[0], dtype=xp.int64)[:, None]                 # [R, 1]
-    group = (g - g % m)[:, None] + xp.arange(m, dtype=xp.int64)[None, :]  # [R, M] columns
-    candidate = ~pruned0[rows, group] & ~pruned[rows, group]              # [R, M]
-    key = xp.where(candidate, initial_score[rows, group], xp.inf)
-    at = xp.argmin(key, axis=1)                                           # first minimum
-    return group[rows[:, 0], at], xp.any(candidate, axis=1)
 
 
 def accept_swaps(eps, eps_after, candidate, threshold: float, strict_decrease: bool = False):
@@ -187,7 +136,7 @@ def reference_lists(w, pruned0, seq_sum, seq_sq, var, pow_of_var: float, limit: 
 
 def dsnot_reference(w, pruned0, seq_sum, seq_sq, var, settings: DSnoTSettings, nm=None,
                     initial_score=None, trace: bool = False):
-    """Reference DSnoT loop (§4a). -> DSnoTResult."""
+    """Reference DSnoT loop (§4a). -> Refinement."""
     xp = array_module(w)
     n_rows = w.shape[0]
     lists = by_row_chunks(reference_lists, (w, pruned0), seq_sum, seq_sq, var,
@@ -217,37 +166,17 @@ def dsnot_reference(w, pruned0, seq_sum, seq_sq, var, settings: DSnoTSettings, n
     return rec.result(pruned, eps)
 
 
-# --------------------------------------------------------------------------- entry point
+# --------------------------------------------------------------------------- the refiner
 
-def dsnot(weight, pruned0, seq_sum, seq_sq, var, settings: DSnoTSettings = DSnoTSettings(), *,
-          nm: tuple[int, int] | None = None, initial_score=None, trace: bool = False) -> DSnoTResult:
-    """DSnoT on one weight matrix: a new mask with the same number of pruned weights per row.
+@dataclass(frozen=True)
+class Reference:
+    """The reference DSnoT variant as a refiner (methods/contract.py): ε from the first moments,
+    the pooled variance in the growth criterion, float64 arithmetic."""
 
-    weight [R, C] (any float dtype; never changed), pruned0 [R, C] bool (initial mask, True =
-    pruned), seq_sum / seq_sq / var [C] input statistics (see docs/design.md LinearStats; the
-    reference variant expects ``var_pooled``, the official ``var_within``). ``initial_score``
-    [R, C] is the initial pruner's score, used by N:M to pick the pruned weight (default: the
-    Wanda score). Variants "reference" and "official"; "exact" lives in ``dsnot_exact``.
-    methods/dsnot_per_row.py is the same, one row at a time.
-    """
-    check_inputs(weight, pruned0, seq_sum, seq_sq, var, nm, initial_score)
-    xp = array_module(weight)
-    dtype = arithmetic_dtype(settings.variant)
-    # every input on the weight's device (no-op when already there), statistics in the
-    # variant's arithmetic (float32 for the official variant, as the released code holds them)
-    pruned0 = to_device(pruned0, xp)                                      # [R, C]
-    seq_sum, seq_sq, var = (to_device(a, xp).astype(dtype, copy=False) for a in (seq_sum, seq_sq, var))
-    var = floored_variance(var, dtype)                                    # [C]
-    if nm is not None and initial_score is None:
-        initial_score = wanda_score(weight, seq_sq, dtype)
-    if initial_score is not None:
-        initial_score = to_device(initial_score, xp)                      # [R, C]
-    stats = (seq_sum, seq_sq, var)
-    if settings.variant == "reference":
-        return dsnot_reference(weight, pruned0, *stats, settings, nm, initial_score, trace)
-    if settings.variant == "official" and nm is None:
-        return dsnot_official(weight, pruned0, *stats, settings, trace)
-    if settings.variant == "official":
-        return dsnot_official_nm(weight, pruned0, *stats, initial_score, settings, nm[1], trace)
-    raise UserError(f"variant {settings.variant!r} is not handled by dsnot(); "
-                    "use methods.prune_linear or methods.dsnot_exact")
+    settings: DSnoTSettings
+    needs = StatsNeeds(variance="pooled")
+    score_dtype = np.float64
+
+    def refine(self, problem: LayerProblem, trace: bool = False) -> Refinement:
+        w, pruned0, seq_sum, seq_sq, var, initial_score = prepare(problem, np.float64)
+        return dsnot_reference(w, pruned0, seq_sum, seq_sq, var, self.settings, problem.nm, initial_score, trace)

@@ -23,8 +23,8 @@ Letters: B sequences in one chunk, L tokens per sequence, C input columns.
 
 from __future__ import annotations
 
-from .backend import array_module
-from .methods.torch_sum import sequential_sum, torch_column_sum
+from ..backend import array_module
+from .torch_sum import sequential_sum, torch_column_sum
 
 
 class ReleasedAverages:

@@ -16,7 +16,7 @@ where ``d_r`` holds row r's pruned weights (dense minus sparse row: ``W[r, j]`` 
 and an accepted swap updates ``g_r += −w_g G[:, g] + w_q G[:, q]`` (two columns of G). So every
 accepted swap provably lowers E_r, and E_r never increases from one cycle to the next.
 
-Rules (all rows at once, vectorised; ``dsnot_per_row.exact_per_row`` is the same row by row):
+Rules (all rows at once, vectorised; ``exact_per_row.exact_per_row`` is the same row by row):
 
 - Direction: ε[r] (docs/dsnot.md §3) is tracked as in the reference variant and picks the lists:
   ε > 0 grows from the initially pruned weights with c > 0 (largest ``c / var**γ`` first) and
@@ -47,13 +47,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..backend import array_module
-from ..errors import UserError
-from .dsnot_common import DSnoTResult, DSnoTSettings, Recorder, check_inputs, cycle_budget
-from .dsnot_per_row import contributions, row_errors
-from .dsnot_vectorised import growth_order, propose_nm_pruning, prune_order
-from .gram import gram_products
-from .scores import wanda_score
+import numpy as np
+
+from ...backend import array_module
+from ...errors import UserError
+from ..contract import LayerProblem, Refinement, StatsNeeds
+from ..gram import gram_products
+from ..scores import wanda_score
+from .common import DSnoTSettings, Recorder, check_inputs, cycle_budget
+from .orders import growth_order, propose_nm_pruning, prune_order
+from .per_row import contributions, row_errors
 
 ACCEPT_RTOL = 1e-12  # a swap must lower E_r by more than this fraction of E_r
 
@@ -198,7 +201,7 @@ def apply_swaps_exact_inplace(state: ExactState, w, c, gram, g, q, delta, accept
 
 
 def exact_swaps(w, pruned0, seq_sum, var, wanda, gram, settings: DSnoTSettings, *,
-                nm: tuple[int, int] | None = None, initial_score=None, trace: bool = False) -> DSnoTResult:
+                nm: tuple[int, int] | None = None, initial_score=None, trace: bool = False) -> Refinement:
     """The exact-variant loop on one weight matrix (pure; the inputs are not modified).
 
     w [R, C]; pruned0 [R, C] bool initial mask; seq_sum [C], var [C] (docs/dsnot.md §1);
@@ -251,9 +254,9 @@ def check_gram(gram, n_cols: int):
 
 
 def exact_from_gram(weight, pruned0, seq_sum, seq_sq, var, gram, settings: DSnoTSettings | None = None, *,
-                    nm: tuple[int, int] | None = None, initial_score=None, trace: bool = False) -> DSnoTResult:
-    """The exact variant from the statistics and G itself (what ``dsnot_exact`` and the golden
-    fixtures both run).
+                    nm: tuple[int, int] | None = None, initial_score=None, trace: bool = False) -> Refinement:
+    """The exact variant from the statistics and G itself (what the ``Exact`` refiner and the
+    golden fixtures both run).
 
     weight [R, C]; pruned0 [R, C] bool initial mask; seq_sum, seq_sq, var [C] (var: the pooled
     variance); gram [C, C] = Σ x xᵀ, float64; settings: ``DSnoTSettings`` (max_cycle_time,
@@ -269,25 +272,21 @@ def exact_from_gram(weight, pruned0, seq_sum, seq_sq, var, gram, settings: DSnoT
                        nm=nm, initial_score=initial_score, trace=trace)
 
 
-def dsnot_exact(weight, pruned0, stats, settings: DSnoTSettings | None = None, *,
-                nm: tuple[int, int] | None = None, initial_score=None):
-    """Entry point for ``prune_linear``: ``-> (pruned [R, C] bool, diagnostics dict)``.
+# --------------------------------------------------------------------------- the refiner
 
-    weight [R, C]; pruned0 [R, C] initial mask; stats: ``LinearStats`` with ``hessian``
-    (G = hessian · S / 2); settings: ``DSnoTSettings``; initial_score [R, C]: the initial
-    method's score, the N:M pruning order (Wanda by default). Unstructured pruning order: the
-    Wanda score, as in the reference variant.
-    """
-    if stats.hessian is None:
-        raise UserError("dsnot exact needs the Hessian statistics (LinearStats.hessian)")
-    xp = array_module(weight, stats.hessian)
-    gram = xp.asarray(stats.hessian, dtype=xp.float64) * (stats.n_seq / 2.0)  # Σ x xᵀ
-    result = exact_from_gram(weight, pruned0, stats.seq_sum, stats.seq_sq, stats.var_pooled, gram, settings,
-                             nm=nm, initial_score=initial_score)
-    diagnostics = {
-        **result.summary(),
-        # Σ_r ‖X d_r‖² over all calibration tokens (absolute; prune_linear reports relative ones)
-        "error_before": float(result.error_before.sum()),
-        "error_after": float(result.error_after.sum()),
-    }
-    return result.pruned, diagnostics
+@dataclass(frozen=True)
+class Exact:
+    """The exact DSnoT variant as a refiner (methods/contract.py): the reference variant's
+    statistics and G = Σ x xᵀ, whose chunk products are formed in float64 because a swap is
+    accepted on any drop of E_r larger than float64 rounding."""
+
+    settings: DSnoTSettings
+    needs = StatsNeeds(variance="pooled", gram="float64")
+    score_dtype = np.float64
+
+    def refine(self, problem: LayerProblem, trace: bool = False) -> Refinement:
+        if problem.gram is None:
+            raise UserError("dsnot exact needs the Gram matrix (LayerProblem.gram)")
+        return exact_from_gram(problem.weight, problem.pruned0, problem.seq_sum, problem.seq_sq, problem.var,
+                               problem.gram, self.settings, nm=problem.nm, initial_score=problem.initial_score,
+                               trace=trace)
