@@ -12,7 +12,6 @@ import math
 import numpy as np
 
 from .backend import array_module, to_device
-from .released.torch_sum import torch_row_sum
 
 
 def linear(x, w, b=None):
@@ -28,14 +27,11 @@ def linear(x, w, b=None):
 def rms_norm(x, weight, eps: float):
     """x / sqrt(mean(x²) + eps) · weight   (LLaMA's RMSNorm).   x [..., D] -> [..., D]
 
-    Σx² is added in the order of torch's CPU row sum (methods/torch_sum.py), so in float32
-    the result equals transformers' LlamaRMSNorm bit for bit on CPU (x · rsqrt(mean + eps),
-    then · weight); NumPy's pairwise sum differs from it in the last bit of ~15% of the rows.
+    As transformers' LlamaRMSNorm: x · (1 / sqrt(mean + eps)), then · weight. mean(x²) is NumPy's
+    pairwise sum, which differs from torch's CPU sum in the last bit of some rows.
     """
     xp = array_module(x)
-    width = x.shape[-1]
-    sum_sq = torch_row_sum((x * x).reshape(-1, width))                # [..., D] -> [T]
-    mean_sq = (sum_sq / x.dtype.type(width)).reshape(*x.shape[:-1], 1)  # [..., 1]
+    mean_sq = xp.mean(x * x, axis=-1, keepdims=True)                   # [..., D] -> [..., 1]
     return x * (1.0 / xp.sqrt(mean_sq + eps)).astype(x.dtype) * weight
 
 

@@ -241,12 +241,12 @@ class StatsCapture:
     """
 
     def __init__(self, names: list[str], n_cols: dict[str, int], with_hessian: bool,
-                 hessian_products: str = "float64", hessian_fraction: float = 1.0, released_averages: bool = False,
+                 hessian_products: str = "float64", hessian_fraction: float = 1.0, moments: type | None = None,
                  diagnostic_tokens: int = 0):
         self.leaders = input_leaders(names)
         self.accumulators = {  # diagnostic_tokens T' > 0: a sublayer with C >= T' keeps a factor, not H
             name: StatsAccumulator(n_cols[name], with_hessian=with_hessian, hessian_products=hessian_products,
-                                   hessian_fraction=hessian_fraction, released_averages=released_averages,
+                                   hessian_fraction=hessian_fraction, moments=moments,
                                    factor=0 < diagnostic_tokens <= n_cols[name])
             for name in names
             if self.leaders[name] == name
@@ -292,7 +292,7 @@ def gather_stats(config, layer: dict, in_path: Path, settings: PipelineSettings,
     capture = StatsCapture(names, n_cols, with_hessian=needs.gram is not None or settings.recon_error,
                            hessian_products=needs.gram or "input",
                            hessian_fraction=kept / n_tokens if kept else 1.0,
-                           released_averages=needs.released_averages, diagnostic_tokens=kept)
+                           moments=needs.moments, diagnostic_tokens=kept)
     starts = chunk_starts(n_seq, settings.chunk_size)
     for k, start in enumerate(starts):
         with timer("io"):

@@ -26,10 +26,11 @@ The two variances (the growth criterion of DSnoT, §4):
   its statistic would become a per-batch variance if it were ever called with more than one
   sequence at a time; ours is always per sequence.
 
-The official DSnoT variant does not take these float64 values: with ``released_averages=True``
-its ``seq_sum``, ``seq_sq`` and ``var_within`` are the released code's own float32 running
-averages, computed in the released order (dsnot_ref/released/averages.py), because a Wanda near-tie at the
-pruning threshold can be ordered by the last bit of ``seq_sq``.
+The official DSnoT variant does not take these float64 values: its refiner names another
+accumulator of the first moments (``moments``, a class: the released code's own float32 running
+averages, dsnot_ref/released/averages.py), whose ``seq_sum``, ``seq_sq`` and ``var_within``
+replace ours, because a Wanda near-tie at the pruning threshold can be ordered by the last bit
+of ``seq_sq``. This module does not import that code; the refiner hands it over.
 
 The Hessian ``(2/S) Σ_s X_sᵀ X_s`` is summed in float64 across chunks. Each chunk's product
 ``X_bᵀ X_b`` (one BLAS call over its T tokens) is formed in float64 by default, which SparseGPT
@@ -62,7 +63,6 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from .backend import array_module, to_device, to_numpy
-from .released.averages import ReleasedAverages
 
 # dtype of each chunk's product X_bᵀ X_b: float64, or the input's own dtype
 HESSIAN_PRODUCTS = ("float64", "input")
@@ -103,7 +103,7 @@ class StatsAccumulator:
     """
 
     def __init__(self, n_cols: int, with_hessian: bool = False, hessian_products: str = "float64",
-                 hessian_fraction: float = 1.0, seed: int = 0, released_averages: bool = False,
+                 hessian_fraction: float = 1.0, seed: int = 0, moments: type | None = None,
                  factor: bool = False):
         if hessian_products not in HESSIAN_PRODUCTS:
             raise ValueError(f"hessian_products must be one of {HESSIAN_PRODUCTS}, got {hessian_products!r}")
@@ -117,8 +117,8 @@ class StatsAccumulator:
         self.keeps_factor = self.with_hessian and (self.hessian_fraction < 1.0 or bool(factor))
         self._factor_rows = []  # [T'_b, C] weighted sampled rows of each chunk
         self._rng = np.random.default_rng(seed)  # draws the Hessian's token sample (when fraction < 1)
-        # the official variant's seq_sum, seq_sq, var_within: the released float32 averages
-        self._released = ReleasedAverages() if released_averages else None
+        # an accumulator whose seq_sum, seq_sq, var_within replace ours (the official variant's)
+        self._moments = moments() if moments is not None else None
         self.n_seq = 0
         self.seq_len: int | None = None
         self._sum = None  # [C]  Σ x
@@ -164,8 +164,8 @@ class StatsAccumulator:
             if self.hessian_products == "float64":
                 flat = flat.astype(xp.float64)
             self._xtx += flat.T @ flat  # [C, T] @ [T, C] -> [C, C] (one symmetric BLAS product), summed in float64
-        if self._released is not None:
-            self._released.update(x, seq_var=seq_m2 / seq_len)  # numpy's var(axis=1) of float64(x), reused
+        if self._moments is not None:
+            self._moments.update(x, seq_var=seq_m2 / seq_len)  # numpy's var(axis=1) of float64(x), reused
         self.n_seq += b
 
     def _hessian_rows(self, flat):
@@ -226,7 +226,4 @@ class StatsAccumulator:
             hessian=(2.0 / s) * self._xtx if self.with_hessian and not self.keeps_factor else None,
             hessian_factor=self._factor(s) if self.keeps_factor else None,
         )
-        if self._released is None:
-            return stats
-        r = self._released
-        return replace(stats, seq_sum=r.sum_metric_row, seq_sq=r.scaler_row, var_within=r.var)
+        return stats if self._moments is None else replace(stats, **self._moments.moments())

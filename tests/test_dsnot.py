@@ -16,6 +16,7 @@ from dsnot_ref.methods import DSnoTSettings, PruneSpec, error_total, prune_linea
 from dsnot_ref.methods.dsnot.per_row import dsnot_per_row
 from dsnot_ref.methods.refiners import dsnot
 from dsnot_ref.methods.scores import nm_mask, unstructured_mask, wanda_score
+from dsnot_ref.released.averages import ReleasedAverages
 
 ONES8 = np.ones(8)
 
@@ -189,8 +190,8 @@ def test_statistics_needed_and_spec_validation():
     assert statistics_needed(PruneSpec("dsnot", 0.5)).gram is None
     assert statistics_needed(PruneSpec("wanda", 0.5)).gram is None
     official = statistics_needed(PruneSpec("dsnot", 0.5, dsnot=DSnoTSettings(variant="official")))
-    assert official.released_averages and official.variance == "within" and official.gram is None
-    assert not statistics_needed(PruneSpec("dsnot", 0.5)).released_averages
+    assert official.moments is ReleasedAverages and official.variance == "within" and official.gram is None
+    assert statistics_needed(PruneSpec("dsnot", 0.5)).moments is None
     with pytest.raises(UserError):
         PruneSpec("wanda", 0.6, (2, 4))
     with pytest.raises(UserError, match="unknown pruning method"):

@@ -59,7 +59,7 @@ def test_one_sequence_is_its_own_statistics():
 
 def test_close_to_the_float64_statistics_and_used_when_asked():
     x = sequences()
-    exact, official = StatsAccumulator(x.shape[2]), StatsAccumulator(x.shape[2], released_averages=True)
+    exact, official = StatsAccumulator(x.shape[2]), StatsAccumulator(x.shape[2], moments=ReleasedAverages)
     for s in range(0, len(x), 2):
         exact.update(x[s:s + 2])
         official.update(x[s:s + 2])

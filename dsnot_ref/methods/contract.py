@@ -30,14 +30,16 @@ class StatsNeeds:
 
     Every refiner gets the first moments seq_sum and seq_sq [C]; ``variance`` says which
     variance [C] (pooled over all tokens, or the mean within-sequence one of the released code);
-    ``released_averages``: seq_sum, seq_sq and the within variance as the released code's
-    float32 running averages (``dsnot_ref.released``), for bit-for-bit agreement with it;
-    ``gram``: the Gram matrix G = Σ x xᵀ [C, C] is needed, its chunk products formed in
+    ``moments``: a class whose instances accumulate seq_sum, seq_sq and the within variance in
+    place of stats.py's float64 ones (``update(x [B, L, C], seq_var)``, ``moments() -> dict``):
+    the official variant names the released code's float32 running averages
+    (``dsnot_ref.released.averages``), so that the statistics module never imports the parity
+    seam; ``gram``: the Gram matrix G = Σ x xᵀ [C, C] is needed, its chunk products formed in
     "float64" or in the input's dtype ("input"); None: no G.
     """
 
     variance: str = "pooled"
-    released_averages: bool = False
+    moments: type | None = None
     gram: str | None = None
 
     def __post_init__(self):

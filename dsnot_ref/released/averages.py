@@ -65,3 +65,7 @@ class ReleasedAverages:
         self.scaler_row = self.scaler_row * shrink + norm * norm / f32(n + 1)
         self.sum_metric_row = self.sum_metric_row * shrink + seq_sum / f32(n + 1)
         self.n_seq = n + 1
+
+    def moments(self) -> dict:
+        """The averages under the names of ``stats.LinearStats``: seq_sum, seq_sq, var_within [C]."""
+        return {"seq_sum": self.sum_metric_row, "seq_sq": self.scaler_row, "var_within": self.var}

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ...backend import array_module, to_numpy
+from ...released.averages import ReleasedAverages
 from ...released.torch_sum import torch_row_sum
 from ..contract import LayerProblem, Refinement, StatsNeeds
 from ..scores import wanda_score
@@ -321,7 +322,7 @@ class Official:
     float32 statistics (running averages, within-sequence variance) and float32 arithmetic."""
 
     settings: DSnoTSettings
-    needs = StatsNeeds(variance="within", released_averages=True)
+    needs = StatsNeeds(variance="within", moments=ReleasedAverages)
     score_dtype = np.float32
 
     def refine(self, problem: LayerProblem, trace: bool = False) -> Refinement:
