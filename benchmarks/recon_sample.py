@@ -9,7 +9,7 @@ and prints, over every sublayer:
 
   - the relative difference of the error before (initial mask) and after (DSnoT) pruning,
   - the relative difference of the ratio after / before (the change the method made),
-  - the seconds spent gathering statistics in each run and their ratio.
+  - the seconds the diagnostic (the pipeline's "diagnostics" timing) took in each run and their ratio.
 
 The masks are the same in both runs (the diagnostic does not feed the method). Prints, never
 asserts.
@@ -36,14 +36,14 @@ from dsnot_ref.pipeline import PipelineSettings, prune_model
 
 
 def run(model, tokens, settings: PipelineSettings, tmp: Path, name: str) -> tuple[dict, float]:
-    """(sublayer -> (recon_before, recon_after), seconds gathering statistics)."""
+    """(sublayer -> (recon_before, recon_after), seconds of the diagnostic)."""
     with prune_model(model, tokens, settings, tmp / name) as result:
         errors = {
             f"{d['layer']}.{sub}": (v["recon_before"], v["recon_after"])
             for d in result.diagnostics
             for sub, v in d["sublayers"].items()
         }
-        return errors, result.timings.get("stats", float("nan"))
+        return errors, result.timings.get("diagnostics", float("nan"))
 
 
 def main() -> None:
@@ -84,7 +84,7 @@ def main() -> None:
     print(f"  after / before: relative difference median {np.median(np.abs(change)):.1e}, "
           f"max {np.abs(change).max():.1e} ({worst}: {full[worst][0]:.3e} -> {full[worst][1]:.3e} with every token, "
           f"{part[worst][0]:.3e} -> {part[worst][1]:.3e} with the sample)")
-    print(f"  statistics: {full_s:.1f} s with every token, {part_s:.1f} s with the sample "
+    print(f"  diagnostic: {full_s:.1f} s with every token, {part_s:.1f} s with the sample "
           f"(ratio {part_s / full_s:.2f})")
 
 

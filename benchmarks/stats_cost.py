@@ -27,7 +27,9 @@ import numpy as np
 from dsnot_ref import demo_model
 from dsnot_ref import model as model_lib
 from dsnot_ref.allocator import reuse_freed_memory
+from dsnot_ref.diagnostics import gram_form, relative_errors
 from dsnot_ref.methods import PruneSpec, prune_linear
+from dsnot_ref.methods.gram import gram_from_hessian
 from dsnot_ref.pipeline import StatsCapture
 
 VARIANTS = {  # name -> StatsCapture keywords (None: forward only)
@@ -72,10 +74,12 @@ def main() -> None:
                 seconds[variant] = min(seconds[variant], time.perf_counter() - start)
                 if kwargs is not None and kwargs["with_hessian"]:
                     stats = capture.finalize()
-                    recon[variant] = [
-                        prune_linear(layer[f"{n}.weight"], stats[n], PruneSpec("wanda", 0.5)).diagnostics["recon_after"]
-                        for n in names
-                    ]
+                    recon[variant] = []
+                    for n in names:
+                        result = prune_linear(layer[f"{n}.weight"], stats[n], PruneSpec("wanda", 0.5))
+                        form = gram_form(gram_from_hessian(stats[n].hessian, stats[n].n_seq))
+                        recon[variant].append(
+                            relative_errors(layer[f"{n}.weight"], result.initial, result.weight, form)["recon_after"])
         for variant in VARIANTS:
             best[variant] = seconds[variant] if i == 0 else best[variant] + seconds[variant]
         exact = np.array(recon["stats + Hessian, float64 products"])

@@ -14,13 +14,16 @@ Hessians when asked for), whatever the depth of the model and the number of sequ
 activations live on disk (dsnot_ref.cache). Cost of the methods that need the Hessian
 (SparseGPT, DSnoT's exact variant, SparseSwaps): a C×C float64 Hessian per distinct sublayer
 input, e.g. for LLaMA 3·D² + F² doubles per layer (7B: ~0.97 GB for down_proj's F = 11008
-alone) and a C×C matrix product per token chunk, in float64 or float32 (``hessian_products``;
-stats.py and docs/swaps.md say why float32 is accurate enough where it is used). When only the
-``recon_error`` diagnostic needs it, the calibration's T' = min(S·L, ``recon_error_tokens``)
-tokens (default 2048; None: every token; a norm-weighted sample when S·L is larger) are kept
-as a factor F [T', C] with FᵀF estimating the Hessian (``LinearStats.hessian_factor``) whenever
-it is sampled or T' ≤ C; only a sublayer with C < T' = S·L forms a C×C Hessian for it, from
-float32 chunk products.
+alone) and a C×C matrix product per token chunk, in float64 or float32 as the refiner's
+``StatsNeeds.gram`` says (stats.py and docs/swaps.md say why float32 is accurate enough where it
+is used). The pipeline asks ``methods.statistics_needed(spec)`` what to gather; it decides
+nothing per method.
+
+The reconstruction-error diagnostic (``recon_error``) is an observer (dsnot_ref/diagnostics.py):
+it watches the statistics pass through the same capture hook and each pruned sublayer through
+an after-pruning call, keeps its own token sample (T' = min(S·L, ``recon_error_tokens``)) and
+adds ``recon_before`` / ``recon_after`` to the diagnostics; its seconds are the timings'
+"diagnostics". Off, none of it runs.
 
 Skipping DSnoT (``skip_layer``, ``skip_sub_layer``, as the released code's flags): every linear
 sublayer belongs to one group, ``"self_attn"`` (names starting with ``self_attn.``) or
@@ -55,6 +58,7 @@ from . import cache, layer_profile
 from . import model as model_lib
 from .backend import array_module, get_backend, to_device, to_numpy
 from .data import tokens_hash
+from .diagnostics import ReconObserver
 from .errors import UserError
 from .io_utils import atomic_write_json
 from .methods import PruneSpec, prune_linear, statistics_needed
@@ -69,7 +73,7 @@ SAFETENSORS_CODES = {"float32": "F32", "float64": "F64"}
 SKIP_GROUPS = ("self_attn", "mlp")
 # Linear sublayers that read the same tensor: statistics are gathered once, for the first.
 SHARED_INPUTS = ({"q_proj", "k_proj", "v_proj"}, {"gate_proj", "up_proj"})
-TIMING_KEYS = ("forward", "stats", "prune", "io")
+TIMING_KEYS = ("forward", "stats", "prune", "io", "diagnostics")
 
 
 
@@ -101,8 +105,8 @@ class PipelineSettings:
     chunk_size: int = 4  # B: sequences per forward chunk
     dtype: str = "float32"  # compute and activation-cache dtype
     backend: str = "numpy"  # "numpy" | "cupy"
-    recon_error: bool = True  # accumulate Hessians for the reconstruction-error diagnostics
-    recon_error_tokens: int | None = 2048  # the diagnostic's Hessian from a token sample; None: every token
+    recon_error: bool = True  # run the reconstruction-error observer (diagnostics.py)
+    recon_error_tokens: int | None = 2048  # the observer's token sample T'; None: every token
     profile: OwlSettings | None = None  # None: every layer at spec.sparsity; else OWL (docs/owl.md)
 
     def __post_init__(self):
@@ -241,13 +245,11 @@ class StatsCapture:
     """
 
     def __init__(self, names: list[str], n_cols: dict[str, int], with_hessian: bool,
-                 hessian_products: str = "float64", hessian_fraction: float = 1.0, moments: type | None = None,
-                 diagnostic_tokens: int = 0):
+                 hessian_products: str = "float64", moments: type | None = None):
         self.leaders = input_leaders(names)
-        self.accumulators = {  # diagnostic_tokens T' > 0: a sublayer with C >= T' keeps a factor, not H
+        self.accumulators = {
             name: StatsAccumulator(n_cols[name], with_hessian=with_hessian, hessian_products=hessian_products,
-                                   hessian_fraction=hessian_fraction, moments=moments,
-                                   factor=0 < diagnostic_tokens <= n_cols[name])
+                                   moments=moments)
             for name in names
             if self.leaders[name] == name
         }
@@ -281,40 +283,53 @@ class StatsCapture:
 
 
 def gather_stats(config, layer: dict, in_path: Path, settings: PipelineSettings, xp, timer: Timer,
-                 tick: ChunkProgress = _no_chunk_progress) -> dict:
-    """Run the dense layer over every chunk; name -> LinearStats for every linear sublayer."""
+                 tick: ChunkProgress = _no_chunk_progress, observer: ReconObserver | None = None) -> dict:
+    """Run the dense layer over every chunk; name -> LinearStats for every linear sublayer.
+    ``observer`` (the diagnostic) sees every sublayer input after the statistics do."""
     names = model_lib.linear_names(config)
     n_cols = {name: layer[f"{name}.weight"].shape[1] for name in names}  # C of each [R, C]
-    needs = statistics_needed(settings.spec)  # the method's own statistics, G included when it reads one
-    (n_seq, seq_len, _), _ = cache.activation_info(in_path)
-    n_tokens = n_seq * seq_len
-    kept = 0 if needs.gram else diagnostic_tokens(settings, n_tokens)  # T' (0: the method's full G)
-    capture = StatsCapture(names, n_cols, with_hessian=needs.gram is not None or settings.recon_error,
-                           hessian_products=needs.gram or "input",
-                           hessian_fraction=kept / n_tokens if kept else 1.0,
-                           moments=needs.moments, diagnostic_tokens=kept)
+    needs = statistics_needed(settings.spec)  # what the method reads, G included when it reads one
+    stats_capture = StatsCapture(names, n_cols, with_hessian=needs.gram is not None,
+                                 hessian_products=needs.gram or "float64", moments=needs.moments)
+    watching = [stats_capture] if observer is None else [stats_capture, observer]
+
+    def capture(name, x_in):  # [B, L, C]
+        for hook in watching:
+            hook(name, x_in)
+
+    (n_seq, _, _), _ = cache.activation_info(in_path)
     starts = chunk_starts(n_seq, settings.chunk_size)
+    watched = 0.0 if observer is None else observer.seconds
     for k, start in enumerate(starts):
         with timer("io"):
             x = read_inputs(in_path, start, settings, xp)  # [B, L, D]
-        stats_before, t0 = capture.seconds, time.perf_counter()
+        hooks_before, t0 = sum(hook.seconds for hook in watching), time.perf_counter()
         model_lib.block_forward(config, layer, x, capture=capture, output=False)  # inputs only
-        timer.seconds["forward"] += time.perf_counter() - t0 - (capture.seconds - stats_before)
-        capture.end_chunk()
+        hooks = sum(hook.seconds for hook in watching) - hooks_before
+        timer.seconds["forward"] += time.perf_counter() - t0 - hooks
+        stats_capture.end_chunk()
         tick(k + 1, 2 * len(starts), "statistics")
-    timer.seconds["stats"] += capture.seconds
-    return capture.finalize()
+    timer.seconds["stats"] += stats_capture.seconds
+    if observer is not None:
+        timer.seconds["diagnostics"] += observer.seconds - watched
+    return stats_capture.finalize()
 
 
-def diagnostic_tokens(settings: PipelineSettings, n_tokens: int) -> int:
-    """T': how many of the calibration's tokens feed the diagnostic-only Hessian (stats.py)."""
-    if settings.recon_error_tokens is None:
-        return n_tokens
-    return min(n_tokens, settings.recon_error_tokens)
+def make_observer(config, layer: dict, in_path: Path, settings: PipelineSettings) -> ReconObserver | None:
+    """The reconstruction-error observer of one layer, or None when the diagnostic is off."""
+    if not settings.recon_error:
+        return None
+    names = model_lib.linear_names(config)
+    (n_seq, seq_len, _), _ = cache.activation_info(in_path)
+    return ReconObserver(input_leaders(names), {name: layer[f"{name}.weight"].shape[1] for name in names},
+                         n_seq * seq_len, settings.recon_error_tokens,
+                         method_gram=statistics_needed(settings.spec).gram is not None,
+                         mask_error=settings.spec.weight_update.mode != "none")
 
 
-def prune_sublayers(layer: dict, names: list[str], stats: dict, settings: PipelineSettings) -> tuple[dict, dict, dict]:
-    """Prune every linear sublayer of one layer.
+def prune_sublayers(layer: dict, names: list[str], stats: dict, settings: PipelineSettings,
+                    observer: ReconObserver | None = None) -> tuple[dict, dict, dict]:
+    """Prune every linear sublayer of one layer; ``observer`` (the diagnostic) is told of each.
 
     Returns (new weights {"name.weight": [R, C]}, masks {"name.weight": pruned [R, C]},
     diagnostics {name: dict}).
@@ -322,10 +337,13 @@ def prune_sublayers(layer: dict, names: list[str], stats: dict, settings: Pipeli
     weights, masks, diagnostics = {}, {}, {}
     for name in names:
         apply = applies_dsnot(name, settings)
-        result = prune_linear(layer[f"{name}.weight"], stats[name], settings.spec, apply_refiner=apply)
+        weight = layer[f"{name}.weight"]
+        result = prune_linear(weight, stats[name], settings.spec, apply_refiner=apply)
         weights[f"{name}.weight"] = result.weight
         masks[f"{name}.weight"] = result.pruned
         diagnostics[name] = {**jsonable(result.diagnostics), "apply_dsnot": apply}
+        if observer is not None:
+            diagnostics[name].update(observer.after_pruning(name, weight, result, stats[name]))
     return weights, masks, diagnostics
 
 
@@ -384,10 +402,15 @@ def prune_one_layer(model, i: int, settings: PipelineSettings, run_dir: Path, xp
 
     with timer("io"):
         layer = model_lib.load_layer(model, i, dtype=dtype, xp=xp)
-    stats = gather_stats(config, layer, in_path, settings, xp, timer, tick)
+    observer = make_observer(config, layer, in_path, settings)
+    stats = gather_stats(config, layer, in_path, settings, xp, timer, tick, observer)
+    watched = 0.0 if observer is None else observer.seconds
     with timer("prune"):
-        new_weights, masks, sub_diagnostics = prune_sublayers(layer, names, stats, settings)
-    del stats
+        new_weights, masks, sub_diagnostics = prune_sublayers(layer, names, stats, settings, observer)
+    if observer is not None:  # its seconds after pruning are the diagnostic's, not the pruning's
+        timer.seconds["diagnostics"] += observer.seconds - watched
+        timer.seconds["prune"] -= observer.seconds - watched
+    del stats, observer
     write_next_inputs(config, {**layer, **new_weights}, in_path, cache.activation_path(run_dir, i + 1), settings, xp,
                       timer, tick)
     with timer("io"):

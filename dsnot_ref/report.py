@@ -102,6 +102,8 @@ def summary_lines(results: dict) -> list[str]:
                  for i, a in enumerate(per_decoder)]
         what = "requested -> achieved" if requested is not None else "achieved"
         lines.append(f"per decoder layer ({what}): " + ", ".join(pairs))
+    if results.get("layers"):
+        lines.append(reconstruction_line(results))
     for which, ppl in (results.get("perplexity") or {}).items():
         if ppl:
             lines.append(
@@ -111,6 +113,17 @@ def summary_lines(results: dict) -> list[str]:
     if times:
         lines.append("times (s): " + ", ".join(f"{k} {v:.1f}" for k, v in times.items()))
     return lines
+
+
+def reconstruction_line(results: dict) -> str:
+    """What the results hold of the reconstruction-error diagnostic (an observer, dsnot_ref/diagnostics.py)."""
+    rows = results.get("layers") or []
+    have = sum(1 for row in rows if row.get("recon_after") is not None)
+    if not have:
+        return "reconstruction errors: not gathered (the diagnostic was off: --no-recon-error)"
+    tokens = (results.get("settings") or {}).get("recon_error_tokens")
+    sample = "every calibration token" if tokens is None else f"a sample of up to {tokens} calibration tokens"
+    return f"reconstruction errors: {have} of {len(rows)} sublayers, estimated from {sample}"
 
 
 def profile_rows(results: dict) -> list[dict]:

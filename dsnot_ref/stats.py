@@ -36,33 +36,19 @@ The Hessian ``(2/S) Σ_s X_sᵀ X_s`` is summed in float64 across chunks. Each c
 ``X_bᵀ X_b`` (one BLAS call over its T tokens) is formed in float64 by default, which SparseGPT
 and the exact DSnoT variant use. With ``hessian_products="input"`` it is formed in the input's
 dtype (float32 in the pipeline: a BLAS call about twice as fast and no float64 copy of the
-chunk), then added to the float64 sum; the pipeline does this for the swaps refiner and when
-the Hessian only feeds the reconstruction-error diagnostic (``pipeline.hessian_products``). Its
-relative rounding error is about float32's epsilon times √T per entry at worst (≈ 3e-6 for
-T = 2048; measured ≤ 4e-7 of the largest diagonal entry), far below the digits the diagnostic
-reports and the swaps' acceptance margin (docs/swaps.md §1).
-
-A Hessian that only feeds the diagnostic may instead be sketched from a token sample
-(``hessian_fraction`` f < 1; the pipeline's ``recon_error_tokens``): from each chunk's T tokens,
-round(f·T) are drawn (seeded) with probability proportional to ‖x_t‖² and weighted accordingly
-(``_hessian_rows``), and the weighted rows are kept as a factor F [T', C] with FᵀF an unbiased
-estimate of the Hessian (``LinearStats.hessian_factor``; ``hessian`` is then None). No C×C
-product is formed at all: a quadratic form dᵀHd is estimated as ‖F d‖², T'·C work per row
-instead of C², which matters when C exceeds T' (C = 8192 for a 1B model's down projection).
-The errors before and after pruning are estimated from the same sample; their sampling error
-on the demo model is measured by benchmarks/recon_sample.py (docs/speed.md). With ``factor=True`` and
-f = 1 the factor holds every token unweighted (FᵀF is the Hessian itself, up to rounding): the
-pipeline asks for that when the diagnostic's tokens are at most C, where T'·C ≤ C² makes the
-factor no larger than a C×C Hessian, and its float32 products cheaper than float64 forms.
+chunk), then added to the float64 sum; the pipeline does this when the refiner's
+``StatsNeeds.gram`` asks for it (SparseSwaps by default). Its relative rounding error is about
+float32's epsilon times √T per entry at worst (≈ 3e-6 for T = 2048; measured ≤ 4e-7 of the
+largest diagonal entry), far below the swaps' acceptance margin (docs/swaps.md §1). The
+reconstruction-error diagnostic keeps its own token sample (dsnot_ref/diagnostics.py) and adds
+nothing here.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-import numpy as np
-
-from .backend import array_module, to_device, to_numpy
+from .backend import array_module
 
 # dtype of each chunk's product X_bᵀ X_b: float64, or the input's own dtype
 HESSIAN_PRODUCTS = ("float64", "input")
@@ -80,7 +66,6 @@ class LinearStats:
     var_pooled: object  # [C]  biased variance over all S·L tokens (Chan merge)
     var_within: object  # [C]  mean over sequences of each sequence's biased variance
     hessian: object | None = None  # [C, C]  (2/S) Σ_s X_sᵀ X_s, only when asked for
-    hessian_factor: object | None = None  # [T', C]  F with FᵀF an unbiased estimate of it (a sample)
 
 
 def merge_moments(n_a, mean_a, m2_a, n_b, mean_b, m2_b):
@@ -103,20 +88,12 @@ class StatsAccumulator:
     """
 
     def __init__(self, n_cols: int, with_hessian: bool = False, hessian_products: str = "float64",
-                 hessian_fraction: float = 1.0, seed: int = 0, moments: type | None = None,
-                 factor: bool = False):
+                 moments: type | None = None):
         if hessian_products not in HESSIAN_PRODUCTS:
             raise ValueError(f"hessian_products must be one of {HESSIAN_PRODUCTS}, got {hessian_products!r}")
-        if not 0.0 < hessian_fraction <= 1.0:
-            raise ValueError(f"hessian_fraction must be in (0, 1], got {hessian_fraction!r}")
         self.n_cols = int(n_cols)
         self.with_hessian = bool(with_hessian)
         self.hessian_products = hessian_products  # dtype of each chunk's X_bᵀ X_b (see the module doc)
-        self.hessian_fraction = float(hessian_fraction)  # share of each chunk's tokens in the Hessian
-        # a factor F, not H (module doc): a sample, or every token when asked (at most C tokens)
-        self.keeps_factor = self.with_hessian and (self.hessian_fraction < 1.0 or bool(factor))
-        self._factor_rows = []  # [T'_b, C] weighted sampled rows of each chunk
-        self._rng = np.random.default_rng(seed)  # draws the Hessian's token sample (when fraction < 1)
         # an accumulator whose seq_sum, seq_sq, var_within replace ours (the official variant's)
         self._moments = moments() if moments is not None else None
         self.n_seq = 0
@@ -157,9 +134,7 @@ class StatsAccumulator:
         self._n_tokens, self._mean, self._m2 = merge_moments(
             self._n_tokens, self._mean, self._m2, b * seq_len, mean_b, m2_b
         )
-        if self.keeps_factor:
-            self._factor_rows.append(self._hessian_rows(x.reshape(b * seq_len, c)))  # [B, L, C] -> [T', C]
-        elif self.with_hessian:
+        if self.with_hessian:
             flat = x.reshape(b * seq_len, c)  # [B, L, C] -> [T, C]
             if self.hessian_products == "float64":
                 flat = flat.astype(xp.float64)
@@ -167,38 +142,6 @@ class StatsAccumulator:
         if self._moments is not None:
             self._moments.update(x, seq_var=seq_m2 / seq_len)  # numpy's var(axis=1) of float64(x), reused
         self.n_seq += b
-
-    def _hessian_rows(self, flat):
-        """Rows R with E[RᵀR] = XᵀX of this chunk (all of them when f·T ≥ T).   [T, C] -> [T', C]
-
-        With fraction f < 1, m = round(f·T) tokens are drawn with replacement, token t with
-        probability q_t = ‖x_t‖² / Σ‖x‖², and each is scaled by 1/√(m·q_t), so that
-        E[RᵀR] = XᵀX (norm sampling, the approximate matrix product of Drineas, Kannan and
-        Mahoney): the few heavy tokens that dominate XᵀX are the likely draws.
-        """
-        n_tokens = flat.shape[0]
-        m = max(1, round(self.hessian_fraction * n_tokens))
-        if m >= n_tokens:
-            return flat
-        xp = array_module(flat)
-        # [T] ‖x_t‖²: a sampling weight, so summed in the input's dtype (4x faster than float64),
-        # unless that overflows
-        sq_norms = to_numpy(xp.einsum("tc,tc->t", flat, flat)).astype(np.float64)
-        if not np.isfinite(sq_norms).all():
-            sq_norms = to_numpy(xp.einsum("tc,tc->t", flat, flat, dtype=xp.float64))  # squares in float64 too
-        total = sq_norms.sum()
-        if total == 0:
-            return flat[:0]
-        q = sq_norms / total  # [T]
-        rows = np.sort(self._rng.choice(n_tokens, size=m, replace=True, p=q))  # [m] token order
-        scale = (1.0 / np.sqrt(m * q[rows])).astype(flat.dtype)  # [m]
-        return flat[to_device(rows, xp)] * to_device(scale, xp)[:, None]  # [m, C]
-
-    def _factor(self, n_seq: int):
-        """F [T', C] with FᵀF ≈ (2/S) Σ XᵀX: the chunks' weighted rows, scaled by √(2/S)."""
-        xp = array_module(self._factor_rows[0])
-        rows = xp.concatenate(self._factor_rows, axis=0)  # [T', C]
-        return rows * rows.dtype.type(np.sqrt(2.0 / n_seq))
 
     def _allocate(self, xp, seq_len: int) -> None:
         c = self.n_cols
@@ -208,7 +151,7 @@ class StatsAccumulator:
         self._mean = xp.zeros(c, dtype=xp.float64)
         self._m2 = xp.zeros(c, dtype=xp.float64)
         self._var_within_sum = xp.zeros(c, dtype=xp.float64)
-        if self.with_hessian and not self.keeps_factor:
+        if self.with_hessian:
             self._xtx = xp.zeros((c, c), dtype=xp.float64)
 
     def finalize(self) -> LinearStats:
@@ -223,7 +166,6 @@ class StatsAccumulator:
             seq_sq=self._sumsq / s,
             var_pooled=self._m2 / self._n_tokens,
             var_within=self._var_within_sum / s,
-            hessian=(2.0 / s) * self._xtx if self.with_hessian and not self.keeps_factor else None,
-            hessian_factor=self._factor(s) if self.keeps_factor else None,
+            hessian=(2.0 / s) * self._xtx if self.with_hessian else None,
         )
         return stats if self._moments is None else replace(stats, **self._moments.moments())

@@ -12,7 +12,8 @@ import pytest
 
 import dsnot_ref.methods.selection as selection  # by_row_chunks reads its constants there
 from dsnot_ref.errors import UserError
-from dsnot_ref.methods import DSnoTSettings, PruneSpec, error_total, prune_linear, reconstruction_error, statistics_needed
+from dsnot_ref.diagnostics import gram_form, relative_errors
+from dsnot_ref.methods import DSnoTSettings, PruneSpec, prune_linear, reconstruction_error, statistics_needed
 from dsnot_ref.methods.dsnot.per_row import dsnot_per_row
 from dsnot_ref.methods.refiners import dsnot
 from dsnot_ref.methods.scores import nm_mask, unstructured_mask, wanda_score
@@ -100,7 +101,6 @@ class FakeStats:
     var_pooled: np.ndarray
     var_within: np.ndarray
     hessian: np.ndarray | None = None
-    hessian_factor: np.ndarray | None = None
 
 
 def fake_stats(x, with_hessian=True):
@@ -127,21 +127,9 @@ def test_reconstruction_error_equals_output_error():
     assert reconstruction_error(w, pruned, st.hessian) == pytest.approx(direct, rel=1e-10)
 
 
-def test_error_total_from_the_hessian_or_its_factor():
-    """error_total: Σ_r d_rᵀ H d_r from H, or ‖F dᵀ‖² from a factor F with FᵀF = H (here every
-    token scaled by √(2/S), so the two agree to rounding); prune_linear reports the same
-    relative errors from either."""
-    w, x = layer()
-    st = fake_stats(x)
-    factor = x.reshape(-1, x.shape[2]) * np.sqrt(2.0 / x.shape[0])  # [S·L, C], FᵀF = H
-    sketched = FakeStats(st.n_seq, st.seq_len, st.seq_sum, st.seq_sq, st.var_pooled, st.var_within, None, factor)
-    d = np.where(unstructured_mask(wanda_score(w, st.seq_sq), 0.5), w.astype(np.float64), 0.0)
-    assert error_total(d, sketched) == pytest.approx(error_total(d, st), rel=1e-10)
-    assert error_total(d, st) == pytest.approx(np.sum((factor @ d.T) ** 2), rel=1e-10)
-    spec = PruneSpec("dsnot", 0.5)
-    exact, estimate = prune_linear(w, st, spec).diagnostics, prune_linear(w, sketched, spec).diagnostics
-    for key in ("recon_before", "recon_after"):
-        assert estimate[key] == pytest.approx(exact[key], rel=1e-6), key
+def recon(w, result, st) -> dict:
+    """The observer's relative errors of a PruneResult, from the Hessian of ``st``."""
+    return relative_errors(w, result.initial, result.weight, gram_form(st.hessian))
 
 
 def test_prune_linear_wanda_and_dsnot():
@@ -154,7 +142,8 @@ def test_prune_linear_wanda_and_dsnot():
     res = prune_linear(w, st, PruneSpec("dsnot", 0.5))
     np.testing.assert_array_equal(res.pruned.sum(1), base.pruned.sum(1))
     assert res.diagnostics["eps_after"] <= res.diagnostics["eps_before"]
-    assert res.diagnostics["recon_before"] == pytest.approx(base.diagnostics["recon_after"])
+    np.testing.assert_array_equal(res.initial, base.pruned)
+    assert recon(w, res, st)["recon_before"] == pytest.approx(recon(w, base, st)["recon_after"])
     ref = dsnot(w, base.pruned, st.seq_sum, st.seq_sq, st.var_pooled)
     np.testing.assert_array_equal(res.pruned, ref.pruned)
     assert res.diagnostics["swaps"] == ref.n_swaps
@@ -170,7 +159,7 @@ def test_prune_linear_official_uses_within_sequence_variance():
     p0 = unstructured_mask(wanda_score(w, st.seq_sq), 0.5)
     ref = dsnot(w, p0, st.seq_sum, st.seq_sq, st.var_within, spec.dsnot)
     np.testing.assert_array_equal(res.pruned, ref.pruned)
-    assert "recon_after" not in res.diagnostics
+    assert not any(key.startswith("recon") for key in res.diagnostics)  # the observer's, not prune_linear's
 
 
 def test_prune_linear_nm_magnitude_and_dense():
@@ -207,7 +196,9 @@ def test_prune_linear_sparsegpt_paths():
     st = fake_stats(x)
     res = prune_linear(w, st, PruneSpec("sparsegpt", 0.5))
     assert res.pruned.mean() == pytest.approx(0.5, abs=0.05)
-    assert res.diagnostics["recon_after"] < res.diagnostics["recon_before"]
+    errors = recon(w, res, st)  # recon_before: SparseGPT's mask alone; after: with its weight update
+    assert errors["recon_after"] < errors["recon_before"]
+    assert errors["recon_before"] == pytest.approx(reconstruction_error(w, res.pruned, st.hessian), rel=1e-12)
     ds = prune_linear(w, st, PruneSpec("dsnot", 0.5, initial_method="sparsegpt"))
     np.testing.assert_array_equal(ds.weight, np.where(ds.pruned, 0, w))   # values unchanged
     assert (ds.pruned.sum(1) == 32).all()

@@ -42,6 +42,12 @@ def test_summary_lines():
     assert "wanda + DSnoT (reference) at sparsity 0.6" in text
     assert "perplexity (pruned): 12.3456 on 3 windows of 32 tokens" in text
     assert "per layer min 0.5938, max 0.6000, 2 layers" in text
+    # the diagnostic is an observer: the report says what the results hold of it
+    assert "reconstruction errors: 2 of 3 sublayers, estimated from every calibration token" in text
+    sampled = {**RESULTS, "settings": {**RESULTS["settings"], "recon_error_tokens": 2048}}
+    assert "a sample of up to 2048 calibration tokens" in "\n".join(report.summary_lines(sampled))
+    off = {**RESULTS, "layers": [{k: v for k, v in row.items() if not k.startswith("recon")} for row in RESULTS["layers"]]}
+    assert "reconstruction errors: not gathered" in "\n".join(report.summary_lines(off))
 
 
 def test_report_cli(tmp_path, capsys):

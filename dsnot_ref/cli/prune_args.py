@@ -150,10 +150,10 @@ def add_run_arguments(p) -> None:
     option(p, "chunk_size", type=int, default=PipelineSettings.chunk_size,
            help=f"calibration sequences per forward chunk (default {PipelineSettings.chunk_size})")
     option(p, "no_recon_error", action="store_true",
-           help="skip the reconstruction-error diagnostics (saves a C x C Hessian per sublayer)")
+           help="do not run the reconstruction-error diagnostic (an observer: the masks are the same either way)")
     option(p, "recon_error_tokens", default=str(PipelineSettings.recon_error_tokens), metavar="N|all",
-           help="the diagnostics' Hessian from a seeded sample of N calibration tokens, or all of them "
-                f"(default {PipelineSettings.recon_error_tokens}; methods that use the Hessian always get all)")
+           help="the diagnostic's errors from a seeded sample of N calibration tokens, or all of them "
+                f"(default {PipelineSettings.recon_error_tokens}; methods that gather G themselves use theirs)")
     option(p, "run_dir", default=None, metavar="DIR",
            help="activation cache and pruned layers (default under the cache directory, named by the model, "
                 "calibration tokens and settings, so rerunning the same command resumes)")

@@ -65,6 +65,7 @@ class PruneResult:
     weight: np.ndarray      # [R, C], same dtype as the input (SparseGPT changes kept values)
     pruned: np.ndarray      # [R, C] bool, True = weight is zero
     diagnostics: dict       # JSON-ready scalars
+    initial: np.ndarray     # [R, C] bool, the one-shot pruner's mask (before any refiner)
 
 
 def refiner_of(spec: PruneSpec) -> Refiner | None:
@@ -94,25 +95,6 @@ def output_energy(w, hessian) -> float:
     xp = array_module(w)
     h = to_device(hessian, xp).astype(xp.float64, copy=False)            # [C, C]
     return float(xp.sum(gram_products(w.astype(xp.float64), h)[1]))
-
-
-def error_total(d, stats) -> float:
-    """Σ_r d_rᵀ H d_r for d [R, C] (times S/2: ‖D X‖² on the calibration tokens), from the
-    Hessian, or, when the pipeline kept only the diagnostic's token sample, from its factor F
-    [T', C] (FᵀF estimates H; stats.py): ‖F dᵀ‖², a product in F's dtype, each row's T' squares
-    summed in that dtype (rounding ~1e-6 relative, at most T'·2⁻²⁴, against a sampling error of
-    ~1e-2; 5 times faster than squaring in float64), the R row sums in float64."""
-    if stats.hessian is not None:
-        return output_energy(d, stats.hessian)
-    xp = array_module(d)
-    f = to_device(stats.hessian_factor, xp)                                 # [T', C]
-    y = f @ d.astype(f.dtype).T                                             # [T', C] @ [C, R] -> [T', R]
-    return float(xp.einsum("tr,tr->r", y, y).sum(dtype=xp.float64))         # [T', R] -> [R] -> ()
-
-
-def has_error_statistics(stats) -> bool:
-    """The reconstruction-error diagnostics can be computed: a Hessian or its sampled factor."""
-    return stats.hessian is not None or stats.hessian_factor is not None
 
 
 def reconstruction_error(w, pruned, hessian, dense_energy: float | None = None) -> float:
@@ -163,17 +145,11 @@ def pruned_fraction(pruned) -> float:
     return int(xp.count_nonzero(pruned)) / pruned.size if pruned.size else 0.0
 
 
-def _mask_diagnostics(weight, stats, pruned, dense_energy: float | None) -> dict:
-    """Fraction pruned, mean |ε| over rows and (with the Hessian) the relative error of a mask."""
+def mean_abs_eps(weight, stats, pruned) -> float:
+    """Mean over rows of |ε| = |Σ_{j pruned} W[r, j]·seq_sum[j]| (DSnoT's row error) of a mask."""
     xp = array_module(weight)
     eps = row_errors(contributions(weight, stats.seq_sum), pruned)       # [R]
-    out = {
-        "sparsity": pruned_fraction(pruned),
-        "eps": float(xp.mean(xp.abs(eps))) if eps.size else 0.0,
-    }
-    if dense_energy is not None:  # ‖(W − W⊙keep) X‖² / ‖W X‖², as reconstruction_error
-        out["recon"] = error_total(pruned_part(weight, pruned), stats) / dense_energy if dense_energy > 0 else 0.0
-    return out
+    return float(xp.mean(xp.abs(eps))) if eps.size else 0.0
 
 
 def prune_linear(weight, stats, spec: PruneSpec, *, apply_refiner: bool = True) -> PruneResult:
@@ -184,9 +160,9 @@ def prune_linear(weight, stats, spec: PruneSpec, *, apply_refiner: bool = True) 
     (``refiner_of``) unless ``apply_refiner`` is False (the pipeline's skip_layer rule).
     ``spec.weight_update`` "exact": then the kept weights are replaced by the least-squares
     optimum on the final mask (weight_update.py), from the dense weights.
-    Diagnostics: sparsity, eps_before / eps_after (mean |ε|), swaps, cycles, and
-    recon_before / recon_after when the Hessian is present (recon_after of the weights
-    returned; with the update also recon_mask, the final mask's error before the update).
+    Diagnostics: sparsity, eps_before / eps_after (mean |ε|), swaps, cycles, and what the
+    refiner reports (the exact variant and SparseSwaps: error_before / error_after). The
+    reconstruction errors are the pipeline's observer's (dsnot_ref/diagnostics.py).
     """
     result = _prune_mask(weight, stats, spec, apply_refiner=apply_refiner)
     if spec.weight_update.mode == "none":
@@ -199,29 +175,22 @@ def _with_weight_update(weight, stats, result: PruneResult, settings: WeightUpda
     if stats.hessian is None:
         raise UserError("the weight update needs the Hessian statistics (LinearStats.hessian)")
     new_weight = exact_update(weight, result.pruned, stats.hessian, settings)
-    diagnostics = dict(result.diagnostics)
-    energy = output_energy(weight, stats.hessian)
-    diagnostics["recon_mask"] = reconstruction_error(weight, result.pruned, stats.hessian, energy)
-    diagnostics["recon_after"] = weight_error(weight, new_weight, stats.hessian, energy)
-    return PruneResult(new_weight, result.pruned, diagnostics)
+    return PruneResult(new_weight, result.pruned, result.diagnostics, result.initial)
 
 
 def _prune_mask(weight, stats, spec: PruneSpec, *, apply_refiner: bool = True) -> PruneResult:
     """``prune_linear`` without the weight update: the method's own weights and final mask."""
     xp = array_module(weight)
     if spec.method == "dense":
-        return PruneResult(weight, xp.zeros(weight.shape, dtype=xp.bool_), {"sparsity": 0.0})
+        none = xp.zeros(weight.shape, dtype=xp.bool_)
+        return PruneResult(weight, none, {"sparsity": 0.0}, none)
     if spec.method == "sparsegpt":
         return _prune_sparsegpt(weight, stats, spec)
     refiner = refiner_of(spec)
     method = spec.method if refiner is None else spec.initial_method
     score = initial_score(weight, stats, method, np.float64 if refiner is None else refiner.score_dtype)
     pruned0 = initial_mask(score, spec.sparsity, spec.nm)
-    energy = error_total(weight, stats) if has_error_statistics(stats) else None
-    before = _mask_diagnostics(weight, stats, pruned0, energy)
-    diagnostics = {"sparsity": before["sparsity"], "eps_before": before["eps"]}
-    if "recon" in before:
-        diagnostics["recon_before"] = before["recon"]
+    diagnostics = {"sparsity": pruned_fraction(pruned0), "eps_before": mean_abs_eps(weight, stats, pruned0)}
     pruned = pruned0
     if refiner is not None and apply_refiner:
         problem = layer_problem(weight, pruned0, stats, refiner.needs, nm=spec.nm, initial_score=score)
@@ -231,12 +200,9 @@ def _prune_mask(weight, stats, spec: PruneSpec, *, apply_refiner: bool = True) -
     else:
         diagnostics.update({"swaps": 0, "cycles": 0})
     unchanged = pruned is pruned0 or bool(xp.array_equal(pruned, pruned0))
-    after = before if unchanged else _mask_diagnostics(weight, stats, pruned, energy)  # skipped: same mask
-    diagnostics["eps_after"] = after["eps"]
-    if "recon" in after:
-        diagnostics["recon_after"] = after["recon"]
+    diagnostics["eps_after"] = diagnostics["eps_before"] if unchanged else mean_abs_eps(weight, stats, pruned)
     new_weight = xp.where(pruned, xp.zeros((), dtype=weight.dtype), weight)
-    return PruneResult(new_weight, pruned, diagnostics)
+    return PruneResult(new_weight, pruned, diagnostics, pruned0)
 
 
 def _prune_sparsegpt(weight, stats, spec: PruneSpec) -> PruneResult:
@@ -245,15 +211,7 @@ def _prune_sparsegpt(weight, stats, spec: PruneSpec) -> PruneResult:
     from .sparsegpt import sparsegpt_prune  # noqa: PLC0415 - lazy: optional module
 
     new_weight, pruned = sparsegpt_prune(weight, stats.hessian, spec.sparsity, nm=spec.nm)
-    energy = output_energy(weight, stats.hessian)
-    diagnostics = {
-        "sparsity": pruned_fraction(pruned),
-        "recon_before": reconstruction_error(weight, pruned, stats.hessian, energy),  # mask alone
-        "recon_after": weight_error(weight, new_weight, stats.hessian, energy),       # with the update
-        "swaps": 0,
-        "cycles": 0,
-    }
-    return PruneResult(new_weight, pruned, diagnostics)
+    return PruneResult(new_weight, pruned, {"sparsity": pruned_fraction(pruned), "swaps": 0, "cycles": 0}, pruned)
 
 
 __all__ = [
@@ -263,7 +221,6 @@ __all__ = [
     "StatsNeeds",
     "SwapSettings",
     "WeightUpdateSettings",
-    "error_total",
     "initial_score",
     "refiner_of",
     "statistics_needed",
