@@ -1,5 +1,5 @@
 """The official variant's statistics: the released wrapper's float32 running averages
-(stats_released.py). tools/check_torch_float32.py and ``tools/compare_released.py statistics``
+(dsnot_ref/released/averages.py). tools/check_torch_float32.py and ``tools/compare_released.py statistics``
 check them against torch and the released code; here, their arithmetic without torch."""
 
 import numpy as np
