@@ -47,15 +47,55 @@ def load_tokenizer(model_dir):
     """The model's ``tokenizer.json`` as a ``tokenizers.Tokenizer``.
 
     It is used exactly as saved: no BOS is added unless the file's post-processor adds one (the
-    paper's protocol tokenises raw text with the model's own tokenizer).
+    paper's protocol tokenises raw text with the model's own tokenizer). What is read:
+    ``tokenizer.json``, and from ``tokenizer_config.json`` only what transformers would let
+    override it (``check_special_tokens``); vocab.json, merges.txt, tokenizer.model and
+    special_tokens_map.json are not read (transformers' fast tokenizers do not need them when
+    tokenizer.json is there).
     """
     from tokenizers import Tokenizer
 
     path = validate.tokenizer_file(model_dir)
     try:
-        return Tokenizer.from_file(str(path))
+        tokenizer = Tokenizer.from_file(str(path))
     except Exception as exc:  # tokenizers raises a bare Exception on a bad file
         raise UserError(f"cannot read tokenizer {path}: {str(exc).splitlines()[0]}") from None
+    check_special_tokens(tokenizer, model_dir)
+    return tokenizer
+
+
+# tokenizer classes whose transformers implementation rebuilds the post-processor from
+# tokenizer_config.json's add_bos_token (default True) and add_eos_token (default False)
+BOS_EOS_FROM_CONFIG = ("LlamaTokenizer", "LlamaTokenizerFast", "CodeLlamaTokenizer", "CodeLlamaTokenizerFast")
+
+
+def check_special_tokens(tokenizer, model_dir) -> None:
+    """Refuse a tokenizer_config.json whose tokenizer class adds BOS/EOS by its own flags
+    (BOS_EOS_FROM_CONFIG) when tokenizer.json does not do the same: transformers would then
+    tokenise the evaluation text differently from us. Other classes use tokenizer.json as is."""
+    config_path = Path(model_dir) / "tokenizer_config.json"
+    if not config_path.exists() and not config_path.is_symlink():
+        return
+    validate.model_file(model_dir, "tokenizer_config.json", "tokenizer config")
+    config = validate.json_object(validate.read_json_file(config_path, "tokenizer config"), config_path,
+                                  "tokenizer config")
+    if config.get("tokenizer_class") not in BOS_EOS_FROM_CONFIG:
+        return
+    with_special, plain = tokenizer.encode("a").ids, tokenizer.encode("a", add_special_tokens=False).ids
+    for key, token_key, default, added in (
+            ("add_bos_token", "bos_token", True, with_special[:1] != plain[:1]),
+            ("add_eos_token", "eos_token", False, with_special[-1:] != plain[-1:])):
+        token = config.get(token_key)
+        token = token.get("content") if isinstance(token, dict) else token
+        wanted = config.get(key, default)
+        if not isinstance(wanted, bool):
+            raise UserError(f"invalid tokenizer config {config_path}: {key} must be true or false")
+        if token is None:  # no such token: transformers adds nothing
+            wanted = False
+        if wanted != added:
+            raise UserError(f"tokenizer config {config_path}: {key} is {str(wanted).lower()} for "
+                            f"{config['tokenizer_class']}, but {validate.tokenizer_file(model_dir).name} "
+                            f"{'does not add' if wanted else 'adds'} it; transformers would tokenise differently")
 
 
 def encode(tokenizer, text: str) -> np.ndarray:

@@ -150,3 +150,46 @@ def test_both_layouts_load_and_save_from_the_same_source(tmp_path, capsys):
                "--max-windows", "2", "--quiet", "--results", str(tmp_path / "e.json")])
     assert rc == 0
     assert json.loads((tmp_path / "e.json").read_text())["perplexity"] == pytest.approx(reported, rel=1e-6)
+
+
+def with_tokenizer_config(tmp_path: Path, config: dict, post_processor: dict | None = None) -> Path:
+    model = tmp_path / "model"
+    shutil.copytree(TINY, model)
+    (model / "tokenizer_config.json").write_text(json.dumps(config))
+    if post_processor is not None:
+        tokenizer = json.loads((model / "tokenizer.json").read_text())
+        tokenizer["post_processor"] = post_processor
+        (model / "tokenizer.json").write_text(json.dumps(tokenizer))
+    return model
+
+
+BOS_TEMPLATE = {"type": "TemplateProcessing", "single": [{"SpecialToken": {"id": "ā", "type_id": 0}},
+                                                         {"Sequence": {"id": "A", "type_id": 0}}],
+                "pair": [{"Sequence": {"id": "A", "type_id": 0}}, {"Sequence": {"id": "B", "type_id": 1}}],
+                "special_tokens": {"ā": {"id": "ā", "ids": [1], "tokens": ["ā"]}}}
+
+
+@pytest.mark.parametrize("config, post_processor, refused", [
+    # LlamaTokenizerFast adds BOS by its own flag (default true): tokenizer.json must agree
+    ({"tokenizer_class": "LlamaTokenizerFast", "bos_token": "ā"}, None, "add_bos_token is true"),
+    ({"tokenizer_class": "LlamaTokenizerFast", "bos_token": "ā", "add_bos_token": False}, None, None),
+    ({"tokenizer_class": "LlamaTokenizerFast", "bos_token": {"content": "ā"}}, BOS_TEMPLATE, None),
+    ({"tokenizer_class": "LlamaTokenizer", "bos_token": "ā", "add_bos_token": False}, BOS_TEMPLATE,
+     "add_bos_token is false"),
+    ({"tokenizer_class": "LlamaTokenizerFast", "eos_token": "Ă", "bos_token": None, "add_eos_token": True}, None,
+     "add_eos_token is true"),
+    # other classes use tokenizer.json as it is
+    ({"tokenizer_class": "GPT2TokenizerFast", "bos_token": "ā", "add_bos_token": True}, None, None),
+    ({"tokenizer_class": "PreTrainedTokenizerFast", "bos_token": "ā"}, BOS_TEMPLATE, None),
+])
+def test_tokenizer_config_flags_are_honoured_or_refused(tmp_path, config, post_processor, refused):
+    from dsnot_ref.data import encode, load_tokenizer
+
+    model = with_tokenizer_config(tmp_path, config, post_processor)
+    if refused is None:
+        tokenizer = load_tokenizer(model)
+        assert (encode(tokenizer, "ab")[0] == 1) == (post_processor is not None)
+        return
+    with pytest.raises(UserError, match=refused) as info:
+        load_tokenizer(model)
+    assert "tokenizer_config.json" in str(info.value) and "\n" not in str(info.value)
