@@ -179,3 +179,19 @@ def test_evaluation_temporary_file_is_counted_before_pruning(tmp_path, capsys, n
     refused(tmp_path, capsys, argv, "temporary file")
     (_, nbytes, what), = [n for n in seen[-1] if "hidden states" in n[2]]
     assert nbytes == 3 * 16 * 64 * 4 and "3 windows" in what  # W x L x D float32 (tiny-llama: D = 64)
+
+
+def test_eval_refuses_a_temporary_file_that_cannot_fit(tmp_path, capsys, monkeypatch):
+    from dsnot_ref import evaluate, model as model_lib
+
+    def reached(*args, **kwargs):
+        raise AssertionError("a layer was computed before the refusal")
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(evaluate, "MEMMAP_BYTES", 0)
+    monkeypatch.setattr(model_lib, "block_forward", reached)
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10**9, 0, 1000))
+    (tmp_path / "eval.txt").write_text(TEXT)
+    line = refused(tmp_path, capsys, ["eval", "--model", TINY, "--dataset", tmp_path / "eval.txt", "--seqlen", "16",
+                                      "--max-windows", "4", "--quiet"], "hidden states of 4 windows")
+    assert "1000 B free" in line

@@ -72,6 +72,21 @@ def progress_bar(quiet: bool):
     return progress, bar.close
 
 
+def check_hidden_state_disk(config, n_tokens: int, seqlen: int, max_windows: int | None, dtype) -> None:
+    """Hidden states [W, L, D] larger than evaluate.MEMMAP_BYTES go to a temporary file: refuse
+    before the first layer when its directory has not the room."""
+    import tempfile  # noqa: PLC0415
+
+    from .. import evaluate  # noqa: PLC0415
+    from .prune_args import check_disk  # noqa: PLC0415
+
+    n_windows = n_tokens // seqlen if max_windows is None else min(n_tokens // seqlen, max_windows)
+    nbytes = n_windows * seqlen * config.hidden_size * np.dtype(dtype).itemsize
+    if nbytes > evaluate.MEMMAP_BYTES:
+        check_disk([(Path(tempfile.gettempdir()), nbytes,
+                     f"the hidden states of {n_windows} windows (a temporary file)")])
+
+
 def run(args) -> int:
     from .. import validate  # noqa: PLC0415
     from ..backend import get_backend  # noqa: PLC0415
@@ -99,6 +114,7 @@ def run(args) -> int:
     if seqlen < args.seqlen and not args.quiet:
         print(f"note: --seqlen capped at the model's max positions, {seqlen}", file=sys.stderr)
     tokens = eval_tokens(load_tokenizer(model_dir), dataset)
+    check_hidden_state_disk(model.config, len(tokens), seqlen, args.max_windows, DTYPES[args.dtype])
     xp = get_backend(args.backend)
     progress, close = progress_bar(args.quiet)
     try:
