@@ -3,6 +3,11 @@
 Only the fields the forward pass needs are kept, already normalised across families and across
 config.json generations (``rope_theta`` + ``rope_scaling`` before transformers 5,
 ``rope_parameters`` after it; ``torch_dtype`` before, ``dtype`` after).
+
+What is read: ``config.json`` alone (generation_config.json does not change the forward pass).
+Every key a supported family's transformers config defines is listed in ``CONFIG_KEYS`` as read,
+of no effect, or fixed by the architecture, and a value the forward pass would follow but this
+package does not is refused naming the key (docs/models.md).
 """
 
 from __future__ import annotations

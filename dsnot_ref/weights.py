@@ -6,6 +6,10 @@ raw little-endian tensor bytes, offsets counted from the end of the header. We p
 ourselves rather than use ``safe_open(framework="numpy")`` because NumPy has no bfloat16 (so
 that reader cannot return BF16 tensors) and because checking every offset against the file size
 lets us report a truncated or corrupt file by name, before any data is read.
+
+What is read from a model directory: one source of tensors (``weights_source``):
+``model.safetensors``, else ``model.safetensors.index.json`` and the shards it lists, else the
+directory's only ``*.safetensors`` file; saving uses the same source's layout.
 """
 
 from __future__ import annotations
