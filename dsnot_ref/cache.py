@@ -13,11 +13,12 @@ or none. A killed run leaves at most: two activation files (the inputs of the la
 and the partial temporary of the next one, 2·S·L·D·itemsize bytes), plus the finished layers'
 pruned weights, masks and diagnostics. ``cache_size_bytes`` measures it.
 
-The manifest (``manifest.json``) records what the run is of: the model's identity (resolved
-path, sha256 of config.json, size and mtime of every weight file), the sha256 of the calibration
-tokens (``data.tokens_hash``), the settings and the number of finished layers. Reopening a run
-directory with a different model, tokens or settings raises ``UserError``: a cache is never
-reused silently.
+The manifest (``manifest.json``) records what the run is of: the model by content (sha256 of
+config.json and of every weight file), the sha256 of the calibration tokens
+(``data.tokens_hash``), the settings, the number of finished layers, and the size and sha256 of
+every file a resumed run would reuse (written with the file). Reopening a run directory with a
+different model, tokens or settings, or one whose files no longer match their records, raises
+``UserError``: a cache is never reused silently.
 A run claims its directory (``run_lock``) before reading or writing anything in it: an exclusive
 ``flock`` on ``.lock`` in it, held for the whole run and released by the kernel when the process
 dies, so two processes never use the same run directory, and a refused process touches nothing.
@@ -38,10 +39,15 @@ from . import validate
 from .errors import UserError
 from .io_utils import atomic_path, atomic_write_json
 
-# 2: calibration_tokens_sha256 is data.tokens_hash (the hash the results JSON records).
-FORMAT_VERSION = 2
+# 3: the model by content (sha256 of every file), and a size + sha256 record of every file reused.
+FORMAT_VERSION = 3
 MANIFEST_NAME = "manifest.json"
 LOCK_NAME = ".lock"
+
+
+class RunDirectoryError(UserError):
+    """The run directory itself cannot be used: another process holds it, it was made from other
+    inputs, or its files or manifest are not what was written. The message says what to do."""
 
 
 # --- paths inside a run directory --------------------------------------------------------
@@ -164,10 +170,13 @@ def file_sha256(path: Path) -> str:
 
 
 def model_identity(model_dir: Path) -> dict:
-    """Resolved path, config hash, and size + mtime of every weight file of a model directory.
+    """What a model is, by content: the sha256 of config.json and of every weight file (and
+    index) of the directory. Not its path, names of files aside, sizes or modification times: a
+    copied or moved model is the same model, a file rewritten with other bytes is another.
 
-    Hashing multi-gigabyte weights on every run would cost minutes; sizes and mtimes change
-    whenever a file is rewritten, which is what we need to detect.
+    Hashing streams each file (1 MiB blocks); within one process the digest of a file not
+    written since (same inode, size and change time, which no program can set back) is reused
+    rather than read again.
     """
     model_dir = Path(model_dir).resolve()
     config = model_dir / "config.json"
@@ -176,9 +185,24 @@ def model_identity(model_dir: Path) -> dict:
     files = {}
     for p in sorted(model_dir.iterdir()):
         if p.is_file() and (p.name.endswith(".safetensors") or p.name.endswith(".safetensors.index.json")):
-            st = p.stat()
-            files[p.name] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
-    return {"path": str(model_dir), "config_sha256": file_sha256(config), "weight_files": files}
+            files[p.name] = file_digest(p)
+    return {"config_sha256": file_digest(config), "weight_files": files}
+
+
+_DIGESTS: dict[tuple, str] = {}  # (resolved path, device, inode, size, ctime_ns) -> sha256, this process
+
+
+def file_digest(path: Path) -> str:
+    """sha256 of a file's bytes, computed once per process for an unchanged file."""
+    path = Path(path).resolve()
+    st = path.stat()
+    key = (str(path), st.st_dev, st.st_ino, st.st_size, st.st_ctime_ns)
+    if key not in _DIGESTS:
+        try:
+            _DIGESTS[key] = file_sha256(path)
+        except OSError as exc:
+            raise UserError(f"cannot read {path}: {exc.strerror}") from None
+    return _DIGESTS[key]
 
 
 def check_not_foreign(run_dir: Path) -> None:
@@ -306,12 +330,12 @@ def lock_run_dir(run_dir: Path, fcntl) -> tuple[int, bool]:
             created = not lock_path.exists()
             fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
         except OSError as exc:
-            raise UserError(f"cannot create the lock file {lock_path}: {exc.strerror}") from None
+            raise RunDirectoryError(f"cannot create the lock file {lock_path}: {exc.strerror}") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            raise UserError(f"run directory {run_dir} is in use by another process") from None
+            raise RunDirectoryError(f"run directory {run_dir} is in use by another process") from None
         try:
             same = os.path.samestat(os.fstat(fd), os.stat(lock_path))
         except FileNotFoundError:
@@ -319,7 +343,7 @@ def lock_run_dir(run_dir: Path, fcntl) -> tuple[int, bool]:
         if same:
             return fd, created
         os.close(fd)
-    raise UserError(f"run directory {run_dir} keeps being removed by another process")
+    raise RunDirectoryError(f"run directory {run_dir} keeps being removed by another process")
 
 
 # --- the manifest ----------------------------------------------------------------------------
@@ -351,10 +375,10 @@ def read_manifest(run_dir: Path) -> dict | None:
     try:
         manifest = validate.read_json_file(path, "run manifest")
     except UserError as exc:
-        raise UserError(f"run manifest {path} is not valid JSON ({str(exc).split(': ', 1)[-1]}); "
+        raise RunDirectoryError(f"run manifest {path} is not valid JSON ({str(exc).split(': ', 1)[-1]}); "
                         "delete the run directory") from None
     if not isinstance(manifest, dict):
-        raise UserError(f"run manifest {path} is not a JSON object; delete the run directory")
+        raise RunDirectoryError(f"run manifest {path} is not a JSON object; delete the run directory")
     return manifest
 
 
@@ -362,7 +386,8 @@ def open_run(run_dir: Path, identity: dict, tokens_hash: str, settings: dict, nu
     """Create a run directory, or reopen one made from exactly the same inputs.
 
     Returns the manifest. Raises UserError for a non-empty directory that is not a run
-    directory, or a run directory made from another model, other tokens or other settings.
+    directory, a run directory made from another model, other tokens or other settings, and one
+    whose finished files do not match the records written with them (``verify_run``).
     """
     run_dir = Path(run_dir)
     wanted = _json_ready(
@@ -377,25 +402,103 @@ def open_run(run_dir: Path, identity: dict, tokens_hash: str, settings: dict, nu
     manifest = read_manifest(run_dir)
     if manifest is None:
         check_not_foreign(run_dir)
-        manifest = {**wanted, "layers_done": 0}
+        manifest = {**wanted, "layers_done": 0, "files": {}}
         atomic_write_json(run_dir / MANIFEST_NAME, manifest)
         return manifest
     found = {key: manifest.get(key) for key in wanted}
     diff = _first_difference(found, wanted)
     if diff:
-        raise UserError(
+        raise RunDirectoryError(
             f"run directory {run_dir} was made from other inputs ({diff}); "
             "use another run directory or delete this one"
         )
     remove_stale_temporaries(run_dir)
+    return verify_run(run_dir, manifest)
+
+
+def finished_files(run_dir: Path, layer: int) -> list[Path]:
+    """The files that make layer ``layer`` finished: pruned weights, masks, diagnostics."""
+    return [layer_weights_path(run_dir, layer), layer_masks_path(run_dir, layer),
+            layer_diagnostics_path(run_dir, layer)]
+
+
+def file_record(path: Path) -> dict:
+    """What a run directory's file must still be when it is reused: its size and sha256."""
+    return {"size": Path(path).stat().st_size, "sha256": file_sha256(path)}
+
+
+def record_files(run_dir: Path, paths, manifest: dict | None = None, **changes) -> dict:
+    """Add the records of ``paths`` (and ``changes``, e.g. layers_done) to the manifest on disk
+    (atomic rewrite); returns it. Records of files no longer present are dropped."""
+    run_dir = Path(run_dir)
+    manifest = read_manifest(run_dir) or manifest or {}
+    files = {name: rec for name, rec in (manifest.get("files") or {}).items() if (run_dir / name).exists()}
+    for p in paths:
+        files[Path(p).relative_to(run_dir).as_posix()] = file_record(p)
+    manifest = {**manifest, **changes, "files": files}
+    atomic_write_json(run_dir / MANIFEST_NAME, manifest)
     return manifest
 
 
 def mark_layers_done(run_dir: Path, manifest: dict, layers_done: int) -> dict:
-    """Record that layers ``0 .. layers_done - 1`` are finished (atomic rewrite)."""
-    manifest = {**manifest, "layers_done": int(layers_done)}
-    atomic_write_json(Path(run_dir) / MANIFEST_NAME, manifest)
+    """Record that layers ``0 .. layers_done - 1`` are finished (atomic rewrite), with the size
+    and sha256 of the last one's files and of the inputs of the next layer."""
+    run_dir = Path(run_dir)
+    paths = finished_files(run_dir, layers_done - 1)
+    if activation_path(run_dir, layers_done).exists():
+        paths.append(activation_path(run_dir, layers_done))
+    return record_files(run_dir, [p for p in paths if p.exists()], manifest, layers_done=int(layers_done))
+
+
+def is_count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def verify_run(run_dir: Path, manifest: dict) -> dict:
+    """The manifest of a run directory about to be resumed, after checking that every file the
+    resumed run will reuse (each finished layer's weights, masks and diagnostics, the inputs of
+    the next layer, owl.json) is the file written then: same size and sha256. A changed, missing
+    or unrecorded file is refused in one line; the inputs of layer 0, which are cheap to make
+    again, are deleted instead."""
+    run_dir = Path(run_dir)
+    done, files = manifest.get("layers_done"), manifest.get("files")
+    n_layers = manifest.get("num_layers")
+    if not is_count(done) or not 0 <= done <= n_layers:
+        raise RunDirectoryError(f"run manifest {run_dir / MANIFEST_NAME}: layers_done is {done!r}, not a layer count "
+                        f"in [0, {n_layers}]; delete the run directory")
+    if not isinstance(files, dict) or not all(
+            isinstance(r, dict) and is_count(r.get("size")) and isinstance(r.get("sha256"), str)
+            for r in files.values()):
+        raise RunDirectoryError(f"run manifest {run_dir / MANIFEST_NAME}: 'files' is not a record of sizes and sha256; "
+                        "delete the run directory")
+    if done == 0:  # nothing finished: what is not recorded is made again
+        activation_path(run_dir, 0).unlink(missing_ok=True)
+        if "owl.json" not in files:
+            (run_dir / "owl.json").unlink(missing_ok=True)
+    reused = [p for i in range(done) for p in finished_files(run_dir, i)]
+    if 0 < done < n_layers:
+        reused.append(activation_path(run_dir, done))
+    reused += [p for p in (run_dir / "owl.json",) if p.exists() or p.relative_to(run_dir).as_posix() in files]
+    for path in reused:
+        check_record(run_dir, path, files)
     return manifest
+
+
+def check_record(run_dir: Path, path: Path, files: dict) -> None:
+    """UserError unless ``path`` matches its record in the manifest's ``files``."""
+    name = path.relative_to(run_dir).as_posix()
+    record = files.get(name)
+    advice = "delete the run directory and rerun"
+    if record is None:
+        raise RunDirectoryError(f"run directory {run_dir}: {name} has no record in the manifest; {advice}")
+    if not path.is_file():
+        raise RunDirectoryError(f"run directory {run_dir}: {name} is missing; {advice}")
+    size = path.stat().st_size
+    if size != record["size"]:
+        raise RunDirectoryError(f"run directory {run_dir}: {name} has {size} bytes, {record['size']} when it was written "
+                        f"(changed since); {advice}")
+    if file_sha256(path) != record["sha256"]:
+        raise RunDirectoryError(f"run directory {run_dir}: {name} changed since it was written (sha256 differs); {advice}")
 
 
 def remove_stale_temporaries(run_dir: Path) -> list[Path]:

@@ -20,14 +20,13 @@ The result is stored in the run directory, so a resumed run does not repeat the 
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from pathlib import Path
 
 import numpy as np
 
-from . import cache
+from . import cache, validate
 from . import model as model_lib
 from .backend import array_module, to_device, to_numpy
 from .errors import UserError
@@ -120,8 +119,8 @@ def owl_profile(model, run_dir: Path, sparsity: float, settings: OwlSettings, ch
     Returns {"outlier_ratios": [L], "layer_params": [L], "layer_sparsities": [L], "seconds"}.
     """
     path = Path(run_dir) / PROFILE_NAME
-    if path.exists():
-        return json.loads(path.read_text(encoding="utf-8"))
+    if path.exists():  # its record was checked when the run directory was reopened
+        return check_profile(validate.read_json_file(path, "OWL profile"), model.config.num_layers, path)
     if not cache.activation_path(run_dir, 0).exists():
         raise UserError(f"run directory {run_dir} lacks the embedded calibration tokens the OWL pass needs; "
                         "delete it and rerun")
@@ -136,4 +135,20 @@ def owl_profile(model, run_dir: Path, sparsity: float, settings: OwlSettings, ch
         "seconds": time.perf_counter() - start,
     }
     atomic_write_json(path, profile)
+    cache.record_files(run_dir, [path])
+    return profile
+
+
+def check_profile(profile, num_layers: int, path: Path) -> dict:
+    """A profile read back from owl.json: one finite ratio, size and sparsity in [0, 1) per layer."""
+    def numbers(key: str) -> bool:
+        values = profile.get(key)
+        return (isinstance(values, list) and len(values) == num_layers
+                and all(isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) for v in values))
+
+    if not isinstance(profile, dict) or not all(numbers(k) for k in ("outlier_ratios", "layer_params",
+                                                                      "layer_sparsities")):
+        raise cache.RunDirectoryError(f"OWL profile {path} does not hold {num_layers} numbers per layer; delete the run directory")
+    if not all(0 <= p < 1 for p in profile["layer_sparsities"]):
+        raise cache.RunDirectoryError(f"OWL profile {path} has a layer sparsity outside [0, 1); delete the run directory")
     return profile

@@ -1,7 +1,10 @@
 """Activation files and the run manifest (dsnot_ref.cache)."""
 
+import hashlib
 import json
 import os
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -56,16 +59,29 @@ def make_model_dir(tmp_path):
     return d
 
 
-def test_model_identity_tracks_config_and_weights(tmp_path):
+def test_model_identity_is_content(tmp_path):
+    """The identity of a model is its bytes: a copy elsewhere is the same model; a weight file
+    rewritten with other bytes of the same size and the same modification time is another."""
     d = make_model_dir(tmp_path)
     ident = cache.model_identity(d)
-    assert ident["path"] == str(d.resolve())
-    assert ident["weight_files"]["model.safetensors"]["size"] == 100
-    assert cache.model_identity(d) == ident
-    (d / "model.safetensors").write_bytes(b"y" * 101)
+    assert ident["weight_files"]["model.safetensors"] == hashlib.sha256(b"x" * 100).hexdigest()
+    copy = tmp_path / "elsewhere"
+    shutil.copytree(d, copy)
+    assert cache.model_identity(copy) == ident
+    st = (d / "model.safetensors").stat()
+    (d / "model.safetensors").write_bytes(b"y" * 100)
+    os.utime(d / "model.safetensors", ns=(st.st_atime_ns, st.st_mtime_ns))
     assert cache.model_identity(d) != ident
     with pytest.raises(UserError, match="config.json"):
         cache.model_identity(tmp_path / "nowhere")
+
+
+def finish_layers(run: Path, n: int) -> None:
+    """Stand-ins for the files of ``n`` finished layers (what mark_layers_done records)."""
+    for i in range(n):
+        for path in cache.finished_files(run, i):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(f"{path.name}".encode())
 
 
 def test_manifest_create_reopen_and_refuse(tmp_path):
@@ -75,6 +91,10 @@ def test_manifest_create_reopen_and_refuse(tmp_path):
     settings = {"spec": {"method": "wanda", "sparsity": 0.5, "nm": [2, 4]}, "chunk_size": 4}
     m = cache.open_run(run, ident, "abc", settings, num_layers=3)
     assert m["layers_done"] == 0 and m["format_version"] == cache.FORMAT_VERSION
+    finish_layers(run, 2)
+    cache.activation_path(run, 2).parent.mkdir()
+    cache.activation_path(run, 2).write_bytes(b"inputs of layer 2")
+    m = cache.mark_layers_done(run, m, 1)
     m = cache.mark_layers_done(run, m, 2)
     on_disk = json.loads((run / cache.MANIFEST_NAME).read_text())
     assert on_disk["layers_done"] == 2

@@ -231,3 +231,123 @@ def test_two_saves_racing_end_with_one_whole_model(tmp_path):
         assert [os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in pids] == [0, 0]
         assert tree(out) in trees
         assert [p.name for p in out.parent.iterdir()] == ["out"]
+
+
+# --- row 7: a resumed run trusts nothing it did not verify ------------------------------------
+
+
+def interrupted_at_layer_1(calib: Path, run_dir: Path, monkeypatch, *extra) -> None:
+    """A `prune --run-dir` stopped (as by Ctrl-C) inside layer 1 of 2: layer 0 finished."""
+    from dsnot_ref import pipeline  # noqa: PLC0415
+
+    real = pipeline.prune_one_layer
+
+    def stop_at_layer_1(model, i, *args, **kwargs):
+        if i == 1:
+            raise KeyboardInterrupt
+        return real(model, i, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "prune_one_layer", stop_at_layer_1)
+    assert main([str(a) for a in prune_argv(calib, "--run-dir", run_dir, *extra)]) == 130
+    monkeypatch.setattr(pipeline, "prune_one_layer", real)
+
+
+def half_the_sequences(run: Path) -> None:
+    path = run / "acts" / "layer_001.npy"
+    np.save(path, np.load(path)[:1])
+
+
+def swap_masks(run: Path) -> None:
+    from dsnot_ref.weights import read_mask_file, write_mask_file  # noqa: PLC0415
+
+    path = run / "masks" / "layer_000.safetensors"
+    write_mask_file(path, {name: ~mask for name, mask in read_mask_file(path).items()})
+
+
+def set_manifest(**fields):
+    def edit(run: Path) -> None:
+        import json  # noqa: PLC0415
+
+        manifest = json.loads((run / "manifest.json").read_text())
+        (run / "manifest.json").write_text(json.dumps({**manifest, **fields}))
+    return edit
+
+
+def truncate(name: str):
+    def edit(run: Path) -> None:
+        path = run / name
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    return edit
+
+
+@pytest.mark.parametrize("tamper, match", [
+    (half_the_sequences, "acts/layer_001.npy has"),
+    (swap_masks, "masks/layer_000.safetensors changed since it was written"),
+    (truncate("diagnostics/layer_000.json"), "diagnostics/layer_000.json has"),
+    (truncate("layers/layer_000.safetensors"), "layers/layer_000.safetensors has"),
+    (lambda run: (run / "layers" / "layer_000.safetensors").unlink(), "layers/layer_000.safetensors is missing"),
+    (set_manifest(layers_done=-1), "layers_done is -1"),
+    (set_manifest(layers_done=7), "layers_done is 7"),
+    (set_manifest(layers_done=True), "layers_done is True"),
+    (set_manifest(layers_done="1"), "layers_done is '1'"),
+    (set_manifest(layers_done=2), "layers/layer_001.safetensors has no record"),
+    (set_manifest(files=[]), "'files' is not a record"),
+    (set_manifest(files={"acts/layer_001.npy": {"size": "big"}}), "'files' is not a record"),
+    (truncate("manifest.json"), "is not valid JSON"),
+], ids=["acts-half", "masks-swapped", "diag-truncated", "layer-truncated", "layer-missing", "done-negative",
+        "done-too-many", "done-bool", "done-string", "done-unrecorded", "files-list", "files-bad-record",
+        "manifest-truncated"])
+def test_tampered_run_directory_is_refused(tmp_path, calib, capsys, monkeypatch, tamper, match):
+    """Row 7: the run directory edited between a crash and the resume. Every reused file is
+    checked against the size and sha256 written with it; the manifest's own fields are checked;
+    each is one line, exit 2, and the run directory (an earlier run's work) is left as it is."""
+    run = tmp_path / "run"
+    interrupted_at_layer_1(calib, run, monkeypatch)
+    tamper(run)
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    capsys.readouterr()
+    rc, _, err = run_cli(prune_argv(calib, "--run-dir", run), capsys)
+    assert rc == 2 and "Traceback" not in err, err
+    assert match in err.strip().splitlines()[0], err
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+
+
+def test_tampered_owl_profile_is_refused(tmp_path, calib, capsys, monkeypatch):
+    """Row 7: owl.json's sparsities edited after a crash: refused, not used."""
+    import json  # noqa: PLC0415
+
+    run = tmp_path / "run"
+    owl = ("--sparsity-profile", "owl")
+    interrupted_at_layer_1(calib, run, monkeypatch, *owl)
+    profile = json.loads((run / "owl.json").read_text())
+    profile["layer_sparsities"] = [0.1 for _ in profile["layer_sparsities"]]
+    (run / "owl.json").write_text(json.dumps(profile))
+    capsys.readouterr()
+    rc, _, err = run_cli(prune_argv(calib, "--run-dir", run, *owl), capsys)
+    one_line_error(rc, err, "owl.json")
+
+
+def test_resume_is_tied_to_the_model_content(tmp_path, calib, capsys, monkeypatch):
+    """Identity is content: a weight file rewritten in place with other bytes, same size and same
+    modification time, is another model; the resumed run is refused. A copy of the model at
+    another path is the same model, and resumes."""
+    import shutil  # noqa: PLC0415
+
+    model = tmp_path / "model"
+    shutil.copytree(TINY, model)
+    run = tmp_path / "run"
+    argv = lambda m: [a if a != TINY else m for a in prune_argv(calib, "--run-dir", run)]  # noqa: E731
+    interrupted_at_layer_1(calib, run, monkeypatch)   # made from TINY itself
+    capsys.readouterr()
+    weights = model / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-4:] = bytes(4)   # the last float of the last tensor
+    st = weights.stat()
+    weights.write_bytes(bytes(data))
+    os.utime(weights, ns=(st.st_atime_ns, st.st_mtime_ns))
+    rc, _, err = run_cli(argv(model), capsys)
+    one_line_error(rc, err, "was made from other inputs (model.weight_files.model.safetensors")
+    shutil.copy2(TINY / "model.safetensors", weights)
+    rc, _, err = run_cli([a for a in argv(model) if a != "--quiet"], capsys)
+    assert rc == 0, err
+    assert "found a run directory left by an earlier run" in err

@@ -232,9 +232,11 @@ def run_directory(job: PruneJob, model, calib_tokens: np.ndarray | None):
     out = job.output
     run_dir = out.run_dir or default_run_dir(model, calib_tokens, job.pipeline)
     with cache.run_lock(run_dir) as claim:
-        report_existing_run(claim)
+        report_existing_run(claim, out.quiet)
         try:
             yield claim
+        except cache.RunDirectoryError:
+            raise  # the directory itself is refused: its message says what to do with it
         except UserError as exc:
             if claim.fresh and not out.keep_cache:
                 claim.remove()
@@ -297,11 +299,12 @@ def default_run_dir(model, calib_tokens: np.ndarray, settings) -> Path:
     return cache_home() / "runs" / hashlib.sha256(key.encode("utf-8")).hexdigest()[:16]
 
 
-def report_existing_run(claim) -> None:
-    """Say so when a run directory left by an earlier (killed) run is about to be resumed."""
+def report_existing_run(claim, quiet: bool) -> None:
+    """Say so (unless quiet) when a run directory left by an earlier (killed) run is about to be
+    resumed."""
     from .. import cache  # noqa: PLC0415
 
-    if claim.earlier is not None:
+    if claim.earlier is not None and not quiet:
         size = cache.cache_size_bytes(claim.run_dir) / 2**20
         print(f"dsnot-ref: found a run directory left by an earlier run: {claim.run_dir} ({size:.1f} MiB, "
               f"{claim.earlier.get('layers_done', 0)} of {claim.earlier.get('num_layers', '?')} layers done); "
