@@ -60,6 +60,10 @@ def load_tokenizer(model_dir):
         tokenizer = Tokenizer.from_file(str(path))
     except Exception as exc:  # tokenizers raises a bare Exception on a bad file
         raise UserError(f"cannot read tokenizer {path}: {str(exc).splitlines()[0]}") from None
+    # transformers' tokenizer(text) neither truncates nor pads unless asked; a tokenizer.json
+    # may declare both (a max length, a fixed padded length), which we must not apply either.
+    tokenizer.no_truncation()
+    tokenizer.no_padding()
     check_special_tokens(tokenizer, model_dir)
     return tokenizer
 
@@ -98,9 +102,84 @@ def check_special_tokens(tokenizer, model_dir) -> None:
                             f"{'does not add' if wanted else 'adds'} it; transformers would tokenise differently")
 
 
-def encode(tokenizer, text: str) -> np.ndarray:
-    """Token ids of ``text`` as int64 [T] (what ``tokenizer(text).input_ids`` gives in HF)."""
-    return np.asarray(tokenizer.encode(text).ids, dtype=np.int64)
+PIECE_CHARS = 1 << 16   # characters tokenised at a time
+CONTEXT_CHARS = 256     # context kept on each side of a cut between pieces
+
+
+def encode(tokenizer, text: str, where="text", limit: int | None = None) -> np.ndarray:
+    """Token ids of ``text`` as int64 [T] (what ``tokenizer(text).input_ids`` gives in HF),
+    tokenised a piece at a time (``encode_pieces``), so that memory holds the ids and one piece's
+    encoding, not an encoding of the whole text (hundreds of bytes per character). With
+    ``limit``, reading stops once at least ``limit`` ids are known (the first ids of the text).
+
+    A tokenizer that fails on the text (an error or a panic in the library) is a UserError
+    naming ``where``.
+    """
+    try:
+        ids = encode_pieces(tokenizer, text, limit)
+        if ids is None:  # the tokenizer gave no place to cut: the whole text at once
+            ids = np.asarray(tokenizer.encode(text).ids, dtype=np.int64)
+    except Exception as exc:  # tokenizers raises bare Exceptions
+        raise UserError(f"the tokenizer cannot encode {where}: {first_line(exc)}") from None
+    except BaseException as exc:
+        if type(exc).__name__ != "PanicException":  # a Rust panic (pyo3 makes it a BaseException)
+            raise
+        raise UserError(f"the tokenizer cannot encode {where} (it panicked: {first_line(exc)})") from None
+    return ids if limit is None else ids[:max(limit, 0)]
+
+
+def first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+
+
+def special_affixes(tokenizer) -> tuple[list[int], list[int]] | None:
+    """(ids before, ids after) that the tokenizer's post-processor puts around one text (a BOS,
+    an EOS), found on a probe; None if the probe's plain ids do not appear inside them."""
+    plain = tokenizer.encode("a", add_special_tokens=False).ids
+    full = tokenizer.encode("a").ids
+    for k in range(len(full) - len(plain) + 1):
+        if full[k:k + len(plain)] == plain:
+            return full[:k], full[k + len(plain):]
+    return None
+
+
+def encode_pieces(tokenizer, text: str, limit: int | None = None, piece_chars: int = PIECE_CHARS,
+                  context: int = CONTEXT_CHARS) -> np.ndarray | None:
+    """The ids of ``text`` as one ``tokenizer.encode(text)`` gives them, from pieces of
+    ``piece_chars`` characters; None when no safe cut is found (the caller encodes it whole).
+
+    Each piece is ``text[pos - context : pos + piece_chars]``, encoded without special tokens.
+    Its tokens from the one starting exactly at ``pos`` to the last one starting at least
+    ``context`` characters before the piece's end are kept; the next piece starts at that
+    token. A token is a cut only where it starts a new character (byte-level tokens of one
+    character share its offsets), and ``pos`` must be a token start in the new piece too, or the
+    pieces disagree and None is returned. The post-processor's special ids (``special_affixes``)
+    go around the whole. Equality with the whole-text encoding: tests/test_faults.py.
+    """
+    affixes = special_affixes(tokenizer)
+    if affixes is None or len(text) <= piece_chars:
+        return None if affixes is None else np.asarray(tokenizer.encode(text).ids, dtype=np.int64)
+    before, after = affixes
+    parts, count, pos = [np.asarray(before, dtype=np.int64)], len(before), 0
+    while True:
+        lo, hi = max(0, pos - context), min(len(text), pos + piece_chars)
+        encoding = tokenizer.encode(text[lo:hi], add_special_tokens=False)
+        ids = encoding.ids
+        starts = [lo + start for start, _ in encoding.offsets]
+        ends = [lo + end for _, end in encoding.offsets]
+        cuts = [k for k in range(1, len(ids)) if ends[k - 1] <= starts[k] and starts[k] > starts[k - 1]]
+        first = 0 if pos == 0 else next((k for k in cuts if starts[k] == pos), None)
+        if first is None:
+            return None
+        if hi == len(text):
+            return np.concatenate([*parts, np.asarray(ids[first:], dtype=np.int64), np.asarray(after, dtype=np.int64)])
+        cut = next((k for k in reversed(cuts) if k > first and starts[k] <= hi - context), None)
+        if cut is None:
+            return None
+        parts.append(np.asarray(ids[first:cut], dtype=np.int64))
+        count, pos = count + cut - first, starts[cut]
+        if limit is not None and count >= limit:
+            return np.concatenate(parts)
 
 
 # --- reading corpora ------------------------------------------------------------------------
@@ -186,8 +265,10 @@ def gunzip_capped(path: Path, cap: int, max_ratio: int = MAX_GZIP_RATIO) -> byte
 
 
 def _json_lines_texts(path: Path, content: str) -> list[str]:
+    """The "text" of each line; lines end at "\n" only (JSON strings may hold a raw U+2028,
+    U+2029 or U+0085, which ``str.splitlines`` would split at)."""
     texts = []
-    for lineno, line in enumerate(content.splitlines(), start=1):
+    for lineno, line in enumerate(content.split("\n"), start=1):
         if not line.strip():
             continue
         if validate.too_deep(line):
@@ -200,6 +281,9 @@ def _json_lines_texts(path: Path, content: str) -> list[str]:
             raise UserError(f"corpus {path} line {lineno} is not JSON") from None
         if not isinstance(record, dict) or not isinstance(record.get("text"), str):
             raise UserError(f"corpus {path} line {lineno} has no string 'text' field")
+        if not validate.is_text(record["text"]):
+            raise UserError(f"corpus {path} line {lineno}: the 'text' holds a lone surrogate escape (\\ud800 to "
+                            "\\udfff), not text")
         texts.append(record["text"])
     return texts
 
@@ -243,9 +327,11 @@ def read_texts(path) -> list[str]:
 
 # --- evaluation -----------------------------------------------------------------------------
 
-def eval_tokens(tokenizer, path) -> np.ndarray:
-    """The evaluation token stream [T] int64: texts joined by ``"\\n\\n"``, tokenised once."""
-    tokens = encode(tokenizer, "\n\n".join(read_texts(path)))
+def eval_tokens(tokenizer, path, limit: int | None = None) -> np.ndarray:
+    """The evaluation token stream [T] int64: texts joined by ``"\\n\\n"``, tokenised as one text
+    (in pieces); with ``limit``, only its first ``limit`` tokens (or all, if fewer), read no
+    further than needed."""
+    tokens = encode(tokenizer, "\n\n".join(read_texts(path)), f"corpus {path}", limit)
     if tokens.size == 0:
         raise UserError(f"corpus {path} gives no tokens")
     return tokens
@@ -270,7 +356,8 @@ def calibration_windows(tokenizer, path, n_samples: int, seqlen: int, seed: int)
     texts = read_texts(path)
     rng = random.Random(seed)
     if corpus_kind(path) == "stream":
-        return stream_windows(encode(tokenizer, " ".join(texts)), int(n_samples), int(seqlen), rng, path)
+        return stream_windows(encode(tokenizer, " ".join(texts), f"corpus {path}"), int(n_samples), int(seqlen),
+                              rng, path)
     return document_windows(tokenizer, texts, int(n_samples), int(seqlen), rng, path)
 
 
@@ -305,7 +392,7 @@ def document_windows(tokenizer, docs: list[str], n_samples: int, seqlen: int,
         while True:
             d = rng.randint(0, len(docs) - 1)
             if d not in cache:
-                cache[d] = encode(tokenizer, docs[d])
+                cache[d] = encode(tokenizer, docs[d], f"corpus {path} document {d + 1}")
                 n_long += cache[d].shape[0] > seqlen
             if cache[d].shape[0] > seqlen:
                 break

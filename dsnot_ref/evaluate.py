@@ -9,6 +9,7 @@ of every window are kept in one [W, L, D] array (a memory-mapped temporary file 
 from __future__ import annotations
 
 import math
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -63,11 +64,22 @@ def window_nll(config, glob: dict, x, targets, xp) -> np.ndarray:
 
 
 def hidden_buffer(shape: tuple[int, ...], dtype, tmp_dir: str):
-    """[W, L, D] array for every window's hidden states; a memmap in ``tmp_dir`` when large."""
+    """[W, L, D] array for every window's hidden states; a memmap in ``tmp_dir`` when large.
+
+    The file's blocks are allocated before it is mapped: a disk that fills up while the map is
+    written would kill the process with SIGBUS; here it is a UserError naming the directory.
+    """
     nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
     if nbytes <= MEMMAP_BYTES:
         return np.empty(shape, dtype=dtype)
-    return np.memmap(Path(tmp_dir) / "hidden.f", dtype=dtype, mode="w+", shape=shape)
+    path = Path(tmp_dir) / "hidden.f"
+    with open(path, "wb") as f:
+        try:
+            os.posix_fallocate(f.fileno(), 0, nbytes)
+        except OSError as exc:
+            raise UserError(f"the hidden states of the evaluation need {nbytes / 2**30:.2f} GiB in {tmp_dir} "
+                            f"({exc.strerror}); set TMPDIR to a directory with room, or use --max-windows") from None
+    return np.memmap(path, dtype=dtype, mode="r+", shape=shape)
 
 
 def run_layers_(model, windows, hidden, dtype, xp, report) -> None:
@@ -89,6 +101,14 @@ def run_layers_(model, windows, hidden, dtype, xp, report) -> None:
             hidden[s: s + step] = to_numpy(model_lib.block_forward(config, layer, x))
             report(i * n_windows + min(s + step, n_windows), f"layer {i}")
         del layer
+
+
+def exp_or_inf(x: float) -> float:
+    """exp(x), or inf where it overflows a float (a mean NLL above about 709.78)."""
+    try:
+        return math.exp(x)
+    except OverflowError:
+        return math.inf
 
 
 def perplexity(model, tokens_1d, seqlen: int, dtype=np.float32, max_windows: int | None = None,
@@ -123,7 +143,7 @@ def perplexity(model, tokens_1d, seqlen: int, dtype=np.float32, max_windows: int
         del hidden
     mean_nll = float(window_loss.mean())
     return {
-        "perplexity": math.exp(mean_nll),
+        "perplexity": exp_or_inf(mean_nll),
         "mean_nll": mean_nll,
         "n_windows": int(n_windows),
         "n_tokens": int(n_windows * seqlen),

@@ -310,7 +310,7 @@ def read_case(path) -> tuple[GoldenCase, GoldenOutputs | None]:
         pruned=_get(z, "pruned", path, (n_rows, n_cols), "b"),
         eps_trace=eps_trace,
         active_trace=_get(z, "active_trace", path, trace_shape, "b"),
-        swaps=_get(z, "swaps", path, kind="iu").astype(np.int64).reshape(-1, 4),
+        swaps=swap_log(_get(z, "swaps", path, kind="iu"), path),
         cycles=cycles,
         error_trace=None if error is None else error.astype(np.float64),
     )
@@ -338,6 +338,14 @@ def check_swaps_replay(case: GoldenCase, outputs: GoldenOutputs, path) -> None:
     if differ.size:
         raise UserError(f"golden file {path}: its swaps applied to pruned0 do not give its 'pruned' mask "
                         f"(row {int(differ[0])} differs); the outputs contradict each other")
+
+
+def swap_log(swaps: np.ndarray, path) -> np.ndarray:
+    """The file's ``swaps`` as [n, 4] int64 (row, grown, pruned, cycle); any other size is refused."""
+    if swaps.ndim not in (1, 2) or swaps.size % 4 or (swaps.ndim == 2 and swaps.shape[1] != 4):
+        raise UserError(f"golden file {path}: 'swaps' has shape {list(swaps.shape)}, not [n, 4] "
+                        "(row, grown column, pruned column, cycle)")
+    return swaps.astype(np.int64).reshape(-1, 4)
 
 
 def _optional(arrays, key, path, default, kind, convert):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -55,7 +56,20 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 
 def atomic_write_json(path: str | os.PathLike, obj) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+    """``obj`` as JSON; a non-finite float (an overflowed perplexity) is written as null, since
+    JSON has no infinity or NaN."""
+    atomic_write_text(path, json.dumps(finite_or_null(obj), indent=2, sort_keys=False, allow_nan=False) + "\n")
+
+
+def finite_or_null(obj):
+    """``obj`` with every non-finite float replaced by None (recursively through dicts and lists)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite_or_null(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite_or_null(v) for v in obj]
+    return obj
 
 
 # --- replacing a whole directory ----------------------------------------------------------

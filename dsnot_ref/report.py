@@ -74,7 +74,7 @@ def layer_table(results: dict) -> str:
 
 def summary_lines(results: dict) -> list[str]:
     """A few lines: what was run, sparsity check, perplexities and times."""
-    settings = results.get("settings", {})
+    settings = results.get("settings") or {}
     lines = [
         "model {model}: {method} at sparsity {sparsity} ({sparsity_type})".format(
             model=settings.get("model", "?"),
@@ -106,9 +106,8 @@ def summary_lines(results: dict) -> list[str]:
         lines.append(reconstruction_line(results))
     for which, ppl in (results.get("perplexity") or {}).items():
         if ppl:
-            lines.append(
-                f"perplexity ({which}): {ppl['perplexity']:.4f} on {ppl['n_windows']} windows of {ppl['seqlen']} tokens"
-            )
+            value = math.inf if ppl["perplexity"] is None else ppl["perplexity"]  # null: it overflowed
+            lines.append(f"perplexity ({which}): {value:.4f} on {ppl['n_windows']} windows of {ppl['seqlen']} tokens")
     times = results.get("times") or {}
     if times:
         lines.append("times (s): " + ", ".join(f"{k} {v:.1f}" for k, v in times.items()))

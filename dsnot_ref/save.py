@@ -288,6 +288,8 @@ def compare_mask_sets(a: dict[str, np.ndarray], b: dict[str, np.ndarray], label_
         pa, pb = a[name], b[name]
         if pa.shape != pb.shape:
             raise UserError(f"tensor {name} has shape {list(pa.shape)} in {label_a} but {list(pb.shape)} in {label_b}")
+        if pa.ndim != 2 or pa.size == 0:
+            raise UserError(f"tensor {name} has a mask of shape {list(pa.shape)}: not a weight matrix [R, C]")
         differ = pa != pb  # [R, C] bool
         out.append(
             MaskComparison(

@@ -119,12 +119,28 @@ def parse_json(data: bytes | str, path, what: str, max_depth: int = MAX_JSON_DEP
     if too_deep(text, max_depth):
         raise UserError(f"invalid {what} {path}: JSON nested deeper than {max_depth} levels")
     try:
-        return json.loads(text, parse_constant=_refuse_constant)
+        value = json.loads(text, parse_constant=_refuse_constant)
     except json.JSONDecodeError as exc:
         raise UserError(f"invalid {what} {path}: invalid JSON "
                         f"({exc.msg}, line {exc.lineno} column {exc.colno})") from None
     except (ValueError, RecursionError) as exc:
         raise UserError(f"invalid {what} {path}: invalid JSON ({str(exc).splitlines()[0][:120]})") from None
+    if SURROGATE_ESCAPE.search(text) and not is_text(json.dumps(value, ensure_ascii=False)):
+        raise UserError(f"invalid {what} {path}: a string holds a lone surrogate escape (\\ud800 to \\udfff), "
+                        "not text")
+    return value
+
+
+SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def is_text(text: str) -> bool:
+    """Whether ``text`` can be written as UTF-8: no lone surrogate (JSON's "\\ud800" escapes)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _refuse_constant(name: str):
@@ -557,12 +573,16 @@ def results_record(results, path) -> dict:
     if per_layer and not is_number(sparsity.get("overall")):
         raise UserError(f"results file {path}: sparsity.overall is not a number")
     for which, ppl in (results.get("perplexity") or {}).items():
-        fields = ("perplexity", "n_windows", "seqlen")
-        if ppl and not (isinstance(ppl, dict) and all(is_number(ppl.get(k)) for k in fields)):
+        fields = ("n_windows", "seqlen")
+        # a null perplexity beside a numeric mean NLL is one that overflowed (written as null)
+        value_ok = isinstance(ppl, dict) and (is_number(ppl.get("perplexity")) or (
+            ppl.get("perplexity") is None and is_number(ppl.get("mean_nll"))))
+        if ppl and not (value_ok and all(is_number(ppl.get(k)) for k in fields)):
             raise UserError(f"results file {path}: perplexity.{which} lacks numeric perplexity, n_windows, seqlen")
     if not all(is_number(v) for v in (results.get("times") or {}).values()):
         raise UserError(f"results file {path}: times are not all numbers")
-    return results
+    # a section given as null reads as absent
+    return {**results, **{key: results.get(key) or {} for key in ("settings", "sparsity", "perplexity", "times")}}
 
 
 def is_number(value) -> bool:

@@ -351,3 +351,332 @@ def test_resume_is_tied_to_the_model_content(tmp_path, calib, capsys, monkeypatc
     rc, _, err = run_cli([a for a in argv(model) if a != "--quiet"], capsys)
     assert rc == 0, err
     assert "found a run directory left by an earlier run" in err
+
+
+# --- row 8: text is tokenised in bounded pieces, and only as far as needed --------------------
+
+
+def sentencepiece_like_tokenizer():
+    """A BPE trained here on the bundled corpus, built as LLaMA-2's tokenizer.json is: no
+    pre-tokenizer (merges may cross spaces), a normalizer that prepends "▁" and turns spaces into
+    "▁", and a post-processor that wraps the text in <s> ... </s>: the hardest case for cutting a
+    text into pieces."""
+    from tokenizers import Tokenizer, models, normalizers, processors, trainers  # noqa: PLC0415
+
+    from dsnot_ref import data  # noqa: PLC0415
+
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
+    trainer = trainers.BpeTrainer(vocab_size=600, special_tokens=["<unk>", "<s>", "</s>"], show_progress=False)
+    tok.train_from_iterator(data.read_texts(data.BUNDLED_CALIBRATION)[:200], trainer)
+    tok.post_processor = processors.TemplateProcessing(single="<s> $A </s>", special_tokens=[("<s>", 1), ("</s>", 2)])
+    return tok
+
+
+@pytest.mark.parametrize("which", ["fixture-byte-level", "sentencepiece-like"])
+@pytest.mark.parametrize("piece_chars, context", [(300, 40), (2000, 64), (1 << 16, 256)])
+def test_pieces_give_the_ids_of_the_whole_text(which, piece_chars, context):
+    """Row 8: the text tokenised in pieces, joined at cuts where both pieces agree, gives exactly
+    the ids of one encode of the whole text (special tokens around the whole, once)."""
+    from dsnot_ref import data  # noqa: PLC0415
+
+    tok = data.load_tokenizer(TINY) if which == "fixture-byte-level" else sentencepiece_like_tokenizer()
+    text = "\n\n".join(data.read_texts(data.BUNDLED_EVAL))[:120_000] + " émoji 🦙🦙 end"
+    whole = np.asarray(tok.encode(text).ids)
+    pieces = data.encode_pieces(tok, text, piece_chars=piece_chars, context=context)
+    assert pieces is not None
+    np.testing.assert_array_equal(pieces, whole)
+    first = data.encode_pieces(tok, text, limit=1000, piece_chars=piece_chars, context=context)
+    np.testing.assert_array_equal(first[:1000], whole[:1000])
+    assert len(first) < len(whole)  # it stopped reading
+
+
+MEMORY_CHILD = """
+import resource, sys
+from dsnot_ref.cli import main
+rc = main(sys.argv[1:])
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, file=sys.stderr)
+sys.exit(rc)
+"""
+
+
+def test_eval_max_windows_1_on_a_10_mb_text_reads_only_its_window(tmp_path):
+    """Row 8: `eval --max-windows 1` on a 10 MB text peaks far below what tokenising the whole
+    text costs (3.6 GB with the demo model's tokenizer; here the tiny fixture)."""
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    from dsnot_ref import data  # noqa: PLC0415
+
+    text = "\n\n".join(data.read_texts(data.BUNDLED_EVAL))
+    big = tmp_path / "big.txt"
+    big.write_text((text * (10_000_000 // len(text) + 1))[:10_000_000], encoding="utf-8")
+    proc = subprocess.run([sys.executable, "-c", MEMORY_CHILD, "eval", "--model", str(TINY), "--dataset", str(big),
+                           "--seqlen", "64", "--max-windows", "1", "--quiet"],
+                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    peak = int(proc.stderr.strip().splitlines()[-1])
+    assert peak < 500 * 2**20, peak
+    assert "1 windows of 64" in proc.stdout
+
+
+# --- row 9: a tokenizer.json's truncation and padding are not ours ---------------------------
+
+
+def test_tokenizer_truncation_and_padding_are_disabled(tmp_path):
+    import json  # noqa: PLC0415
+    import shutil  # noqa: PLC0415
+
+    from dsnot_ref import data  # noqa: PLC0415
+
+    model = tmp_path / "model"
+    shutil.copytree(TINY, model)
+    raw = json.loads((model / "tokenizer.json").read_text())
+    raw["truncation"] = {"direction": "Right", "max_length": 30, "strategy": "LongestFirst", "stride": 0}
+    raw["padding"] = {"strategy": {"Fixed": 2_000_000}, "direction": "Right", "pad_to_multiple_of": None,
+                      "pad_id": 0, "pad_type_id": 0, "pad_token": "<pad>"}
+    (model / "tokenizer.json").write_text(json.dumps(raw))
+    text = "\n\n".join(data.read_texts(data.BUNDLED_EVAL))[:5000]
+    plain = data.encode(data.load_tokenizer(TINY), text)
+    ids = data.encode(data.load_tokenizer(model), text)
+    assert len(plain) > 300
+    np.testing.assert_array_equal(ids, plain)
+
+
+# --- row 10: a full TMPDIR under evaluation ----------------------------------------------------
+
+
+def test_eval_with_a_full_tmpdir_is_one_line(tmp_path, capsys, monkeypatch):
+    """The hidden states above MEMMAP_BYTES go to a file in TMPDIR; its blocks are allocated
+    before the map is written, so a full disk is one line (not SIGBUS), and nothing stays."""
+    import errno  # noqa: PLC0415
+    import tempfile  # noqa: PLC0415
+
+    from dsnot_ref import data, evaluate  # noqa: PLC0415
+
+    def full(fd, offset, length):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    monkeypatch.setattr(evaluate, "MEMMAP_BYTES", 1024)
+    monkeypatch.setattr(os, "posix_fallocate", full)
+    rc, _, err = run_cli(["eval", "--model", TINY, "--dataset", data.BUNDLED_EVAL, "--seqlen", "64",
+                          "--max-windows", "4", "--quiet"], capsys)
+    one_line_error(rc, err, "No space left on device); set TMPDIR")
+    assert list((tmp_path / "tmp").iterdir()) == []
+
+
+# --- row 11: a perplexity that overflows a float ----------------------------------------------
+
+
+def test_perplexity_overflow_is_inf(tmp_path, capsys, monkeypatch):
+    """A mean NLL above 709: perplexity inf on stdout, null in the results JSON (JSON has no
+    infinity), which `report` reads back; in `prune` the model is still saved."""
+    import json  # noqa: PLC0415
+
+    from dsnot_ref import data, evaluate  # noqa: PLC0415
+
+    monkeypatch.setattr(evaluate, "window_nll", lambda config, glob, x, targets, xp: np.full(len(targets), 800.0))
+    rc, out, err = run_cli(["eval", "--model", TINY, "--dataset", data.BUNDLED_EVAL, "--seqlen", "64",
+                            "--max-windows", "2", "--quiet", "--results", tmp_path / "e.json"], capsys)
+    assert rc == 0, err
+    assert out.startswith("perplexity inf")
+    record = json.loads((tmp_path / "e.json").read_text())
+    assert record["perplexity"] is None and record["mean_nll"] == 800.0
+    eval_text = tmp_path / "eval.txt"
+    eval_text.write_text("\n\n".join(data.read_texts(data.BUNDLED_EVAL))[:20000])
+    rc, out, err = run_cli(prune_argv(tmp_path / "calib.npy", "--save-model", tmp_path / "out", "--results",
+                                      tmp_path / "r.json")[:0] or [
+        "prune", "--model", TINY, "--calibration", data.BUNDLED_CALIBRATION, "--nsamples", "2", "--seqlen", "32",
+        "--eval-dataset", eval_text, "--eval-max-windows", "2", "--prune-method", "wanda", "--sparsity-ratio", "0.5",
+        "--quiet", "--save-model", tmp_path / "out", "--results", tmp_path / "r.json"], capsys)
+    assert rc == 0, err
+    assert "perplexity (pruned): inf" in out
+    assert (tmp_path / "out" / "model.safetensors").is_file()
+    rc, out, err = run_cli(["report", tmp_path / "r.json"], capsys)
+    assert rc == 0 and "perplexity (pruned): inf" in out, err
+
+
+# --- rows 12 and 13: JSON Lines and JSON text ---------------------------------------------------
+
+
+def test_json_lines_split_only_at_newline(tmp_path):
+    from dsnot_ref import data  # noqa: PLC0415
+
+    texts = ["a\u2028b", "c\u2029d", "e\x85f", "g\rh"]
+    path = tmp_path / "c.jsonl"
+    path.write_text("".join(json_line(t) + "\n" for t in texts), encoding="utf-8")
+    assert data.read_texts(path) == texts
+
+
+def json_line(text: str) -> str:
+    import json  # noqa: PLC0415
+
+    return json.dumps({"text": text}, ensure_ascii=False)
+
+
+def test_lone_surrogate_escapes_are_one_line(tmp_path, capsys, calib):
+    import shutil  # noqa: PLC0415
+
+    from dsnot_ref import data  # noqa: PLC0415
+    from dsnot_ref.errors import UserError  # noqa: PLC0415
+
+    path = tmp_path / "c.jsonl"
+    path.write_text('{"text": "fine"}\n{"text": "bad \\ud800 here"}\n', encoding="utf-8")
+    with pytest.raises(UserError, match="line 2: the 'text' holds a lone surrogate"):
+        data.read_texts(path)
+    path.write_text('{"text": "a pair \\ud83e\\udd99 is fine"}\n', encoding="utf-8")
+    assert data.read_texts(path) == ["a pair 🦙 is fine"]
+    model = tmp_path / "model"
+    shutil.copytree(TINY, model)
+    config = (model / "config.json").read_text()
+    (model / "config.json").write_text(config.replace('"model_type"', '"note": "\\udc00", "model_type"'))
+    rc, _, err = run_cli(["prune", "--model", model, "--calibration-tokens", calib, "--eval-dataset", "none",
+                          "--prune-method", "wanda", "--sparsity-ratio", "0.5", "--quiet"], capsys)
+    one_line_error(rc, err, "lone surrogate")
+
+
+# --- row 14: a tokenizer that loads but cannot encode -------------------------------------------
+
+
+def test_tokenizer_failure_and_panic_are_one_line():
+    from dsnot_ref import data  # noqa: PLC0415
+    from dsnot_ref.errors import UserError  # noqa: PLC0415
+
+    class PanicException(BaseException):  # what pyo3 raises for a Rust panic
+        pass
+
+    class Broken:
+        def __init__(self, exc):
+            self.exc = exc
+
+        def encode(self, text, add_special_tokens=True):
+            raise self.exc
+
+    with pytest.raises(UserError, match="cannot encode corpus x.txt: bad merges"):
+        data.encode(Broken(Exception("bad merges\nmore")), "some text", "corpus x.txt")
+    with pytest.raises(UserError, match="it panicked: index out of bounds"):
+        data.encode(Broken(PanicException("index out of bounds")), "some text")
+    with pytest.raises(KeyboardInterrupt):
+        data.encode(Broken(KeyboardInterrupt()), "some text")
+
+
+# --- rows 15 to 17: compare-masks, report and golden check on odd inputs -------------------------
+
+
+def test_compare_masks_on_what_cannot_be_compared(tmp_path, capsys):
+    """Not "different" (exit 1) but not comparable (exit 2, one line): integer weights, a mask with
+    no rows."""
+    import json  # noqa: PLC0415
+    import shutil  # noqa: PLC0415
+
+    from safetensors.numpy import load_file, save_file  # noqa: PLC0415
+
+    ints = tmp_path / "ints"
+    shutil.copytree(TINY, ints)
+    weights = load_file(str(ints / "model.safetensors"))
+    save_file({k: (v.astype(np.int32) if ".layers." in k and v.ndim == 2 else v) for k, v in weights.items()},
+              str(ints / "model.safetensors"))
+    rc, _, err = run_cli(["compare-masks", ints, ints], capsys)
+    one_line_error(rc, err, "I32, not a float")
+    empty = tmp_path / "empty"
+    shutil.copytree(TINY, empty)
+    name = "model.layers.0.mlp.up_proj.weight"
+    save_file({name: np.zeros((0, 1), np.uint8)}, str(empty / "masks.safetensors"),
+              metadata={"shapes": json.dumps({name: [0, 8]}), "packing": "x"})
+    rc, _, err = run_cli(["compare-masks", empty, empty], capsys)
+    one_line_error(rc, err, "not a weight matrix")
+    rc, out, err = run_cli(["compare-masks", TINY, TINY], capsys)   # a dense model against itself
+    assert rc == 0 and "identical" in out, err
+
+
+@pytest.mark.parametrize("results", [
+    {"layers": [{"name": "0.q"}], "settings": None, "sparsity": None, "times": None, "perplexity": None},
+    {"layers": [{"name": "0.q", "sparsity": 1e308}], "settings": {"sparsity_ratio": 1e308},
+     "perplexity": {"pruned": {"perplexity": 1e308, "n_windows": 1, "seqlen": 2}}},
+    {"layers": [{"name": "0.q"}], "perplexity": {"pruned": {"perplexity": None, "mean_nll": 800.0, "n_windows": 1,
+                                                             "seqlen": 2}}},
+], ids=["null-sections", "1e308", "overflowed-perplexity"])
+def test_report_on_odd_results(tmp_path, capsys, results):
+    import json  # noqa: PLC0415
+
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(results))
+    rc, out, err = run_cli(["report", path], capsys)
+    assert rc == 0 and "Traceback" not in err, err
+    assert "0.q" in out
+
+
+def test_golden_check_with_a_bad_swaps_size(tmp_path, capsys):
+    from dsnot_ref import golden  # noqa: PLC0415
+    from dsnot_ref.errors import UserError  # noqa: PLC0415
+
+    with pytest.raises(UserError, match=r"'swaps' has shape \[6\], not \[n, 4\]"):
+        golden.swap_log(np.arange(6), "g.npz")
+    with pytest.raises(UserError, match=r"'swaps' has shape \[2, 3\]"):
+        golden.swap_log(np.zeros((2, 3), np.int64), "g.npz")
+    assert golden.swap_log(np.arange(8), "g.npz").shape == (2, 4)
+
+
+# --- rows 18 and 19: paths and the environment ----------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["x" * 300, "new\nline"], ids=["256-bytes", "newline"])
+def test_odd_path_components_are_one_line(tmp_path, capsys, calib, name):
+    rc, _, err = run_cli(prune_argv(calib, "--results", tmp_path / name / "r.json", "--save-model",
+                                    tmp_path / name / "out"), capsys)
+    if rc == 0:   # a newline is a legal name: the run works
+        assert name == "new\nline" and (tmp_path / name / "out" / "config.json").is_file()
+        rc, _, err = run_cli(prune_argv(calib, "--save-model", tmp_path / name / "out"), capsys)
+        one_line_error(rc, err, "new\\nline")   # the refusal names it on one line
+    else:
+        one_line_error(rc, err, "File name too long")
+
+
+def test_environment_errors_are_one_line(tmp_path, capsys, calib, monkeypatch):
+    """A full disk while writing results, and a DSNOT_REF_HOME that cannot be created."""
+    import errno  # noqa: PLC0415
+
+    from dsnot_ref import io_utils  # noqa: PLC0415
+
+    real = io_utils.atomic_write_bytes
+
+    def disk_full(path, data):
+        if str(path).endswith("r.json"):
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real(path, data)
+
+    monkeypatch.setattr(io_utils, "atomic_write_bytes", disk_full)
+    rc, _, err = run_cli(prune_argv(calib, "--results", tmp_path / "r.json", "--run-dir", tmp_path / "run"), capsys)
+    one_line_error(rc, err, f"No space left on device: {tmp_path / 'r.json'}")
+    monkeypatch.setattr(io_utils, "atomic_write_bytes", real)
+    home = tmp_path / "readonly"
+    home.mkdir()
+    real_mkdir = os.mkdir
+
+    def read_only(path, *args, **kwargs):  # as on a read-only mount (root ignores mode bits)
+        if str(path).startswith(str(home)):
+            raise OSError(errno.EROFS, "Read-only file system", str(path))
+        return real_mkdir(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "mkdir", read_only)
+    monkeypatch.setenv("DSNOT_REF_HOME", str(home))
+    rc, _, err = run_cli(prune_argv(calib), capsys)
+    one_line_error(rc, err, "Read-only file system")
+
+
+def test_file_size_limit_is_one_line(tmp_path, calib):
+    """RLIMIT_FSIZE below the saved model: the write fails with EFBIG (Python ignores SIGXFSZ)."""
+    import resource  # noqa: PLC0415
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))
+
+    argv = [str(a) for a in prune_argv(calib, "--save-model", tmp_path / "out", "--run-dir", tmp_path / "run")]
+    proc = subprocess.run([sys.executable, "-m", "dsnot_ref", *argv], capture_output=True, text=True, timeout=120,
+                          cwd=ROOT, preexec_fn=limit)
+    one_line_error(proc.returncode, proc.stderr, "File too large")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["calib.npy", "run"]   # kept: pruned, not saved

@@ -24,6 +24,7 @@ import sys
 
 from ..allocator import reuse_freed_memory
 from ..errors import UserError
+from ..io_utils import os_error_text
 
 # Subcommand name -> module in this package (imported lazily so `--help` stays fast and a
 # missing optional dependency of one subcommand cannot break the others).
@@ -183,6 +184,9 @@ def run_command(argv: list[str] | None) -> int:
     except Interrupted as exc:
         print(f"dsnot-ref: interrupted ({signal.Signals(exc.signum).name})", file=sys.stderr)
         return 128 + exc.signum
+    except OSError as exc:  # the environment: a full disk, a file-size limit, a read-only or unwritable path
+        print(f"dsnot-ref: error: {UserError(os_error_text(exc))}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("dsnot-ref: interrupted", file=sys.stderr)
         return 130

@@ -113,7 +113,9 @@ def run(args) -> int:
                           f"eval --seqlen {seqlen} on {model_dir}")
     if seqlen < args.seqlen and not args.quiet:
         print(f"note: --seqlen capped at the model's max positions, {seqlen}", file=sys.stderr)
-    tokens = eval_tokens(load_tokenizer(model_dir), dataset)
+    # with --max-windows, the text is read only as far as those windows need
+    limit = None if args.max_windows is None else seqlen * args.max_windows
+    tokens = eval_tokens(load_tokenizer(model_dir), dataset, limit)
     check_hidden_state_disk(model.config, len(tokens), seqlen, args.max_windows, DTYPES[args.dtype])
     xp = get_backend(args.backend)
     progress, close = progress_bar(args.quiet)
@@ -128,7 +130,7 @@ def run(args) -> int:
             "mean_nll": result["mean_nll"],
             "n_windows": result["n_windows"],
             "n_tokens": result["n_tokens"],
-            "n_tokens_in_text": result["n_tokens_in_text"],
+            "n_tokens_in_text": result["n_tokens_in_text"] if limit is None else None,  # not all read
             "settings": {"model": str(model_dir), "architecture": model.config.architecture,
                          "dataset": str(dataset), "seqlen": seqlen,
                          "seqlen_requested": args.seqlen, "max_windows": args.max_windows,

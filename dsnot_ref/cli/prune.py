@@ -72,7 +72,7 @@ def execute(job: PruneJob, calib_tokens: np.ndarray | None = None, eval_tokens: 
         if calib_tokens is None and method != "dense":
             calib_tokens = load_calibration(job.inputs, model, seqlen)
         if eval_tokens is None and job.evaluation.eval_dataset is not None:
-            eval_tokens = load_eval_tokens(job.evaluation, model_dir)
+            eval_tokens = load_eval_tokens(job.evaluation, model_dir, eval_seqlen)
         if eval_tokens is not None:  # before any layer is pruned, not after
             check_eval_tokens(eval_tokens, eval_seqlen, model, job)
             check_disk(disk_needs(job, model.config, seqlen) + eval_disk_needs(job, model.config, eval_tokens,
@@ -197,10 +197,15 @@ def load_calibration(inputs: Inputs, model, seqlen: int) -> np.ndarray:
     return check_tokens(model.config, tokens, "calibration tokens", inputs.calibration_tokens or inputs.calibration)
 
 
-def load_eval_tokens(evaluation: Evaluation, model_dir: Path) -> np.ndarray:
+def load_eval_tokens(evaluation: Evaluation, model_dir: Path, eval_seqlen: int | None = None) -> np.ndarray:
+    """The evaluation text's ids; with --eval-max-windows (and ``eval_seqlen``), only as many as
+    those windows use: the text is read no further."""
     from .. import data  # noqa: PLC0415
 
-    return data.eval_tokens(data.load_tokenizer(model_dir), evaluation.eval_dataset)
+    limit = None
+    if evaluation.eval_max_windows is not None and eval_seqlen is not None:
+        limit = evaluation.eval_max_windows * eval_seqlen
+    return data.eval_tokens(data.load_tokenizer(model_dir), evaluation.eval_dataset, limit)
 
 
 def profile_record(settings, profile: dict | None) -> dict:
@@ -411,6 +416,8 @@ def measure_perplexity(model, tokens: np.ndarray, seqlen: int, job: PruneJob) ->
         )
     finally:
         bar.close()
+    if job.evaluation.eval_max_windows is not None:
+        result["n_tokens_in_text"] = None  # the text is read only as far as the windows need
     return {k: (float(v) if isinstance(v, (np.floating, float)) else v) for k, v in result.items()}
 
 
