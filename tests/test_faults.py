@@ -392,10 +392,12 @@ def test_pieces_give_the_ids_of_the_whole_text(which, piece_chars, context):
 
 
 MEMORY_CHILD = """
-import resource, sys
+import sys
 from dsnot_ref.cli import main
 rc = main(sys.argv[1:])
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, file=sys.stderr)
+# VmHWM, the peak RSS of this process image (ru_maxrss would carry the parent's across exec)
+peak = next(line for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+print(int(peak.split()[1]) * 1024, file=sys.stderr)
 sys.exit(rc)
 """
 
