@@ -24,7 +24,7 @@ from .ops import QUERY_BLOCK, log_softmax_nll
 ATTENTION_BUDGET_BYTES = 256 * 1024 * 1024   # scores of one chunk: B·H·L·L floats
 CHUNK_TOKENS = 8192                          # tokens per chunk for everything else
 MEMMAP_BYTES = 1024 * 1024 * 1024            # hidden states larger than this go to a temp file
-HEAD_TOKENS = 1024                           # positions per LM-head matmul (V wide)
+HEAD_TOKENS = 256                            # positions per LM-head matmul: [T, V] logits stay small
 
 
 def eval_windows(tokens_1d, seqlen: int, max_windows: int | None = None) -> np.ndarray:
