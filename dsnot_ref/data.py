@@ -22,6 +22,7 @@ calls. (SmolLM2's tokenizer adds no BOS; a LLaMA tokenizer's post-processor adds
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import json
 import random
@@ -106,17 +107,22 @@ PIECE_CHARS = 1 << 16   # characters tokenised at a time
 CONTEXT_CHARS = 256     # context kept on each side of a cut between pieces
 
 
-def encode(tokenizer, text: str, where="text", limit: int | None = None) -> np.ndarray:
+def encode(tokenizer, text: str, where="text", limit: int | None = None, complete: bool = True) -> np.ndarray:
     """Token ids of ``text`` as int64 [T] (what ``tokenizer(text).input_ids`` gives in HF),
     tokenised a piece at a time (``encode_pieces``), so that memory holds the ids and one piece's
     encoding, not an encoding of the whole text (hundreds of bytes per character). With
     ``limit``, reading stops once at least ``limit`` ids are known (the first ids of the text).
 
+    ``complete=False``: ``text`` is the beginning of a longer text; only the ids that the rest
+    cannot change are returned (possibly fewer than ``limit``).
+
     A tokenizer that fails on the text (an error or a panic in the library) is a UserError
     naming ``where``.
     """
     try:
-        ids = encode_pieces(tokenizer, text, limit)
+        ids = encode_pieces(tokenizer, text, limit, complete=complete)
+        if ids is None and not complete:
+            ids = np.zeros(0, dtype=np.int64)  # no safe cut in this beginning: read more of the text
         if ids is None:  # the tokenizer gave no place to cut: the whole text at once
             ids = np.asarray(tokenizer.encode(text).ids, dtype=np.int64)
     except Exception as exc:  # tokenizers raises bare Exceptions
@@ -144,7 +150,7 @@ def special_affixes(tokenizer) -> tuple[list[int], list[int]] | None:
 
 
 def encode_pieces(tokenizer, text: str, limit: int | None = None, piece_chars: int = PIECE_CHARS,
-                  context: int = CONTEXT_CHARS) -> np.ndarray | None:
+                  context: int = CONTEXT_CHARS, complete: bool = True) -> np.ndarray | None:
     """The ids of ``text`` as one ``tokenizer.encode(text)`` gives them, from pieces of
     ``piece_chars`` characters; None when no safe cut is found (the caller encodes it whole).
 
@@ -154,11 +160,14 @@ def encode_pieces(tokenizer, text: str, limit: int | None = None, piece_chars: i
     token. A token is a cut only where it starts a new character (byte-level tokens of one
     character share its offsets), and ``pos`` must be a token start in the new piece too, or the
     pieces disagree and None is returned. The post-processor's special ids (``special_affixes``)
-    go around the whole. Equality with the whole-text encoding: tests/test_faults.py.
+    go around the whole. Equality with the whole-text encoding: tests/test_faults.py. With
+    ``complete=False`` the text's end is not the end of the text: the last piece ends at a cut too.
     """
     affixes = special_affixes(tokenizer)
-    if affixes is None or len(text) <= piece_chars:
+    if complete and (affixes is None or len(text) <= piece_chars):
         return None if affixes is None else np.asarray(tokenizer.encode(text).ids, dtype=np.int64)
+    if affixes is None:
+        return None
     before, after = affixes
     parts, count, pos = [np.asarray(before, dtype=np.int64)], len(before), 0
     while True:
@@ -171,11 +180,13 @@ def encode_pieces(tokenizer, text: str, limit: int | None = None, piece_chars: i
         first = 0 if pos == 0 else next((k for k in cuts if starts[k] == pos), None)
         if first is None:
             return None
-        if hi == len(text):
+        if hi == len(text) and complete:
             return np.concatenate([*parts, np.asarray(ids[first:], dtype=np.int64), np.asarray(after, dtype=np.int64)])
         cut = next((k for k in reversed(cuts) if k > first and starts[k] <= hi - context), None)
         if cut is None:
-            return None
+            return None if complete else np.concatenate(parts)
+        if hi == len(text):  # the beginning of a longer text: what follows the cut may change
+            return np.concatenate([*parts, np.asarray(ids[first:cut], dtype=np.int64)])
         parts.append(np.asarray(ids[first:cut], dtype=np.int64))
         count, pos = count + cut - first, starts[cut]
         if limit is not None and count >= limit:
@@ -331,10 +342,35 @@ def eval_tokens(tokenizer, path, limit: int | None = None) -> np.ndarray:
     """The evaluation token stream [T] int64: texts joined by ``"\\n\\n"``, tokenised as one text
     (in pieces); with ``limit``, only its first ``limit`` tokens (or all, if fewer), read no
     further than needed."""
-    tokens = encode(tokenizer, "\n\n".join(read_texts(path)), f"corpus {path}", limit)
+    tokens = None
+    if limit is not None and Path(path).name.lower().endswith(".txt"):
+        tokens = first_tokens(tokenizer, Path(path), limit)
+    if tokens is None:
+        tokens = encode(tokenizer, "\n\n".join(read_texts(path)), f"corpus {path}", limit)
     if tokens.size == 0:
         raise UserError(f"corpus {path} gives no tokens")
     return tokens
+
+
+def first_tokens(tokenizer, path: Path, limit: int) -> np.ndarray | None:
+    """The first ``limit`` ids of a plain .txt corpus, from as little of the file as gives them
+    (1 MiB, then four times more each time); None when that would be the whole file anyway."""
+    path = validate.regular_file(path, "corpus")
+    if path.stat().st_size > validate.MAX_CORPUS_BYTES:
+        raise UserError(f"corpus {path} is larger than {validate.format_bytes(validate.MAX_CORPUS_BYTES)}")
+    n_bytes = 1 << 20
+    while n_bytes < path.stat().st_size:
+        with open(path, "rb") as f:
+            data = f.read(n_bytes)
+        try:  # an incomplete last character waits for the next, longer read
+            text = codecs.getincrementaldecoder("utf-8")().decode(data, final=False)
+        except UnicodeDecodeError as exc:
+            raise UserError(f"corpus {path} is not UTF-8 text (byte {exc.start})") from None
+        ids = encode(tokenizer, text, f"corpus {path}", limit, complete=False)
+        if ids.size >= limit:
+            return ids[:limit]
+        n_bytes *= 4
+    return None
 
 
 # --- calibration ----------------------------------------------------------------------------
