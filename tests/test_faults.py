@@ -588,7 +588,13 @@ def test_compare_masks_on_what_cannot_be_compared(tmp_path, capsys):
     save_file({name: np.zeros((0, 1), np.uint8)}, str(empty / "masks.safetensors"),
               metadata={"shapes": json.dumps({name: [0, 8]}), "packing": "x"})
     rc, _, err = run_cli(["compare-masks", empty, empty], capsys)
-    one_line_error(rc, err, "not a weight matrix")
+    one_line_error(rc, err, "masks.safetensors")
+    from dsnot_ref.errors import UserError  # noqa: PLC0415
+    from dsnot_ref.save import compare_mask_sets  # noqa: PLC0415
+
+    for shape in ((0, 8), (8,)):   # no entries to compare (a zero-row weight), not a matrix
+        with pytest.raises(UserError, match="not a weight matrix"):
+            compare_mask_sets({"w": np.zeros(shape, bool)}, {"w": np.zeros(shape, bool)}, "A", "B")
     rc, out, err = run_cli(["compare-masks", TINY, TINY], capsys)   # a dense model against itself
     assert rc == 0 and "identical" in out, err
 
