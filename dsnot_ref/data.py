@@ -343,7 +343,7 @@ def eval_tokens(tokenizer, path, limit: int | None = None) -> np.ndarray:
     (in pieces); with ``limit``, only its first ``limit`` tokens (or all, if fewer), read no
     further than needed."""
     tokens = None
-    if limit is not None and Path(path).name.lower().endswith(".txt"):
+    if limit is not None and Path(path).name.lower().endswith(PREFIX_SUFFIXES):
         tokens = first_tokens(tokenizer, Path(path), limit)
     if tokens is None:
         tokens = encode(tokenizer, "\n\n".join(read_texts(path)), f"corpus {path}", limit)
@@ -352,21 +352,38 @@ def eval_tokens(tokenizer, path, limit: int | None = None) -> np.ndarray:
     return tokens
 
 
+PREFIX_SUFFIXES = (".txt", ".raw", ".jsonl", ".json")  # plain files read a beginning at a time
+
+
 def first_tokens(tokenizer, path: Path, limit: int) -> np.ndarray | None:
-    """The first ``limit`` ids of a plain .txt corpus, from as little of the file as gives them
-    (1 MiB, then four times more each time); None when that would be the whole file anyway."""
+    """The first ``limit`` ids of a plain (not gzipped) corpus, from as little of the file as gives
+    them (1 MiB, then four times more each time); None when that would be the whole file anyway.
+
+    A beginning of the file gives a beginning of the joined text: .txt up to its last complete
+    character; .raw and JSON lines up to their last complete line, whose rows or texts are joined
+    as ``read_texts`` would (what follows is "\\n\\n" and the next one).
+    """
     path = validate.regular_file(path, "corpus")
     if path.stat().st_size > validate.MAX_CORPUS_BYTES:
         raise UserError(f"corpus {path} is larger than {validate.format_bytes(validate.MAX_CORPUS_BYTES)}")
+    name = path.name.lower()
     n_bytes = 1 << 20
     while n_bytes < path.stat().st_size:
         with open(path, "rb") as f:
             data = f.read(n_bytes)
+        if not name.endswith(".txt"):
+            data = data[:data.rfind(b"\n") + 1]  # complete lines only
         try:  # an incomplete last character waits for the next, longer read
-            text = codecs.getincrementaldecoder("utf-8")().decode(data, final=False)
+            content = codecs.getincrementaldecoder("utf-8")().decode(data, final=False)
         except UnicodeDecodeError as exc:
             raise UserError(f"corpus {path} is not UTF-8 text (byte {exc.start})") from None
-        ids = encode(tokenizer, text, f"corpus {path}", limit, complete=False)
+        if name.endswith(".txt"):
+            texts = [content]
+        elif name.endswith(".raw"):
+            texts = _wikitext_raw_lines(content.replace("\r\n", "\n").replace("\r", "\n"))
+        else:
+            texts = _json_lines_texts(path, content)
+        ids = encode(tokenizer, "\n\n".join(texts), f"corpus {path}", limit, complete=False)
         if ids.size >= limit:
             return ids[:limit]
         n_bytes *= 4

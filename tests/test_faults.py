@@ -690,22 +690,27 @@ def test_file_size_limit_is_one_line(tmp_path, calib):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["calib.npy", "run"]   # kept: pruned, not saved
 
 
-def test_max_windows_reads_only_the_beginning_of_a_text_file(tmp_path):
-    """Row 8: with a token limit, a .txt corpus is read 1 MiB at a time, growing, until the limit is
-    reached: its first ids equal those of the whole text, and bytes past what was read are never
-    looked at (here a tail that is not UTF-8, which reading the whole file refuses)."""
+@pytest.mark.parametrize("suffix", [".txt", ".raw", ".jsonl"])
+def test_max_windows_reads_only_the_beginning_of_a_text_file(tmp_path, suffix):
+    """Row 8: with a token limit, a plain corpus file is read 1 MiB at a time, growing, until the
+    limit is reached: its first ids equal those of the whole text, and bytes past what was read are
+    never looked at (here a tail that is not UTF-8, which reading the whole file refuses)."""
     from dsnot_ref import data  # noqa: PLC0415
     from dsnot_ref.errors import UserError  # noqa: PLC0415
 
     tok = data.load_tokenizer(TINY)
-    text = "\n\n".join(data.read_texts(data.BUNDLED_EVAL))[:1_500_000] + " é🦙"
-    good = tmp_path / "good.txt"
-    good.write_text(text, encoding="utf-8")
+    text = "\n\n".join(data.read_texts(data.BUNDLED_EVAL))
+    lines = [line for line in text[:1_500_000].split("\n") if line.strip()] + [" é🦙"]
+    body = {".txt": "\n".join(lines),
+            ".raw": "".join(f" {line} \r\n \n" for line in lines),
+            ".jsonl": "".join(json_line(line) + "\n" for line in lines)}[suffix]
+    good = tmp_path / f"good{suffix}"
+    good.write_text(body, encoding="utf-8", newline="")
     whole = data.eval_tokens(tok, good)
     for limit in (100, 300_000):   # the second needs more than the first MiB
         np.testing.assert_array_equal(data.eval_tokens(tok, good, limit), whole[:limit])
-    bad = tmp_path / "bad.txt"
-    bad.write_bytes(text.encode("utf-8") * 3 + b"\xff\xfe not text")
+    bad = tmp_path / f"bad{suffix}"
+    bad.write_bytes(body.encode("utf-8") * 2 + b"\xff\xfe not text\n")
     with pytest.raises(UserError, match="not UTF-8"):
         data.eval_tokens(tok, bad)
     np.testing.assert_array_equal(data.eval_tokens(tok, bad, 1000), whole[:1000])
