@@ -327,6 +327,21 @@ def agreement_forward(results: Path) -> str:
                       "of 32 x 512\" (‖ours − sdpa‖ / ‖sdpa‖ over 2 × 512 tokens).*"])
 
 
+def eval_memory(results: Path) -> str:
+    """`benchmarks/eval_memory.py` and `benchmarks/model_digest.py`: reading a corpus and hashing a model."""
+    mem, digest = load(results, "eval_memory.json"), load(results, "model_digest.json")
+    rows = [(f"`eval --max-windows 1` on a {mem['eval_max_windows_1']['text_mb']:g} MB text",
+             f"{mem['eval_max_windows_1']['peak_rss_mib']:.0f} MiB", f"{mem['eval_max_windows_1']['seconds']:.1f} s"),
+            (f"tokenising a {mem['tokenise_pieces']['text_mb']:g} MB text in pieces",
+             f"{mem['tokenise_pieces']['peak_rss_mib']:.0f} MiB", f"{mem['tokenise_pieces']['seconds']:.1f} s"),
+            (f"tokenising the same text in one encode",
+             f"{mem['tokenise_whole']['peak_rss_mib']:.0f} MiB", f"{mem['tokenise_whole']['seconds']:.1f} s"),
+            (f"hashing the demo model ({digest['bytes_hashed'] / 2**20:.0f} MiB)", "",
+             f"{digest['seconds']:.2f} s ({digest['mb_per_second']:.0f} MB/s)")]
+    return "\n".join([markdown(("measurement", "peak RSS", "time"), rows), "",
+                      source_line(mem, "eval_memory.json"), "", source_line(digest, "model_digest.json")])
+
+
 def transcribed(name: str, key: str) -> Callable[[Path], str]:
     """A table kept as transcribed text in a raw file (the run's own output was not kept)."""
 
@@ -362,6 +377,7 @@ TABLES: dict[str, Callable[[Path], str]] = {
     "agreement_end_to_end": agreement_end_to_end,
     "benchmark_figures": benchmark_figures,
     "agreement_forward": agreement_forward,
+    "eval_memory": eval_memory,
     "agreement_identical_inputs": transcribed("released_agreement_transcribed.json", "agreement_identical_inputs"),
     "swaps_overfit": transcribed("swaps_layer2.json", "swaps_overfit"),
     "swaps_initial_masks": transcribed("swaps_layer2.json", "swaps_initial_masks"),

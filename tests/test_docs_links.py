@@ -70,3 +70,9 @@ def test_ci_runs_exactly_the_readme_test_command():
     ci = [line.strip() for line in (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
           if line.strip() and not line.startswith("#")]
     assert ci[-1] == test_command == "make test"
+
+
+def test_every_benchmark_script_is_described():
+    described = (ROOT / "benchmarks" / "README.md").read_text(encoding="utf-8")
+    scripts = sorted(p.name for p in (ROOT / "benchmarks").glob("*.py"))
+    assert scripts and [s for s in scripts if f"`{s}`" not in described] == []
