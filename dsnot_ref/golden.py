@@ -248,10 +248,12 @@ def _load(path) -> dict[str, np.ndarray]:
     path = Path(path)
     if not path.exists():
         raise UserError(f"golden file {path} does not exist")
-    validate.npz_members(path, "golden file")  # declared shapes and sizes, before any array is read
+    # declared shapes and sizes, before any array is read; any memory order (t.T.numpy() writes
+    # Fortran order), made C-contiguous here
+    validate.npz_members(path, "golden file", fortran_ok=True)
     try:
         with np.load(path, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
+            return {k: np.asarray(z[k], order="C") for k in z.files}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
         raise UserError(f"{path} is not a readable .npz golden file ({exc})") from None
 
@@ -456,42 +458,119 @@ STANDARD_CASES = (
 )
 
 
-def describe_case(method: str, sparsity: float, nm, settings, seed: int) -> str:
-    """The human description stored in a standard case (``settings``: DSnoTSettings or SwapSettings)."""
+def describe_case(method: str, sparsity: float, nm, settings, seed: int, options: dict | None = None,
+                  layer: str = "synthetic layer") -> str:
+    """The human description stored in a standard case (``settings``: DSnoTSettings or SwapSettings;
+    ``options``: the settings that differ from the defaults)."""
     pattern = f"{nm[0]}:{nm[1]}" if nm else f"{sparsity:.0%} unstructured"
     if isinstance(settings, SwapSettings):
         search = ("all pairs" if settings.window == 0 else f"window {settings.window}, refresh {settings.refresh}")
         search = "every pair within a group" if nm else search
         return (f"{method} initial mask, {pattern}, SparseSwaps ({search}, at most {settings.max_swaps} "
-                f"swaps per row, tol {settings.tol:g}), synthetic layer seed {seed}")
-    options = "default settings"
-    if settings.variant == "exact" and (settings.lookahead, settings.on_reject) != (1, "stop"):
-        options = f"lookahead {settings.lookahead}, on_reject {settings.on_reject!r}, otherwise defaults"
-    return (f"{method} initial mask, {pattern}, {settings.variant} DSnoT, {options}, "
-            f"synthetic layer seed {seed}")
+                f"swaps per row, tol {settings.tol:g}), {layer} seed {seed}")
+    options = "default settings" if not options else \
+        ", ".join(f"{k} {v!r}" for k, v in options.items()) + ", otherwise defaults"
+    return f"{method} initial mask, {pattern}, {settings.variant} DSnoT, {options}, {layer} seed {seed}"
 
 
 def standard_cases(n_rows: int = 8, n_cols: int = 384) -> list[GoldenCase]:
-    """The committed fixture set, built deterministically from fixed seeds."""
+    """The committed fixture set, built deterministically from fixed seeds: the random layers of
+    ``STANDARD_CASES`` and the exact-arithmetic layers of ``HARD_CASES``."""
     out = []
     for name, seed, method, sparsity, nm, variant, options in STANDARD_CASES:
         x, w = synthetic_activations(seed, n_rows, n_cols)
-        seq_sum, seq_sq, var_pooled, var_within = layer_statistics(x)
-        dtype = np.float64 if variant == SWAPS else arithmetic_dtype(variant)
-        if variant == "official":       # float32 inputs, as the released code holds them
-            w, seq_sum, seq_sq, var_within = (a.astype(dtype).astype(np.float64)
-                                              for a in (w, seq_sum, seq_sq, var_within))
-        score = magnitude_score(w, dtype) if method == "magnitude" else wanda_score(w, seq_sq, dtype)
-        score = score.astype(np.float64)
-        swap_settings = SwapSettings(**options) if variant == SWAPS else None
-        settings = DSnoTSettings() if variant == SWAPS else DSnoTSettings(variant=variant, **options)
-        out.append(GoldenCase(
-            name=name, weight=w, seq_sum=seq_sum, seq_sq=seq_sq,
-            var=var_within if variant == "official" else var_pooled,
-            initial_score=score, pruned0=initial_mask(score, sparsity, nm),
-            settings=settings, nm=nm, sparsity=sparsity, initial_method=method,
-            description=describe_case(method, sparsity, nm, swap_settings or settings, seed),
-            gram=gram_matrix(x) if variant in GRAM_VARIANTS else None,
-            swap_settings=swap_settings,
-        ))
+        out.append(build_case(name, seed, x, w, method, sparsity, nm, variant, options))
+    for name, seed, method, sparsity, nm, variant, options in HARD_CASES:
+        x, w = quantised_activations(seed, HARD_COLS), quantised_weight(seed, HARD_ROWS, HARD_COLS)
+        out.append(build_case(name, seed, x, w, method, sparsity, nm, variant, options,
+                              layer="exact-arithmetic layer"))
     return out
+
+
+def build_case(name: str, seed: int, x, w, method: str, sparsity: float, nm, variant: str,
+               options: dict, layer: str = "synthetic layer") -> GoldenCase:
+    """A golden case from calibration inputs x [S, L, C] and a weight [R, C] (float64)."""
+    seq_sum, seq_sq, var_pooled, var_within = layer_statistics(x)
+    dtype = np.float64 if variant == SWAPS else arithmetic_dtype(variant)
+    if variant == "official":       # float32 inputs, as the released code holds them
+        w, seq_sum, seq_sq, var_within = (a.astype(dtype).astype(np.float64)
+                                          for a in (w, seq_sum, seq_sq, var_within))
+    score = magnitude_score(w, dtype) if method == "magnitude" else wanda_score(w, seq_sq, dtype)
+    score = score.astype(np.float64)
+    swap_settings = SwapSettings(**options) if variant == SWAPS else None
+    settings = DSnoTSettings() if variant == SWAPS else DSnoTSettings(variant=variant, **options)
+    return GoldenCase(
+        name=name, weight=w, seq_sum=seq_sum, seq_sq=seq_sq,
+        var=var_within if variant == "official" else var_pooled,
+        initial_score=score, pruned0=initial_mask(score, sparsity, nm),
+        settings=settings, nm=nm, sparsity=sparsity, initial_method=method,
+        description=describe_case(method, sparsity, nm, swap_settings or settings, seed, options, layer),
+        gram=gram_matrix(x) if variant in GRAM_VARIANTS else None,
+        swap_settings=swap_settings,
+    )
+
+
+# --------------------------------------------------------------------------- hard cases
+
+def quantised_activations(seed: int, n_cols: int, n_seq: int = 4, seq_len: int = 8):
+    """Calibration inputs on which every DSnoT quantity is exact: x [S, L, C] float64.
+
+    x holds small integers, S·L is a power of two, so seq_sum, seq_sq, both variances, G, c,
+    ε and ΔE are exact in float32 and float64 in every summation order: the case's decisions
+    cannot depend on rounding. Channels are drawn from a few prototypes (equal statistics, so
+    equal weights tie exactly), and some are dead (x = 0), constant (x = k ≠ 0: variance 0,
+    the variance floor decides) or zero-mean (seq_sum = 0: c = 0, never a candidate; the
+    official variant's c == 0 entries).
+    """
+    rng = np.random.default_rng(seed)
+    n_proto = max(2, n_cols // 4)
+    offset = rng.integers(-1, 4, size=n_proto)                                   # mostly positive means
+    proto = offset + rng.integers(-3, 4, size=(n_seq, seq_len, n_proto))         # [S, L, P]
+    x = proto[:, :, rng.integers(0, n_proto, size=n_cols)].astype(np.float64)    # [S, L, C]
+    kind = rng.choice(4, size=n_cols, p=[0.82, 0.06, 0.06, 0.06])
+    x[:, :, kind == 1] = 0.0                                                     # dead
+    x[:, :, kind == 2] = rng.choice([-2.0, 1.0, 3.0], size=int(np.sum(kind == 2)))  # constant
+    zero_mean = np.flatnonzero(kind == 3)
+    x[:, :, zero_mean] = np.where(np.arange(seq_len)[None, :, None] % 2 == 0, 1.0, -1.0) \
+        * rng.integers(1, 3, size=zero_mean.size)                                # ±k alternating
+    return x
+
+
+def quantised_weight(seed: int, n_rows: int, n_cols: int):
+    """W [R, C] float64, multiples of 1/8 in [−1, 1] (ties, zeros), leaning positive in even
+    rows and negative in odd ones, so that a row's contributions are mostly of one sign: ε₀ is
+    large against one swap (long runs) and the list of the other sign is short (it runs out)."""
+    rng = np.random.default_rng(seed + 1_000_003)
+    lean = np.where(np.arange(n_rows) % 2 == 0, 1.0, -1.0)[:, None]               # [R, 1]
+    return lean * rng.integers(-3, 9, size=(n_rows, n_cols)).astype(np.float64) / 8.0
+
+
+HARD_ROWS, HARD_COLS = 8, 64
+# Exact-arithmetic layers (quantised_activations) with settings chosen so that each rule of
+# data/golden/FORMAT.md ("Coverage by rule") decides some output; same columns as STANDARD_CASES.
+HARD_CASES = (
+    ("hard_u50_reference_cap3", 2, "magnitude", 0.5, None, "reference",
+     {"max_cycle_time": 3, "update_threshold": 13.3}),
+    ("hard_u75_reference_cap3", 1, "wanda", 0.75, None, "reference", {"max_cycle_time": 3}),
+    ("hard_2of4_reference_cap8", 3, "magnitude", 0.5, (2, 4), "reference", {"max_cycle_time": 8}),
+    ("hard_u75_official_sign_cap3", 1, "wanda", 0.75, None, "official",
+     {"max_cycle_time": 3, "update_threshold": 3.3, "without_same_sign": False}),
+    ("hard_u75_official_cap16", 1, "wanda", 0.75, None, "official",
+     {"max_cycle_time": 16, "update_threshold": 13.3}),
+    ("hard_2of4_official_cap8", 1, "wanda", 0.5, (2, 4), "official",
+     {"max_cycle_time": 8, "update_threshold": 3.3}),
+    ("hard_u75_exact_k2_skip", 2, "wanda", 0.75, None, "exact", {"lookahead": 2, "on_reject": "skip"}),
+    ("hard_2of4_exact_skip_cap3", 1, "magnitude", 0.5, (2, 4), "exact",
+     {"max_cycle_time": 3, "on_reject": "skip"}),
+    ("hard_u75_swaps", 2, "wanda", 0.75, None, SWAPS, {"max_swaps": 3, "window": 4, "refresh": 2, "tol": 0.03}),
+)
+
+
+def case_activations(name: str):
+    """The calibration inputs x [S, L, C] a committed case's statistics (and G) were built from."""
+    for cases, make in ((STANDARD_CASES, lambda seed: synthetic_activations(seed, 8, 384)[0]),
+                        (HARD_CASES, lambda seed: quantised_activations(seed, HARD_COLS))):
+        for entry in cases:
+            if entry[0] == name:
+                return make(entry[1])
+    raise KeyError(name)

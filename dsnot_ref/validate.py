@@ -391,11 +391,13 @@ def format_bytes(n: float) -> str:
 # --- arrays (.npy / .npz) -------------------------------------------------------------------
 
 
-def npy_declared(f, size: int, path, what: str, max_bytes: int = MAX_ARRAY_BYTES) -> tuple[tuple[int, ...], np.dtype]:
+def npy_declared(f, size: int, path, what: str, max_bytes: int = MAX_ARRAY_BYTES,
+                 fortran_ok: bool = False) -> tuple[tuple[int, ...], np.dtype]:
     """(shape, dtype) from the header of an .npy stream of ``size`` bytes, before any data.
 
-    Refuses: a bad magic or header, object (pickled) or structured dtypes, Fortran order, a
-    declared size above ``max_bytes``, or one that does not match the bytes that follow.
+    Refuses: a bad magic or header, object (pickled) or structured dtypes, Fortran order (unless
+    ``fortran_ok``: arrays read whole, not memory-mapped), a declared size above ``max_bytes``,
+    or one that does not match the bytes that follow.
     """
     try:
         version = np.lib.format.read_magic(f)
@@ -410,7 +412,7 @@ def npy_declared(f, size: int, path, what: str, max_bytes: int = MAX_ARRAY_BYTES
         raise UserError(f"{what} {path} is not a valid .npy array") from None
     if dtype.hasobject or dtype.fields is not None or dtype.subdtype is not None:
         raise UserError(f"{what} {path} holds objects or records (dtype {dtype}); only plain numbers are read")
-    if fortran and len(shape) > 1:
+    if fortran and len(shape) > 1 and not fortran_ok:
         raise UserError(f"{what} {path} is in Fortran order; save it in C order")
     count = 1
     for d in shape:
@@ -435,7 +437,8 @@ def npy_file(path, what: str, max_bytes: int = MAX_ARRAY_BYTES) -> tuple[tuple[i
         raise UserError(f"cannot read {what} {path}: {exc.strerror}") from None
 
 
-def npz_members(path, what: str, max_bytes: int = MAX_ARRAY_BYTES, max_members: int = 256) -> dict[str, tuple]:
+def npz_members(path, what: str, max_bytes: int = MAX_ARRAY_BYTES, max_members: int = 256,
+                fortran_ok: bool = False) -> dict[str, tuple]:
     """name -> (shape, dtype) of every array of a regular .npz file, from the headers only.
 
     Refuses: a file that is not a zip archive, more than ``max_members`` members, a member that
@@ -459,7 +462,8 @@ def npz_members(path, what: str, max_bytes: int = MAX_ARRAY_BYTES, max_members: 
                     raise UserError(f"{what} {path} unpacks to more than {format_bytes(max_bytes)}")
                 with z.open(info) as f:
                     member = f"{path}:{info.filename}"
-                    members[info.filename[:-4]] = npy_declared(f, info.file_size, member, what, max_bytes)
+                    members[info.filename[:-4]] = npy_declared(f, info.file_size, member, what, max_bytes,
+                                                               fortran_ok)
     except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError, RuntimeError) as exc:
         raise UserError(f"{what} {path} is not a readable .npz archive ({type(exc).__name__})") from None
     return members

@@ -21,14 +21,15 @@ from dsnot_ref.methods.swaps import SwapSettings, swaps_plain
 from dsnot_ref.golden import (
     GOLDEN_DIR,
     GRAM_VARIANTS,
+    HARD_CASES,
     STANDARD_CASES,
     GoldenOutputs,
+    case_activations,
     case_arrays,
     compare_outputs,
     read_case,
     run_case,
     standard_cases,
-    synthetic_activations,
     write_case,
 )
 
@@ -40,7 +41,7 @@ V1_FILE = GOLDEN_DIR / "v1" / "wanda_2of4_reference.npz"   # a file as format ve
 
 
 def test_every_standard_case_is_committed():
-    assert sorted(p.stem for p in FILES) == sorted(c[0] for c in STANDARD_CASES)
+    assert sorted(p.stem for p in FILES) == sorted(c[0] for c in STANDARD_CASES + HARD_CASES)
 
 
 @pytest.mark.parametrize("path", FILES, ids=lambda p: p.stem)
@@ -105,8 +106,7 @@ def test_swaps_case_matches_plain_search(path):
     np.testing.assert_array_equal(expected.active_trace.sum(axis=0) - 1, plain.swaps)   # swaps per row
     np.testing.assert_allclose(expected.error_trace[-1], plain.error_after, rtol=1e-9)
     assert np.all(np.diff(expected.error_trace, axis=0) <= 0)          # E_r never increases
-    seed = next(c[1] for c in STANDARD_CASES if c[0] == case.name)
-    x, _ = synthetic_activations(seed, *case.weight.shape)
+    x = case_activations(case.name)
     tokens = x.reshape(-1, x.shape[-1])                                 # [T, C]
     for k, mask in ((0, case.pruned0), (-1, expected.pruned)):
         direct = np.sum((tokens @ np.where(mask, case.weight, 0.0).T) ** 2, axis=0)  # ‖X d_r‖², [R]
@@ -122,8 +122,7 @@ def test_exact_gram_is_the_sum_over_tokens_of_x_xt():
     and the stored statistics come from the same tokens."""
     for path in GRAM_FILES:
         case, _ = read_case(path)
-        seed = next(c[1] for c in STANDARD_CASES if c[0] == case.name)
-        x, _ = synthetic_activations(seed, *case.weight.shape)        # [S, L, C]
+        x = case_activations(case.name)                               # [S, L, C]
         tokens = x.reshape(-1, x.shape[-1])
         direct = np.einsum("ti,tj->ij", tokens, tokens)
         np.testing.assert_allclose(case.gram, direct, rtol=1e-10, atol=1e-10 * np.abs(direct).max())

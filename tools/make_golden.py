@@ -2,7 +2,7 @@
 
     python tools/make_golden.py [--out data/golden] [--variant official] [--case NAME ...]
 
-Deterministic: fixed seeds (dsnot_ref.golden.STANDARD_CASES), float64 throughout.
+Deterministic: fixed seeds (dsnot_ref.golden.STANDARD_CASES and HARD_CASES), float64 throughout.
 Writes format version 3: reference, official, exact-variant and SparseSwaps ("swaps") cases (the
 exact and swaps ones also store G = Σ x xᵀ and the E_r trace). data/golden/v1/ is a kept
 version-1 file, not written here.
