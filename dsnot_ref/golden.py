@@ -6,10 +6,9 @@ optionally, its outputs (final mask, ε trace, active flags, swaps; exact varian
 trace; SparseSwaps: no ε trace, the E_r trace instead). The format is described in
 ``data/golden/FORMAT.md`` (version 3; versions 1 and 2 are still read). Another implementation
 (a GPU kernel, a port) reads the inputs, writes its own outputs in the same format, and
-``compare_outputs`` / ``dsnot-ref golden check`` say whether it agrees with ours.
+``golden_check.compare_outputs`` / ``dsnot-ref golden check`` say whether it agrees with ours.
 
-Reading and writing are the I/O edge (UserError naming file and key); ``run_case`` and
-``compare_outputs`` are pure.
+Reading and writing are the I/O edge (UserError naming file and key); ``run_case`` is pure.
 """
 
 from __future__ import annotations
@@ -85,38 +84,7 @@ class GoldenOutputs:
     error_trace: np.ndarray | None = None  # [cycles+1, R] float64, E_r = d_rᵀ G d_r (exact, swaps)
 
 
-@dataclass(frozen=True)
-class Comparison:
-    identical: bool
-    mask_agreement: float        # fraction of equal mask entries
-    n_mask_diff: int
-    first_diff_row: int | None   # lowest row whose mask differs
-    max_eps_diff: float | None   # None when the traces' shapes differ
-    cycles: tuple[int, int]      # (ours, theirs)
-    swaps_equal: bool
-    max_error_diff: float | None = None  # E_r traces; None when either lacks one or shapes differ
-    error_compared: bool = False         # both had an E_r trace
-    no_eps: bool = False                 # neither has an ε trace (SparseSwaps)
-
-    def describe(self) -> str:
-        """One human line."""
-        if self.n_mask_diff == 0:
-            mask = "masks identical"
-        else:
-            mask = (f"masks differ in {self.n_mask_diff} entries (agreement "
-                    f"{100 * self.mask_agreement:.4f}%), first differing row {self.first_diff_row}")
-        eps = ("eps traces of different shape; " if self.max_eps_diff is None
-               else f"max |eps diff| {self.max_eps_diff:.3g}; ")
-        eps = "" if self.no_eps else eps
-        swaps = "swaps identical" if self.swaps_equal else "swaps differ"
-        line = f"{mask}; {eps}cycles {self.cycles[0]} vs {self.cycles[1]}; {swaps}"
-        if self.error_compared:
-            line += ("; error traces of different shape" if self.max_error_diff is None
-                     else f"; max |error diff| {self.max_error_diff:.3g}")
-        return line
-
-
-# --------------------------------------------------------------------------- running and comparing
+# --------------------------------------------------------------------------- running
 
 def run_case(case: GoldenCase, xp=np) -> GoldenOutputs:
     """Our outputs for a case: its refiner from the registry (methods/refiners.py, the code
@@ -131,58 +99,6 @@ def run_case(case: GoldenCase, xp=np) -> GoldenOutputs:
     res = make_refiner(case.variant, case.refiner_settings).refine(problem, trace=True)
     return GoldenOutputs(pruned=to_numpy(res.pruned), eps_trace=res.trace.eps, active_trace=res.trace.active,
                          swaps=res.trace.swaps, cycles=res.cycles, error_trace=res.trace.error)
-
-
-def trace_difference(ours, theirs, rtol: float, atol: float) -> tuple[float | None, bool]:
-    """``(max |ours − theirs|, within atol + rtol · max|ours|)``; ``(None, False)`` on shape mismatch."""
-    if ours.shape != theirs.shape:
-        return None, False
-    max_diff = float(np.max(np.abs(ours - theirs), initial=0.0))
-    scale = float(np.max(np.abs(ours), initial=0.0))
-    return max_diff, max_diff <= atol + rtol * scale
-
-
-def compare_outputs(ours: GoldenOutputs, theirs: GoldenOutputs, rtol: float = 1e-6,
-                    atol: float = 0.0) -> Comparison:
-    """Masks must be equal, cycles and swaps equal, ε traces equal within
-    ``atol + rtol · max|ε|`` (float32 implementations round differently), and, when both
-    have one, E_r traces equal within ``atol + rtol · max E_r``."""
-    if ours.pruned.shape != theirs.pruned.shape:
-        raise UserError(f"mask shapes differ: {ours.pruned.shape} vs {theirs.pruned.shape}")
-    diff = ours.pruned != theirs.pruned
-    rows = np.nonzero(diff.any(axis=1))[0]
-    no_eps = ours.eps_trace is None and theirs.eps_trace is None                # SparseSwaps
-    if no_eps:
-        max_eps_diff, eps_ok = None, True
-    elif ours.eps_trace is None or theirs.eps_trace is None:
-        max_eps_diff, eps_ok = None, False
-    else:
-        max_eps_diff, eps_ok = trace_difference(ours.eps_trace, theirs.eps_trace, rtol, atol)
-    error_compared = ours.error_trace is not None and theirs.error_trace is not None
-    max_error_diff, error_ok = (trace_difference(ours.error_trace, theirs.error_trace, rtol, atol)
-                                if error_compared else (None, True))
-    swaps_equal = ours.swaps.shape == theirs.swaps.shape and bool(np.all(ours.swaps == theirs.swaps))
-    identical = (not diff.any()) and eps_ok and error_ok and swaps_equal and ours.cycles == theirs.cycles
-    return Comparison(identical=identical, mask_agreement=float(1 - diff.mean()) if diff.size else 1.0,
-                      n_mask_diff=int(diff.sum()), first_diff_row=int(rows[0]) if len(rows) else None,
-                      max_eps_diff=max_eps_diff, cycles=(ours.cycles, theirs.cycles),
-                      swaps_equal=swaps_equal, max_error_diff=max_error_diff,
-                      error_compared=error_compared, no_eps=no_eps)
-
-
-def inputs_equal(a: GoldenCase, b: GoldenCase) -> bool:
-    """Same problem: arrays equal (to float64 rounding of a float32 copy) and same settings."""
-    for name in INPUT_ARRAYS:
-        x, y = getattr(a, name), getattr(b, name)
-        if x.shape != y.shape or not np.allclose(x, y, rtol=1e-6, atol=0.0):
-            return False
-    if (a.gram is None) != (b.gram is None):
-        return False
-    if a.gram is not None:
-        scale = float(np.max(np.abs(a.gram), initial=0.0))  # off-diagonal entries may cancel to ~0
-        if a.gram.shape != b.gram.shape or not np.allclose(a.gram, b.gram, rtol=1e-6, atol=1e-12 * scale):
-            return False
-    return a.settings == b.settings and a.swap_settings == b.swap_settings and a.nm == b.nm
 
 
 # --------------------------------------------------------------------------- files
@@ -301,14 +217,35 @@ def read_case(path) -> tuple[GoldenCase, GoldenOutputs | None]:
     )
     if "pruned" not in z:
         return case, None
+    outputs = _read_outputs(z, path, n_rows, n_cols, variant)
+    check_swaps_replay(case, outputs, path)
+    return case, outputs
+
+
+def required_outputs(variant: str) -> tuple[str, ...]:
+    """The arrays an implementation must write for a case of this variant (FORMAT.md, "Output contract")."""
+    if variant == SWAPS:
+        return ("pruned", "cycles", "swaps", "active_trace", "error_trace")
+    return ("pruned", "cycles", "swaps", "active_trace", "eps_trace")
+
+
+def _read_outputs(z, path, n_rows: int, n_cols: int, variant: str) -> GoldenOutputs:
+    """The outputs of a golden file, every missing one named at once."""
+    missing = [k for k in required_outputs(variant) if k not in z]
+    if missing:
+        raise UserError(f"golden file {path} lacks the output{'s' if len(missing) > 1 else ''} "
+                        f"{', '.join(missing)} (a {variant!r} case needs {', '.join(required_outputs(variant))})")
     cycles = int(_get(z, "cycles", path, (), "iu"))
+    if cycles < 0:
+        raise UserError(f"golden file {path}: 'cycles' is {cycles}; it counts the cycles run (>= 0), "
+                        f"and the traces have cycles + 1 rows")
     trace_shape = (cycles + 1, n_rows)
     if variant == SWAPS:   # no ε; the E_r trace is required
         eps_trace, error = None, _get(z, "error_trace", path, trace_shape, "f")
     else:
         eps_trace = _get(z, "eps_trace", path, trace_shape, "f").astype(np.float64)
         error = _get(z, "error_trace", path, trace_shape, "f") if "error_trace" in z else None
-    outputs = GoldenOutputs(
+    return GoldenOutputs(
         pruned=_get(z, "pruned", path, (n_rows, n_cols), "b"),
         eps_trace=eps_trace,
         active_trace=_get(z, "active_trace", path, trace_shape, "b"),
@@ -316,8 +253,24 @@ def read_case(path) -> tuple[GoldenCase, GoldenOutputs | None]:
         cycles=cycles,
         error_trace=None if error is None else error.astype(np.float64),
     )
-    check_swaps_replay(case, outputs, path)
-    return case, outputs
+
+
+def read_outputs_file(path, references: dict) -> tuple[GoldenCase, GoldenOutputs | None]:
+    """A file to check: a whole golden file (inputs and outputs), or outputs only with the
+    ``case`` name, whose inputs are then the reference case's. ``references``: name -> GoldenCase."""
+    z = _load(path)
+    name = str(_get(z, "case", path, (), "U"))
+    if name not in references:
+        raise UserError(f"case {name!r} of {path} is not among the reference cases "
+                        f"({len(references)} cases: {', '.join(sorted(references)[:6])}...)")
+    if "weight" in z:
+        return read_case(path)
+    ref = references[name]
+    if "pruned" not in z:
+        raise UserError(f"golden file {path} has neither inputs nor outputs to check")
+    outputs = _read_outputs(z, path, *ref.weight.shape, ref.variant)
+    check_swaps_replay(ref, outputs, path)
+    return ref, outputs
 
 
 def check_swaps_replay(case: GoldenCase, outputs: GoldenOutputs, path) -> None:
@@ -325,13 +278,18 @@ def check_swaps_replay(case: GoldenCase, outputs: GoldenOutputs, path) -> None:
     in order (each swap regrows a pruned weight and prunes a kept one of the same row, at a
     cycle in 1..cycles), gives its final mask. A checker compares the masks and the swap lists;
     a file whose swap list says something else than its mask is refused, naming the first swap
-    or the first row that disagrees."""
+    or the first row that disagrees. The official variant is checked for the range only: the
+    released code's c == 0 quirk prunes a weight twice or un-prunes one in a stopped row
+    (docs/dsnot.md §7; ``hard_u75_official_cap16`` does), so its swaps need not replay to its mask."""
     mask = case.pruned0.copy()  # [R, C] True = pruned
     n_rows, n_cols = mask.shape
     for i, (row, grown, pruned, cycle) in enumerate(outputs.swaps.tolist()):
         if not (0 <= row < n_rows and 0 <= grown < n_cols and 0 <= pruned < n_cols and 1 <= cycle <= outputs.cycles):
             raise UserError(f"golden file {path}: swap {i} {[row, grown, pruned, cycle]} is outside the "
                             f"[{n_rows}, {n_cols}] weight or cycles 1..{outputs.cycles}")
+    if case.variant == "official":
+        return
+    for i, (row, grown, pruned, cycle) in enumerate(outputs.swaps.tolist()):
         if not mask[row, grown] or mask[row, pruned]:
             raise UserError(f"golden file {path}: swap {i} {[row, grown, pruned, cycle]} regrows a kept weight "
                             "or prunes a pruned one (its swaps contradict its masks)")

@@ -350,6 +350,8 @@ MUTANTS = [
            ("official",), patched(per_row, "official_row", official_row_with(no_threshold_test=True))),
     Mutant("official sign check ignored", "official sign check",
            ("official",), patched(per_row, "official_row", official_row_with(ignore_sign_check=True))),
+    Mutant("official ε₀ summed in float64", "official float32 arithmetic",
+           ("official",), patched(per_row, "torch_row_sum", float64_official_sum)),
     # exact variant
     Mutant("exact: lookahead ignored", "exact lookahead",
            ("exact",), settings=lambda case: with_settings(lookahead=1)(case)

@@ -21,7 +21,8 @@ from dsnot_ref import model as model_lib  # noqa: E402 - after the skip on purpo
 from dsnot_ref.backend import to_device, to_numpy  # noqa: E402
 from dsnot_ref.evaluate import perplexity  # noqa: E402
 from dsnot_ref.methods import DSnoTSettings, PruneSpec, prune_linear  # noqa: E402
-from dsnot_ref.golden import GOLDEN_DIR, compare_outputs, read_case, run_case  # noqa: E402
+from dsnot_ref.golden import GOLDEN_DIR, read_case, run_case  # noqa: E402
+from dsnot_ref.golden_check import compare_outputs  # noqa: E402
 from dsnot_ref.pipeline import PipelineSettings, prune_model  # noqa: E402
 from dsnot_ref.stats import StatsAccumulator  # noqa: E402
 

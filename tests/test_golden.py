@@ -14,6 +14,7 @@ import pytest
 
 from dsnot_ref.cli import main
 from dsnot_ref.errors import UserError
+from dsnot_ref.golden_check import compare_outputs
 from dsnot_ref.methods.dsnot.exact_per_row import exact_per_row
 from dsnot_ref.methods.dsnot.official_per_row import official_per_row
 from dsnot_ref.methods.dsnot.per_row import dsnot_per_row
@@ -26,7 +27,6 @@ from dsnot_ref.golden import (
     GoldenOutputs,
     case_activations,
     case_arrays,
-    compare_outputs,
     read_case,
     run_case,
     standard_cases,
@@ -158,16 +158,17 @@ def test_write_read_roundtrip(tmp_path):
 
 
 def test_compare_reports_first_differing_row():
-    case, ours = read_case(FILES[0])
+    case, ours = read_case(GOLDEN_DIR / "wanda_u50_reference.npz")
     pruned = ours.pruned.copy()
     pruned[5, :3] = ~pruned[5, :3]
     theirs = replace(ours, pruned=pruned, eps_trace=ours.eps_trace * (1 + 1e-9))
-    cmp = compare_outputs(ours, theirs)
+    cmp = compare_outputs(ours, theirs, case)
     assert not cmp.identical and cmp.first_diff_row == 5 and cmp.n_mask_diff == 3
-    assert cmp.max_eps_diff > 0
-    close = compare_outputs(ours, replace(ours, eps_trace=ours.eps_trace * (1 + 1e-9)))
-    assert close.identical
-    assert not compare_outputs(ours, replace(ours, eps_trace=ours.eps_trace * 1.01)).identical
+    assert cmp.eps.max_diff > 0 and not cmp.eps.within          # 1e-9 is float32-sized: outside the contract
+    close = compare_outputs(ours, replace(ours, eps_trace=ours.eps_trace * (1 + 1e-14)), case)
+    assert close.identical                                       # float64 rounding: inside
+    assert compare_outputs(ours, theirs, rtol=1e-6).eps.within   # the override
+    assert not compare_outputs(ours, replace(ours, eps_trace=ours.eps_trace * 1.01), case).identical
 
 
 def test_cli_run_and_check(tmp_path, capsys):
@@ -185,7 +186,7 @@ def test_cli_run_and_check(tmp_path, capsys):
     write_case(tmp_path / "bad.npz", case, GoldenOutputs(bad, ours.eps_trace, ours.active_trace,
                                                          ours.swaps[:-1], ours.cycles))
     assert main(["golden", "check", str(tmp_path / "bad.npz"), "--against", str(src)]) == 1
-    assert f"first differing row {row}" in capsys.readouterr().out
+    assert f"first differing swap at cycle {ours.swaps[-1, 3]}, row {row}" in capsys.readouterr().out
     # a directory of outputs, checked case by case
     shutil.copy(GOLDEN_DIR / FILES[1].name, tmp_path / FILES[1].name)
     (tmp_path / "bad.npz").unlink()
@@ -262,15 +263,15 @@ def test_bad_versions_and_missing_gram_are_user_errors(tmp_path):
 
 def test_compare_checks_error_trace_when_both_have_it():
     case, ours = read_case(GOLDEN_DIR / "wanda_u60_exact.npz")
-    assert compare_outputs(ours, ours).identical
+    assert compare_outputs(ours, ours, case).identical
     off = replace(ours, error_trace=ours.error_trace * 1.01)
-    cmp = compare_outputs(ours, off)
-    assert not cmp.identical and cmp.max_error_diff > 0 and "error diff" in cmp.describe()
-    assert compare_outputs(ours, replace(ours, error_trace=ours.error_trace * (1 + 1e-9))).identical
-    without = compare_outputs(ours, replace(ours, error_trace=None))    # theirs has no E_r trace
-    assert without.identical and not without.error_compared and "error" not in without.describe()
-    short = compare_outputs(ours, replace(ours, error_trace=ours.error_trace[:-1]))
-    assert not short.identical and short.max_error_diff is None
+    cmp = compare_outputs(ours, off, case)
+    assert not cmp.identical and cmp.error.max_diff > 0 and "error departs at cycle" in cmp.describe()
+    assert compare_outputs(ours, replace(ours, error_trace=ours.error_trace * (1 + 1e-12)), case).identical
+    without = compare_outputs(ours, replace(ours, error_trace=None), case)    # theirs has no E_r trace
+    assert without.identical and "error" not in without.describe()
+    short = compare_outputs(ours, replace(ours, error_trace=ours.error_trace[:-1]), case)
+    assert not short.identical and short.error.max_diff is None and "shape" in short.describe()
 
 
 def test_cli_run_and_check_exact_case(tmp_path, capsys):
@@ -302,7 +303,7 @@ def test_swaps_write_read_roundtrip_and_bad_files(tmp_path):
     src = SWAP_FILES[0]
     with pytest.raises(UserError, match="v2.npz.*'swaps' needs format_version 3"):
         read_case(_save_modified(tmp_path, "v2.npz", src, format_version=np.array(2)))
-    with pytest.raises(UserError, match="noerror.npz.*'error_trace'"):
+    with pytest.raises(UserError, match="noerror.npz lacks the output error_trace"):
         read_case(_save_modified(tmp_path, "noerror.npz", src, error_trace=None))
     with pytest.raises(UserError, match="nogram.npz.*'gram'"):
         read_case(_save_modified(tmp_path, "nogram.npz", src, gram=None))
@@ -322,7 +323,7 @@ def test_cli_run_and_check_swaps_case(tmp_path, capsys):
     swaps[-1, 3] -= 1                                          # the last swap one step earlier: same masks
     np.savez(tmp_path / "other.npz", **case_arrays(case, replace(ours, swaps=swaps)))
     assert main(["golden", "check", str(tmp_path / "other.npz"), "--against", str(src)]) == 1
-    assert "swaps differ" in capsys.readouterr().out
+    assert "first differing swap at cycle" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("edit, match", [
