@@ -470,21 +470,25 @@ def build_case(name: str, seed: int, x, w, method: str, sparsity: float, nm, var
 
 # --------------------------------------------------------------------------- hard cases
 
-def quantised_activations(seed: int, n_cols: int, n_seq: int = 4, seq_len: int = 8):
+def quantised_activations(seed: int, n_cols: int, n_seq: int = 4, seq_len: int = 8, *,
+                          repeat: bool = True, special: bool = True):
     """Calibration inputs on which every DSnoT quantity is exact: x [S, L, C] float64.
 
     x holds small integers, S·L is a power of two, so seq_sum, seq_sq, both variances, G, c,
     ε and ΔE are exact in float32 and float64 in every summation order: the case's decisions
-    cannot depend on rounding. Channels are drawn from a few prototypes (equal statistics, so
-    equal weights tie exactly), and some are dead (x = 0), constant (x = k ≠ 0: variance 0,
-    the variance floor decides) or zero-mean (seq_sum = 0: c = 0, never a candidate; the
-    official variant's c == 0 entries).
+    cannot depend on rounding. With ``repeat`` channels are drawn from a few prototypes (equal
+    statistics, so equal weights tie exactly); with ``special`` some are dead (x = 0), constant
+    (x = k ≠ 0: variance 0, the variance floor decides) or zero-mean (seq_sum = 0: c = 0, never
+    a candidate; the official variant's c == 0 entries).
     """
     rng = np.random.default_rng(seed)
-    n_proto = max(2, n_cols // 4)
+    n_proto = max(2, n_cols // 4) if repeat else n_cols
     offset = rng.integers(-1, 4, size=n_proto)                                   # mostly positive means
     proto = offset + rng.integers(-3, 4, size=(n_seq, seq_len, n_proto))         # [S, L, P]
-    x = proto[:, :, rng.integers(0, n_proto, size=n_cols)].astype(np.float64)    # [S, L, C]
+    channels = rng.integers(0, n_proto, size=n_cols) if repeat else np.arange(n_cols)
+    x = proto[:, :, channels].astype(np.float64)                                 # [S, L, C]
+    if not special:
+        return x
     kind = rng.choice(4, size=n_cols, p=[0.82, 0.06, 0.06, 0.06])
     x[:, :, kind == 1] = 0.0                                                     # dead
     x[:, :, kind == 2] = rng.choice([-2.0, 1.0, 3.0], size=int(np.sum(kind == 2)))  # constant

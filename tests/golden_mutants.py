@@ -11,6 +11,8 @@ another order passes.
 from __future__ import annotations
 
 import contextlib
+import inspect
+import textwrap
 from dataclasses import dataclass, replace
 from typing import Callable
 from unittest import mock
@@ -294,6 +296,27 @@ def stop_on_any_miss(original):
     return round_
 
 
+def source_mutant(module, name: str, old: str, new: str, **extra):
+    """``module.name`` with one piece of its source replaced (a classic source-level mutation);
+    ``extra``: names the new text uses."""
+    source = inspect.getsource(getattr(module, name))
+    assert source.count(old) == 1, f"{name}: the text to mutate is gone; update this mutant"
+    namespace = {**vars(module), **extra}
+    exec(textwrap.dedent(source.replace(old, new)), namespace)
+    return namespace[name]
+
+
+LAST_MINIMUM = "delta.size - 1 - int(np.argmin(delta.ravel()[::-1]))"
+
+
+def first_group_best(delta, error, tol):
+    """N:M: the best pair of the first group that has a swap to make (not the best of all groups)."""
+    groups = delta.reshape(delta.shape[0], -1)                                   # [C/M, M·M]
+    ok = np.flatnonzero(np.min(groups, axis=1) < -tol * error)
+    group = int(ok[0]) if ok.size else 0
+    return group * groups.shape[1] + int(np.argmin(groups[group]))
+
+
 def window_ties_high(values, k):
     order = np.lexsort((-np.arange(values.shape[0]), values))[:k]
     cols = np.sort(order)
@@ -359,7 +382,20 @@ MUTANTS = [
     Mutant("exact: on_reject misread", "exact on_reject",
            ("exact",), settings=lambda case: with_settings(
                on_reject="stop" if case.settings.on_reject == "skip" else "skip")(case)),
+    Mutant("exact: pair ties to the later pair", "exact pair choice: ties",
+           ("exact",), lambda: mock.patch.object(per_row, "exact_row", source_mutant(
+               per_row, "exact_row", "if e < best_e:", "if e <= best_e:"))),
     # SparseSwaps
+    Mutant("swaps: pair ties to the highest (i, j)", "swaps pair choice: ties", (SWAPS,),
+           lambda: mock.patch.object(swaps_module, "row_round_unstructured", source_mutant(
+               swaps_module, "row_round_unstructured", "int(np.argmin(delta))", LAST_MINIMUM)), nm=False),
+    Mutant("swaps: N:M first group with a swap, not the best group", "swaps N:M: best over all groups", (SWAPS,),
+           lambda: mock.patch.object(swaps_module, "row_round_nm", source_mutant(
+               swaps_module, "row_round_nm", "int(np.argmin(delta))", "first_group_best(delta, error, settings.tol)",
+               first_group_best=first_group_best)), nm=True),
+    Mutant("swaps: N:M pair ties to the highest (group, i, j)", "swaps pair choice: ties", (SWAPS,),
+           lambda: mock.patch.object(swaps_module, "row_round_nm", source_mutant(
+               swaps_module, "row_round_nm", "int(np.argmin(delta))", LAST_MINIMUM)), nm=True),
     Mutant("swaps: window one larger", "swaps window", (SWAPS,),
            settings=with_swap_settings(window=lambda s: s.window + 1), nm=False),
     Mutant("swaps: refresh one larger", "swaps refresh", (SWAPS,),

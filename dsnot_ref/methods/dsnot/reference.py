@@ -39,8 +39,9 @@ Differences between the variants
 - N:M pruned weight: reference = smallest initial score among the weights of g's group that
   are still kept from the initial mask; official = smallest initial score not yet set to +inf
   (the score of every proposed q is set to +inf, accepted or not).
-- ties: both variants break ties by the lower column (stable sorts; for "largest first" lists
-  too). The released code uses stable sorts for the lists but an unstable ``torch.sort``/
+- ties (stable sorts): reference, the lower column first in every list ("largest first" too);
+  official, the pointer decides: growth read from the right end (ε > 0) takes the higher column
+  first among equal values, from the left the lower; pruning the lower column either way. The released code uses stable sorts for the lists but an unstable ``torch.sort``/
   ``topk`` for the N:M masks and the N:M pruned weight; we use the lower column there as well.
 
 Consequence of reproducing the released code: with the c == 0 quirk (a kept weight whose input
