@@ -182,6 +182,8 @@ def comparison_table(comparisons, label_a: str, label_b: str) -> str:
             "rows_differ": c.rows_differ,
             "sparsity_a": c.sparsity_a,
             "sparsity_b": c.sparsity_b,
+            "first_rows": (",".join(map(str, c.first_rows)) + (",…" if c.rows_differ > len(c.first_rows) else "")
+                           if c.first_rows else "-"),
         }
         for c in comparisons
     ]
@@ -192,6 +194,7 @@ def comparison_table(comparisons, label_a: str, label_b: str) -> str:
         ("rows_differ", "rows differ", "{:d}"),
         ("sparsity_a", f"sparsity {label_a}", "{:.4f}"),
         ("sparsity_b", f"sparsity {label_b}", "{:.4f}"),
+        ("first_rows", "first differing rows", "{}"),
     )
     return format_table(rows, columns)
 

@@ -274,6 +274,10 @@ class MaskComparison:
     rows_differ: int  # output rows with at least one differing entry
     sparsity_a: float  # fraction pruned in A
     sparsity_b: float
+    first_rows: tuple[int, ...] = ()  # the lowest differing rows, at most FIRST_ROWS of them
+
+
+FIRST_ROWS = 5  # differing rows named per weight by compare-masks
 
 
 def compare_mask_sets(a: dict[str, np.ndarray], b: dict[str, np.ndarray], label_a: str,
@@ -291,14 +295,16 @@ def compare_mask_sets(a: dict[str, np.ndarray], b: dict[str, np.ndarray], label_
         if pa.ndim != 2 or pa.size == 0:
             raise UserError(f"tensor {name} has a mask of shape {list(pa.shape)}: not a weight matrix [R, C]")
         differ = pa != pb  # [R, C] bool
+        rows = np.flatnonzero(differ.any(axis=-1))
         out.append(
             MaskComparison(
                 name=name,
                 shape=tuple(pa.shape),
                 identical_fraction=1.0 - float(differ.mean()),
-                rows_differ=int(differ.any(axis=-1).sum()),
+                rows_differ=int(rows.size),
                 sparsity_a=float(pa.mean()),
                 sparsity_b=float(pb.mean()),
+                first_rows=tuple(int(r) for r in rows[:FIRST_ROWS]),
             )
         )
     return out

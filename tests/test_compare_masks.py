@@ -82,6 +82,7 @@ def test_different_masks_exit_1(pair, tmp_path, capsys):
     assert float(cols[2]) == pytest.approx(1 - 4 / (r * c), abs=1e-6)
     assert int(cols[3]) == 2
     assert cols[4] == cols[5] == "0.5000"
+    assert cols[6] == "0,3"                                      # the differing rows, named
 
 
 def test_comparison_numbers():
@@ -89,7 +90,7 @@ def test_comparison_numbers():
     b = {"w": np.array([[True, False, True], [True, True, False]])}
     (c,) = save.compare_mask_sets(a, b, "A", "B")
     assert c.identical_fraction == pytest.approx(5 / 6)
-    assert c.rows_differ == 1
+    assert c.rows_differ == 1 and c.first_rows == (0,)
     assert (c.sparsity_a, c.sparsity_b) == (pytest.approx(3 / 6), pytest.approx(4 / 6))
 
 
