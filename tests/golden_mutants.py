@@ -57,8 +57,8 @@ class Mutant:
     name: str
     rule: str                       # the FORMAT.md rule it breaks
     variants: tuple[str, ...]       # the file variants it applies to
-    patch: Callable = None          # () -> context manager that breaks the rule
-    settings: Callable = None       # case -> case with the misread setting
+    patch: Callable | None = None   # () -> context manager that breaks the rule
+    settings: Callable | None = None  # case -> case with the misread setting
     nm: bool | None = None          # True: N:M cases only, False: unstructured only
 
 

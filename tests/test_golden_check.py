@@ -126,7 +126,8 @@ def test_tolerance_overrides_are_validated(flag, capsys):
 
 def test_official_swap_lists_need_not_replay_to_the_mask():
     """The released code's c == 0 quirk prunes a weight twice (its swap list cannot replay), and
-    such official files are read; a reference file whose swaps contradict its mask is not."""
+    such official files are read (test_golden.py: other files whose swaps contradict their mask
+    are refused)."""
     case, ours = read_case(GOLDEN_DIR / "hard_u75_official_sign_cap3.npz")
     pruned_cols = [(r, q) for r, _, q, _ in ours.swaps.tolist()]
     assert len(pruned_cols) > len(set(pruned_cols))                # the same weight pruned twice
