@@ -61,13 +61,13 @@ def test_negative_cycles_is_a_clear_error(tmp_path, capsys):
 
 def test_first_differing_swap_and_active_flag_are_named(tmp_path, capsys):
     case, ours = read_case(REFERENCE)
-    swaps = ours.swaps.copy()
-    k, r = swaps[3, 3], swaps[3, 0]
-    swaps[3, 1] += 1                                              # another grown column there
-    path = outputs_only(tmp_path / "s.npz", replace(ours, swaps=swaps), case.name)
+    r, g, q, k = ours.swaps[-1]                                   # theirs stops one swap earlier
+    pruned = ours.pruned.copy()
+    pruned[r, g], pruned[r, q] = True, False
+    path = outputs_only(tmp_path / "s.npz", replace(ours, swaps=ours.swaps[:-1], pruned=pruned), case.name)
     status, out, _ = check(capsys, path)
-    assert status == 1 and f"first differing swap at cycle {k}, row {r}: ours grows {ours.swaps[3, 1]}" in out
-    assert f"theirs grows {swaps[3, 1]}" in out
+    assert status == 1
+    assert f"first differing swap at cycle {k}, row {r}: ours grows {g}, prunes {q}, theirs no swap" in out
     active = ours.active_trace.copy()
     active[2, 6] = ~active[2, 6]                                  # only the flags differ
     cmp = compare_outputs(ours, replace(ours, active_trace=active), case)
@@ -110,13 +110,17 @@ def test_changed_input_is_named_and_missing_cases_listed(tmp_path, capsys):
 
 def test_verbose_lists_every_difference(tmp_path, capsys):
     case, ours = read_case(REFERENCE)
+    r, g, q, _ = ours.swaps[-1]                                   # one swap fewer, and ε off
     pruned = ours.pruned.copy()
-    pruned[[1, 4], 0] = ~pruned[[1, 4], 0]
-    path = outputs_only(tmp_path / "v.npz", replace(ours, pruned=pruned, cycles=ours.cycles), case.name)
+    pruned[r, g], pruned[r, q] = True, False
+    eps = ours.eps_trace.copy()
+    eps[1, 0] += 1.0
+    path = outputs_only(tmp_path / "v.npz", replace(ours, pruned=pruned, swaps=ours.swaps[:-1], eps_trace=eps),
+                        case.name)
     status, out, _ = check(capsys, path)
-    assert status == 1 and len(out.strip().splitlines()) == 1
+    assert status == 1 and len(out.strip().splitlines()) == 1 and "more, --verbose" in out
     status, out, _ = check(capsys, path, "--verbose")
-    assert "masks differ in 2 entries, rows 1, 4" in out
+    assert f"masks differ in 2 entries, rows {r}" in out and "eps departs at cycle 1, row 0" in out
 
 
 @pytest.mark.parametrize("flag", ["--rtol", "--atol"])
