@@ -1,6 +1,7 @@
 """Plausible bugs in a DSnoT or SparseSwaps implementation, one per documented rule.
 
-Each mutant is the plain per-row code (methods/dsnot_per_row.py, methods/swaps.py ``swaps_plain``)
+Each mutant is the plain per-row code (methods/dsnot/per_row.py, official_per_row.py,
+exact_per_row.py; methods/swaps.py ``swaps_plain``)
 with one rule broken: a replacement for one of its functions, or the case's settings changed the
 way a kernel that misreads a setting would. ``outputs(case, mutant)`` gives the outputs such an
 implementation would write; tests/test_golden_mutants.py checks that the committed golden cases
@@ -19,11 +20,16 @@ from unittest import mock
 
 import numpy as np
 
-from dsnot_ref.golden import SWAPS, GoldenCase, GoldenOutputs, error_trace
-from dsnot_ref.methods import dsnot_per_row as per_row
+from dsnot_ref.golden import SWAPS, GoldenCase, GoldenOutputs
 from dsnot_ref.methods import swaps as swaps_module
-from dsnot_ref.methods.dsnot_per_row import RowRun, dsnot_per_row, exact_per_row, nm_partner, official_lists
-from dsnot_ref.methods.swaps import swaps_plain
+from dsnot_ref.methods.dsnot import common
+from dsnot_ref.methods.dsnot import exact_per_row as exact_module
+from dsnot_ref.methods.dsnot import official_per_row as official_module
+from dsnot_ref.methods.dsnot import per_row
+from dsnot_ref.methods.dsnot.exact_per_row import exact_per_row
+from dsnot_ref.methods.dsnot.official_per_row import official_lists, official_per_row
+from dsnot_ref.methods.dsnot.per_row import RowRun, dsnot_per_row
+from dsnot_ref.methods.swaps import error_trace, swaps_plain
 
 GROWTH_CANDIDATES = per_row.growth_candidates      # the correct one, for mutants that extend it
 PRUNE_CANDIDATES = per_row.prune_candidates
@@ -47,8 +53,9 @@ def plain_outputs(case: GoldenCase) -> GoldenOutputs:
                             case.settings, nm=case.nm, initial_score=case.initial_score, trace=True)
         return GoldenOutputs(res.pruned, res.trace.eps, res.trace.active, res.trace.swaps, res.cycles,
                              res.trace.error)
-    res = dsnot_per_row(case.weight, case.pruned0, case.seq_sum, case.seq_sq, case.var, case.settings,
-                        nm=case.nm, initial_score=case.initial_score, trace=True)
+    run = official_per_row if case.variant == "official" else dsnot_per_row
+    res = run(case.weight, case.pruned0, case.seq_sum, case.seq_sq, case.var, case.settings,
+              nm=case.nm, initial_score=case.initial_score, trace=True)
     return GoldenOutputs(res.pruned, res.trace.eps, res.trace.active, res.trace.swaps, res.cycles)
 
 
@@ -78,8 +85,26 @@ def applies(mutant: Mutant, case: GoldenCase) -> bool:
     return mutant.nm is None or mutant.nm == (case.nm is not None)
 
 
+PLAIN_MODULES = (per_row, official_module, exact_module, common)
+
+
 def patched(module, name, replacement):
     return lambda: mock.patch.object(module, name, replacement)
+
+
+@contextlib.contextmanager
+def _patched_everywhere(name, replacement):
+    with contextlib.ExitStack() as stack:
+        found = [m for m in PLAIN_MODULES if hasattr(m, name)]
+        assert found, f"no plain DSnoT module has {name}; update this mutant"
+        for module in found:
+            stack.enter_context(mock.patch.object(module, name, replacement))
+        yield
+
+
+def patched_all(name, replacement):
+    """Replace ``name`` in every plain module that defines or imports it."""
+    return lambda: _patched_everywhere(name, replacement)
 
 
 def with_settings(**changes):
@@ -210,7 +235,7 @@ def official_row_with(*, threshold_on_after=False, no_threshold_test=False, igno
                       keep_stopped_entries=False, growth_ties_low=False):
     """``official_row`` with one of its rules broken."""
     def row(r, c, metric, wanda, score, pruned0, eps0, settings, nm, n_cycles, until_stop=False):
-        grow, prune = per_row.official_lists(c, metric, wanda, pruned0)
+        grow, prune = official_module.official_lists(c, metric, wanda, pruned0)
         if growth_ties_low:   # the documented "lower column" read from the right end too
             grow = sorted(range(len(c)), key=lambda j: (metric[j] if pruned0[j] else 0.0, -j))
         score = [float("inf") if pruned0[j] else score[j] for j in range(len(c))]
@@ -225,7 +250,7 @@ def official_row_with(*, threshold_on_after=False, no_threshold_test=False, igno
             else:
                 position, g_left = g_left, g_left + 1
             if not 0 <= position < len(grow) or not pruned0[grow[position]]:
-                per_row.pointer_error("regrowth", r, cycle)
+                official_module.pointer_error("regrowth", r, cycle)
             g = grow[position]
             if nm is None:
                 if eps < 0:
@@ -233,12 +258,12 @@ def official_row_with(*, threshold_on_after=False, no_threshold_test=False, igno
                 else:
                     slot, q_left = q_left, q_left + 1
                 if not 0 <= slot < len(prune):
-                    per_row.pointer_error("pruning", r, cycle)
+                    official_module.pointer_error("pruning", r, cycle)
                 q = prune[slot]
             else:
                 group = range(g - g % nm[1], g - g % nm[1] + nm[1])
                 if all(score[j] == float("inf") for j in group):
-                    per_row.pointer_error("N:M pruning", r, cycle)
+                    official_module.pointer_error("N:M pruning", r, cycle)
                 q = min(group, key=lambda j: score[j])
                 score[q] = float("inf")
             eps_after = eps + c[q] - c[g]
@@ -326,55 +351,55 @@ def window_ties_high(values, k):
 MUTANTS = [
     # growth and pruning orders (reference, exact: the same lists)
     Mutant("growth ties to the higher column", "growth order: ties",
-           ("reference", "exact"), patched(per_row, "growth_candidates", growth_ties_high)),
+           ("reference", "exact"), patched_all("growth_candidates", growth_ties_high)),
     Mutant("pruning ties to the higher column", "pruning order: ties",
-           ("reference", "exact"), patched(per_row, "prune_candidates", prune_ties_high), nm=False),
+           ("reference", "exact"), patched_all("prune_candidates", prune_ties_high), nm=False),
     Mutant("c == 0 admitted as a candidate", "sign filter: c = 0 never a candidate",
-           ("reference", "exact"), lambda: _both(patched(per_row, "growth_candidates", growth_zero_c),
-                                                 patched(per_row, "prune_candidates", prune_zero_c))),
+           ("reference", "exact"), lambda: _both(patched_all("growth_candidates", growth_zero_c),
+                                                 patched_all("prune_candidates", prune_zero_c))),
     Mutant("pruning list not filtered by sign", "sign filter: pruning candidates",
-           ("reference", "exact"), patched(per_row, "prune_candidates", prune_any_sign), nm=False),
+           ("reference", "exact"), patched_all("prune_candidates", prune_any_sign), nm=False),
     Mutant("growth list read past its end", "running out of candidates",
-           ("exact",), patched(per_row, "growth_candidates", growth_past_the_end)),
+           ("exact",), patched_all("growth_candidates", growth_past_the_end)),
     Mutant("pruning list read past its end", "running out of candidates",
-           ("reference", "exact"), patched(per_row, "prune_candidates", prune_past_the_end), nm=False),
+           ("reference", "exact"), patched_all("prune_candidates", prune_past_the_end), nm=False),
     Mutant("no sign-consistency rule", "sign-consistency ε_after · ε ≥ 0",
-           ("reference",), patched(per_row, "reference_row", reference_row_with(no_sign_rule))),
+           ("reference",), patched_all("reference_row", reference_row_with(no_sign_rule))),
     Mutant("no threshold test", "threshold stop |ε| > τ",
-           ("reference",), patched(per_row, "reference_row", reference_row_with(no_threshold))),
+           ("reference",), patched_all("reference_row", reference_row_with(no_threshold))),
     Mutant("threshold tested on ε after the swap", "threshold stop |ε| > τ",
-           ("reference",), patched(per_row, "reference_row", reference_row_with(threshold_after))),
+           ("reference",), patched_all("reference_row", reference_row_with(threshold_after))),
     Mutant("N:M without |ε_after| < |ε|", "N:M strict decrease",
-           ("reference",), patched(per_row, "reference_row", reference_row_with(no_strict_decrease)), nm=True),
+           ("reference",), patched_all("reference_row", reference_row_with(no_strict_decrease)), nm=True),
     Mutant("one cycle more than max_cycle_time", "cycle cap",
            ("reference", "official", "exact"), settings=one_cycle_more),
     Mutant("N:M partner: largest score", "N:M partner choice",
-           ("reference", "exact"), patched(per_row, "nm_partner", nm_partner_largest), nm=True),
+           ("reference", "exact"), patched_all("nm_partner", nm_partner_largest), nm=True),
     Mutant("N:M partner ties to the higher column", "N:M partner: ties",
-           ("reference", "exact"), patched(per_row, "nm_partner", nm_partner_ties_high), nm=True),
+           ("reference", "exact"), patched_all("nm_partner", nm_partner_ties_high), nm=True),
     Mutant("N:M partner among all kept weights", "N:M partner: kept by the initial mask",
-           ("reference", "exact"), patched(per_row, "nm_partner", nm_partner_any_kept), nm=True),
+           ("reference", "exact"), patched_all("nm_partner", nm_partner_any_kept), nm=True),
     Mutant("no variance floor", "variance floor",
-           ("reference", "official", "exact"), patched(per_row, "floored_variance", unfloored_variance)),
+           ("reference", "official", "exact"), patched_all("floored_variance", unfloored_variance)),
     # official pointers
     Mutant("official growth ties to the lower column from the right end", "official growth order: ties",
-           ("official",), patched(per_row, "official_row", official_row_with(growth_ties_low=True))),
+           ("official",), patched_all("official_row", official_row_with(growth_ties_low=True))),
     Mutant("official pruning ties to the higher column", "official pruning order: ties",
-           ("official",), patched(per_row, "official_lists", official_lists_prune_ties_high), nm=False),
+           ("official",), patched_all("official_lists", official_lists_prune_ties_high), nm=False),
     Mutant("official c == 0 entries skipped", "official c == 0 entries",
-           ("official",), patched(per_row, "official_lists", official_lists_zero_c_skipped), nm=False),
+           ("official",), patched_all("official_lists", official_lists_zero_c_skipped), nm=False),
     Mutant("official c == 0 entries at their own place", "official c == 0 entries",
-           ("official",), patched(per_row, "official_lists", official_lists_zero_c_in_place), nm=False),
+           ("official",), patched_all("official_lists", official_lists_zero_c_in_place), nm=False),
     Mutant("official stopped rows' entries not rewritten", "official stopped rows rewritten",
-           ("official",), patched(per_row, "official_row", official_row_with(keep_stopped_entries=True))),
+           ("official",), patched_all("official_row", official_row_with(keep_stopped_entries=True))),
     Mutant("official threshold on ε after the swap", "official threshold on ε before the swap",
-           ("official",), patched(per_row, "official_row", official_row_with(threshold_on_after=True))),
+           ("official",), patched_all("official_row", official_row_with(threshold_on_after=True))),
     Mutant("official without threshold test", "official threshold on ε before the swap",
-           ("official",), patched(per_row, "official_row", official_row_with(no_threshold_test=True))),
+           ("official",), patched_all("official_row", official_row_with(no_threshold_test=True))),
     Mutant("official sign check ignored", "official sign check",
-           ("official",), patched(per_row, "official_row", official_row_with(ignore_sign_check=True))),
+           ("official",), patched_all("official_row", official_row_with(ignore_sign_check=True))),
     Mutant("official ε₀ summed in float64", "official float32 arithmetic",
-           ("official",), patched(per_row, "torch_row_sum", float64_official_sum)),
+           ("official",), patched_all("torch_row_sum", float64_official_sum)),
     # exact variant
     Mutant("exact: lookahead ignored", "exact lookahead",
            ("exact",), settings=lambda case: with_settings(lookahead=1)(case)
@@ -383,8 +408,8 @@ MUTANTS = [
            ("exact",), settings=lambda case: with_settings(
                on_reject="stop" if case.settings.on_reject == "skip" else "skip")(case)),
     Mutant("exact: pair ties to the later pair", "exact pair choice: ties",
-           ("exact",), lambda: mock.patch.object(per_row, "exact_row", source_mutant(
-               per_row, "exact_row", "if e < best_e:", "if e <= best_e:"))),
+           ("exact",), lambda: mock.patch.object(exact_module, "exact_row", source_mutant(
+               exact_module, "exact_row", "if e < best_e:", "if e <= best_e:"))),
     # SparseSwaps
     Mutant("swaps: pair ties to the highest (i, j)", "swaps pair choice: ties", (SWAPS,),
            lambda: mock.patch.object(swaps_module, "row_round_unstructured", source_mutant(

@@ -55,7 +55,7 @@ def test_plain_per_row_code_matches_on_any_problem(problem):
 def test_format_example_runs():
     text = FORMAT.read_text()
     code = re.search(r"<!-- testing-example -->\n```python\n(.*?)```", text, re.S).group(1)
-    assert len(code.strip().splitlines()) <= 20
+    assert len(code.strip().splitlines()) <= 22
     namespace = {}
     exec(compile(code, str(FORMAT), "exec"), namespace)
     namespace["test_hard_official_2of4"]()
