@@ -8,6 +8,8 @@ committed set does not decide: add a case (tools/make_golden.py), do not drop th
 A correct implementation that only sums in another order must pass.
 """
 
+import re
+
 import numpy as np
 import pytest
 
@@ -19,6 +21,7 @@ from dsnot_ref.methods.dsnot.common import DSnoTPointerError
 import golden_mutants as gm
 
 FILES = sorted(GOLDEN_DIR.glob("*.npz"))
+FORMAT = GOLDEN_DIR / "FORMAT.md"
 CASES = [(path, *read_case(path)) for path in FILES]
 
 
@@ -46,6 +49,19 @@ def test_golden_check_catches_the_mutant(mutant, tmp_path, capsys):
     assert written, f"no committed case applies to {mutant.name!r}"
     caught = [line for line in out.splitlines() if "DIFFERENT" in line]
     assert status == 1 and caught, f"no committed case catches {mutant.name!r} ({mutant.rule}):\n{out}"
+    documented = table_cases(mutant.name)
+    assert {line.split(":")[0] for line in caught} == documented, \
+        f"FORMAT.md's coverage table is out of date for {mutant.name!r}:\n{out}"
+
+
+def table_cases(name: str) -> set[str]:
+    """The cases FORMAT.md's "Coverage by rule" table says catch mutant ``name``."""
+    escaped = name.replace("|", "\\|")
+    for line in FORMAT.read_text().splitlines():
+        cells = [c.strip() for c in line.split(" | ")]
+        if line.startswith("| ") and len(cells) >= 4 and cells[2] == escaped:
+            return set(re.findall(r"`([^`]+)`", cells[3]))
+    raise AssertionError(f"FORMAT.md's coverage table has no row for {name!r}")
 
 
 def reversed_row_errors(c, pruned):
@@ -80,3 +96,7 @@ def test_every_rule_has_a_mutant():
     for variant in ("reference", "official", "exact", "swaps"):
         assert any(variant in m.variants for m in gm.MUTANTS), variant
     assert len(rules) >= 25
+    text = FORMAT.read_text()
+    table = text[text.index("## Coverage by rule"):text.index("Rules without a catching case")]
+    rows = [line for line in table.splitlines() if line.startswith("| ") and not line.startswith("| rule")]
+    assert len(rows) == len(gm.MUTANTS)                         # no row for a mutant that is gone
