@@ -130,14 +130,23 @@ def test_eval_cli_writes_results(tmp_path, capsys):
     assert f"{expected:.4f}" in out.out and out.err == ""
 
 
-def test_eval_cli_caps_seqlen_at_max_positions(tmp_path, capsys):
+def test_eval_cli_default_seqlen_is_capped_and_a_given_one_is_not(tmp_path, capsys):
+    """The default window (2048) is capped at the model's positions and recorded as used; a
+    window given larger than the model takes is refused, not silently shortened."""
     text = tmp_path / "corpus.txt"
     text.write_text("abcdefghij" * 100, encoding="utf-8")
     results = tmp_path / "r.json"
-    rc = main(["eval", "--model", str(FIXTURES / "tiny-opt"), "--dataset", str(text), "--seqlen", "4096",
-               "--results", str(results), "--quiet"])
+    rc = main(["eval", "--model", str(FIXTURES / "tiny-opt"), "--dataset", str(text), "--results", str(results),
+               "--quiet"])
     assert rc == 0
-    assert json.loads(results.read_text())["settings"]["seqlen"] == 256
+    settings = json.loads(results.read_text())["settings"]
+    assert (settings["seqlen"], settings["seqlen_requested"]) == (256, None)
+    capsys.readouterr()
+    rc = main(["eval", "--model", str(FIXTURES / "tiny-opt"), "--dataset", str(text), "--seqlen", "4096",
+               "--results", str(tmp_path / "r2.json"), "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--seqlen 4096 exceeds the 256 positions" in err and err.count("\n") == 1
+    assert not (tmp_path / "r2.json").exists()
 
 
 @pytest.mark.parametrize("args, words", [

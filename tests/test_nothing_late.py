@@ -195,3 +195,10 @@ def test_eval_refuses_a_temporary_file_that_cannot_fit(tmp_path, capsys, monkeyp
     line = refused(tmp_path, capsys, ["eval", "--model", TINY, "--dataset", tmp_path / "eval.txt", "--seqlen", "16",
                                       "--max-windows", "4", "--quiet"], "hidden states of 4 windows")
     assert "1000 B free" in line
+
+
+@pytest.mark.parametrize("flag", [["--run-dir", "RUN"], ["--keep-cache"]])
+def test_dense_refuses_run_directory_flags(tmp_path, capsys, flag):
+    argv = ["prune", "--model", TINY, "--prune-method", "dense", "--eval-dataset", "none", "--quiet",
+            *[str(tmp_path / "run") if a == "RUN" else a for a in flag]]
+    refused(tmp_path, capsys, argv, f"{flag[0]} cannot apply to --prune-method dense")

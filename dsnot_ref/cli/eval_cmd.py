@@ -14,6 +14,7 @@ from . import user_help
 
 DTYPES = {"float32": np.float32, "float64": np.float64}
 MAX_SEQLEN = 2**20
+DEFAULT_SEQLEN = 2048  # the paper's window, when the model has that many positions
 MAX_WINDOWS = 2**31
 
 
@@ -32,8 +33,9 @@ def add_parser(subparsers):
                    help="Hugging Face model directory (safetensors), or a demo model name such as smollm2-135m")
     p.add_argument("--dataset", default=None,
                    help="text corpus (.txt, .jsonl, .jsonl.gz, WikiText raw); default: the bundled eval corpus")
-    p.add_argument("--seqlen", type=int, default=2048,
-                   help="tokens per window (default 2048, capped at the model's max positions)")
+    p.add_argument("--seqlen", type=int, default=None,
+                   help="tokens per window (default 2048, capped at the model's max positions; a larger value "
+                        "given is refused)")
     p.add_argument("--max-windows", type=int, default=None, help="evaluate at most N windows")
     p.add_argument("--dtype", choices=sorted(DTYPES), default="float32", help="compute dtype (default float32)")
     p.add_argument("--backend", choices=("numpy", "cupy"), default=None,
@@ -96,7 +98,7 @@ def run(args) -> int:
     from ..model import load_model  # noqa: PLC0415
 
     clock = Timer()
-    if not 2 <= args.seqlen <= MAX_SEQLEN:
+    if args.seqlen is not None and not 2 <= args.seqlen <= MAX_SEQLEN:
         raise UserError(f"--seqlen must be in [2, {MAX_SEQLEN}], got {args.seqlen}")
     if args.max_windows is not None and not 1 <= args.max_windows <= MAX_WINDOWS:
         raise UserError(f"--max-windows must be in [1, {MAX_WINDOWS}], got {args.max_windows}")
@@ -108,11 +110,11 @@ def run(args) -> int:
     if args.results:  # refused before the work, never into the model or onto the corpus
         validate.output_file(args.results, "--results", [model_dir, dataset])
     model = load_model(model_dir)
-    seqlen = min(args.seqlen, model.config.max_positions)
+    if args.seqlen is not None and args.seqlen > model.config.max_positions:
+        raise UserError(f"--seqlen {args.seqlen} exceeds the {model.config.max_positions} positions of {model_dir}")
+    seqlen = args.seqlen or min(DEFAULT_SEQLEN, model.config.max_positions)
     validate.check_memory(activation_bytes(model.config, 1, seqlen, np.dtype(DTYPES[args.dtype]).itemsize),
                           f"eval --seqlen {seqlen} on {model_dir}")
-    if seqlen < args.seqlen and not args.quiet:
-        print(f"note: --seqlen capped at the model's max positions, {seqlen}", file=sys.stderr)
     # with --max-windows, the text is read only as far as those windows need
     limit = None if args.max_windows is None else seqlen * args.max_windows
     tokens = eval_tokens(load_tokenizer(model_dir), dataset, limit)

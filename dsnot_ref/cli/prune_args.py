@@ -348,6 +348,10 @@ def validate(args) -> PruneJob:
             raise UserError(f"{', '.join(given)} cannot apply with --eval-dataset none")
     if args.overwrite and not args.save_model:
         raise UserError("--overwrite only applies with --save-model")
+    if pipeline.spec.method == "dense":
+        given = [flag for flag, value in (("--run-dir", args.run_dir), ("--keep-cache", args.keep_cache)) if value]
+        if given:
+            raise UserError(f"{', '.join(given)} cannot apply to --prune-method dense (it has no run directory)")
     evaluation = Evaluation(eval_dataset=eval_dataset, eval_seqlen=args.eval_seqlen,
                             eval_max_windows=args.eval_max_windows)
     return PruneJob(inputs, pipeline, evaluation, parse_output(args, inputs, evaluation))
