@@ -131,3 +131,14 @@ def test_every_prune_flag_is_in_the_command_reference():
     flags = [a.option_strings[0] for a in prune._actions if a.option_strings and a.option_strings[0] != "-h"]
     assert len(flags) > 30
     assert [f for f in flags if f"`{f}`" not in reference and f"`{f} " not in reference] == []
+
+
+def test_the_readme_methods_table_names_every_method_and_variant():
+    from dsnot_ref.methods import METHODS
+    from dsnot_ref.methods.dsnot.common import VARIANTS
+
+    readme = (PACKAGE.parent / "README.md").read_text(encoding="utf-8")
+    table = readme[readme.index("## Methods"):readme.index("## Where everything else lives")]
+    missing = [m for m in METHODS if m != "dense" and f"`--prune-method {m}`" not in table]
+    missing += [v for v in VARIANTS if v != "reference" and f"`--dsnot-variant {v}`" not in table]
+    assert missing == [], f"methods the README's table does not name: {missing}"
