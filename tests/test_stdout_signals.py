@@ -198,3 +198,31 @@ def test_the_hidden_state_file_exists_while_evaluating(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "TEMP ['hidden.f']" in proc.stderr
     assert leftovers(tmp_path / "tmp") == []
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_signal_during_pruning_keeps_a_resumable_run_directory(tmp_path, signum):
+    """A scheduler's SIGTERM (or a closed terminal's SIGHUP) mid-run stops it as Ctrl-C does: the
+    run directory stays, and the same command then finishes it, saving the same model as a run
+    that was never stopped."""
+    (tmp_path / "calib.txt").write_text(TEXT)
+
+    def argv(name: str, run_dir: str, quiet: bool = True) -> list:
+        return ["prune", "--model", TINY, "--prune-method", "wanda", "--sparsity-ratio", "0.5", "--nsamples", "2",
+                "--seqlen", "16", "--calibration", tmp_path / "calib.txt", "--eval-dataset", "none",
+                *(["--quiet"] if quiet else []), "--save-model", tmp_path / name, "--run-dir", tmp_path / run_dir]
+
+    # block_forward's 4th call is in layer 1 (layer 0: statistics pass, then its outputs)
+    script = kill_self_when("dsnot_ref.model", "block_forward", signum, after_calls=4)
+    stopped = run_with_stdout(argv("resumed", "run"), subprocess.PIPE, tmp_path, script)
+    assert stopped.returncode == 128 + signum, stopped.stderr
+    assert "Traceback" not in stopped.stderr and "run directory kept" in stopped.stderr
+    assert leftovers(tmp_path / "run") and not (tmp_path / "resumed").exists()
+    resumed = run_with_stdout(argv("resumed", "run", quiet=False), subprocess.PIPE, tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming" in resumed.stderr
+    whole = run_with_stdout(argv("whole", "run-whole"), subprocess.PIPE, tmp_path)
+    assert whole.returncode == 0, whole.stderr
+    for f in (tmp_path / "whole").iterdir():
+        assert (tmp_path / "resumed" / f.name).read_bytes() == f.read_bytes(), f.name
+    assert leftovers(tmp_path / "tmp") == []
