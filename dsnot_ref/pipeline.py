@@ -212,12 +212,6 @@ def skip_group(name: str) -> str:
     return "self_attn" if name.startswith("self_attn.") else "mlp"
 
 
-def default_skip_layer(method: str) -> str | None:
-    """The ``skip_layer`` a method gets unless asked otherwise: DSnoT skips the MLP, as the released
-    code does; SparseSwaps refines every sublayer."""
-    return None if method == "swaps" else "mlp"
-
-
 def applies_dsnot(name: str, settings: PipelineSettings) -> bool:
     if settings.skip_layer not in (None, "no_skip") and skip_group(name) == settings.skip_layer:
         return False

@@ -85,7 +85,8 @@ def demo_jobs(args, size: DemoSize, model_dir: Path, backend: str) -> dict[str, 
     SparseSwaps (every sublayer, as `prune --prune-method swaps`), the same model, calibration and
     evaluation; everything not set here takes `prune`'s defaults."""
     from ..methods import PruneSpec  # noqa: PLC0415
-    from ..pipeline import PipelineSettings, default_skip_layer  # noqa: PLC0415
+    from ..methods.refiners import default_skip_layer  # noqa: PLC0415
+    from ..pipeline import PipelineSettings  # noqa: PLC0415
 
     def job(method: str) -> prune_args.PruneJob:
         spec = PruneSpec(method=method, sparsity=0.0 if method == "dense" else args.sparsity)

@@ -21,10 +21,11 @@ from ..errors import UserError
 from ..methods import INITIAL_METHODS, METHODS, PruneSpec
 from ..methods.dsnot.common import ON_REJECT, VARIANTS, DSnoTSettings
 from ..methods.owl import BUDGETS, EXACT_CAP, OwlSettings
+from ..methods.refiners import default_skip_layer
 from ..methods.swaps import SwapSettings
 from ..methods.weight_update import MODES as UPDATE_MODES
 from ..methods.weight_update import WeightUpdateSettings
-from ..pipeline import DTYPES, PipelineSettings, default_skip_layer
+from ..pipeline import DTYPES, PipelineSettings
 from . import user_help
 
 SKIP_LAYERS = {"mlp": "mlp", "self_attn": "self_attn", "none": None, "no_skip": None}

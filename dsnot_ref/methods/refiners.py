@@ -30,6 +30,18 @@ REFINERS = {
 }
 
 
+# the sublayer group ("mlp", "self_attn") a method's refiners leave alone unless asked otherwise
+# (PipelineSettings.skip_layer): DSnoT skips the MLP, as the released code does; SparseSwaps
+# refines every sublayer
+DEFAULT_SKIP_LAYER = {"dsnot": "mlp", "swaps": None}
+
+
+def default_skip_layer(method: str) -> str | None:
+    """The ``skip_layer`` a pruning method gets unless asked otherwise ("mlp" for a method with no
+    refiner, where it changes nothing)."""
+    return DEFAULT_SKIP_LAYER.get(method, "mlp")
+
+
 def make_refiner(name: str, settings=None) -> Refiner:
     """The refiner registered as ``name``, made with ``settings`` (its settings type's defaults
     when None; a DSnoT variant's settings carry the variant's name)."""
