@@ -327,6 +327,22 @@ def agreement_forward(results: Path) -> str:
                       "of 32 x 512\" (‖ours − sdpa‖ / ‖sdpa‖ over 2 × 512 tokens).*"])
 
 
+def vs_released(results: Path) -> str:
+    """`benchmarks/vs_released_code.py --out`: every stored run, the released code against ours."""
+    rows, sources = [], []
+    for path in sorted(results.glob("vs_released_*.json")):
+        raw = load(results, path.name)
+        steps = raw["profile"]["steps"]
+        rows.append((f"{raw['nsamples']} × {raw['seqlen']}", len(raw["round_ratios"]),
+                     f"{raw['released_median']:.1f}", f"{raw['ours_median']:.1f}", f"{raw['ratio']:.2f}",
+                     " / ".join(f"{steps[k]:.1f}" for k in ("forward", "stats", "prune", "io", "diagnostics")),
+                     raw["provenance"]["commit"], raw["provenance"]["machine"]))
+        sources.append(f"`benchmarks/results/{path.name}` ({raw['provenance']['date']})")
+    header = ("S × L", "rounds", "released (s, median)", "ours (s, median)", "released / ours",
+              "ours: forward / statistics / pruning / I/O / diagnostics (s)", "commit", "machine")
+    return "\n".join([markdown(header, rows), "", f"*Raw: {', '.join(sources)}.*"])
+
+
 def eval_memory(results: Path) -> str:
     """`benchmarks/eval_memory.py` and `benchmarks/model_digest.py`: reading a corpus and hashing a model."""
     mem, digest = load(results, "eval_memory.json"), load(results, "model_digest.json")
@@ -378,6 +394,7 @@ TABLES: dict[str, Callable[[Path], str]] = {
     "benchmark_figures": benchmark_figures,
     "agreement_forward": agreement_forward,
     "eval_memory": eval_memory,
+    "vs_released": vs_released,
     "agreement_identical_inputs": transcribed("released_agreement_transcribed.json", "agreement_identical_inputs"),
     "swaps_overfit": transcribed("swaps_layer2.json", "swaps_overfit"),
     "swaps_initial_masks": transcribed("swaps_layer2.json", "swaps_initial_masks"),
