@@ -202,3 +202,19 @@ def test_dense_refuses_run_directory_flags(tmp_path, capsys, flag):
     argv = ["prune", "--model", TINY, "--prune-method", "dense", "--eval-dataset", "none", "--quiet",
             *[str(tmp_path / "run") if a == "RUN" else a for a in flag]]
     refused(tmp_path, capsys, argv, f"{flag[0]} cannot apply to --prune-method dense")
+
+
+def test_diagnostic_sample_is_recorded_as_used(tmp_path, capsys):
+    """2 x 16 = 32 calibration tokens: a sample of 2048 (the default) is every token, recorded so."""
+    rc = main([str(a) for a in prune_argv(tmp_path, "--eval-dataset", "none")])
+    assert rc == 0, capsys.readouterr().err
+    assert json.loads((tmp_path / "r.json").read_text())["settings"]["recon_error_tokens"] is None
+    rc = main([str(a) for a in prune_argv(tmp_path, "--eval-dataset", "none", "--recon-error-tokens", "8",
+                                          "--overwrite")])
+    assert rc == 0, capsys.readouterr().err
+    assert json.loads((tmp_path / "r.json").read_text())["settings"]["recon_error_tokens"] == 8
+
+
+def test_recon_error_tokens_without_the_diagnostic_is_refused(tmp_path, capsys, no_pruning):
+    argv = prune_argv(tmp_path, "--eval-dataset", "none", "--no-recon-error", "--recon-error-tokens", "8")
+    refused(tmp_path, capsys, argv, "--recon-error-tokens cannot apply with --no-recon-error")

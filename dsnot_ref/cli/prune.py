@@ -104,8 +104,14 @@ def execute(job: PruneJob, calib_tokens: np.ndarray | None = None, eval_tokens: 
 
 def settings_used(job: PruneJob, seqlen: int, eval_seqlen: int) -> dict:
     """The results file's "settings": the values the run used. Calibration settings are None for
-    a dense run (it reads no calibration), the evaluation window None without an evaluation."""
+    a dense run (it reads no calibration), the evaluation window None without an evaluation, the
+    diagnostic's token sample None when it took every token (or did not run)."""
     record = job.settings_record() | {"seqlen": seqlen, "eval_seqlen": eval_seqlen}
+    sample = job.pipeline.recon_error_tokens  # the diagnostic's T' = min(S·L, N); None: every token
+    if sample is not None and sample >= job.inputs.nsamples * seqlen:
+        record["recon_error_tokens"] = None
+    if job.spec.method == "dense" or not job.pipeline.recon_error:
+        record["recon_error_tokens"] = None
     if job.spec.method == "dense":
         record.update(nsamples=None, seqlen=None, seed=None)
     if job.evaluation.eval_dataset is None:

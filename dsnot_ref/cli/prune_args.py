@@ -152,7 +152,7 @@ def add_run_arguments(p) -> None:
            help=f"calibration sequences per forward chunk (default {PipelineSettings.chunk_size})")
     option(p, "no_recon_error", action="store_true",
            help="do not run the reconstruction-error diagnostic (an observer: the masks are the same either way)")
-    option(p, "recon_error_tokens", default=str(PipelineSettings.recon_error_tokens), metavar="N|all",
+    option(p, "recon_error_tokens", default=None, metavar="N|all",
            help="the diagnostic's errors from a seeded sample of N calibration tokens, or all of them "
                 f"(default {PipelineSettings.recon_error_tokens}; methods that gather G themselves use theirs)")
     option(p, "run_dir", default=None, metavar="DIR",
@@ -408,7 +408,8 @@ def parse_pipeline(args) -> PipelineSettings:
         skip_sub_layer=None if skip_sub in ("none", "no_skip") else skip_sub,
         chunk_size=args.chunk_size, dtype=parse_choice(args.dtype, tuple(DTYPES), "--dtype"),
         backend=parse_backend(args.backend), recon_error=not args.no_recon_error,
-        recon_error_tokens=parse_recon_error_tokens(args.recon_error_tokens), profile=parse_profile(args, method, nm),
+        recon_error_tokens=parse_recon_error_tokens(args.recon_error_tokens, args.no_recon_error),
+        profile=parse_profile(args, method, nm),
     )
 
 
@@ -494,8 +495,13 @@ def parse_profile(args, method: str, nm) -> OwlSettings | None:
     )
 
 
-def parse_recon_error_tokens(text: str) -> int | None:
-    """--recon-error-tokens: a positive token count, or "all" (None: every calibration token)."""
+def parse_recon_error_tokens(text: str | None, no_recon_error: bool) -> int | None:
+    """--recon-error-tokens: a positive token count, or "all" (None: every calibration token);
+    not given, PipelineSettings' default. With --no-recon-error it cannot apply: refused."""
+    if text is None:
+        return PipelineSettings.recon_error_tokens
+    if no_recon_error:
+        raise UserError("--recon-error-tokens cannot apply with --no-recon-error")
     if text == "all":
         return None
     try:
