@@ -237,6 +237,70 @@ def swaps_time(results: Path) -> str:
                       source_line(raw, "time70_wanda.json", "time70_swaps.json")])
 
 
+UPDATE_JOBS = (("wanda", "Wanda"), ("sparsegpt", "SparseGPT"), ("wanda+update", "Wanda + update"),
+               ("swaps+update", "Wanda + SparseSwaps + update"),
+               ("magswaps+update", "magnitude + SparseSwaps + update"))
+UPDATE_SETTINGS = (("0.5", "50%"), ("0.6", "60%"), ("0.7", "70%"), ("2:4", "2:4"))
+
+
+def weight_update(results: Path) -> str:
+    """`benchmarks/weight_update.py`: perplexity of each job and prune time against Wanda's, demo budget."""
+    raw = load(results, "weight_update.json")
+    runs = raw["runs"]
+    rows = []
+    for setting, label in UPDATE_SETTINGS:
+        cells = [ppl(runs[f"{job}@{setting}"]["perplexity"]) if f"{job}@{setting}" in runs else "not run"
+                 for job, _ in UPDATE_JOBS]
+        best, gpt = runs.get(f"swaps+update@{setting}"), runs.get(f"sparsegpt@{setting}")
+        versus = pct(best["perplexity"] / gpt["perplexity"] - 1) if best and gpt else ""
+        wanda = runs.get(f"wanda@{setting}")
+        times = [time_ratio(runs.get(f"{job}@{setting}"), wanda) for job in ("sparsegpt", "swaps+update")]
+        rows.append((label, *cells, versus, *times))
+    header = ("sparsity", *(name for _, name in UPDATE_JOBS), "SparseSwaps + update vs SparseGPT",
+              "prune time / Wanda's: SparseGPT", "SparseSwaps + update")
+    note = ("Prune time / Wanda's: the ratio of the wall-clock prune times, and in parentheses the same ratio "
+            "with each run's prune time divided by its own forward-pass time (the same work in every job, so "
+            "a yardstick of how busy the shared machine was during that run).")
+    return "\n".join([markdown(header, rows), "", note, "", source_line(raw, "weight_update.json")])
+
+
+def weight_update_sublayers(results: Path) -> str:
+    """Mean relative calibration error per sublayer type: Wanda's mask, + SparseSwaps, + the update,
+    against SparseGPT's mask and SparseGPT with its update, at each sparsity both were run."""
+    raw = load(results, "weight_update.json")
+    runs = raw["runs"]
+    parts = []
+    for setting, label in UPDATE_SETTINGS:
+        ours, gpt = runs.get(f"swaps+update@{setting}"), runs.get(f"sparsegpt@{setting}")
+        if not ours or not gpt:
+            continue
+        rows = [(name.rpartition(".")[2], *(f"{value:.4f}" for value in (
+                    ours["recon_initial"][name], ours["recon_mask"][name], ours["recon_after"][name],
+                    gpt["recon_mask"][name], gpt["recon_after"][name])))
+                for name in sorted(ours["recon_after"], key=lambda n: SUBLAYERS.index(n.rpartition(".")[2]))]
+        header = (f"{label}: sublayer", "Wanda mask", "+ SparseSwaps", "+ update", "SparseGPT mask", "SparseGPT")
+        parts += [markdown(header, rows), ""]
+    return "\n".join([*parts, source_line(raw, "weight_update.json")])
+
+
+def time_ratio(run: dict | None, wanda: dict | None) -> str:
+    """Prune time over Wanda's, raw and with each divided by its own forward time."""
+    if not run or not wanda:
+        return ""
+    raw = run["prune_s"] / wanda["prune_s"]
+    per_forward = (run["prune_s"] / run["pipeline_s"]["forward"]) / (wanda["prune_s"] / wanda["pipeline_s"]["forward"])
+    return f"{raw:.2f} ({per_forward:.2f})"
+
+
+def weight_update_cost(results: Path) -> str:
+    """`benchmarks/weight_update_cost.py`: CPU time per row of the exact update, by width and sparsity."""
+    raw = load(results, "weight_update_cost.json")
+    rows = [(r["C"], f"{100 * r['sparsity']:.0f}%", r["k"], r["rows"], f"{1e3 * r['cpu_s_per_row']:.2f}",
+             f"{r['gflop_per_s']:.1f}", r["stands_for"]) for r in raw["rows"]]
+    header = ("C", "sparsity", "k kept per row", "rows timed", "CPU ms per row", "GFLOP/s (2k³/3)", "stands for")
+    return "\n".join([markdown(header, rows), "", source_line(raw, "weight_update_cost.json")])
+
+
 LARGE_LABELS = {"base": "base", "S2": "S × 2", "L2": "L × 2", "depth": "depth 24",
                 "width": "width (hidden 1024, MLP 4096)"}
 
@@ -389,6 +453,9 @@ TABLES: dict[str, Callable[[Path], str]] = {
     "swaps_sublayers": swaps_sublayers,
     "swaps_gram": swaps_gram,
     "swaps_time": swaps_time,
+    "weight_update": weight_update,
+    "weight_update_cost": weight_update_cost,
+    "weight_update_sublayers": weight_update_sublayers,
     "large_model": large_model,
     "agreement_end_to_end": agreement_end_to_end,
     "benchmark_figures": benchmark_figures,

@@ -16,7 +16,7 @@ run directory go to a scratch directory (``--scratch``); a run whose results fil
 there is not repeated, so an interrupted session continues, and several sessions may share the
 scratch directory. ``--out`` (default benchmarks/results/weight_update.json) gathers every
 finished run there: perplexity, prune time and its phases, the mean relative calibration error
-of the final mask and after the update per sublayer type, each job's ratio to Wanda's prune
+per sublayer type of the initial mask, the final mask and the weights returned, each job's ratio to Wanda's prune
 time at the same setting, and per run its command, start time, load average and commit; its
 "provenance" names the machine, date, commit and the command of this script. Wall-clock times
 on a shared machine: read the ratios with the load averages beside them. Prints, never asserts.
@@ -85,6 +85,7 @@ def summary_row(results: dict) -> dict:
     pruned = results.get("perplexity", {}).get("pruned")
     return {"perplexity": pruned["perplexity"] if pruned else None, "prune_s": results["times"]["prune"],
             "pipeline_s": results["pipeline_times"],
+            "recon_initial": sublayer_means(layers, "recon_before"),
             "recon_mask": sublayer_means(layers, "recon_mask") or sublayer_means(layers, "recon_before"),
             "recon_after": sublayer_means(layers, "recon_after")}
 
