@@ -141,7 +141,9 @@ def collect(scratch: Path, out: Path, argv: list[str]) -> None:
         wanda = runs.get(f"wanda@{setting}/time") or runs.get(f"wanda@{setting}")
         if wanda:
             row["prune_ratio_to_wanda"] = row["prune_s"] / wanda["prune_s"]
-    record = {"provenance": provenance(argv),
+    commits = sorted({row["commit"].split()[0] for row in runs.values() if row.get("commit")})
+    record = {"provenance": {**provenance(argv), "commit": ", ".join(commits) + " (each run names its own)"}
+              if commits else provenance(argv),
               "budget": "32 x 512 calibration (bundled corpus, seed 0); perplexity on the first 32 windows of "
                         "512 tokens of the bundled evaluation text",
               "runs": runs}
