@@ -27,6 +27,8 @@ import numpy as np
 
 SIZE_VARIABLE = "DSNOT_REF_NOTEBOOK_SIZE"
 MODEL_VARIABLE = "DSNOT_REF_NOTEBOOK_MODEL"
+ANSWERS_VARIABLE = "DSNOT_REF_NOTEBOOK_ANSWERS"  # "1": an unwritten exercise is checked with answers.py
+FACTS_PREFIX = "Numbers the Try-this boxes compare:"
 MODEL_CHOICES = ("auto", "tiny", "demo")
 
 
@@ -96,25 +98,67 @@ def pick_model_dir(size: NotebookSize) -> tuple[Path, str]:
 
 def layer_inputs(model, tokens: np.ndarray, layer_index: int, sublayer: str,
                  chunk: int = 4) -> np.ndarray:
-    """Inputs of one linear sublayer on the calibration tokens: [S, L] -> [S, L, C] float32.
+    """Inputs of one linear sublayer on the calibration tokens: [S, L] -> [S, L, C] float32."""
+    return sublayer_inputs(model, tokens, layer_index, (sublayer,), chunk)[sublayer]
+
+
+def sublayer_inputs(model, tokens: np.ndarray, layer_index: int, sublayers: tuple[str, ...],
+                    chunk: int = 4) -> dict[str, np.ndarray]:
+    """Inputs of several linear sublayers of one layer: [S, L] -> {name: [S, L, C] float32}.
 
     The dense model runs from the embeddings through layers 0 .. layer_index-1; layer
-    ``layer_index`` runs with a capture callback that keeps the input of ``sublayer`` (the
+    ``layer_index`` runs with a capture callback that keeps the inputs of ``sublayers`` (the
     callback is how the pipeline gathers statistics in the same pass). Chunks of ``chunk``
     sequences keep memory small.
     """
     from dsnot_ref.model import block_forward, embed, load_layer
 
     layers = [load_layer(model, i) for i in range(layer_index + 1)]
-    captured = []
+    captured = {name: [] for name in sublayers}
     for start in range(0, tokens.shape[0], chunk):
         x = embed(model, tokens[start:start + chunk], np.float32, np)      # [B, L, D]
         for layer in layers[:-1]:
             x = block_forward(model.config, layer, x)                    # [B, L, D]
 
         def keep(name, x_in):                                            # x_in [B, L, C]
-            if name == sublayer:
-                captured.append(np.array(x_in, dtype=np.float32))
+            if name in captured:
+                captured[name].append(np.array(x_in, dtype=np.float32))
 
         block_forward(model.config, layers[-1], x, capture=keep)
-    return np.concatenate(captured, axis=0)                              # [S, L, C]
+    return {name: np.concatenate(parts, axis=0) for name, parts in captured.items()}  # [S, L, C]
+
+
+def answers_filled_in() -> bool:
+    """True when DSNOT_REF_NOTEBOOK_ANSWERS=1 (render.py and the tests set it)."""
+    return os.environ.get(ANSWERS_VARIABLE, "") == "1"
+
+
+def exercise(name: str, yours, check) -> None:
+    """Run ``check(yours)``: the exercise's asserts on the reader's function.
+
+    A function the reader has not written yet raises NotImplementedError. Then, when
+    DSNOT_REF_NOTEBOOK_ANSWERS=1, the check runs on ``answers.<name>`` instead (so the rendered
+    copies and the tests run every check with an answer filled in); otherwise it says so and the
+    notebook goes on. Any other failure (a wrong answer) raises, as an assert should.
+    """
+    try:
+        check(yours)
+    except NotImplementedError:
+        if not answers_filled_in():
+            print(f"{name}: not written yet. Write it in the cell above and rerun this cell "
+                  f"(one answer is in notebooks/answers.py).")
+            return
+        import answers
+
+        check(getattr(answers, name))
+        print(f"{name}: not written in this copy; the check passed with notebooks/answers.py's {name}")
+        return
+    print(f"{name}: your function passes the check")
+
+
+def report_facts(facts: dict) -> None:
+    """Print the run's headline numbers on one line that tests/test_notebooks.py reads."""
+    import json
+
+    print(FACTS_PREFIX, json.dumps({k: (float(v) if isinstance(v, (np.floating, np.integer)) else v)
+                                    for k, v in facts.items()}, sort_keys=True))

@@ -27,6 +27,7 @@ NOTEBOOK_DIR = Path(__file__).resolve().parent
 RENDERED_DIR = NOTEBOOK_DIR / "rendered"
 SIZE_VARIABLE = "DSNOT_REF_NOTEBOOK_SIZE"
 MODEL_VARIABLE = "DSNOT_REF_NOTEBOOK_MODEL"
+ANSWERS_VARIABLE = "DSNOT_REF_NOTEBOOK_ANSWERS"
 SIZES = ("small", "full")
 MODELS = ("auto", "tiny", "demo")
 
@@ -51,12 +52,30 @@ def _environment(**values: str):
                 os.environ[key] = old
 
 
-def execute_notebook(source: Path, size: str, model: str = "auto", timeout: int = 7200):
+def set_constants(nb, overrides: dict) -> None:
+    """Change Try-this constants in place: each ``NAME = ...`` line (at the start of a line of a
+    code cell; exactly one in the notebook) becomes ``NAME = repr(value)``."""
+    for name, value in overrides.items():
+        hits = [(cell, i) for cell in nb.cells if cell.cell_type == "code"
+                for i, line in enumerate(cell.source.split("\n")) if line.startswith(f"{name} = ")]
+        if len(hits) != 1:
+            raise ValueError(f"expected one line '{name} = ...' in the notebook, found {len(hits)}")
+        cell, i = hits[0]
+        lines = cell.source.split("\n")
+        comment = lines[i].find("  #")
+        lines[i] = f"{name} = {value!r}" + (lines[i][comment:] if comment >= 0 else "")
+        cell.source = "\n".join(lines)
+
+
+def execute_notebook(source: Path, size: str, model: str = "auto", timeout: int = 7200,
+                     answers: bool = True, overrides: dict | None = None):
     """Run one jupytext source top to bottom; return the executed ``nbformat`` notebook.
 
     The kernel starts in ``notebooks/`` (so ``import nbutil`` works) with
     DSNOT_REF_NOTEBOOK_SIZE set to ``size`` and DSNOT_REF_NOTEBOOK_MODEL to ``model``
-    (see nbutil.py). Any cell that raises stops the run with
+    (see nbutil.py); ``answers`` sets DSNOT_REF_NOTEBOOK_ANSWERS=1, so an exercise the source
+    leaves unwritten is checked with notebooks/answers.py; ``overrides`` changes Try-this
+    constants ({"SPARSITY": 0.7}). Any cell that raises stops the run with
     ``nbclient.exceptions.CellExecutionError``, which names the cell and the traceback.
     """
     import jupytext
@@ -67,6 +86,7 @@ def execute_notebook(source: Path, size: str, model: str = "auto", timeout: int 
     if model not in MODELS:
         raise ValueError(f"model must be one of {MODELS}, got {model!r}")
     nb = jupytext.read(source)
+    set_constants(nb, overrides or {})
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     client = NotebookClient(
         nb, kernel_name="python3", timeout=timeout,
@@ -74,7 +94,8 @@ def execute_notebook(source: Path, size: str, model: str = "auto", timeout: int 
     )
     # Matplotlib must not try to open a window; the inline backend of ipykernel is the default,
     # MPLBACKEND only guards against a user setting that would override it.
-    with _environment(**{SIZE_VARIABLE: size, MODEL_VARIABLE: model, "MPLBACKEND": "module://matplotlib_inline.backend_inline"}):
+    with _environment(**{SIZE_VARIABLE: size, MODEL_VARIABLE: model, ANSWERS_VARIABLE: "1" if answers else "0",
+                          "MPLBACKEND": "module://matplotlib_inline.backend_inline"}):
         client.execute()
     return nb
 
@@ -99,8 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", choices=MODELS, default=os.environ.get(MODEL_VARIABLE, "auto"),
                         help="auto: the demo model when cached in the full size, the tiny one in small")
     parser.add_argument("--timeout", type=int, default=7200,
-                        help="seconds one cell may run (notebook 3's pruning cell prunes the model four "
-                             "times: over 30 minutes on a busy 2-core machine)")
+                        help="seconds one cell may run")
     args = parser.parse_args(argv)
     sources = notebook_sources()
     if args.names:
