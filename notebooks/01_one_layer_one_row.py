@@ -11,367 +11,497 @@
 # ---
 
 # %% [markdown]
-# # 1 · One layer, one row: the quantity DSnoT steers, and the part of the error it can reach
+# # 1 · One identity: a row's error, and what each method sees of it
 #
-# DSnoT ([Zhang et al., "Dynamic Sparse No Training", ICLR 2024, arXiv 2310.08915](https://arxiv.org/abs/2310.08915))
-# changes *which* weights of a pruned layer are zero so that the layer's **expected output**
-# moves back toward the dense layer's. This notebook puts every quantity of that sentence on
-# real numbers for one linear layer, and ends with the one fact that decides how much DSnoT
-# can help: a row's squared output error splits exactly into a **mean part**, which DSnoT
-# steers, and a **variance part**, which it does not.
+# Pruning a linear layer `y = W x` zeroes some weights. For one output row r, call `d` the
+# weights that were removed (`d[j] = W[r, j]` where pruned, 0 elsewhere). On calibration token
+# t the row's output is off by `e_t = d · x_t`, and its squared error over the T calibration
+# tokens is
 #
-# 1. the layer's calibration inputs `X` (we run the first decoder layers on a few windows of
-#    text and capture what enters the layer),
-# 2. the contribution of each weight to the expected output, `c[r, j] = W[r, j] · seq_sum[j]`,
-# 3. the per-row error `ε[r] = Σ_{j pruned} c[r, j]` of a magnitude mask and a Wanda mask,
-# 4. how ε relates to the real output error on the calibration tokens, and the mean/variance
-#    split of that error.
+#     E_r = Σ_t (d · x_t)² = dᵀ G d,        G = Σ_t x_t x_tᵀ = XᵀX   (the Gram matrix, [C, C])
 #
-# Everything below is `dsnot_ref` code; this notebook only calls it and plots
-# (`nbutil` picks the model and the size, see `notebooks/README.md`).
+# Split each input into its mean over the tokens and the spread around it: `G = T (μμᵀ + Σ)`,
+# with μ the mean input and Σ the (biased) covariance. Then
 #
-# ### From the paper's symbols to the code's names
+#     E_r = T (d · μ)²  +  T dᵀ Σ d           mean part + variance part
 #
-# | in the paper (in words) | in `dsnot_ref` | notes |
+# This one identity organises the three methods of this project:
+#
+# | method | what it uses of G | what it can see of E_r |
 # |---|---|---|
-# | weight matrix `W`, `C_out × C_in` | `W`, shape `[R, C]` | R output rows, C input columns (Hugging Face orientation) |
-# | mask `M` (1 = weight kept) | `pruned`, bool `[R, C]` | **the complement**: True = weight is zero |
-# | calibration input `X` of the layer | `X`, shape `[S, L, C]` | S sequences of L tokens |
-# | expected input `E[X_j]` | `seq_sum[j] = L · mean_t x[t, j]` | the released code's "per-sequence sum" units |
-# | input norm `‖X_j‖₂` (Wanda) | `sqrt(seq_sq[j])` | `seq_sq[j] = (1/S) Σ_s Σ_t x[s, t, j]²`, so `‖X_j‖₂ / sqrt(S)`: the same ranking |
-# | input variance `Var(X_j)` | `stats.var_pooled` (reference), `stats.var_within` (official) | notebook 2 |
-# | expected reconstruction error of row r | `ε[r] = Σ_{j pruned} c[r, j]` (`row_errors`) | L × the mean error per token |
-# | contribution of weight (r, j) | `c[r, j] = W[r, j] · seq_sum[j]` (`contributions`) | |
-# | growth criterion: the contribution over the variance | `regrowth_metric`: `c / var**γ` | γ = `pow_of_var_regrowing` (released code), default 1 |
-# | pruning criterion: Wanda score with a sign condition | `wanda_score`, `prune_order` | notebook 2 |
-# | update threshold | `DSnoTSettings.update_threshold` (0.1) | in per-sequence-sum units, see below |
-# | maximum cycles | `DSnoTSettings.max_cycle_time` (50) | at most one swap per row and cycle |
-# | Gram matrix of the inputs, `X Xᵀ` | `stats.hessian` = `(2/S) Σ_s X_sᵀ X_s` | SparseGPT calls it the Hessian; here it is "the Gram matrix" |
-# | the removed part of row r | `d_r[j] = W[r, j]` if pruned, else 0 | the row's error at token t is `e_t = d_r · x_t` |
+# | Wanda (pruning) | `diag(G)`: each input's norm, one column at a time | neither part as a whole |
+# | DSnoT (mask swaps) | `d · μ`, called ε: the mean part; Σ's diagonal only as a tie-breaker when choosing which weight to regrow | the mean part |
+# | SparseSwaps (mask swaps) | all of G | both parts |
 #
-# **Units of the threshold.** `seq_sum` is a sum over the L tokens of a sequence, so ε and
-# `update_threshold` are in "per sequence" units: the default 0.1 means a mean output error of
-# 0.1 / L per token, about 4e-4 at L = 256. The threshold therefore means something different
-# at every L; dsnot_ref keeps it as the released code has it.
+# DSnoT's own words (Zhang et al., ICLR 2024, [arXiv 2310.08915](https://arxiv.org/abs/2310.08915),
+# abstract): *"DSnoT particularly takes into account the anticipated reduction in reconstruction
+# error for pruning and growing, as well as the variance w.r.t. different input data for growing
+# each weight."* The "reconstruction error" it anticipates is ε, the error of the **expected**
+# output; the variance enters only the order in which weights are regrown (notebook 2 runs the
+# algorithm).
+#
+# We first work the identity on a toy row you can check by hand, where DSnoT's one swap drives
+# ε to zero **and raises** E_r; then on a real layer of the demo model, where we measure how
+# much of the error each part holds, and which property of the input channels decides it.
+#
+# Everything below calls `dsnot_ref`; `nbutil` only picks the model and the size
+# (`notebooks/README.md`). Exercises have a stub for you to fill in and a check to run; an
+# answer for each is in `notebooks/answers.py`.
 
 # %%
-import inspect
-
 import matplotlib.pyplot as plt
 import numpy as np
 
 import nbutil
 from dsnot_ref import data
-from dsnot_ref.methods import reconstruction_error
-from dsnot_ref.methods.dsnot.common import DSnoTSettings
-from dsnot_ref.methods.dsnot.per_row import contributions, row_errors
-from dsnot_ref.methods.scores import magnitude_score, unstructured_mask, wanda_score
+from dsnot_ref.methods import (DSnoTSettings, contributions, dsnot, magnitude_score, row_errors,
+                               sparse_swaps, wanda_score)
+from dsnot_ref.methods.gram import gram_from_hessian, row_squared_errors
+from dsnot_ref.methods.scores import unstructured_mask
 from dsnot_ref.model import load_layer, load_model
 from dsnot_ref.stats import StatsAccumulator
 
+# Try this (the boxes at the end say what to expect; a test runs each change):
+SPARSITY = 0.5          # fraction of each row set to zero; try 0.7
+TOY_SPREAD = 1.0        # how much the toy's third input varies from token to token; try 0.0
+CENTRE_INPUTS = False   # subtract each input channel's mean from the real layer's inputs; try True
+
+SUBLAYER = "self_attn.q_proj"                           # the layer studied in sections 2-3
+CHANNEL_SUBLAYERS = ("self_attn.q_proj", "mlp.down_proj")  # compared channel by channel in section 4
+
+# %% [markdown]
+# ## 1. The identity on a toy row
+#
+# Four tokens, four input columns, one output row. Columns 0, 1 and 3 receive the same input
+# on every token (mean 1, no spread); column 2 has mean 1 too, but swings by ±3·`TOY_SPREAD`
+# from token to token.
+
+# %%
+toy_X = np.array([[1.0, 1.0, 1.0, 1.0]] * 4)                                    # [T=4, C=4]
+toy_X[:, 2] += TOY_SPREAD * np.array([3.0, -3.0, 3.0, -3.0])
+toy_W = np.array([[0.1, 0.1, -0.1, 1.0]])                                       # [R=1, C=4]
+T_toy = toy_X.shape[0]
+toy_mu = toy_X.mean(axis=0)                                                     # [C]
+toy_Sigma = (toy_X - toy_mu).T @ (toy_X - toy_mu) / T_toy                      # [C, C]
+toy_G = toy_X.T @ toy_X                                                         # [C, C]
+assert np.allclose(toy_G, T_toy * (np.outer(toy_mu, toy_mu) + toy_Sigma))       # G = T(μμᵀ + Σ)
+
+toy_acc = StatsAccumulator(4, with_hessian=True)      # the statistics the pipeline gathers
+toy_acc.update(toy_X[None])                           # one sequence of L = 4 tokens: [S=1, L=4, C=4]
+toy_stats = toy_acc.finalize()
+assert np.allclose(gram_from_hessian(toy_stats.hessian, toy_stats.n_seq), toy_G)
+print("X (tokens × columns):\n", toy_X)
+print("μ =", toy_mu, "  diag Σ =", np.diag(toy_Sigma), "  w =", toy_W[0])
+
+# %% [markdown]
+# Wanda prunes the two weights with the smallest `|w_j| · ‖x_j‖`: columns 0 and 1. Both
+# removed weights push the output the same way, so the row's mean error is `d · μ = 0.2` on
+# every token. ε, in the code's units, is that mean times the L = 4 tokens of the sequence
+# (`docs/dsnot.md` §1).
+
+# %%
+def split_of(pruned_row):
+    """(ε, mean part, variance part, E_r) of the toy row for a mask [C] bool."""
+    d = np.where(pruned_row, toy_W[0], 0.0)                                     # [C]
+    e = toy_X @ d                                                               # [T] error per token
+    mean_part = T_toy * (d @ toy_mu) ** 2
+    variance_part = T_toy * d @ toy_Sigma @ d
+    E = float(row_squared_errors(toy_W, pruned_row[None], toy_G)[0])            # dᵀ G d, the package's
+    assert np.isclose(E, (e ** 2).sum()) and np.isclose(E, mean_part + variance_part)  # the identity
+    eps = float(row_errors(contributions(toy_W, toy_stats.seq_sum), pruned_row[None])[0])
+    return eps, mean_part, variance_part, E
+
+
+toy_start = unstructured_mask(wanda_score(toy_W, toy_stats.seq_sq), 0.5)      # [1, 4] pruned
+print("Wanda prunes columns", np.nonzero(toy_start[0])[0].tolist())
+print("errors per token e_t:", toy_X @ np.where(toy_start[0], toy_W[0], 0.0))
+eps, mp, vp, E = split_of(toy_start[0])
+print(f"ε = {eps:.3g};  E_r = {E:.3g} = mean part {mp:.3g} + variance part {vp:.3g}")
+
+# %% [markdown]
+# DSnoT wants ε = 0. Regrowing column 0 (contribution +0.1 per token) and pruning column 2
+# (−0.1 per token on average) does exactly that, and keeps two zeros in the row. The package's
+# `dsnot` finds this swap on its own; SparseSwaps (`sparse_swaps`), which evaluates the change
+# of E_r itself, is run on the same start.
+
+# %%
+toy_dsnot = dsnot(toy_W, toy_start, toy_stats.seq_sum, toy_stats.seq_sq, toy_stats.var_pooled,
+                  DSnoTSettings(), trace=True)
+toy_swaps_mask, toy_swaps_info = sparse_swaps(toy_W, toy_start, toy_stats)
+print("DSnoT's swaps (row, regrown column, pruned column, cycle):", toy_dsnot.trace.swaps.tolist())
+print("SparseSwaps made", toy_swaps_info["swaps"], "swaps")
+toy_rows = {"Wanda's mask": toy_start[0], "after DSnoT": toy_dsnot.pruned[0], "after SparseSwaps": toy_swaps_mask[0]}
+toy_split = {name: split_of(p) for name, p in toy_rows.items()}
+print(f"{'mask':18s} {'pruned':>8s} {'ε':>6s} {'mean part':>10s} {'var part':>9s} {'E_r':>6s}")
+for name, p in toy_rows.items():
+    e, m, v, tot = toy_split[name]
+    print(f"{name:18s} {str(np.nonzero(p)[0].tolist()):>8s} {e:6.3g} {m:10.3g} {v:9.3g} {tot:6.3g}")
+
+# %%
+fig, axes = plt.subplots(1, 2, figsize=(12, 3.6), gridspec_kw={"width_ratios": [1.2, 1]})
+for k, (name, p) in enumerate(list(toy_rows.items())[:2]):
+    e = toy_X @ np.where(p, toy_W[0], 0.0)
+    axes[0].bar(np.arange(T_toy) + 0.38 * k, e, width=0.36, label=f"{name}: mean {e.mean():+.2g}")
+axes[0].axhline(0, color="k", lw=0.8)
+axes[0].set(xlabel="token t", ylabel="e_t = d · x_t", xticks=range(T_toy))
+axes[0].legend(loc="upper left", bbox_to_anchor=(0, -0.18), ncol=2, fontsize=8)
+axes[0].set_title("the swap zeroes the mean error, not the error on each token", fontsize=10)
+names = list(toy_split)
+axes[1].bar(names, [toy_split[n][1] for n in names], color="tab:orange", label="mean part T(d·μ)²")
+axes[1].bar(names, [toy_split[n][2] for n in names], bottom=[toy_split[n][1] for n in names],
+            color="tab:gray", label="variance part T dᵀΣd")
+axes[1].set_ylim(0, 1.2 * max(toy_split[n][3] for n in names) + 1e-12)
+axes[1].set(ylabel="E_r")
+axes[1].legend(loc="upper left", bbox_to_anchor=(0, -0.18), ncol=2, fontsize=8)
+axes[1].set_title(f"E_r: {toy_split[names[0]][3]:.2g} (Wanda) → {toy_split[names[1]][3]:.2g} (DSnoT), "
+                  f"{toy_split[names[2]][3]:.2g} (SparseSwaps)", fontsize=10)
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# With `TOY_SPREAD = 1`, DSnoT's swap moves the error from the mean part into the variance
+# part, and the variance part it creates (0.36) is larger than the mean part it removed
+# (0.16): ε reached zero and E_r went up. SparseSwaps computes the change of E_r of every
+# possible swap; none is negative here, so it made no swap. The assert below holds the text to
+# the numbers.
+
+# %%
+e_start, e_dsnot = toy_split["Wanda's mask"], toy_split["after DSnoT"]
+if TOY_SPREAD == 1.0:
+    assert toy_dsnot.n_swaps == 1 and e_dsnot[0] == 0.0                          # ε driven to zero
+    assert np.isclose(e_start[3], 0.16) and np.isclose(e_dsnot[3], 0.36)         # and E_r raised
+    assert toy_swaps_info["swaps"] == 0
+print(f"DSnoT: ε {e_start[0]:.3g} -> {e_dsnot[0]:.3g}, E_r {e_start[3]:.3g} -> {e_dsnot[3]:.3g}; "
+      f"SparseSwaps: {toy_swaps_info['swaps']} swaps, E_r {toy_split['after SparseSwaps'][3]:.3g}")
+
+# %% [markdown]
+# ### What each method sees of G
+#
+# The three panels are `G = T μμᵀ + T Σ` for the toy. Wanda's score is `|w_j| · sqrt(G_jj / S)`
+# (the diagonal of the left panel, one column at a time). The mean part `T (d·μ)² = dᵀ (T μμᵀ) d`
+# reads only the middle panel, and ε is `L (d·μ)`: DSnoT steers the middle panel. From the right
+# panel it uses only the diagonal (each column's variance), to rank the weights it may regrow. SparseSwaps' change of E_r for a swap uses entries of the
+# whole left panel (notebook 2 derives it).
+
+# %%
+panels = {"G = XᵀX  (SparseSwaps: all of it;\nWanda: its diagonal)": toy_G,
+          "T μμᵀ  (ε lives here: DSnoT)": T_toy * np.outer(toy_mu, toy_mu),
+          "T Σ  (DSnoT: only its diagonal,\nas a tie-breaker for regrowth)": T_toy * toy_Sigma}
+fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
+top = max(np.abs(m).max() for m in panels.values())
+for ax, (title, m) in zip(axes, panels.items()):
+    ax.imshow(m, cmap="RdBu_r", vmin=-top, vmax=top)
+    for (i, j), v in np.ndenumerate(m):
+        ax.text(j, i, f"{v:g}", ha="center", va="center", fontsize=9)
+    ax.set(title=title, xticks=range(4), yticks=range(4), xlabel="column j", ylabel="column i")
+fig.suptitle("the toy's Gram matrix is its mean part plus its variance part; each method reads a different piece",
+             fontsize=10)
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# ### Exercise 1: the two parts from the tokens
+#
+# Write `my_error_split(X, d)`: given the tokens `X [T, C]` of one layer and the removed
+# weights `d [C]` of one row, return `(mean part, variance part)` computed **from the tokens**:
+# the errors `e_t = d · x_t`, their mean ē, then `T · ē²` and `Σ_t (e_t − ē)²`. The check
+# compares your two numbers with `T (d·μ)²` and `T dᵀΣd` for every mask of the toy and for rows
+# of the real layer below (section 2 reruns it there).
+
+# %%
+def my_error_split(X, d):
+    """(mean part, variance part) of one row's squared error: X [T, C], d [C] -> (float, float)."""
+    raise NotImplementedError("Exercise 1: compute the errors e_t, then the two parts")
+
+
+def check_error_split(fn):
+    for p in toy_rows.values():
+        d = np.where(p, toy_W[0], 0.0)
+        mean_part, variance_part = fn(toy_X, d)
+        assert np.isclose(mean_part, T_toy * (d @ toy_mu) ** 2), (mean_part, T_toy * (d @ toy_mu) ** 2)
+        assert np.isclose(variance_part, T_toy * d @ toy_Sigma @ d), variance_part
+
+
+nbutil.exercise("my_error_split", my_error_split, check_error_split)
+
+# %% [markdown]
+# ## 2. A real layer
+#
+# Calibration windows are `S` random windows of `L` tokens from the bundled calibration corpus
+# (the paper's protocol, `docs/dsnot.md` §6, with a much smaller budget). The dense model runs
+# up to our layer; a capture callback of `block_forward` keeps the inputs of the sublayers we
+# study (`nbutil.sublayer_inputs`; the pipeline gathers its statistics the same way).
+
+# %%
 size = nbutil.notebook_size()
 model_dir, label = nbutil.pick_model_dir(size)
 model = load_model(model_dir)
 cfg = model.config
 print(f"Model used: {label}")
-print(f"size setting: {size.name}; {cfg.num_layers} layers, hidden size {cfg.hidden_size}")
-
-LAYER = min(size.layer_demo, cfg.num_layers - 1)  # a layer with a few dense layers before it
-SUBLAYER = "self_attn.q_proj"                      # DSnoT's default adjusts attention projections
-SPARSITY = 0.5                                     # fraction of each row set to zero
-
-# %% [markdown]
-# ## The layer and its calibration inputs
-#
-# Calibration windows are `S` random windows of `L` tokens from the bundled calibration corpus
-# (the paper's protocol, `docs/dsnot.md` §6, with a much smaller budget). The dense model runs up
-# to our layer; a capture callback of `block_forward` keeps the input of `SUBLAYER`. This is the
-# helper doing it (the pipeline gathers its statistics the same way):
-
-# %%
-print(inspect.getsource(nbutil.layer_inputs))
-
-# %%
+LAYER = min(size.layer_demo, cfg.num_layers - 1)       # a layer with a few dense layers before it
 tokenizer = data.load_tokenizer(model_dir)
 tokens = data.calibration_windows(tokenizer, data.BUNDLED_CALIBRATION,
-                                  size.n_calibration, size.seqlen, seed=0)        # [S, L]
-X = nbutil.layer_inputs(model, tokens, LAYER, SUBLAYER)                          # [S, L, C]
-W = load_layer(model, LAYER)[SUBLAYER + ".weight"]                               # [R, C]
-S, L, C = X.shape
+                                  size.n_calibration, size.seqlen, seed=0)      # [S, L]
+inputs = nbutil.sublayer_inputs(model, tokens, LAYER, tuple(dict.fromkeys((SUBLAYER, *CHANNEL_SUBLAYERS))))
+if CENTRE_INPUTS:                                      # the thought experiment of a Try-this box
+    inputs = {name: x - x.mean(axis=(0, 1), keepdims=True) for name, x in inputs.items()}
+weights = load_layer(model, LAYER)
+
+
+def layer_problem(sublayer):
+    """W [R, C], tokens X [T, C] float64, the pipeline's statistics, G [C, C], μ [C], RMS [C]."""
+    x = inputs[sublayer]                                                        # [S, L, C]
+    acc = StatsAccumulator(x.shape[-1], with_hessian=True)
+    acc.update(x)
+    stats = acc.finalize()
+    gram = gram_from_hessian(stats.hessian, stats.n_seq)                         # [C, C] Σ_t x xᵀ
+    n_tokens = x.shape[0] * x.shape[1]
+    mu = stats.seq_sum / x.shape[1]                                              # [C] mean input
+    rms = np.sqrt(np.diag(gram) / n_tokens)                                      # [C] RMS input
+    return weights[sublayer + ".weight"], x.reshape(n_tokens, -1).astype(np.float64), stats, gram, mu, rms
+
+
+W, X, stats, G, mu, rms = layer_problem(SUBLAYER)
+T, C = X.shape
+S, L = tokens.shape
 R = W.shape[0]
-T = S * L                                                                        # calibration tokens
-X_flat = X.reshape(T, C).astype(np.float64)                                      # [T, C]
-
-acc = StatsAccumulator(C, with_hessian=True)   # the Gram matrix is only for the reconstruction error
-acc.update(X)
-stats = acc.finalize()
-print(f"layer {LAYER} {SUBLAYER}: W is [R={R}, C={C}]; X is [S={S}, L={L}, C={C}]")
-print("first window:", repr(tokenizer.decode(tokens[0].tolist())[:160]))
-threshold = DSnoTSettings().update_threshold
-print(f"update_threshold = {threshold} per sequence = {threshold / L:.2g} per token at L = {L}")
+print(f"layer {LAYER} {SUBLAYER}: W is [R={R}, C={C}]; T = S·L = {S}·{L} = {T} calibration tokens")
 
 # %% [markdown]
-# ## The contribution of one weight to the expected output
-#
-# `seq_sum[j]` is the input of column `j` summed over the `L` tokens of a sequence and averaged
-# over sequences (so it is `L ×` the mean input: the units of the released code). Each weight
-# contributes `c[r, j] = W[r, j] · seq_sum[j]` to row `r`'s expected output; summing a row's
-# contributions gives that row's output summed over a sequence, averaged over sequences.
-# The check below computes that output the long way, `X @ Wᵀ`, token by token: the two agree.
+# Two masks at `SPARSITY`: magnitude (smallest `|W|` per row) and Wanda (smallest
+# `|W| · ‖x_j‖`). For each row, the package gives ε (`row_errors`) and E_r
+# (`row_squared_errors`, from G); we measure the variance part on the tokens,
+# `Σ_t (e_t − ē)²`, and check the identity `E_r = T (ε/L)² + variance part` on every row.
 
 # %%
-contribution = contributions(W, stats.seq_sum)                                   # [R, C]
-dense_out = X_flat @ W.T.astype(np.float64)                                      # [T, R]
-expected_row_output = dense_out.reshape(S, L, R).sum(axis=1).mean(axis=0)        # [R]
-print("max |Σ_j c[r, j] − mean_s Σ_t y[s, t, r]| =",
-      np.abs(contribution.sum(axis=1) - expected_row_output).max())
-print(f"typical |expected output| per row: {np.median(np.abs(expected_row_output)):.4g} per sequence, "
-      f"{np.median(np.abs(expected_row_output)) / L:.3g} per token")
+masks = {"magnitude": unstructured_mask(magnitude_score(W), SPARSITY),             # pruned [R, C]
+         "wanda": unstructured_mask(wanda_score(W, stats.seq_sq), SPARSITY)}
+dense_energy = float(np.sum(row_squared_errors(W, np.ones_like(masks["wanda"]), G)))  # ‖W X‖²
+
+
+def row_split(W, X, stats, G, pruned):
+    """Per row: ε [R], mean part [R], variance part [R] (from the tokens), E_r [R] (from G)."""
+    seqlen = X.shape[0] // stats.n_seq
+    eps = row_errors(contributions(W, stats.seq_sum), pruned)                   # [R]
+    E = row_squared_errors(W, pruned, G)                                        # [R]
+    err = X @ np.where(pruned, W, 0.0).T.astype(np.float64)                     # [T, R] e_t per row
+    variance_part = ((err - err.mean(axis=0)) ** 2).sum(axis=0)                # [R]
+    mean_part = X.shape[0] * (eps / seqlen) ** 2                                # [R] T (ε/L)²
+    return eps, mean_part, variance_part, E
+
+
+split = {name: row_split(W, X, stats, G, p) for name, p in masks.items()}
+for name, (eps, mean_part, variance_part, E) in split.items():
+    gap = np.max(np.abs(mean_part + variance_part - E) / E)
+    assert gap < 1e-4, gap                                                       # the identity, per row
+    print(f"{name:9s}: error {E.sum() / dense_energy:.4f} of ‖WX‖² = mean part {mean_part.sum() / dense_energy:.4f} "
+          f"+ variance part {variance_part.sum() / dense_energy:.4f}  (mean share {mean_part.sum() / E.sum():.1%}; "
+          f"median row {np.median(mean_part / E):.1%}); mean |ε| {np.abs(eps).mean():.3g}; "
+          f"identity holds to {gap:.1g} relative")
 
 # %% [markdown]
-# ## Two masks and their row errors ε
-#
-# Magnitude prunes the smallest `|W|` in each row; Wanda the smallest `|W| · ‖x_j‖`
-# (`‖x_j‖ = sqrt(seq_sq[j])`). Pruning removes those weights' contributions, so the expected
-# output of row `r` drops by `ε[r] = Σ_{j pruned} c[r, j]`: the quantity DSnoT drives toward
-# zero. Look at the spread of ε: it is signed, and most rows are far from zero.
+# The identity holds on every row (the largest relative gap is printed). The mean part is the most that any amount of ε-steering can remove,
+# *if* the swaps leave the variance part alone, which the toy showed they need not.
 
 # %%
-masks = {
-    "magnitude": unstructured_mask(magnitude_score(W), SPARSITY),                # pruned [R, C]
-    "wanda": unstructured_mask(wanda_score(W, stats.seq_sq), SPARSITY),          # pruned [R, C]
-}
-eps = {name: row_errors(contribution, pruned) for name, pruned in masks.items()}  # [R]
-for name, pruned in masks.items():
-    print(f"{name:9s}: {pruned.mean():.3f} of weights pruned, mean |ε| = {np.abs(eps[name]).mean():.4g}")
-print("masks agree on", f"{(masks['magnitude'] == masks['wanda']).mean():.1%}", "of the weights")
-
-# %% [markdown]
-# ### Exercise 1: compute ε from the tokens yourself
-#
-# Write a function (your own name, not the package's) that takes `X [S, L, C]`, `W [R, C]` and a
-# mask and returns every row's ε *from the tokens*: the output error `e[s, t, r]` of every token
-# (the pruned weights times the inputs), summed over each sequence's tokens, averaged over
-# sequences. Then compare with the package's `row_errors(contributions(W, seq_sum), pruned)`.
-# Our answer is below; replace it with yours and rerun the check.
-
-# %%
-def my_eps_from_tokens(X, W, pruned):
-    """ε of every row, from the tokens: mean over sequences of Σ_t (removed weights · x_t). -> [R]"""
-    removed = np.where(pruned, W, 0.0).astype(np.float64)                         # [R, C] the rows d_r
-    e = X.astype(np.float64) @ removed.T                                          # [S, L, R]
-    return e.sum(axis=1).mean(axis=0)
-
-
-for name, pruned in masks.items():
-    mine = my_eps_from_tokens(X, W, pruned)
-    gap = np.abs(mine - eps[name]).max()
-    assert np.allclose(mine, eps[name], rtol=1e-9, atol=1e-9 * np.abs(eps[name]).max()), gap
-    print(f"{name:9s}: your ε agrees with the package's; largest difference {gap:.2g}")
-
-# %% [markdown]
-# ### One row, weight by weight
-#
-# The row with the largest Wanda |ε|. Left: every weight's contribution against its Wanda score;
-# Wanda prunes by score, everything left of the dashed line (the row's cut), whatever the
-# contribution, so the pruned contributions (red) need not cancel. Right: the pruned
-# contributions added up in score order; the end point is ε. A mask that pruned as much positive
-# as negative contribution would have ε = 0 with the same number of zeros: that freedom is what
-# DSnoT uses.
-
-# %%
-row = int(np.argmax(np.abs(eps["wanda"])))
-row_score = wanda_score(W, stats.seq_sq)[row]                                     # [C]
-pruned_row = masks["wanda"][row]                                                  # [C]
-row_cut = row_score[pruned_row].max()             # the largest pruned score: the row's cut
-fig, axes = plt.subplots(1, 2, figsize=(12, 3.8))
-for is_pruned, color, name in ((False, "tab:gray", "kept"), (True, "tab:red", "pruned")):
-    sel = pruned_row == is_pruned
-    axes[0].scatter(row_score[sel], contribution[row, sel], s=8, color=color, label=name)
-axes[0].axvline(row_cut, color="k", ls="--", lw=0.8, label="this row's cut")
-axes[0].set(xscale="log", yscale="symlog", xlabel="Wanda score of W[r, j]", ylabel="c[r, j] (symlog)",
-            title=f"row {row}: contribution vs score")
-axes[0].legend()
-pruned_cols = np.nonzero(pruned_row)[0]
-in_score_order = pruned_cols[np.argsort(row_score[pruned_cols], kind="stable")]
-axes[1].plot(np.cumsum(contribution[row, in_score_order]), color="tab:red")
-axes[1].axhline(0, color="k", lw=0.6)
-axes[1].set(xlabel="pruned weights, by increasing score", ylabel="running sum of c[r, j]",
-            title=f"ε[{row}] = {eps['wanda'][row]:.3g} is where the curve ends")
-plt.tight_layout()
-plt.show()
-
-# %% [markdown]
-# ## ε against the real output error on the calibration tokens
-#
-# The output error of row `r` at token `t` is `e[t, r] = d_r · x_t = Σ_{j pruned} W[r, j] x[t, j]`
-# (dense minus sparse). Summed over a sequence and averaged over sequences it is exactly ε[r]
-# (exercise 1): the left plot lies on the diagonal. But ε says nothing about how the error
-# *varies* from token to token: the right plot compares `|ε| / L` (the mean error per token)
-# with the root-mean-square error. Every point sits above the diagonal (RMS ≥ |mean|), often far
-# above: a row can have ε ≈ 0 and still a large error on each token.
-
-# %%
-errors = {name: X_flat @ np.where(pruned, W, 0.0).T.astype(np.float64)           # [T, R] e[t, r]
-          for name, pruned in masks.items()}
-fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-for name in masks:
-    err = errors[name]
-    err_seq_sum = err.reshape(S, L, R).sum(axis=1).mean(axis=0)                   # [R]
-    rms = np.sqrt((err ** 2).mean(axis=0))                                        # [R]
-    axes[0].scatter(eps[name], err_seq_sum, s=6, alpha=0.6, label=name)
-    axes[1].scatter(np.abs(eps[name]) / L, rms, s=6, alpha=0.6, label=name)
-    corr = np.corrcoef(np.abs(eps[name]), rms)[0, 1]
-    print(f"{name:9s}: max |ε − measured| = {np.abs(eps[name] - err_seq_sum).max():.2e}; "
-          f"corr(|ε|, RMS error) = {corr:.2f}; median RMS / (|ε|/L) = {np.median(rms / (np.abs(eps[name]) / L)):.1f}")
-lim = np.abs(axes[0].get_xlim()).max()
-axes[0].plot([-lim, lim], [-lim, lim], "k--", lw=0.8)
-axes[0].set(title="ε vs measured mean output error (× L)", xlabel="ε[r]", ylabel="mean_s Σ_t e[s, t, r]")
-axes[0].legend()
-top = axes[1].get_xlim()[1]
-axes[1].plot([0, top], [0, top], "k--", lw=0.8, label="RMS = |mean|")
-axes[1].set(title="|ε| / L vs RMS output error per token", xlabel="|ε[r]| / L", ylabel="RMS_t e[t, r]")
-axes[1].legend()
-plt.tight_layout()
-plt.show()
-
-# %% [markdown]
-# ## The mean part and the variance part of the error
-#
-# For one row, the squared output error over the `T = S·L` calibration tokens splits exactly
-# into a part from the mean error `ē = ε / L` and a part from the spread around it:
-#
-#     Σ_t e_t²  =  T · ē²  +  Σ_t (e_t − ē)²          (mean part + variance part)
-#
-# DSnoT (reference and official variants) steers ε, so it acts on the **mean part** only.
-# Driving every ε to exactly zero would remove the mean part and nothing else (and the swaps
-# that do it also change the variance part, up or down). So the mean part's share of the error
-# is the most ε-steering can gain. For one row it follows from the ratio printed above: the
-# total is `T · RMS²`, so mean part / total = `(|ε|/L)² / RMS² = 1 / ratio²`. A ratio of 10
-# means the mean part is 1% of that row's error; a ratio of 1.8, about 30%.
-#
-# The bars are summed over all rows of the layer and divided by the dense output energy
-# `‖W X‖²`, so they add up to the relative reconstruction error of notebook 2 and 3.
-
-# %%
-dense_energy = (dense_out ** 2).sum()
-parts = {}                                             # mask -> (mean part, variance part), relative
-for name in masks:
-    err = errors[name]                                                            # [T, R]
-    mean_err = eps[name] / L                                                      # [R] ē per row
-    mean_part = T * mean_err ** 2                                                 # [R]
-    variance_part = ((err - mean_err) ** 2).sum(axis=0)                           # [R]
-    total = (err ** 2).sum(axis=0)                                                # [R]
-    assert np.allclose(mean_part + variance_part, total, rtol=1e-9)               # the identity
-    parts[name] = (mean_part.sum() / dense_energy, variance_part.sum() / dense_energy)
-    share = mean_part.sum() / total.sum()
-    print(f"{name:9s}: error {total.sum() / dense_energy:.4f} of ‖WX‖² = mean part {parts[name][0]:.4f} "
-          f"+ variance part {parts[name][1]:.4f}; perfect ε-steering removes at most {share:.1%}; "
-          f"median over rows of the mean share {np.median(mean_part / total):.1%}")
-
-fig, axes = plt.subplots(1, 2, figsize=(12, 3.4), gridspec_kw={"width_ratios": [1, 1.2]})
-names = list(masks)
-axes[0].bar(names, [parts[n][1] for n in names], color="tab:gray", label="variance part: DSnoT cannot reach it")
-axes[0].bar(names, [parts[n][0] for n in names], bottom=[parts[n][1] for n in names], color="tab:orange",
-            label="mean part: what ε-steering can remove")
+share = {name: s[1].sum() / s[3].sum() for name, s in split.items()}
+fig, axes = plt.subplots(1, 2, figsize=(12, 3.8), gridspec_kw={"width_ratios": [1, 1.3]})
+names = list(split)
+mean_rel = [split[n][1].sum() / dense_energy for n in names]
+var_rel = [split[n][2].sum() / dense_energy for n in names]
+axes[0].bar(names, var_rel, color="tab:gray", label="variance part")
+axes[0].bar(names, mean_rel, bottom=var_rel, color="tab:orange", label="mean part (what ε measures)")
 for x, n in enumerate(names):
-    axes[0].text(x, sum(parts[n]), f"mean part {parts[n][0] / sum(parts[n]):.0%}", ha="center", va="bottom")
-axes[0].set(ylabel="‖(W − W⊙keep) X‖² / ‖W X‖²", title="the layer's error, split")
-axes[0].set_ylim(0, 1.15 * max(sum(parts[n]) for n in names))
-axes[0].legend(fontsize=8, loc="upper right")
-for name in names:
-    err = errors[name]
-    share = T * (eps[name] / L) ** 2 / (err ** 2).sum(axis=0)                     # [R]
-    axes[1].hist(share, bins=np.linspace(0, 1, 41), alpha=0.6, label=name)
-axes[1].set(xlabel="mean part / total error of the row", ylabel="rows",
-            title="per row: how much of the error is the mean part")
-axes[1].legend()
+    axes[0].text(x, mean_rel[x] + var_rel[x], f"mean part {share[n]:.0%}", ha="center", va="bottom", fontsize=9)
+axes[0].set_ylim(0, 1.25 * max(m + v for m, v in zip(mean_rel, var_rel)))
+axes[0].set(ylabel="‖(W − W⊙keep) X‖² / ‖W X‖²")
+axes[0].legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
+axes[0].set_title(f"the layer's error, split (axis from 0)", fontsize=10)
+for n in names:
+    axes[1].hist(split[n][1] / split[n][3], bins=np.linspace(0, 1, 41), alpha=0.6, label=n)
+axes[1].set(xlabel="mean part / E_r of the row", ylabel="rows", xlim=(0, 1))
+axes[1].legend(loc="upper right", fontsize=8)
+axes[1].set_title(f"mean share per row: median {np.median(split['magnitude'][1] / split['magnitude'][3]):.0%} "
+                  f"(magnitude), {np.median(split['wanda'][1] / split['wanda'][3]):.0%} (Wanda)", fontsize=10)
+fig.suptitle(f"layer {LAYER} {SUBLAYER}, {SPARSITY:.0%}: magnitude's error is {share['magnitude']:.0%} mean part, "
+             f"Wanda's {share['wanda']:.0%}", fontsize=11)
 plt.tight_layout()
 plt.show()
 
 # %% [markdown]
-# **What this predicts.** On the demo model, Wanda's error is almost all variance part: its
-# scores weigh each weight by its input's norm, so big inputs are rarely pruned, and what is
-# pruned adds up to a small mean. DSnoT can only work on the sliver of mean part, so even if it
-# zeroes every ε, the layer's error barely moves (notebook 2 measures it). A magnitude mask
-# prunes small weights on big input channels, so its pruned contributions add up to a large
-# mean error: a much larger share, which ε-steering can remove. That is where DSnoT helps: from
-# starts whose error has a large mean part (magnitude, or higher sparsity), not from Wanda's.
-# (The tiny test model has random weights and no outlier channels; its numbers differ.)
-
-# %% [markdown]
-# The layer's relative reconstruction error `‖(W ⊙ pruned) X‖² / ‖W X‖²` summarises the whole
-# output error in one number. `reconstruction_error` computes it from the Gram matrix
-# (`stats.hessian`) without touching the tokens again; the second column measures it directly
-# on the tokens. Wanda, which weighs each weight by its input's norm, is usually the lower of
-# the two.
-
-# %%
-for name, pruned in masks.items():
-    print(f"{name:9s}: reconstruction_error = {reconstruction_error(W, pruned, stats.hessian):.4f}; "
-          f"measured on the tokens = {(errors[name] ** 2).sum() / dense_energy:.4f}")
-
-# %% [markdown]
-# ## Distributions
+# ### Exercise 2: ε from the tokens
 #
-# Left: weight magnitudes. Middle: input norms per column, on a log scale: on the demo model a
-# few "outlier" channels carry far larger inputs than the rest (the reason Wanda multiplies by
-# them). They also explain why magnitude's |ε| came out much larger than Wanda's there:
-# magnitude happily prunes small weights on those channels, and a small weight times a large
-# input is a large contribution. (The tiny test model has random weights and no outliers.) Right:
-# Wanda scores, with Wanda's cut: in each row the weights left of that row's cut are pruned; the
-# dashed line is the median of the rows' cuts.
+# ε is the row's output error summed over a sequence's L tokens and averaged over the S
+# sequences. Write `my_eps_from_tokens(X3, W, pruned)` that computes it from the tokens
+# `X3 [S, L, C]` for every row; the check compares it with the package's
+# `row_errors(contributions(W, seq_sum), pruned)`.
 
 # %%
-act_norm = np.sqrt(stats.seq_sq)                                                  # [C]
-wanda = wanda_score(W, stats.seq_sq)                                              # [R, C]
-cut = np.median(np.sort(wanda, axis=1, kind="stable")[:, int(C * SPARSITY) - 1])
-fig, axes = plt.subplots(1, 3, figsize=(13, 3.5))
-axes[0].hist(np.abs(W).ravel(), bins=80, color="tab:blue")
-axes[0].set(title="|W|", xlabel="|W[r, j]|", ylabel="weights", yscale="log")
-axes[1].hist(act_norm, bins=np.geomspace(act_norm[act_norm > 0].min(), act_norm.max(), 50), color="tab:green")
-axes[1].set(title="input norm ‖x_j‖ per column", xlabel="sqrt(seq_sq[j])", xscale="log", ylabel="columns")
-axes[2].hist(wanda.ravel(), bins=np.geomspace(wanda[wanda > 0].min(), wanda.max(), 80), color="tab:orange")
-axes[2].axvline(cut, color="k", ls="--", label="median of the rows' cuts")
-axes[2].set(title="Wanda score |W|·‖x_j‖", xscale="log", yscale="log", xlabel="score", ylabel="weights")
-axes[2].legend()
+def my_eps_from_tokens(X3, W, pruned):
+    """ε of every row from the tokens: X3 [S, L, C], W [R, C], pruned [R, C] -> [R]."""
+    raise NotImplementedError("Exercise 2: the errors of every token, summed per sequence, averaged")
+
+
+def check_eps_from_tokens(fn):
+    for name, p in masks.items():
+        mine = fn(X.reshape(S, L, C), W, p)
+        assert np.allclose(mine, split[name][0], rtol=1e-6, atol=1e-9 * np.abs(split[name][0]).max()), name
+
+
+nbutil.exercise("my_eps_from_tokens", my_eps_from_tokens, check_eps_from_tokens)
+nbutil.exercise("my_error_split", my_error_split,      # exercise 1 again, on the real layer's rows
+                lambda fn: [np.testing.assert_allclose(fn(X, np.where(masks["wanda"][r], W[r], 0.0)),
+                                                       (split["wanda"][1][r], split["wanda"][2][r]), rtol=1e-5)
+                            for r in range(min(R, 8))])
+
+# %% [markdown]
+# ### Exercise 3: Wanda reads the diagonal of G
+#
+# Wanda's score is `|W[r, j]| · ‖x_j‖`, and `‖x_j‖² = G_jj`. Write `my_wanda_from_gram(W, G, S)`
+# from G alone (the package's `wanda_score(W, seq_sq)` uses `seq_sq = G_jj / S`, the same ranking
+# in every row). Then convince yourself that no off-diagonal entry of G can change Wanda's mask.
+
+# %%
+def my_wanda_from_gram(W, G, S):
+    """Wanda's score from the Gram matrix: W [R, C], G [C, C], S sequences -> [R, C]."""
+    raise NotImplementedError("Exercise 3: use only the diagonal of G")
+
+
+def check_wanda_from_gram(fn):
+    assert np.allclose(fn(W, G, S), wanda_score(W, stats.seq_sq), rtol=1e-5)
+    shuffled = G + np.triu(np.random.default_rng(0).normal(size=G.shape), 1)    # change off-diagonal only
+    assert np.array_equal(unstructured_mask(fn(W, shuffled, S), SPARSITY), masks["wanda"])
+
+
+nbutil.exercise("my_wanda_from_gram", my_wanda_from_gram, check_wanda_from_gram)
+
+# %% [markdown]
+# ## 3. Which channels make a mean part: mean against RMS
+#
+# A pruned weight `W[r, j]` adds `W[r, j] μ_j` to the row's mean error and
+# `W[r, j]² σ_j²` (plus cross terms) to its variance part, where `RMS_j² = μ_j² + σ_j²`. So
+# what matters for the split is not how *large* an input channel is but how much of its size
+# is *mean*: `|μ_j| / RMS_j`, between 0 (a centred channel) and 1 (a constant channel). A
+# large channel with `|μ_j| / RMS_j` near 1 feeds the mean part; a large centred one feeds
+# the variance part. Below: every input channel of `q_proj` and of `down_proj` in this layer,
+# with the five largest-RMS channels ringed.
+
+# %%
+channels = {}
+for sub in CHANNEL_SUBLAYERS:
+    W_s, X_s, stats_s, G_s, mu_s, rms_s = layer_problem(sub)
+    energy_s = float(np.sum(row_squared_errors(W_s, np.ones(W_s.shape, bool), G_s)))
+    shares = {}
+    for name, pruned in (("magnitude", unstructured_mask(magnitude_score(W_s), SPARSITY)),
+                         ("wanda", unstructured_mask(wanda_score(W_s, stats_s.seq_sq), SPARSITY))):
+        _, m_part, _, E_s = row_split(W_s, X_s, stats_s, G_s, pruned)
+        shares[name] = (m_part.sum() / E_s.sum(), E_s.sum() / energy_s)
+    ratio = np.abs(mu_s) / np.maximum(rms_s, 1e-30)                              # [C] |μ_j| / RMS_j
+    top5 = np.argsort(-rms_s, kind="stable")[:5]
+    mean_energy = np.sum(mu_s ** 2) / np.sum(rms_s ** 2)                         # Σ_j μ_j² / Σ_j RMS_j²
+    channels[sub] = dict(rms=rms_s, ratio=ratio, top5=top5, shares=shares, mean_energy=mean_energy)
+    print(f"{sub}: largest / median RMS {rms_s.max() / np.median(rms_s):.1f}; five largest-RMS channels "
+          f"{top5.tolist()} have |μ|/RMS {np.round(ratio[top5], 2).tolist()}; "
+          f"share of the input energy that is mean, Σμ²/ΣRMS² = {mean_energy:.1%}")
+    for name, (m_share, rel) in shares.items():
+        print(f"    {name:9s} mask: relative error {rel:.4f}, mean part {m_share:.1%}")
+
+fig, axes = plt.subplots(1, len(CHANNEL_SUBLAYERS), figsize=(12, 3.9), sharey=True)
+for ax, sub in zip(axes, CHANNEL_SUBLAYERS):
+    ch = channels[sub]
+    ax.scatter(ch["rms"], ch["ratio"], s=6, alpha=0.5, color="tab:blue")
+    ax.scatter(ch["rms"][ch["top5"]], ch["ratio"][ch["top5"]], s=70, facecolor="none", edgecolor="tab:red",
+               label="five largest RMS")
+    ax.set(xscale="log", ylim=(0, 1.05), xlabel="RMS_j of input channel j (log)")
+    ax.legend(loc="upper left", fontsize=8)
+    ax.set_title(f"{sub.split('.')[1]}: inputs' energy {ch['mean_energy']:.0%} mean; error's mean part: "
+                 f"magnitude {ch['shares']['magnitude'][0]:.0%}, Wanda {ch['shares']['wanda'][0]:.0%}\n"
+                 f"five largest channels' |μ|/RMS: "
+                 f"{', '.join(f'{v:.2f}' for v in ch['ratio'][ch['top5']])}", fontsize=9)
+axes[0].set_ylabel("|μ_j| / RMS_j  (0: centred, 1: constant)")
+fig.suptitle(f"layer {LAYER}: what decides the mean part is how much of each channel is mean, not how large it is",
+             fontsize=10)
 plt.tight_layout()
 plt.show()
-print(f"largest / median input norm: {act_norm.max() / np.median(act_norm):.1f}")
+
+# %% [markdown]
+# Why would the inputs decide it? A magnitude mask picks the weights to prune without looking
+# at the inputs. If the pruned weights of a row have unrelated signs, the expected mean part is
+# `T Σ_j d_j² μ_j²` and the variance part about `T Σ_j d_j² σ_j²` (cross terms average out), so
+# the mean share of the error is about the share of the input energy that is mean,
+# `Σ_j μ_j² / Σ_j RMS_j²`, when the pruned weights' sizes do not depend on the channel. Wanda
+# keeps the weights on large channels, so its share is lower. The printed lines above give
+# both numbers for each sublayer. The claims of this section, checked below (asserted when the
+# notebook runs on the demo model at its default settings; on the tiny test model, whose
+# weights are random, the panels show the mechanics only):
+
+# %%
+q, down = (channels[s] for s in CHANNEL_SUBLAYERS)
+claim = {
+    "down_proj's largest/median RMS is larger than q_proj's":
+        down["rms"].max() / np.median(down["rms"]) > q["rms"].max() / np.median(q["rms"]),
+    "down_proj's magnitude mask has the smaller mean part":
+        down["shares"]["magnitude"][0] < q["shares"]["magnitude"][0],
+    "q_proj's five largest channels have the larger median |μ|/RMS":
+        np.median(q["ratio"][q["top5"]]) > np.median(down["ratio"][down["top5"]]),
+    "in both, magnitude's mean share is within a factor 2 of the inputs' mean energy share":
+        all(0.5 < ch["shares"]["magnitude"][0] / max(ch["mean_energy"], 1e-30) < 2 for ch in (q, down)),
+    "in both, Wanda's mean share is below magnitude's":
+        all(ch["shares"]["wanda"][0] < ch["shares"]["magnitude"][0] for ch in (q, down)),
+}
+for text, holds in claim.items():
+    print(f"{'yes' if holds else 'NO '}: {text}")
+if "demo" in label and SPARSITY == 0.5 and not CENTRE_INPUTS:
+    assert all(claim.values())
+
+# %% [markdown]
+# **What this predicts for DSnoT.** A mask whose error is mostly variance part leaves DSnoT
+# little to gain, however well it steers ε, and its swaps can add variance (the toy). On the
+# demo model that is Wanda on `q_proj` and either mask on `down_proj`; magnitude on `q_proj`
+# leaves a large mean part, the one start in this notebook where steering ε can pay. Notebook 2
+# measures it, and runs SparseSwaps, which watches both parts.
+
+# %%
+nbutil.report_facts({
+    "sparsity": SPARSITY,
+    "toy_E_start": toy_split["Wanda's mask"][3], "toy_E_dsnot": toy_split["after DSnoT"][3],
+    "toy_eps_dsnot": toy_split["after DSnoT"][0], "toy_swaps_sparseswaps": toy_swaps_info["swaps"],
+    "toy_E_sparseswaps": toy_split["after SparseSwaps"][3],
+    **{f"{n}_error": float(split[n][3].sum() / dense_energy) for n in split},
+    **{f"{n}_mean_share": float(share[n]) for n in split},
+    **{f"{n}_mean_abs_eps": float(np.abs(split[n][0]).mean()) for n in split},
+})
 
 # %% [markdown]
 # ## Try this
 #
-# Change a setting in the set-up cell and rerun the notebook; then open the box to compare.
+# Change a constant in the first code cell and rerun the notebook; then open the box.
+# `tests/test_notebooks.py` makes each change on the tiny model and checks the claim in bold.
 #
-# - Raise `SPARSITY` to 0.7: ε grows, but does the mean part's share of the error grow with it?
+# - `SPARSITY = 0.7`: ε grows; does the mean part's share grow with it?
 #
 #   <details><summary>What you should see</summary>
 #
-#   On the demo model (layer 2 `q_proj`, 32 × 256 tokens) the split barely changes its shape:
-#   at 70% the magnitude mask's error is 60% mean part (56% at 50%), Wanda's 3.0% (2.3% at
-#   50%); the median ratio RMS / (|ε|/L) is 1.6 and 8.2. The reference variant then lowers the
-#   layer's error by 56% from magnitude and by 1.6% from Wanda (49% and 0.8% at 50%): what the
-#   mean part allows.
+#   **Both masks' errors and mean |ε| grow, and each mask's mean share changes by a smaller
+#   factor than its error**: the split keeps its shape. Compare the `mean share` numbers in the
+#   last line printed with the rendered copy's.
 #   </details>
 #
-# - Set `SUBLAYER = "mlp.down_proj"` (its inputs are the gated MLP activations) or
-#   `"self_attn.o_proj"`: how do the outlier columns and the mean/variance split change?
+# - `TOY_SPREAD = 0.0`: the toy's column 2 no longer varies from token to token.
 #
 #   <details><summary>What you should see</summary>
 #
-#   On the demo model (layer 2, 50%): `o_proj` (inputs are the attention outputs) has a
-#   larger mean part under Wanda, 13% of its error (magnitude 36%), and there the reference
-#   variant lowers Wanda's error by 11%. `mlp.down_proj` is the opposite: 1.0% for Wanda and
-#   2.1% even for magnitude, so DSnoT can do almost nothing there (-0.4% and -1.0%). The
-#   mean/variance split, not the method, decides how much a mask swap can gain.
+#   **Σ = 0, so E_r is all mean part: DSnoT's swap now drives E_r to 0, and SparseSwaps makes
+#   a swap too and ends at E_r = 0.** With no variance there is nothing for ε-steering to miss:
+#   the toy's failure needed an input that varies.
 #   </details>
 #
-# - Compute the mean share of one row from the two numbers of the ε-vs-RMS plot alone
-#   (`(|ε|/L)² / RMS²`) and check it against the histogram.
+# - `CENTRE_INPUTS = True`: every input channel of the real layer has its mean removed (a
+#   thought experiment: the model does not do this).
 #
 #   <details><summary>What you should see</summary>
 #
-#   The same number: the mean part of a row is `T · (ε/L)²` and its total error `T · RMS²`.
-#   A row at ratio RMS/(|ε|/L) = 10 has a mean share of 1%.
+#   **μ = 0, so every ε is 0 and the mean part vanishes for both masks**: the whole error is
+#   variance part and DSnoT would have nothing to steer. The channel plot collapses onto
+#   `|μ|/RMS = 0`.
 #   </details>

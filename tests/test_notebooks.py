@@ -1,10 +1,11 @@
-"""The teaching notebooks run top to bottom and import the package, never copy it.
+"""The teaching notebooks run top to bottom, import the package, and keep their promises.
 
 Each notebook source (jupytext percent format, notebooks/NN_*.py) is converted, executed in a
 fresh python3 kernel by nbclient with DSNOT_REF_NOTEBOOK_SIZE=small, and any cell error fails
 the test with the cell and traceback. The fast tests run all three on the tiny test model
-(seconds each); the slow test runs notebook 3 on the cached demo model with the small budgets
-(minutes of CPU; skipped when the demo model is not cached). Test ids and the printed
+(seconds each), with every exercise checked against notebooks/answers.py, and once more for
+each "Try this" constant changed, checking the claim its box makes. The slow tests run the
+notebooks on the cached demo model (skipped when it is not cached). Test ids and the printed
 ``Model used:`` line say which model each run used, and the test checks the notebook's own
 line agrees.
 """
@@ -12,12 +13,16 @@ line agrees.
 from __future__ import annotations
 
 import ast
+import functools
 import importlib.util
 import inspect
+import json
 import pkgutil
+import re
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,6 +40,21 @@ def _render_module():
 
 render = _render_module()
 SOURCES = render.notebook_sources()
+FACTS_PREFIX = "Numbers the Try-this boxes compare:"
+
+
+@functools.lru_cache(maxsize=None)
+def _executed(stem: str, overrides: tuple = (), answers: bool = True):
+    """The notebook run on the tiny model, small size (cached: several tests read one run)."""
+    source = NOTEBOOK_DIR / f"{stem}.py"
+    return render.execute_notebook(source, "small", model="tiny", timeout=600, answers=answers,
+                                   overrides=dict(overrides))
+
+
+def _facts(nb) -> dict:
+    lines = [ln for ln in _stream_text(nb).splitlines() if ln.startswith(FACTS_PREFIX)]
+    assert len(lines) == 1, f"expected one '{FACTS_PREFIX}' line, found {len(lines)}"
+    return json.loads(lines[0][len(FACTS_PREFIX):])
 
 
 def _demo_cached() -> bool:
@@ -70,9 +90,104 @@ def test_the_three_notebooks_exist():
 
 @pytest.mark.parametrize("source", SOURCES, ids=[f"{s.stem}[tiny]" for s in SOURCES])
 def test_notebook_runs_top_to_bottom(source):
-    nb = render.execute_notebook(source, "small", model="tiny", timeout=600)
+    nb = _executed(source.stem)
     line = _check_executed(nb, source, "tiny test model")
+    text = _stream_text(nb)
+    assert "passed with notebooks/answers.py" in text, "no exercise check ran with an answer"
+    assert "not written yet" not in text
     print(f"{source.stem}: {line}")
+
+
+# Each "Try this" box: the constant, the value the box suggests, and its claim in bold, checked
+# on the run with the change (changed) against the run without it (default).
+TRY_THIS = {
+    ("01_one_layer_one_row", "SPARSITY", 0.7): lambda default, changed: (
+        all(changed[f"{m}_error"] > default[f"{m}_error"] for m in ("magnitude", "wanda"))
+        and all(changed[f"{m}_mean_abs_eps"] > default[f"{m}_mean_abs_eps"] for m in ("magnitude", "wanda"))
+        and all(abs(np.log(changed[f"{m}_mean_share"] / default[f"{m}_mean_share"]))
+                < np.log(changed[f"{m}_error"] / default[f"{m}_error"]) for m in ("magnitude", "wanda"))),
+    ("01_one_layer_one_row", "TOY_SPREAD", 0.0): lambda default, changed: (
+        default["toy_E_dsnot"] > default["toy_E_start"]
+        and changed["toy_E_dsnot"] == 0.0 and changed["toy_swaps_sparseswaps"] >= 1
+        and changed["toy_E_sparseswaps"] == 0.0),
+    ("01_one_layer_one_row", "CENTRE_INPUTS", True): lambda default, changed: (
+        all(changed[f"{m}_mean_share"] < 1e-9 for m in ("magnitude", "wanda"))
+        and all(changed[f"{m}_mean_abs_eps"] < 1e-5 * default[f"{m}_mean_abs_eps"] for m in ("magnitude", "wanda"))),
+    ("02_prune_and_grow", "START", "magnitude"): lambda default, changed: (
+        changed["start_mean_share"] > default["start_mean_share"]
+        and changed["change_reference"] < default["change_reference"]),
+    ("02_prune_and_grow", "UPDATE_THRESHOLD", 0.0): lambda default, changed: (
+        changed["threshold_rows"] == 0 and changed["reference_swaps"] >= default["reference_swaps"]),
+    ("02_prune_and_grow", "POW_OF_VAR", 0.0): lambda default, changed: (
+        changed["change_reference"] != default["change_reference"]),
+    ("02_prune_and_grow", "OFFICIAL_SIGN_CHECK", True): lambda default, changed: (
+        changed["official_sign_changes"] == 0 < default["official_sign_changes"]
+        and abs(changed["change_official"] - changed["change_reference"])
+        < abs(default["change_official"] - default["change_reference"])),
+    ("03_whole_model", "SPARSITY", 0.7): lambda default, changed: (
+        changed["wanda_calib_error"] > default["wanda_calib_error"]),
+    ("03_whole_model", "SKIP_LAYER", None): lambda default, changed: (
+        changed["refined_mlp"] and not default["refined_mlp"]
+        and all(changed[f"swaps_{n}"] > default[f"swaps_{n}"] for n in ("reference", "exact", "SparseSwaps"))),
+    ("03_whole_model", "CALIBRATION_SCALE", 4): lambda default, changed: (
+        changed["calibration_windows"] == 4 * default["calibration_windows"]
+        and changed["swaps_heldout_change"] - changed["swaps_calib_change"]
+        < default["swaps_heldout_change"] - default["swaps_calib_change"]),
+}
+
+
+def _box_constants(source: Path) -> list[tuple[str, object]]:
+    """(NAME, value) of each "Try this" bullet, which must start with `NAME = value`."""
+    section = source.read_text().split("## Try this", 1)[1]
+    found = re.findall(r"^# - `([A-Z_]+) = ([^`]+)`", section, flags=re.M)
+    return [(name, ast.literal_eval(value)) for name, value in found]
+
+
+@pytest.mark.parametrize("source", SOURCES, ids=[s.stem for s in SOURCES])
+def test_every_try_this_is_a_constant_the_tests_change(source):
+    boxes = _box_constants(source)
+    assert boxes, f"{source.name}: no Try-this bullet starts with `NAME = value`"
+    assert sorted(boxes, key=str) == sorted(((n, v) for (stem, n, v) in TRY_THIS if stem == source.stem), key=str)
+    code = source.read_text()
+    for name, _ in boxes:
+        assert re.search(rf"^{name} = ", code, flags=re.M), f"{name} is not a constant of {source.name}"
+
+
+@pytest.mark.parametrize("case", list(TRY_THIS), ids=[f"{s[:2]}-{n}={v}" for s, n, v in TRY_THIS])
+def test_try_this_does_what_its_box_says(case):
+    stem, name, value = case
+    default, changed = _facts(_executed(stem)), _facts(_executed(stem, ((name, value),)))
+    assert TRY_THIS[case](default, changed), (default, changed)
+
+
+def _exercise_stubs(source: Path) -> list[str]:
+    """Functions my_* whose body is a docstring and `raise NotImplementedError(...)`."""
+    stubs = []
+    for node in ast.parse(source.read_text()).body:
+        if isinstance(node, ast.FunctionDef) and node.name.startswith("my_"):
+            body = [b for b in node.body if not (isinstance(b, ast.Expr) and isinstance(b.value, ast.Constant))]
+            assert len(body) == 1 and isinstance(body[0], ast.Raise) and "NotImplementedError" in ast.unparse(body[0]), \
+                f"{source.name}: {node.name} is an exercise stub, but its body is not just `raise NotImplementedError`"
+            stubs.append(node.name)
+    return stubs
+
+
+@pytest.mark.parametrize("source", SOURCES, ids=[s.stem for s in SOURCES])
+def test_exercises_are_stubs_with_a_check_and_an_answer(source):
+    stubs = _exercise_stubs(source)
+    assert len(stubs) >= 3, f"{source.name} has {len(stubs)} exercises"
+    answers = ast.parse((NOTEBOOK_DIR / "answers.py").read_text())
+    answered = {n.name for n in answers.body if isinstance(n, ast.FunctionDef)}
+    text = source.read_text()
+    for name in stubs:
+        assert name in answered, f"notebooks/answers.py has no {name}"
+        assert f'nbutil.exercise("{name}", {name},' in text, f"{source.name} never checks {name}"
+
+
+def test_a_reader_who_has_written_nothing_can_still_run_notebook_1():
+    nb = _executed("01_one_layer_one_row", answers=False)
+    text = _stream_text(nb)
+    assert "not written yet" in text and "passed with notebooks/answers.py" not in text
 
 
 @pytest.mark.slow
