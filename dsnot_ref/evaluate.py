@@ -117,7 +117,8 @@ def perplexity(model, tokens_1d, seqlen: int, dtype=np.float32, max_windows: int
 
     ``progress(done, total, message)`` is called after each chunk of windows in each pass
     (num_layers + 1 passes of W windows: every layer, then the LM head).
-    Returns {"perplexity", "mean_nll", "n_windows", "n_tokens" (evaluated, W·L),
+    Returns {"perplexity", "mean_nll", "window_nll" (each window's mean NLL, [W] as a list: the
+    samples behind paired error bars), "n_windows", "n_tokens" (evaluated, W·L),
     "n_tokens_in_text", "seqlen", "seconds"}.
     """
     started = time.perf_counter()
@@ -145,6 +146,7 @@ def perplexity(model, tokens_1d, seqlen: int, dtype=np.float32, max_windows: int
     return {
         "perplexity": exp_or_inf(mean_nll),
         "mean_nll": mean_nll,
+        "window_nll": window_loss.tolist(),
         "n_windows": int(n_windows),
         "n_tokens": int(n_windows * seqlen),
         "n_tokens_in_text": int(np.asarray(tokens_1d).size),

@@ -44,6 +44,18 @@ def test_perplexity_matches_independent_computation(name):
     assert r64["perplexity"] == pytest.approx(oracle_perplexity(model, tokens, 64), rel=1e-10)
 
 
+def test_window_losses_are_each_windows_own_perplexity():
+    model = load_model(FIXTURES / "tiny-llama")
+    tokens = stream(5 * 32 + 7, seed=2)
+    result = perplexity(model, tokens, 32)
+    assert len(result["window_nll"]) == result["n_windows"] == 5
+    assert np.mean(result["window_nll"]) == pytest.approx(result["mean_nll"], rel=1e-12)
+    for w, loss in enumerate(result["window_nll"]):
+        alone = perplexity(model, tokens[w * 32:(w + 1) * 32], 32)
+        assert loss == pytest.approx(alone["mean_nll"], rel=1e-5)
+        assert math.exp(loss) == pytest.approx(oracle_perplexity(model, tokens[w * 32:(w + 1) * 32], 32), rel=1e-5)
+
+
 def test_chunking_and_memmap_do_not_change_the_result(monkeypatch):
     model = load_model(FIXTURES / "tiny-llama")
     tokens = stream(700, seed=3)
