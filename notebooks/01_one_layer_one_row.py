@@ -248,7 +248,7 @@ if CENTRE_INPUTS:                                      # the thought experiment 
 weights = load_layer(model, LAYER)
 
 
-def layer_problem(sublayer):
+def sublayer_problem(sublayer):
     """W [R, C], tokens X [T, C] float64, the pipeline's statistics, G [C, C], μ [C], RMS [C]."""
     x = inputs[sublayer]                                                        # [S, L, C]
     acc = StatsAccumulator(x.shape[-1], with_hessian=True)
@@ -261,7 +261,7 @@ def layer_problem(sublayer):
     return weights[sublayer + ".weight"], x.reshape(n_tokens, -1).astype(np.float64), stats, gram, mu, rms
 
 
-W, X, stats, G, mu, rms = layer_problem(SUBLAYER)
+W, X, stats, G, mu, rms = sublayer_problem(SUBLAYER)
 T, C = X.shape
 S, L = tokens.shape
 R = W.shape[0]
@@ -389,7 +389,7 @@ nbutil.exercise("my_wanda_from_gram", my_wanda_from_gram, check_wanda_from_gram)
 # %%
 channels = {}
 for sub in CHANNEL_SUBLAYERS:
-    W_s, X_s, stats_s, G_s, mu_s, rms_s = layer_problem(sub)
+    W_s, X_s, stats_s, G_s, mu_s, rms_s = sublayer_problem(sub)
     energy_s = float(np.sum(row_squared_errors(W_s, np.ones(W_s.shape, bool), G_s)))
     shares = {}
     for name, pruned in (("magnitude", unstructured_mask(magnitude_score(W_s), SPARSITY)),

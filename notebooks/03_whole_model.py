@@ -34,6 +34,7 @@
 # (`SKIP_LAYER = "mlp"`); the MLP layers keep their Wanda mask in every run.
 
 # %%
+import json
 import tempfile
 import time
 from pathlib import Path
@@ -57,7 +58,7 @@ SKIP_LAYER = "mlp"        # sublayers the refiners leave alone (the released cod
 CALIBRATION_SCALE = 1     # multiplies the calibration windows; try 4
 
 # The README demo's budget (32 calibration windows of 512 tokens, 32 evaluation windows of 512)
-# is one constant away: BUDGET = "readme" (about 15 minutes on 2 cores instead of about 5).
+# is one constant away: BUDGET = "readme" (its recorded results and time are printed at the end).
 BUDGET = "notebook"
 
 size = nbutil.notebook_size()
@@ -83,8 +84,8 @@ print(f"size setting: {size.name}, budget {BUDGET}; {cfg.num_layers} layers, hid
 # Calibration: `S` random windows of the bundled calibration corpus (the paper uses 128 windows
 # of 2048 tokens; we use far fewer). Evaluation: the bundled evaluation text, tokenised once and
 # cut into non-overlapping windows of `L` tokens; we keep the first `W` windows. Perplexity is
-# `exp(mean over windows of each window's mean next-token loss)`; asking `perplexity` for one
-# window at a time keeps each window's loss, whose spread is the error bar.
+# `exp(mean over windows of each window's mean next-token loss)`; `perplexity` also returns
+# each window's loss (`window_nll`), whose spread is the error bar.
 
 # %%
 tokenizer = data.load_tokenizer(model_dir)
@@ -96,9 +97,8 @@ print(f"calibration: {calib.shape[0]} windows of {calib.shape[1]} tokens; evalua
 
 
 def loss_per_window(some_model):
-    """Mean next-token loss of each evaluation window, one `perplexity` call per window. -> [W]"""
-    return np.array([perplexity(some_model, eval_stream[w * SEQLEN:(w + 1) * SEQLEN], SEQLEN)["mean_nll"]
-                     for w in range(N_WINDOWS)])
+    """Mean next-token loss of each of the first W evaluation windows. -> [W]"""
+    return np.array(perplexity(some_model, eval_stream, SEQLEN, max_windows=N_WINDOWS)["window_nll"])
 
 
 def heldout_errors(pruned_model):
@@ -131,8 +131,7 @@ print(f"dense perplexity: {np.exp(window_loss['dense'].mean()):.2f} on {N_WINDOW
 # ### Exercise 1: perplexity from the window losses
 #
 # Write `my_perplexity(losses)`: the perplexity of a model from its per-window mean losses
-# `[W]` (`docs/dsnot.md` §6). The check compares it with one `perplexity` call on all `W`
-# windows of the dense model at once.
+# `[W]` (`docs/dsnot.md` §6). The check compares it with `perplexity` on the dense model.
 
 # %%
 def my_perplexity(losses):
@@ -141,7 +140,7 @@ def my_perplexity(losses):
 
 
 def check_perplexity(fn):
-    at_once = perplexity(model, eval_stream[:N_WINDOWS * SEQLEN], SEQLEN)["perplexity"]
+    at_once = perplexity(model, eval_stream, SEQLEN, max_windows=N_WINDOWS)["perplexity"]
     assert np.isclose(fn(window_loss["dense"]), at_once, rtol=1e-5), (fn(window_loss["dense"]), at_once)
 
 
@@ -423,13 +422,23 @@ for _, g, q, cycle in off0.trace.swaps[off0.trace.swaps[:, 0] == bad][:25]:
 #
 # - **The error bars are measured**, over the choice of evaluation windows only; another
 #   calibration seed would add its own noise.
-# - **The budget is small.** The default size calibrates on `S × L` tokens printed at the top;
-#   `BUDGET = "readme"` reruns this notebook at the README demo's 32 × 512 calibration and
-#   32 × 512 evaluation tokens, where the README reports its own measured perplexities for
-#   Wanda, Wanda + DSnoT and Wanda + SparseSwaps (with their date and commit there). With more
-#   calibration tokens per column, less of SparseSwaps' gain is overfit (Try this).
+# - **The budget is small.** The default size calibrates on the `S × L` tokens printed at the
+#   top. `BUDGET = "readme"` reruns this notebook at the README demo's 32 × 512 calibration and
+#   32 × 512 evaluation tokens; the demo's recorded results at that budget (Wanda, + DSnoT
+#   reference, + SparseSwaps on every sublayer) are loaded below with their date, commit and
+#   machine. With more calibration tokens per column, less of SparseSwaps' gain is overfit
+#   (Try this).
 # - **The paper's gains were measured on LLaMA-7B and larger.** A 135M-parameter model at 60%
 #   sparsity is a different regime; nothing here confirms or refutes the paper's numbers.
+
+# %%
+recorded = json.loads((nbutil.repo_root() / "benchmarks" / "results" / "demo.json").read_text())
+prov, budget = recorded["provenance"], recorded["size"]
+print(f"README demo, recorded {prov['date']} at commit {prov['commit']} on {prov['machine']}:\n"
+      f"  {budget['nsamples']} × {budget['seqlen']} calibration tokens, {budget['eval_windows']} evaluation "
+      f"windows of {budget['seqlen']}; {recorded['total_seconds'] / 60:.1f} minutes in all")
+for entry in recorded["demo"]:
+    print(f"  {entry['model']:22s} perplexity {entry['perplexity']:8.3f}  (pruning {entry['prune_seconds']} s)")
 
 # %%
 nbutil.report_facts({

@@ -201,6 +201,18 @@ def test_whole_model_notebook_on_the_demo_model():
     print(f"{source.stem}[demo]: {line}")
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("source", SOURCES, ids=[f"{s.stem}[demo,full]" for s in SOURCES])
+def test_notebook_at_its_default_size_on_the_demo_model(source):
+    """What the rendered copies show: the demo model at the full size, every claim's assert
+    armed (each notebook asserts its demo-model claims when it runs there)."""
+    if not _demo_cached():
+        pytest.skip("demo model not cached (python -m dsnot_ref fetch-model)")
+    nb = render.execute_notebook(source, "full", model="demo", timeout=1800)
+    line = _check_executed(nb, source, "demo model")
+    print(f"{source.stem}[demo, full]: {line}")
+
+
 def _package_function_names() -> set[str]:
     import dsnot_ref
 
