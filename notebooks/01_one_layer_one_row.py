@@ -54,10 +54,12 @@ import numpy as np
 
 import nbutil
 from dsnot_ref import data
-from dsnot_ref.methods import (DSnoTSettings, contributions, dsnot, magnitude_score, row_errors,
-                               sparse_swaps, wanda_score)
+from dsnot_ref.methods import DSnoTSettings
+from dsnot_ref.methods.contract import layer_problem
+from dsnot_ref.methods.dsnot.per_row import contributions, row_errors
 from dsnot_ref.methods.gram import gram_from_hessian, row_squared_errors
-from dsnot_ref.methods.scores import unstructured_mask
+from dsnot_ref.methods.refiners import dsnot, make_refiner
+from dsnot_ref.methods.scores import magnitude_score, unstructured_mask, wanda_score
 from dsnot_ref.model import load_layer, load_model
 from dsnot_ref.stats import StatsAccumulator
 
@@ -122,15 +124,16 @@ print(f"ε = {eps:.3g};  E_r = {E:.3g} = mean part {mp:.3g} + variance part {vp:
 # DSnoT wants ε = 0. Regrowing column 0 (contribution +0.1 per token) and pruning column 2
 # (−0.1 per token on average) does exactly that, and keeps two zeros in the row. The package's
 # `dsnot` finds this swap on its own; SparseSwaps (`sparse_swaps`), which evaluates the change
-# of E_r itself, is run on the same start.
+# of E_r itself, is run on the same start (`make_refiner("swaps")`, the registry's SparseSwaps).
 
 # %%
 toy_dsnot = dsnot(toy_W, toy_start, toy_stats.seq_sum, toy_stats.seq_sq, toy_stats.var_pooled,
                   DSnoTSettings(), trace=True)
-toy_swaps_mask, toy_swaps_info = sparse_swaps(toy_W, toy_start, toy_stats)
+swaps_refiner = make_refiner("swaps")
+toy_swaps = swaps_refiner.refine(layer_problem(toy_W, toy_start, toy_stats, swaps_refiner.needs))
 print("DSnoT's swaps (row, regrown column, pruned column, cycle):", toy_dsnot.trace.swaps.tolist())
-print("SparseSwaps made", toy_swaps_info["swaps"], "swaps")
-toy_rows = {"Wanda's mask": toy_start[0], "after DSnoT": toy_dsnot.pruned[0], "after SparseSwaps": toy_swaps_mask[0]}
+print("SparseSwaps made", toy_swaps.n_swaps, "swaps")
+toy_rows = {"Wanda's mask": toy_start[0], "after DSnoT": toy_dsnot.pruned[0], "after SparseSwaps": toy_swaps.pruned[0]}
 toy_split = {name: split_of(p) for name, p in toy_rows.items()}
 print(f"{'mask':18s} {'pruned':>8s} {'ε':>6s} {'mean part':>10s} {'var part':>9s} {'E_r':>6s}")
 for name, p in toy_rows.items():
@@ -170,9 +173,9 @@ e_start, e_dsnot = toy_split["Wanda's mask"], toy_split["after DSnoT"]
 if TOY_SPREAD == 1.0:
     assert toy_dsnot.n_swaps == 1 and e_dsnot[0] == 0.0                          # ε driven to zero
     assert np.isclose(e_start[3], 0.16) and np.isclose(e_dsnot[3], 0.36)         # and E_r raised
-    assert toy_swaps_info["swaps"] == 0
+    assert toy_swaps.n_swaps == 0
 print(f"DSnoT: ε {e_start[0]:.3g} -> {e_dsnot[0]:.3g}, E_r {e_start[3]:.3g} -> {e_dsnot[3]:.3g}; "
-      f"SparseSwaps: {toy_swaps_info['swaps']} swaps, E_r {toy_split['after SparseSwaps'][3]:.3g}")
+      f"SparseSwaps: {toy_swaps.n_swaps} swaps, E_r {toy_split['after SparseSwaps'][3]:.3g}")
 
 # %% [markdown]
 # ### What each method sees of G
@@ -465,7 +468,7 @@ if "demo" in label and SPARSITY == 0.5 and not CENTRE_INPUTS:
 nbutil.report_facts({
     "sparsity": SPARSITY,
     "toy_E_start": toy_split["Wanda's mask"][3], "toy_E_dsnot": toy_split["after DSnoT"][3],
-    "toy_eps_dsnot": toy_split["after DSnoT"][0], "toy_swaps_sparseswaps": toy_swaps_info["swaps"],
+    "toy_eps_dsnot": toy_split["after DSnoT"][0], "toy_swaps_sparseswaps": toy_swaps.n_swaps,
     "toy_E_sparseswaps": toy_split["after SparseSwaps"][3],
     **{f"{n}_error": float(split[n][3].sum() / dense_energy) for n in split},
     **{f"{n}_mean_share": float(share[n]) for n in split},

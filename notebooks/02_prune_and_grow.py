@@ -34,8 +34,9 @@
 #             if |ε| ≤ τ  or  ε_after · ε < 0:  stop       (threshold τ; the sign rule)
 #             regrow g, prune q, ε = ε_after
 #
-# The package's plain per-row version is `dsnot_ref/methods/dsnot_per_row.py`
-# (`reference_row`); `dsnot()` runs the same rules on all rows at once.
+# The package's plain per-row version is `dsnot_ref/methods/dsnot/per_row.py`
+# (`reference_row`); `dsnot()` (`dsnot_ref/methods/refiners.py`) runs the same rules on all rows
+# at once.
 
 # %%
 import matplotlib.pyplot as plt
@@ -43,15 +44,15 @@ import numpy as np
 
 import nbutil
 from dsnot_ref import data
-from dsnot_ref.methods import (DSnoTSettings, SwapSettings, contributions, dsnot, magnitude_score,
-                               reconstruction_error, row_errors, sparse_swaps, wanda_score)
-from dsnot_ref.methods.dsnot_common import DSnoTPointerError
-from dsnot_ref.methods.dsnot_exact import dsnot_exact
-from dsnot_ref.methods.dsnot_per_row import floored_variance, regrowth_metric
-from dsnot_ref.methods.dsnot_vectorised import accept_swaps, growth_order, prune_order
+from dsnot_ref.methods import DSnoTSettings, SwapSettings, reconstruction_error
+from dsnot_ref.methods.contract import layer_problem
+from dsnot_ref.methods.dsnot.common import DSnoTPointerError, floored_variance
+from dsnot_ref.methods.dsnot.orders import growth_order, prune_order
+from dsnot_ref.methods.dsnot.per_row import contributions, regrowth_metric, row_errors
+from dsnot_ref.methods.dsnot.reference import accept_swaps
 from dsnot_ref.methods.gram import gram_from_hessian, row_squared_errors
-from dsnot_ref.methods.scores import unstructured_mask
-from dsnot_ref.methods.swaps import sparse_swaps_from_gram
+from dsnot_ref.methods.refiners import dsnot, make_refiner
+from dsnot_ref.methods.scores import magnitude_score, unstructured_mask, wanda_score
 from dsnot_ref.model import load_layer, load_model
 from dsnot_ref.stats import StatsAccumulator
 
@@ -387,11 +388,14 @@ def my_delta_E(w, pruned, G, i, j):
     raise NotImplementedError("Exercise 3: u = G d, then the three terms")
 
 
-swaps_exact_pairs = sparse_swaps_from_gram(W, pruned0, G, SwapSettings(window=0, refresh=1, max_swaps=1))
+swaps_refiner = make_refiner("swaps")                           # SparseSwaps, default settings
+problem = layer_problem(W, pruned0, stats, swaps_refiner.needs)   # W, the start, G from the statistics
+best_single = make_refiner("swaps", SwapSettings(window=0, refresh=1, max_swaps=1)).refine(problem, trace=True)
 
 
 def check_delta_E(fn):
-    for (r, i, j, _), logged in zip(swaps_exact_pairs.log[:20], swaps_exact_pairs.log_delta[:20]):
+    for r, i, j, _ in best_single.trace.swaps[:20]:               # each row's best swap over all pairs
+        logged = best_single.error_after[r] - best_single.error_before[r]
         mine = fn(W[r].astype(np.float64), pruned0[r], G, i, j)
         after = pruned0[r].copy()
         after[i], after[j] = False, True
@@ -401,27 +405,26 @@ def check_delta_E(fn):
 
 
 nbutil.exercise("my_delta_E", my_delta_E, check_delta_E)
-print(f"SparseSwaps' best single swap lowered E_r in {len(swaps_exact_pairs.log)} of {R} rows")
+print(f"SparseSwaps' best single swap lowered E_r in {best_single.n_swaps} of {R} rows")
 
 # %% [markdown]
 # ## The exact variant and SparseSwaps
 #
-# The **exact variant** (`dsnot_exact`, `docs/exact_variant.md`) keeps DSnoT's candidate
-# lists (pruned weights with the sign of ε, kept weights with the opposite sign) but accepts a
-# swap only if its ΔE is negative. **SparseSwaps** (`sparse_swaps`, `docs/swaps.md`) drops ε
-# altogether: in every row it searches the pairs for the most negative ΔE, whatever the signs.
+# The **exact variant** (`dsnot(..., DSnoTSettings(variant="exact"), gram=G)`,
+# `docs/exact_variant.md`) keeps DSnoT's candidate lists (pruned weights with the sign of ε,
+# kept weights with the opposite sign) but accepts a swap only if its ΔE is negative.
+# **SparseSwaps** (`make_refiner("swaps")`, `docs/swaps.md`) drops ε altogether: in every row it
+# searches the pairs for the most negative ΔE, whatever the signs.
 
 # %%
-exact_pruned, exact_diag = dsnot_exact(W, pruned0, stats, DSnoTSettings(variant="exact"))
-swaps_pruned, swaps_diag = sparse_swaps(W, pruned0, stats)
-swaps_full = sparse_swaps_from_gram(W, pruned0, G)              # the same search, with its swap log
-assert np.array_equal(swaps_full.pruned, swaps_pruned)
-print(f"exact: {exact_diag['swaps']} swaps; SparseSwaps: {swaps_diag['swaps']} swaps "
-      f"(E_r summed over rows {swaps_diag['error_before']:.4g} -> {swaps_diag['error_after']:.4g})")
+exact = dsnot(W, pruned0, stats.seq_sum, stats.seq_sq, stats.var_pooled, DSnoTSettings(variant="exact"), gram=G)
+swaps_run = swaps_refiner.refine(problem, trace=True)
+print(f"exact: {exact.n_swaps} swaps; SparseSwaps: {swaps_run.n_swaps} swaps "
+      f"(E_r summed over rows {swaps_run.error_before.sum():.4g} -> {swaps_run.error_after.sum():.4g})")
 
 # Which of SparseSwaps' swaps could DSnoT's lists have proposed? Both columns must have the
 # signs the lists require, judged against the row's initial ε.
-r_, i_, j_ = swaps_full.log[:, 0], swaps_full.log[:, 1], swaps_full.log[:, 2]
+r_, i_, j_ = swaps_run.trace.swaps[:, 0], swaps_run.trace.swaps[:, 1], swaps_run.trace.swaps[:, 2]
 eps_sign = np.sign(eps0[r_])
 in_lists = (np.sign(c[r_, i_]) == eps_sign) & (np.sign(c[r_, j_]) == -eps_sign)
 print(f"SparseSwaps' swaps whose two columns fit DSnoT's sign lists: {in_lists.mean():.1%} of {in_lists.size}")
@@ -438,8 +441,8 @@ results = {
     f"{START} (start)": pruned0,
     "+ DSnoT reference": ref.pruned,
     f"+ DSnoT official ({official_settings.max_cycle_time} cycles)": off.pruned,
-    "+ DSnoT exact": exact_pruned,
-    "+ SparseSwaps": swaps_pruned,
+    "+ DSnoT exact": exact.pruned,
+    "+ SparseSwaps": swaps_run.pruned,
 }
 names = list(results)
 X_flat = X.reshape(S * L, C).astype(np.float64)                                  # [T, C]
@@ -495,7 +498,7 @@ claims = {
     "the reference variant lowers the mean part": split["+ DSnoT reference"][0] <= split[names[0]][0],
     "most of SparseSwaps' swaps do not fit DSnoT's sign lists": in_lists.mean() < 0.5,
     "SparseSwaps lowers the variance part": split["+ SparseSwaps"][1] < split[names[0]][1],
-    "the exact variant makes under a tenth of SparseSwaps' swaps": exact_diag["swaps"] < 0.1 * swaps_diag["swaps"],
+    "the exact variant makes under a tenth of SparseSwaps' swaps": exact.n_swaps < 0.1 * swaps_run.n_swaps,
 }
 for text, holds in claims.items():
     print(f"{'yes' if holds else 'NO '}: {text}")
