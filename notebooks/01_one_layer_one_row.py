@@ -30,7 +30,7 @@
 # | method | what it uses of G | what it can see of E_r |
 # |---|---|---|
 # | Wanda (pruning) | `diag(G)`: each input's norm, one column at a time | neither part as a whole |
-# | DSnoT (mask swaps) | `d · μ`, called ε: the mean part; Σ's diagonal only as a tie-breaker when choosing which weight to regrow | the mean part |
+# | DSnoT (mask swaps) | `d · μ` (its ε is L times it, in the code's units); Σ's diagonal only to rank the weights it may regrow | the mean part |
 # | SparseSwaps (mask swaps) | all of G | both parts |
 #
 # DSnoT's own words (Zhang et al., ICLR 2024, [arXiv 2310.08915](https://arxiv.org/abs/2310.08915),
