@@ -392,14 +392,18 @@ nbutil.exercise("my_layer_error", my_layer_error, check_layer_error)
 #
 # Layer 0 is the one layer whose calibration inputs are the same in every run (the embeddings
 # of the calibration tokens), so we can rebuild them here and rerun the official variant on the
-# sublayer whose calibration error it raised most. Two things in the released rules combine: the
-# sign check is off, and the pruning list of a row puts the kept weights with negative
-# contribution at its front and those with positive contribution at its back, with one pointer
-# walking in from each end. When ε < 0 the row prunes from the back (positive `c`, pushing ε up
-# toward 0). A row that keeps only a few positive-contribution weights uses them up, and the
-# pointer walks on into the negative ones, from their *largest* Wanda score down: each such
-# swap prunes one of the row's most important weights and pushes ε further from zero. The cell
-# finds the row that lost the most and prints its swaps.
+# sublayer whose calibration error it raised most. Two things in the released rules combine
+# (`docs/dsnot.md` §4b): the sign check is off, and the pruning list of a row puts the kept
+# weights with negative contribution at its front and those with positive contribution at its
+# back, with one pointer walking in from each end; the direction is re-read from ε every cycle.
+# When ε < 0 the row prunes from the back (positive `c`, pushing ε up toward 0). A row that
+# keeps only a few positive-contribution weights uses them up, and that pointer then walks on
+# into the negative ones, from their *largest* Wanda score down: such a swap prunes one of the
+# row's most important weights and pushes ε further from zero (marked `<- away from zero` where it
+# happens among the printed swaps).
+# The cell finds the row whose error grew most, prints how many weights of each sign it kept,
+# its ε before and after, and its first 25 swaps; the ε at the end shows where the later
+# cycles took it.
 
 # %%
 official_attention = [n for n in refined_subs if n.startswith("self_attn.")]
