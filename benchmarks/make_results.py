@@ -357,6 +357,8 @@ AGREEMENT_ROWS = (
      "end-to-end, 8 x 256: released sdpa vs released eager"),
     ("8 × 256", "ours", "released, sdpa", "end-to-end, 8 x 256: released sdpa vs ours"),
     ("8 × 256", "ours", "released, eager", "end-to-end, 8 x 256: released eager vs ours"),
+    ("8 × 256", "ours, commit 9cd1d0e (RMSNorm in NumPy's order)", "released, sdpa (fresh capture)",
+     "end-to-end, 8 x 256: released sdpa vs ours at 9cd1d0e"),
 )
 
 
