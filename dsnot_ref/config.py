@@ -35,52 +35,70 @@ MODEL_TYPES = {"llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM", "qw
                "opt": "OPTForCausalLM"}
 
 # --- every config.json key of a supported family, and what becomes of it ----------------------
-# READ: config_from_dict reads it and the forward pass follows it (tests/test_config.py checks
-# that changing it changes the ModelConfig, or is refused). NO_EFFECT: transformers' forward
-# pass in evaluation does not depend on it (dropout and layer drop act only in training;
-# caches, output switches and initialisation do not change the logits). FIXED: the family's
-# transformers model does not read it (its value is built into the architecture), so only the
-# value that architecture has is accepted; any other is refused, naming the key. A key in none
-# of these tables is read by neither transformers' model nor ours.
+# Checked against transformers' own configuration classes and modelling code; the keys their
+# configurations write, per transformers version, are in data/transformers_config_keys.json
+# (tools/snapshot_config_keys.py), and tests/test_config_keys.py asserts each is listed here.
+# READ: config_from_dict reads it and the forward pass follows it (tests/test_config_keys.py
+# checks that changing it changes the ModelConfig, or is refused naming it). NO_EFFECT:
+# transformers' forward pass in evaluation does not depend on it (dropout and layer drop act only
+# in training; caches, output switches, generation settings and initialisation do not change the
+# logits), or the family's transformers model never reads it (Mistral's and Qwen2's projection
+# biases are built into the architecture, ARCHITECTURE_BIASES, whatever attention_bias says).
+# A key in neither table is read by neither transformers' model nor ours.
 READ, NO_EFFECT = "read", "no effect"
 COMMON_READ = ("architectures", "model_type", "vocab_size", "hidden_size", "num_hidden_layers",
                "num_attention_heads", "max_position_embeddings", "tie_word_embeddings", "bos_token_id",
                "eos_token_id", "torch_dtype", "dtype")
-COMMON_NO_EFFECT = ("use_cache", "pad_token_id", "initializer_range", "init_std", "attention_dropout",
-                    "transformers_version", "_name_or_path", "output_attentions", "output_hidden_states",
-                    "return_dict", "use_bfloat16", "_attn_implementation", "_commit_hash", "torchscript",
-                    "is_decoder", "is_encoder_decoder", "id2label", "label2id", "problem_type",
-                    "tokenizer_class", "task_specific_params", "finetuning_task", "prefix")
+# generation settings (transformers 4 wrote them into config.json; generate() alone reads them)
+GENERATION_KEYS = ("max_length", "min_length", "do_sample", "early_stopping", "num_beams", "num_beam_groups",
+                   "diversity_penalty", "temperature", "top_k", "top_p", "typical_p", "repetition_penalty",
+                   "length_penalty", "no_repeat_ngram_size", "encoder_no_repeat_ngram_size", "bad_words_ids",
+                   "num_return_sequences", "output_scores", "return_dict_in_generate", "forced_bos_token_id",
+                   "forced_eos_token_id", "remove_invalid_values", "exponential_decay_length_penalty",
+                   "suppress_tokens", "begin_suppress_tokens", "decoder_start_token_id")
+COMMON_NO_EFFECT = ("use_cache", "pad_token_id", "sep_token_id", "initializer_range", "init_std",
+                    "attention_dropout", "transformers_version", "_name_or_path", "output_attentions",
+                    "output_hidden_states", "return_dict", "use_bfloat16", "_attn_implementation", "_commit_hash",
+                    "torchscript", "tf_legacy_loss", "is_decoder", "is_encoder_decoder", "id2label", "label2id",
+                    "problem_type", "tokenizer_class", "task_specific_params", "finetuning_task", "prefix",
+                    # encoder-decoder and feed-forward chunking switches no decoder-only family reads
+                    "add_cross_attention", "cross_attention_hidden_size", "tie_encoder_decoder",
+                    "chunk_size_feed_forward") + GENERATION_KEYS
 LLAMA_READ = ("intermediate_size", "num_key_value_heads", "head_dim", "hidden_act", "rms_norm_eps",
               "rope_theta", "rope_scaling", "rope_parameters", "partial_rotary_factor")
-CONFIG_KEYS: dict[str, dict[str, object]] = {
+CONFIG_KEYS: dict[str, dict[str, str]] = {
     "LlamaForCausalLM": {
         **dict.fromkeys(COMMON_READ + LLAMA_READ + ("attention_bias", "mlp_bias"), READ),
-        # pretraining_tp > 1 split the projections into slices summed back: the same product
+        # pretraining_tp > 1 split the projections into slices summed back (transformers 4): the same product
         **dict.fromkeys(COMMON_NO_EFFECT + ("pretraining_tp",), NO_EFFECT),
     },
     "MistralForCausalLM": {
         **dict.fromkeys(COMMON_READ + LLAMA_READ + ("sliding_window",), READ),
-        **dict.fromkeys(COMMON_NO_EFFECT, NO_EFFECT),
-        "attention_bias": False, "mlp_bias": False,   # Mistral's projections have no bias
+        **dict.fromkeys(COMMON_NO_EFFECT + ("attention_bias", "mlp_bias"), NO_EFFECT),
     },
     "Qwen2ForCausalLM": {
-        **dict.fromkeys(COMMON_READ + LLAMA_READ + ("use_sliding_window", "layer_types"), READ),
-        # the window and the layers it applies to act only through use_sliding_window and
-        # layer_types, which are refused when they ask for sliding-window layers
-        **dict.fromkeys(COMMON_NO_EFFECT + ("sliding_window", "max_window_layers"), NO_EFFECT),
-        "attention_bias": True, "mlp_bias": False,    # q/k/v biases, none in o_proj or the MLP
+        # sliding_window and max_window_layers act only with use_sliding_window (qwen2_layer_types)
+        **dict.fromkeys(COMMON_READ + LLAMA_READ + ("use_sliding_window", "sliding_window", "max_window_layers",
+                                                    "layer_types"), READ),
+        **dict.fromkeys(COMMON_NO_EFFECT + ("attention_bias", "mlp_bias"), NO_EFFECT),
     },
     "OPTForCausalLM": {
         **dict.fromkeys(COMMON_READ + ("ffn_dim", "activation_function", "do_layer_norm_before",
                                        "_remove_final_layer_norm", "word_embed_proj_dim", "enable_bias",
-                                       "layer_norm_elementwise_affine", "head_dim"), READ),
-        **dict.fromkeys(COMMON_NO_EFFECT + ("dropout", "activation_dropout", "layerdrop"), NO_EFFECT),
+                                       "layer_norm_elementwise_affine"), READ),
+        # OPT's heads are always hidden_size / num_attention_heads wide: its model never reads head_dim
+        **dict.fromkeys(COMMON_NO_EFFECT + ("dropout", "activation_dropout", "layerdrop", "head_dim"), NO_EFFECT),
     },
 }
+# (attention_bias, mlp_bias) of the families whose transformers model hard-codes them: Mistral
+# has no biases, Qwen2 has q/k/v biases (none in o_proj or the MLP)
+ARCHITECTURE_BIASES = {"MistralForCausalLM": (False, False), "Qwen2ForCausalLM": (True, False)}
 # keys any PreTrainedModel acts on whatever the family: refused unless absent or this value
-REFUSED_UNLESS = {"pruned_heads": {}, "quantization_config": None, "partial_rotary_factor": 1.0,
-                  "add_cross_attention": False}
+# (partial_rotary_factor: transformers 4 applies it to default RoPE, transformers 5 to llama3 RoPE)
+REFUSED_UNLESS = {"pruned_heads": {}, "quantization_config": None, "partial_rotary_factor": 1.0}
+# transformers' default sliding_window for Mistral and Qwen2 when config.json lacks the key
+# (a null value means no window)
+DEFAULT_SLIDING_WINDOW = 4096
 
 
 @dataclass(frozen=True)
@@ -146,6 +164,7 @@ INT_RANGES = {
     "max_position_embeddings": (1, 2**24),
     "word_embed_proj_dim": (1, 2**17),
     "sliding_window": (1, 2**31 - 1),
+    "max_window_layers": (0, 1024),
     "bos_token_id": (0, 2**31 - 1),
     "eos_token_id": (0, 2**31 - 1),
 }
@@ -258,10 +277,6 @@ def check_keys(raw: dict, architecture: str, path: Path) -> None:
     for key, allowed in REFUSED_UNLESS.items():
         if raw.get(key) is not None and raw[key] != allowed:
             raise UserError(f"config {path}: {key} {shown(raw[key])} is not supported (it changes the forward pass)")
-    for key, allowed in CONFIG_KEYS[architecture].items():
-        if allowed not in (READ, NO_EFFECT) and raw.get(key) is not None and raw[key] != allowed:
-            raise UserError(f"config {path}: {key} {shown(raw[key])} is not supported for {architecture}, "
-                            f"whose transformers model is built with {key} {allowed}")
 
 
 def token_id(raw: dict, key: str, path: Path) -> int | None:
@@ -280,6 +295,7 @@ def llama_fields(raw: dict, architecture: str, path: Path) -> dict:
     hidden = int_field(raw, "hidden_size", path)
     head_dim = int_field(raw, "head_dim", path, default=0) or hidden // n_heads
     rope_theta, rope_scaling = rope_settings(raw, path)
+    attention_bias, mlp_bias = biases(raw, architecture, path)
     return dict(
         intermediate_size=int_field(raw, "intermediate_size", path),
         num_kv_heads=int_field(raw, "num_key_value_heads", path, default=n_heads),
@@ -287,18 +303,19 @@ def llama_fields(raw: dict, architecture: str, path: Path) -> dict:
         norm_eps=float_field(raw, "rms_norm_eps", path, 1e-6, 0.0, 1.0),
         rope_theta=rope_theta,
         rope_scaling=rope_scaling,
-        attention_bias=fixed_or_read(raw, architecture, "attention_bias", path),
-        mlp_bias=fixed_or_read(raw, architecture, "mlp_bias", path),
+        attention_bias=attention_bias,
+        mlp_bias=mlp_bias,
         do_layer_norm_before=True,
         word_embed_proj_dim=hidden,
         sliding_window=sliding_window(raw, architecture, path),
     )
 
 
-def fixed_or_read(raw: dict, architecture: str, key: str, path: Path) -> bool:
-    """A bias switch: the architecture's own value where it has one (CONFIG_KEYS), else read."""
-    value = CONFIG_KEYS[architecture][key]
-    return bool_field(raw, key, path, False) if value == READ else value
+def biases(raw: dict, architecture: str, path: Path) -> tuple[bool, bool]:
+    """(attention_bias, mlp_bias): the architecture's own (ARCHITECTURE_BIASES), else read."""
+    if architecture in ARCHITECTURE_BIASES:
+        return ARCHITECTURE_BIASES[architecture]
+    return bool_field(raw, "attention_bias", path, False), bool_field(raw, "mlp_bias", path, False)
 
 
 def rope_settings(raw: dict, path: Path) -> tuple[float, tuple | None]:
@@ -362,19 +379,39 @@ def check_partial_rotary(raw: dict, path: Path) -> None:
 
 
 def sliding_window(raw: dict, architecture: str, path: Path) -> int | None:
+    """Mistral's window (transformers' default DEFAULT_SLIDING_WINDOW when the key is absent,
+    none when null); Qwen2 sliding-window layers are refused (qwen2_layer_types)."""
     if architecture == "MistralForCausalLM":
         if raw.get("sliding_window") is not None and raw["sliding_window"] == 0:
             raise UserError(f"config {path}: sliding_window must be positive, got 0")
-        return int_field(raw, "sliding_window", path, default=None)
+        default = DEFAULT_SLIDING_WINDOW if "sliding_window" not in raw else None
+        return int_field(raw, "sliding_window", path, default=default)
     if architecture == "Qwen2ForCausalLM":
-        if raw.get("use_sliding_window"):
-            raise UserError(f"Qwen2 sliding-window attention (use_sliding_window) is not supported: {path}")
-        layer_types = raw.get("layer_types")
-        if layer_types is not None and (not isinstance(layer_types, list)
-                                        or any(t != "full_attention" for t in layer_types)):
-            raise UserError(f"config {path}: layer_types {shown(layer_types)} is not supported "
-                            "(only full_attention layers)")
+        sliding = [i for i, kind in enumerate(qwen2_layer_types(raw, path)) if kind != "full_attention"]
+        if sliding:
+            raise UserError(f"config {path}: Qwen2 sliding-window attention is not supported (use_sliding_window, "
+                            f"sliding_window, max_window_layers and layer_types make layers {shown(sliding)} "
+                            "sliding-window layers)")
     return None
+
+
+def qwen2_layer_types(raw: dict, path: Path) -> list:
+    """Each layer's attention kind as transformers' Qwen2Config settles it: ``layer_types`` when
+    given, else "sliding_attention" from layer ``max_window_layers`` on when ``use_sliding_window``
+    is true and ``sliding_window`` not null (absent: DEFAULT_SLIDING_WINDOW), else "full_attention"."""
+    layer_types = raw.get("layer_types")
+    if layer_types is not None:
+        if not isinstance(layer_types, list):
+            raise UserError(f"config {path} has an invalid value: layer_types must be a list, "
+                            f"got {shown(layer_types)}")
+        return layer_types
+    layers = int_field(raw, "num_hidden_layers", path)
+    use_window = bool_field(raw, "use_sliding_window", path, False)
+    window = int_field(raw, "sliding_window", path, default=DEFAULT_SLIDING_WINDOW if "sliding_window" not in raw
+                       else None)
+    first = int_field(raw, "max_window_layers", path, default=28)  # Qwen2Config's default
+    return ["sliding_attention" if use_window and window is not None and i >= first else "full_attention"
+            for i in range(layers)]
 
 
 def opt_fields(raw: dict, path: Path) -> dict:
@@ -389,9 +426,6 @@ def opt_fields(raw: dict, path: Path) -> dict:
     n_heads = int_field(raw, "num_attention_heads", path)
     hidden = int_field(raw, "hidden_size", path)
     bias = bool_field(raw, "enable_bias", path, True)
-    if raw.get("head_dim") is not None and raw["head_dim"] != hidden // n_heads:
-        raise UserError(f"config {path}: head_dim {shown(raw['head_dim'])} is not supported for OPTForCausalLM, "
-                        f"whose heads are hidden_size / num_attention_heads = {hidden // n_heads} wide")
     return dict(
         intermediate_size=int_field(raw, "ffn_dim", path),
         num_kv_heads=n_heads,

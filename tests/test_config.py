@@ -116,7 +116,9 @@ def test_missing_and_invalid_config_json(tmp_path):
 @pytest.mark.parametrize(
     "fixture, edit, words",
     [
-        ("qwen2", lambda r: r.update(use_sliding_window=True, sliding_window=4), "use_sliding_window"),
+        ("qwen2", lambda r: r.update(use_sliding_window=True, sliding_window=4, max_window_layers=1,
+                                     layer_types=None), "use_sliding_window"),
+        ("qwen2", lambda r: r.update(layer_types=["full_attention", "sliding_attention"]), "layer_types"),
         ("tiny-opt", lambda r: r.update(activation_function="gelu"), "gelu"),
         ("tiny-opt", lambda r: r.update(_remove_final_layer_norm=True), "_remove_final_layer_norm"),
         ("tiny-opt", lambda r: r.update(layer_norm_elementwise_affine=False), "elementwise_affine"),

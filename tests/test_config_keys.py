@@ -1,15 +1,15 @@
 """Every config.json key of every supported family is honoured or refused, never ignored.
 
-The key lists below are written from transformers' own configuration classes (LlamaConfig,
-MistralConfig, Qwen2Config, OPTConfig, before and after transformers 5's ``rope_parameters``)
-and the generic PreTrainedConfig switches, not from our table: the test fails when a key of
-theirs is missing from ``config.CONFIG_KEYS``. Then, for each key of each family:
+The keys are those transformers' own configuration classes (LlamaConfig, MistralConfig,
+Qwen2Config, OPTConfig and the generic configuration class) write, recorded per transformers
+version in data/transformers_config_keys.json by tools/snapshot_config_keys.py (run by hand in a
+venv with transformers; these tests never import it): the test fails when a key recorded there
+is missing from ``config.CONFIG_KEYS``. Then, for each key of each family:
 
 - "read": a different value changes the ModelConfig, or is refused in one line naming the key
   and the file;
-- "no effect" (dropouts, caches, initialisation...): a different value leaves it unchanged;
-- a value fixed by the architecture (Mistral's projections have no bias): that value accepted,
-  any other refused.
+- "no effect" (dropouts, caches, initialisation, generation settings, keys the family's model
+  never reads): a different value leaves it unchanged.
 """
 
 from __future__ import annotations
@@ -24,29 +24,19 @@ from dsnot_ref import config as config_lib
 from dsnot_ref.config import ModelConfig
 from dsnot_ref.errors import UserError
 
-FIXTURES = Path(__file__).resolve().parents[1] / "data" / "fixtures"
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = ROOT / "data" / "fixtures"
+SNAPSHOT = json.loads((ROOT / "data" / "transformers_config_keys.json").read_text())
 FIXTURE_OF = {"LlamaForCausalLM": "tiny-llama", "MistralForCausalLM": "mistral-swa",
               "Qwen2ForCausalLM": "qwen2", "OPTForCausalLM": "tiny-opt"}
-
-# transformers' configuration classes: the arguments of each __init__ (both generations)
-LLAMA_LIKE = ["vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
-              "num_key_value_heads", "hidden_act", "max_position_embeddings", "initializer_range", "rms_norm_eps",
-              "use_cache", "pad_token_id", "bos_token_id", "eos_token_id", "tie_word_embeddings", "rope_theta",
-              "rope_scaling", "rope_parameters", "attention_dropout", "head_dim"]
-TRANSFORMERS_KEYS = {
-    "LlamaForCausalLM": LLAMA_LIKE + ["pretraining_tp", "attention_bias", "mlp_bias"],
-    "MistralForCausalLM": LLAMA_LIKE + ["sliding_window"],
-    "Qwen2ForCausalLM": LLAMA_LIKE + ["use_sliding_window", "sliding_window", "max_window_layers", "layer_types"],
-    "OPTForCausalLM": ["vocab_size", "hidden_size", "num_hidden_layers", "ffn_dim", "max_position_embeddings",
-                       "do_layer_norm_before", "_remove_final_layer_norm", "word_embed_proj_dim", "dropout",
-                       "attention_dropout", "num_attention_heads", "activation_function", "layerdrop", "init_std",
-                       "use_cache", "pad_token_id", "bos_token_id", "eos_token_id", "enable_bias",
-                       "layer_norm_elementwise_affine"],
+# Qwen2's window keys act together: the base each one's change is tried from, so that the change
+# alone turns sliding-window layers on (layer_types absent: Qwen2Config derives it from them)
+QWEN2_WINDOW_BASE = {
+    "use_sliding_window": {"use_sliding_window": False, "sliding_window": 4, "max_window_layers": 1},
+    "sliding_window": {"use_sliding_window": True, "sliding_window": None, "max_window_layers": 1},
+    "max_window_layers": {"use_sliding_window": True, "sliding_window": 4, "max_window_layers": 2},
 }
-# PreTrainedConfig keys every config.json may carry
-GENERIC_KEYS = ["architectures", "model_type", "torch_dtype", "dtype", "transformers_version", "pruned_heads",
-                "quantization_config", "_name_or_path", "output_attentions", "output_hidden_states",
-                "return_dict", "use_bfloat16", "_attn_implementation"]
+
 
 # a different value for each key that is read (applied to the family's fixture)
 def changed(key: str, raw: dict):
@@ -70,7 +60,7 @@ def changed(key: str, raw: dict):
         "rope_parameters": {"rope_theta": 54321.0, "rope_type": "default"},
         "partial_rotary_factor": 0.5,
         "attention_bias": not raw.get("attention_bias", False), "mlp_bias": not raw.get("mlp_bias", False),
-        "sliding_window": num(64) // 2 or 1, "use_sliding_window": True,
+        "sliding_window": num(64) // 2 or 1, "use_sliding_window": True, "max_window_layers": 0,
         "layer_types": ["sliding_attention"] * raw["num_hidden_layers"],
         "ffn_dim": raw.get("ffn_dim", 0) + 8, "activation_function": "gelu",
         "do_layer_norm_before": not raw.get("do_layer_norm_before", True),
@@ -90,11 +80,23 @@ def family_raw(architecture: str) -> dict:
     return json.loads((FIXTURES / FIXTURE_OF[architecture] / "config.json").read_text())
 
 
+def test_the_snapshot_covers_both_config_json_generations():
+    """config.json files in use were written before transformers 5 (rope_theta, rope_scaling,
+    torch_dtype) and after it (rope_parameters, dtype): the snapshot has a version of each."""
+    majors = {int(version.split(".")[0]) for version in SNAPSHOT}
+    assert {4, 5} <= majors
+    for recorded in SNAPSHOT.values():
+        assert sorted(recorded["families"]) == sorted(config_lib.ARCHITECTURES)
+        assert "vocab_size" in recorded["families"]["LlamaForCausalLM"] and "model_type" in recorded["generic"]
+
+
+@pytest.mark.parametrize("version", sorted(SNAPSHOT))
 @pytest.mark.parametrize("architecture", sorted(config_lib.ARCHITECTURES))
-def test_every_key_of_the_family_is_classified(architecture):
+def test_every_key_of_the_family_is_classified(version, architecture):
     table = config_lib.CONFIG_KEYS[architecture]
     known = set(table) | set(config_lib.REFUSED_UNLESS)
-    expected = set(TRANSFORMERS_KEYS[architecture]) | set(GENERIC_KEYS) | set(family_raw(architecture))
+    recorded = SNAPSHOT[version]
+    expected = set(recorded["families"][architecture]) | set(recorded["generic"]) | set(family_raw(architecture))
     assert sorted(expected - known) == []
 
 
@@ -107,19 +109,16 @@ def cases():
 @pytest.mark.parametrize("architecture, key, how", list(cases()))
 def test_each_key_is_honoured_or_refused(tmp_path, architecture, key, how):
     raw = family_raw(architecture)
+    if architecture == "Qwen2ForCausalLM" and key in QWEN2_WINDOW_BASE:
+        raw.pop("layer_types")
+        raw.update(QWEN2_WINDOW_BASE[key])
     base = load(tmp_path, raw)
     edited = copy.deepcopy(raw)
     if how == config_lib.NO_EFFECT:
         edited[key] = 0.5 if key.endswith("dropout") or key == "layerdrop" else 7
         assert load(tmp_path, edited) == base
         return
-    if how != config_lib.READ:  # fixed by the architecture: its own value passes, another is refused
-        edited[key] = how
-        assert load(tmp_path, edited) == base
-        edited[key] = not how
-        with pytest.raises(UserError, match=f"{key} .* is not supported for {architecture}"):
-            load(tmp_path, edited)
-        return
+    assert how == config_lib.READ
     if key == "dtype" and "torch_dtype" in edited:
         edited.pop("torch_dtype")
     if key in ("rope_theta", "rope_scaling") and "rope_parameters" not in edited:
@@ -137,7 +136,7 @@ def test_each_key_is_honoured_or_refused(tmp_path, architecture, key, how):
 
 @pytest.mark.parametrize("architecture", sorted(config_lib.ARCHITECTURES))
 @pytest.mark.parametrize("key, value", [("pruned_heads", {"0": [1]}), ("quantization_config", {"quant_method": "gptq"}),
-                                        ("partial_rotary_factor", 0.5), ("add_cross_attention", True)])
+                                        ("partial_rotary_factor", 0.5)])
 def test_generic_switches_that_change_the_model_are_refused(tmp_path, architecture, key, value):
     raw = family_raw(architecture)
     raw[key] = value
@@ -176,3 +175,43 @@ def test_torch_dtype_and_dtype_must_agree(tmp_path):
     raw["torch_dtype"], raw["dtype"] = "bfloat16", "float32"
     with pytest.raises(UserError, match="torch_dtype .* dtype"):
         load(tmp_path, raw)
+
+
+def test_mistral_without_sliding_window_gets_transformers_default(tmp_path):
+    """MistralConfig's sliding_window defaults to 4096 when config.json lacks the key; null is no window."""
+    raw = family_raw("MistralForCausalLM")
+    raw.pop("sliding_window")
+    assert load(tmp_path, raw).sliding_window == config_lib.DEFAULT_SLIDING_WINDOW == 4096
+    raw["sliding_window"] = None
+    assert load(tmp_path, raw).sliding_window is None
+
+
+def test_qwen2_layer_types_as_transformers_derives_them(tmp_path):
+    raw = family_raw("Qwen2ForCausalLM")
+    base = load(tmp_path, raw)
+    # explicit full-attention layer_types win over use_sliding_window: accepted, the same model
+    raw.update(use_sliding_window=True, sliding_window=4, max_window_layers=0)
+    assert load(tmp_path, raw) == base
+    raw.pop("layer_types")
+    with pytest.raises(UserError, match=r"layers \[0, 1\] sliding-window"):
+        load(tmp_path, raw)
+    raw["max_window_layers"] = 1  # sliding from layer 1 on
+    with pytest.raises(UserError, match=r"layers \[1\] sliding-window"):
+        load(tmp_path, raw)
+    raw.pop("max_window_layers")  # Qwen2Config's default 28 is past the fixture's 2 layers
+    assert load(tmp_path, raw) == base
+    raw.pop("sliding_window")     # absent: Qwen2Config's default window 4096, still from layer 28
+    assert load(tmp_path, raw) == base
+
+
+@pytest.mark.parametrize("architecture, key", [("MistralForCausalLM", "attention_bias"),
+                                               ("Qwen2ForCausalLM", "attention_bias"),
+                                               ("Qwen2ForCausalLM", "mlp_bias")])
+def test_bias_switches_the_family_does_not_read_are_ignored(tmp_path, architecture, key):
+    """transformers builds Mistral without biases and Qwen2 with q/k/v biases whatever these say."""
+    raw = family_raw(architecture)
+    base = load(tmp_path, raw)
+    assert (base.attention_bias, base.mlp_bias) == config_lib.ARCHITECTURE_BIASES[architecture]
+    for value in (True, False):
+        raw[key] = value
+        assert load(tmp_path, raw) == base
