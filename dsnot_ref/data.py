@@ -69,15 +69,20 @@ def load_tokenizer(model_dir):
     return tokenizer
 
 
-# tokenizer classes whose transformers implementation rebuilds the post-processor from
-# tokenizer_config.json's add_bos_token (default True) and add_eos_token (default False)
+# tokenizer classes whose transformers 4 implementation (LlamaTokenizerFast,
+# CodeLlamaTokenizerFast) rebuilds the post-processor from tokenizer_config.json's add_bos_token
+# (default True) and add_eos_token (default False), whatever tokenizer.json's post-processor does.
+# transformers 5 keeps tokenizer.json's post-processor for them, as PreTrainedTokenizerFast and
+# GPT2TokenizerFast do in both (tools/probe_tokenizer_flags.py shows each case): where the flags
+# and tokenizer.json disagree, the two generations tokenise differently, so the model is refused.
 BOS_EOS_FROM_CONFIG = ("LlamaTokenizer", "LlamaTokenizerFast", "CodeLlamaTokenizer", "CodeLlamaTokenizerFast")
 
 
 def check_special_tokens(tokenizer, model_dir) -> None:
-    """Refuse a tokenizer_config.json whose tokenizer class adds BOS/EOS by its own flags
-    (BOS_EOS_FROM_CONFIG) when tokenizer.json does not do the same: transformers would then
-    tokenise the evaluation text differently from us. Other classes use tokenizer.json as is."""
+    """Refuse a tokenizer_config.json whose tokenizer class adds BOS/EOS by its own flags in
+    transformers 4 (BOS_EOS_FROM_CONFIG) when tokenizer.json does not do the same: transformers 4
+    would then tokenise the evaluation text differently from us and from transformers 5, which
+    keeps tokenizer.json's post-processor as we do. Other classes use tokenizer.json as is in both."""
     config_path = Path(model_dir) / "tokenizer_config.json"
     if not config_path.exists() and not config_path.is_symlink():
         return
@@ -100,7 +105,8 @@ def check_special_tokens(tokenizer, model_dir) -> None:
         if wanted != added:
             raise UserError(f"tokenizer config {config_path}: {key} is {str(wanted).lower()} for "
                             f"{config['tokenizer_class']}, but {validate.tokenizer_file(model_dir).name} "
-                            f"{'does not add' if wanted else 'adds'} it; transformers would tokenise differently")
+                            f"{'does not add' if wanted else 'adds'} it; transformers 4 follows the flag, so it would "
+                            "tokenise differently")
 
 
 PIECE_CHARS = 1 << 16   # characters tokenised at a time

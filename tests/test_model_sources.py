@@ -178,9 +178,19 @@ BOS_TEMPLATE = {"type": "TemplateProcessing", "single": [{"SpecialToken": {"id":
      "add_bos_token is false"),
     ({"tokenizer_class": "LlamaTokenizerFast", "eos_token": "Ă", "bos_token": None, "add_eos_token": True}, None,
      "add_eos_token is true"),
-    # other classes use tokenizer.json as it is
+    ({"tokenizer_class": "LlamaTokenizerFast", "bos_token": "ā", "add_bos_token": True}, None,
+     "add_bos_token is true"),
+    ({"tokenizer_class": "CodeLlamaTokenizerFast", "bos_token": "ā"}, None, "add_bos_token is true"),
+    # add_eos_token alone: add_bos_token keeps its default (true), which tokenizer.json agrees with
+    ({"tokenizer_class": "LlamaTokenizerFast", "bos_token": "ā", "eos_token": "Ă", "add_eos_token": False},
+     BOS_TEMPLATE, None),
+    # other classes use tokenizer.json as it is, in transformers 4 and 5 (tools/probe_tokenizer_flags.py)
     ({"tokenizer_class": "GPT2TokenizerFast", "bos_token": "ā", "add_bos_token": True}, None, None),
     ({"tokenizer_class": "PreTrainedTokenizerFast", "bos_token": "ā"}, BOS_TEMPLATE, None),
+    ({"tokenizer_class": "PreTrainedTokenizerFast", "bos_token": "ā", "add_bos_token": True}, None, None),
+    ({"tokenizer_class": "PreTrainedTokenizerFast", "bos_token": "ā", "add_bos_token": False}, BOS_TEMPLATE, None),
+    ({"tokenizer_class": "PreTrainedTokenizerFast", "bos_token": "ā", "eos_token": "Ă", "add_eos_token": True},
+     BOS_TEMPLATE, None),
 ])
 def test_tokenizer_config_flags_are_honoured_or_refused(tmp_path, config, post_processor, refused):
     from dsnot_ref.data import encode, load_tokenizer
@@ -193,3 +203,4 @@ def test_tokenizer_config_flags_are_honoured_or_refused(tmp_path, config, post_p
     with pytest.raises(UserError, match=refused) as info:
         load_tokenizer(model)
     assert "tokenizer_config.json" in str(info.value) and "\n" not in str(info.value)
+    assert "transformers 4 follows the flag" in str(info.value)
