@@ -421,7 +421,10 @@ def opt_fields(raw: dict, path: Path) -> dict:
         raise UserError(f"unsupported OPT activation_function {shown(act)} in {path} (only relu)")
     if not bool_field(raw, "layer_norm_elementwise_affine", path, True):
         raise UserError(f"OPT without LayerNorm weights (layer_norm_elementwise_affine) is not supported: {path}")
-    if bool_field(raw, "_remove_final_layer_norm", path, False):
+    # transformers drops the final LayerNorm of a pre-LN OPT with _remove_final_layer_norm; a
+    # post-LN OPT has none either way
+    pre_ln = bool_field(raw, "do_layer_norm_before", path, True)
+    if bool_field(raw, "_remove_final_layer_norm", path, False) and pre_ln:
         raise UserError(f"OPT with _remove_final_layer_norm is not supported: {path}")
     n_heads = int_field(raw, "num_attention_heads", path)
     hidden = int_field(raw, "hidden_size", path)

@@ -215,3 +215,14 @@ def test_bias_switches_the_family_does_not_read_are_ignored(tmp_path, architectu
     for value in (True, False):
         raw[key] = value
         assert load(tmp_path, raw) == base
+
+
+def test_remove_final_layer_norm_matters_only_before_layers(tmp_path):
+    """transformers builds no final LayerNorm for a post-LN OPT, whatever _remove_final_layer_norm says."""
+    raw = json.loads((FIXTURES / "opt-postln-proj" / "config.json").read_text())
+    base = load(tmp_path, raw)
+    raw["_remove_final_layer_norm"] = True
+    assert load(tmp_path, raw) == base
+    raw["do_layer_norm_before"] = True
+    with pytest.raises(UserError, match="_remove_final_layer_norm"):
+        load(tmp_path, raw)
