@@ -288,8 +288,8 @@ for ax, name in zip(axes, REFINED):
     ax.axhline(1.0, color="0.5", lw=0.8)
     ax.set(xlabel="layer", ylim=(0, TOP + 0.08))
     largest = max(np.median(calib_ratio[name], axis=1).max(), np.median(held_ratio[name], axis=1).max())
-    ax.set_title(f"{name}: median calib ×{np.median(calib_ratio[name]):.2f}, held out "
-                 f"×{np.median(held_ratio[name]):.2f}" + (f"\nlargest layer ×{largest:.3g}" if largest > TOP else ""),
+    ax.set_title(name + (f" (largest layer ×{largest:.3g})" if largest > TOP else "")
+                 + f"\nmedian: calib ×{np.median(calib_ratio[name]):.2f}, held out ×{np.median(held_ratio[name]):.2f}",
                  fontsize=9)
 axes[0].set_ylabel("error after / Wanda's (median over sublayers)")
 axes[-1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
@@ -485,8 +485,8 @@ nbutil.report_facts({
 #   <details><summary>What you should see</summary>
 #
 #   **The Wanda mask's layer errors grow** (the mean calibration error before refinement is
-#   larger than at 0.6), and on the demo model every perplexity rises steeply; compare the
-#   refiners' paired bars with the default run's.
+#   larger than at 0.6). Compare the perplexities and the refiners' paired bars with the
+#   rendered copy's.
 #   </details>
 #
 # - `SKIP_LAYER = None`: the refiners adjust the MLP sublayers too (the README demo does
@@ -503,6 +503,6 @@ nbutil.report_facts({
 #   <details><summary>What you should see</summary>
 #
 #   **SparseSwaps' held-out gain comes closer to its calibration gain** (the gap between the
-#   two shrinks): more tokens per fitted column, less overfitting. The run takes longer, in
-#   proportion to the calibration tokens for the forward passes.
+#   two shrinks): more tokens per fitted column, less overfitting. The run takes longer: four
+#   times as many tokens go through every calibration forward pass.
 #   </details>
