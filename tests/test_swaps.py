@@ -27,6 +27,8 @@ from dsnot_ref.methods.swaps import (
 )
 from dsnot_ref.stats import StatsAccumulator
 
+from tiny_prune import run_prune
+
 EXACT = SwapSettings(window=0, refresh=1, tol=0.0, max_swaps=1000)  # exact best pair every swap
 
 
@@ -262,23 +264,6 @@ def test_prune_linear_runs_swaps_and_lowers_the_error():
 
 
 # --- the command line --------------------------------------------------------------------------
-
-
-def run_prune(tmp_path, *extra):
-    """`dsnot-ref prune` on the tiny LLaMA fixture: -> (exit code, results or None, stderr)."""
-    import json  # noqa: PLC0415
-    from pathlib import Path  # noqa: PLC0415
-
-    from dsnot_ref.cli import main  # noqa: PLC0415
-
-    fixture = Path(__file__).resolve().parents[1] / "data" / "fixtures" / "tiny-llama"
-    tokens = np.random.default_rng(0).integers(3, 256, size=(4, 32), dtype=np.int64)
-    np.save(tmp_path / "calib.npy", tokens)
-    results = tmp_path / "r.json"
-    argv = ["prune", "--model", str(fixture), "--calibration-tokens", str(tmp_path / "calib.npy"),
-            "--eval-dataset", "none", "--results", str(results), "--quiet", *extra]
-    rc = main(argv)
-    return rc, (json.loads(results.read_text()) if rc == 0 else None)
 
 
 def test_cli_swaps_refine_every_sublayer_and_lower_each_error(tmp_path):

@@ -24,6 +24,8 @@ from dsnot_ref.methods.weight_update import (
     update_row,
 )
 
+from tiny_prune import run_prune
+
 
 def problem(seed, rows=6, cols=16, tokens=48, sparsity=0.5, nm=None, ragged=False):
     """Correlated tokens X [T, C] with uneven column scales, weights W [R, C], a mask.
@@ -239,24 +241,6 @@ def test_the_pipeline_asks_for_float64_hessians_for_the_update():
     assert statistics_needed(PruneSpec("swaps", 0.5, weight_update=exact)).gram == "float64"
     with pytest.raises(UserError, match="needs a pruning method, not dense"):
         PruneSpec("dense", 0.0, weight_update=exact)
-
-
-def run_prune(tmp_path, *extra):
-    """`dsnot-ref prune` on the tiny LLaMA fixture: -> (exit code, results or None)."""
-    import json  # noqa: PLC0415
-    from pathlib import Path  # noqa: PLC0415
-
-    from dsnot_ref.cli import main  # noqa: PLC0415
-
-    fixture = Path(__file__).resolve().parents[1] / "data" / "fixtures" / "tiny-llama"
-    tokens = np.random.default_rng(0).integers(3, 256, size=(4, 32), dtype=np.int64)
-    np.save(tmp_path / "calib.npy", tokens)
-    results = tmp_path / "r.json"
-    argv = ["prune", "--model", str(fixture), "--calibration-tokens", str(tmp_path / "calib.npy"),
-            "--eval-dataset", "none", "--results", str(results), "--quiet", "--run-dir", str(tmp_path / "run"),
-            *extra]
-    rc = main(argv)
-    return rc, (json.loads(results.read_text()) if rc == 0 else None)
 
 
 @pytest.mark.parametrize("argv", [
