@@ -7,7 +7,7 @@ weights, reading and writing activation chunks, writing the pruned layers). Targ
 + I/O under 15% of the total. Prints, never asserts.
 
     python benchmarks/pipeline_time.py [--seqs 32] [--seqlen 512] [--chunk 4] [--method wanda]
-        [--no-recon-error] [--fetch]
+        [--recon-error] [--fetch]
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def main() -> int:
     parser.add_argument("--seqlen", type=int, default=512)
     parser.add_argument("--chunk", type=int, default=4)
     parser.add_argument("--method", default="wanda")
-    parser.add_argument("--no-recon-error", action="store_true", help="skip the Hessians of the error diagnostics")
+    parser.add_argument("--recon-error", action="store_true", help="also run the reconstruction-error diagnostic")
     parser.add_argument("--fetch", action="store_true", help="download the demo model if it is not cached")
     args = parser.parse_args()
     reuse_freed_memory()  # as the command line does
@@ -47,7 +47,7 @@ def main() -> int:
     model = model_lib.load_model(model_dir)
     tokens = np.random.default_rng(0).integers(0, model.config.vocab_size, (args.seqs, args.seqlen), dtype=np.int64)
     settings = PipelineSettings(
-        spec=PruneSpec(method=args.method, sparsity=0.5), chunk_size=args.chunk, recon_error=not args.no_recon_error
+        spec=PruneSpec(method=args.method, sparsity=0.5), chunk_size=args.chunk, recon_error=args.recon_error
     )
     print(f"{model_dir.name}: {model.config.num_layers} layers, D={model.config.hidden_size}; "
           f"S={args.seqs}, L={args.seqlen}, B={args.chunk}, method {args.method}, recon_error {settings.recon_error}")

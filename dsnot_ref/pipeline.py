@@ -105,7 +105,7 @@ class PipelineSettings:
     chunk_size: int = 4  # B: sequences per forward chunk
     dtype: str = "float32"  # compute and activation-cache dtype
     backend: str = "numpy"  # "numpy" | "cupy"
-    recon_error: bool = True  # run the reconstruction-error observer (diagnostics.py)
+    recon_error: bool = False  # run the reconstruction-error observer (diagnostics.py; --recon-error)
     recon_error_tokens: int | None = 2048  # the observer's token sample T'; None: every token
     profile: OwlSettings | None = None  # None: every layer at spec.sparsity; else OWL (docs/owl.md)
 

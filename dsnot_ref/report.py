@@ -119,7 +119,7 @@ def reconstruction_line(results: dict) -> str:
     rows = results.get("layers") or []
     have = sum(1 for row in rows if row.get("recon_after") is not None)
     if not have:
-        return "reconstruction errors: not gathered (the diagnostic was off: --no-recon-error)"
+        return "reconstruction errors: not gathered (the diagnostic is off unless prune is given --recon-error)"
     tokens = (results.get("settings") or {}).get("recon_error_tokens")
     sample = "every calibration token" if tokens is None else f"a sample of up to {tokens} calibration tokens"
     return f"reconstruction errors: {have} of {len(rows)} sublayers, estimated from {sample}"

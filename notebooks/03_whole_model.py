@@ -153,7 +153,7 @@ nbutil.exercise("my_perplexity", my_perplexity, check_perplexity)
 # Each run writes its pruned layers, masks and per-layer diagnostics into a run directory; the
 # pruned model is the original checkpoint overlaid with the pruned layers
 # (`PruneRun.weights_store()`), which `load_model` accepts like any checkpoint. With
-# `recon_error=True` (the default) the diagnostics include each sublayer's relative error on
+# `recon_error=True` (off by default: an observer that changes no mask) the diagnostics include each sublayer's relative error on
 # its calibration inputs before the refiner (the Wanda mask) and after.
 
 # %%
@@ -173,7 +173,8 @@ diagnostics, heldout, final_error, seconds = {}, {}, {}, {}
 started, cpu_started = time.perf_counter(), time.process_time()
 with tempfile.TemporaryDirectory(prefix="dsnot-notebook-") as tmp:
     for i, (name, spec) in enumerate(runs.items()):
-        with prune_model(model, calib, PipelineSettings(spec=spec, skip_layer=SKIP_LAYER), Path(tmp) / f"run{i}") as run:
+        settings = PipelineSettings(spec=spec, skip_layer=SKIP_LAYER, recon_error=True)
+        with prune_model(model, calib, settings, Path(tmp) / f"run{i}") as run:
             pruned_model = load_model(model_dir, store=run.weights_store())
             window_loss[name] = loss_per_window(pruned_model)
             heldout[name], final_error[name] = heldout_errors(pruned_model)

@@ -58,7 +58,8 @@ def linear_weights(store: WeightStore) -> list[str]:
 @pytest.mark.parametrize("model", ["tiny-llama", "tiny-opt"])
 @pytest.mark.parametrize("method", ["magnitude", "wanda", "sparsegpt", "dsnot"])
 def test_unstructured_each_method(tmp_path, capsys, inputs, model, method):
-    out, results, stdout = prune(tmp_path, capsys, model, "--prune-method", method, "--sparsity_ratio", "0.5", inputs=inputs)
+    out, results, stdout = prune(tmp_path, capsys, model, "--prune-method", method, "--sparsity_ratio", "0.5",
+                                  "--recon-error", inputs=inputs)
     saved = WeightStore(out)
     names = linear_weights(saved)
     assert sorted(save.read_saved_masks(out)) == sorted(names)
@@ -148,7 +149,7 @@ def test_official_variant_and_boolean_flag(tmp_path, capsys, inputs):
 def test_exact_variant_options_reach_the_method(tmp_path, capsys, inputs):
     """--lookahead / --on-reject are recorded and change the exact variant's masks; every
     attention sublayer's calibration error is at most Wanda's (the exact variant's guarantee)."""
-    common = ("--prune-method", "dsnot", "--dsnot-variant", "exact", "--sparsity-ratio", "0.6")
+    common = ("--prune-method", "dsnot", "--dsnot-variant", "exact", "--sparsity-ratio", "0.6", "--recon-error")
     plain, res1, _ = prune(tmp_path / "a", capsys, "tiny-llama", *common, inputs=inputs)
     wide, res2, _ = prune(tmp_path / "b", capsys, "tiny-llama", *common, "--lookahead", "4",
                           "--on-reject", "skip", inputs=inputs)
@@ -287,7 +288,8 @@ def test_recon_error_token_sample_changes_only_the_diagnostic(tmp_path, capsys, 
     for count in ("all", str(S * L // 4)):
         (tmp_path / count).mkdir()
         out, results, _ = prune(tmp_path / count, capsys, "tiny-llama", "--prune-method", "dsnot",
-                                "--sparsity-ratio", "0.5", "--recon-error-tokens", count, inputs=inputs)
+                                "--sparsity-ratio", "0.5", "--recon-error", "--recon-error-tokens", count,
+                                inputs=inputs)
         runs[count] = (save.read_saved_masks(out), results)
     (all_masks, everything), (sampled_masks, sampled) = runs.values()
     assert everything["settings"]["recon_error_tokens"] is None

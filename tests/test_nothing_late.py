@@ -206,15 +206,15 @@ def test_dense_refuses_run_directory_flags(tmp_path, capsys, flag):
 
 def test_diagnostic_sample_is_recorded_as_used(tmp_path, capsys):
     """2 x 16 = 32 calibration tokens: a sample of 2048 (the default) is every token, recorded so."""
-    rc = main([str(a) for a in prune_argv(tmp_path, "--eval-dataset", "none")])
+    rc = main([str(a) for a in prune_argv(tmp_path, "--eval-dataset", "none", "--recon-error")])
     assert rc == 0, capsys.readouterr().err
     assert json.loads((tmp_path / "r.json").read_text())["settings"]["recon_error_tokens"] is None
-    rc = main([str(a) for a in prune_argv(tmp_path, "--eval-dataset", "none", "--recon-error-tokens", "8",
-                                          "--overwrite")])
+    rc = main([str(a) for a in prune_argv(tmp_path, "--eval-dataset", "none", "--recon-error",
+                                          "--recon-error-tokens", "8", "--overwrite")])
     assert rc == 0, capsys.readouterr().err
     assert json.loads((tmp_path / "r.json").read_text())["settings"]["recon_error_tokens"] == 8
 
 
 def test_recon_error_tokens_without_the_diagnostic_is_refused(tmp_path, capsys, no_pruning):
-    argv = prune_argv(tmp_path, "--eval-dataset", "none", "--no-recon-error", "--recon-error-tokens", "8")
-    refused(tmp_path, capsys, argv, "--recon-error-tokens cannot apply with --no-recon-error")
+    argv = prune_argv(tmp_path, "--eval-dataset", "none", "--recon-error-tokens", "8")
+    refused(tmp_path, capsys, argv, "--recon-error-tokens applies only with --recon-error")

@@ -268,7 +268,7 @@ def test_prune_linear_runs_swaps_and_lowers_the_error():
 
 def test_cli_swaps_refine_every_sublayer_and_lower_each_error(tmp_path):
     rc, res = run_prune(tmp_path, "--prune-method", "swaps", "--initial-method", "magnitude",
-                        "--sparsity-ratio", "0.6", "--swap-max-iter", "7", "--swap-window", "4")
+                        "--sparsity-ratio", "0.6", "--swap-max-iter", "7", "--swap-window", "4", "--recon-error")
     assert rc == 0
     s = res["settings"]
     assert (s["prune_method"], s["initial_method"], s["skip_layer"]) == ("swaps", "magnitude", None)

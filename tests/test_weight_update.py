@@ -250,7 +250,8 @@ def test_the_pipeline_asks_for_float64_hessians_for_the_update():
     ("--prune-method", "dsnot", "--sparsity-ratio", "0.5", "--dsnot-variant", "official", "--max-cycle-time", "3"),
 ])
 def test_cli_weight_update_lowers_every_sublayers_error(tmp_path, argv):
-    rc, res = run_prune(tmp_path, *argv, "--weight-update", "exact", "--weight-update-damp", "0.02")
+    rc, res = run_prune(tmp_path, *argv, "--weight-update", "exact", "--weight-update-damp", "0.02",
+                        "--recon-error")
     assert rc == 0
     assert (res["settings"]["weight_update"], res["settings"]["weight_update_damp"]) == ("exact", 0.02)
     rows = res["layers"]

@@ -150,8 +150,9 @@ def add_run_arguments(p) -> None:
            help=f"compute dtype: {' | '.join(DTYPES)} (default {PipelineSettings.dtype})")
     option(p, "chunk_size", type=int, default=PipelineSettings.chunk_size,
            help=f"calibration sequences per forward chunk (default {PipelineSettings.chunk_size})")
-    option(p, "no_recon_error", action="store_true",
-           help="do not run the reconstruction-error diagnostic (an observer: the masks are the same either way)")
+    option(p, "recon_error", action="store_true",
+           help="also measure each sublayer's reconstruction error before and after refinement (slower; "
+                "the masks are the same either way)")
     option(p, "recon_error_tokens", default=None, metavar="N|all",
            help="the diagnostic's errors from a seeded sample of N calibration tokens, or all of them "
                 f"(default {PipelineSettings.recon_error_tokens}; methods that gather G themselves use theirs)")
@@ -407,8 +408,8 @@ def parse_pipeline(args) -> PipelineSettings:
         spec=spec, skip_layer=SKIP_LAYERS[skip_layer],
         skip_sub_layer=None if skip_sub in ("none", "no_skip") else skip_sub,
         chunk_size=args.chunk_size, dtype=parse_choice(args.dtype, tuple(DTYPES), "--dtype"),
-        backend=parse_backend(args.backend), recon_error=not args.no_recon_error,
-        recon_error_tokens=parse_recon_error_tokens(args.recon_error_tokens, args.no_recon_error),
+        backend=parse_backend(args.backend), recon_error=args.recon_error,
+        recon_error_tokens=parse_recon_error_tokens(args.recon_error_tokens, args.recon_error),
         profile=parse_profile(args, method, nm),
     )
 
@@ -495,13 +496,13 @@ def parse_profile(args, method: str, nm) -> OwlSettings | None:
     )
 
 
-def parse_recon_error_tokens(text: str | None, no_recon_error: bool) -> int | None:
+def parse_recon_error_tokens(text: str | None, recon_error: bool) -> int | None:
     """--recon-error-tokens: a positive token count, or "all" (None: every calibration token);
-    not given, PipelineSettings' default. With --no-recon-error it cannot apply: refused."""
+    not given, PipelineSettings' default. Without --recon-error it cannot apply: refused."""
     if text is None:
         return PipelineSettings.recon_error_tokens
-    if no_recon_error:
-        raise UserError("--recon-error-tokens cannot apply with --no-recon-error")
+    if not recon_error:
+        raise UserError("--recon-error-tokens applies only with --recon-error")
     if text == "all":
         return None
     try:
