@@ -30,7 +30,7 @@ from dsnot_ref.allocator import reuse_freed_memory
 from dsnot_ref.diagnostics import gram_form, relative_errors
 from dsnot_ref.methods import PruneSpec, prune_linear
 from dsnot_ref.methods.gram import gram_from_hessian
-from dsnot_ref.pipeline import StatsCapture
+from dsnot_ref.pipeline import ChunkRecorder, StatsCapture
 
 VARIANTS = {  # name -> StatsCapture keywords (None: forward only)
     "forward only": None,
@@ -69,8 +69,11 @@ def main() -> None:
         for _ in range(args.repeats):
             for variant, kwargs in VARIANTS.items():
                 capture = None if kwargs is None else StatsCapture(names, n_cols, **kwargs)
+                recorder = None if capture is None else ChunkRecorder([capture], capture.leaders, chunk=0)
                 start = time.perf_counter()
-                y = model_lib.block_forward(config, layer, x, capture=capture)
+                y = model_lib.block_forward(config, layer, x, capture=recorder)
+                if recorder is not None:
+                    recorder.merge()
                 seconds[variant] = min(seconds[variant], time.perf_counter() - start)
                 if kwargs is not None and kwargs["with_hessian"]:
                     stats = capture.finalize()

@@ -6,21 +6,23 @@ sublayer's output on the calibration tokens, relative to the dense output:
     recon = ‖(W − Ŵ) X‖² / ‖W X‖² = Σ_r d_rᵀ G d_r / Σ_r w_rᵀ G w_r,   d = W − Ŵ,  G = Σ_t x_t x_tᵀ
 
 ``recon_before`` for the one-shot pruner's mask, ``recon_after`` for the weight the sublayer
-ends with (the refined mask; SparseGPT's updated weight). The pipeline is watched through two
-hooks: the capture hook ``observer(name, x_in)``, called with every sublayer input of the
-statistics pass (after the statistics' own capture), and ``after_pruning(name, weight, result, stats)`` once a
-sublayer is pruned. Nothing here changes what the statistics hold or what is pruned; with the
-observer off (the default: ``PipelineSettings.recon_error``) none of it runs.
+ends with (the refined mask; SparseGPT's updated weight). The pipeline is watched through its
+two hooks: the statistics pass's capture (``reduce(name, x_in, chunk)`` on the chunk's thread,
+``merge(name, part)`` in chunk order, as the statistics' own accumulators) and
+``after_pruning(name, weight, result, stats)`` once a sublayer is pruned. Nothing here changes
+what the statistics hold or what is pruned; with the observer off (the default:
+``PipelineSettings.recon_error``) none of it runs.
 
 Token sample (``tokens`` = T'): G is estimated from T' = min(S·L, tokens) calibration tokens.
-From each chunk's T tokens round(f·T) are drawn, f = T' / (S·L), with replacement and with
-probability q_t ∝ ‖x_t‖², each scaled by 1/√(m·q_t), so that the kept rows F [T', C] satisfy
-E[FᵀF] = G (norm sampling, the approximate matrix product of Drineas, Kannan and Mahoney): the
-few heavy tokens that dominate G are the likely draws. A quadratic form is then ‖F dᵀ‖²,
-T'·C work per row instead of C². When every token is kept and C < T' a C×C Gram is cheaper
-and is accumulated instead. When the method itself gathered G (SparseGPT, the exact DSnoT
-variant, SparseSwaps) the observer reads that G and keeps nothing of its own. Sampling error on
-the demo model: benchmarks/recon_sample.py (docs/speed.md).
+From each chunk's T tokens round(f·T) are drawn, f = T' / (S·L), by a generator seeded with the
+chunk's number, with replacement and with probability q_t ∝ ‖x_t‖², each scaled by
+1/√(m·q_t), so that the kept rows F [T', C] satisfy E[FᵀF] = G (norm sampling, the approximate
+matrix product of Drineas, Kannan and Mahoney): the few heavy tokens that dominate G are the
+likely draws. A quadratic form is then ‖F dᵀ‖², T'·C work per row instead of C². When every
+token is kept and C < T' a C×C Gram is cheaper and is accumulated instead. When the method
+itself gathered G (SparseGPT, the exact DSnoT variant, SparseSwaps) the observer reads that G
+and keeps nothing of its own. Sampling error on the demo model: benchmarks/recon_sample.py
+(docs/speed.md).
 
 Letters: B sequences in a chunk, L tokens per sequence, T = B·L, C input columns, R output rows.
 """
@@ -46,17 +48,28 @@ class ErrorSample:
         self.as_gram = kept == n_tokens and kept > n_cols
         self.rows = []                                   # [T'_b, C] weighted rows of each chunk
         self.gram = None                                 # [C, C] float64 Σ XᵀX
-        self.rng = np.random.default_rng(seed)
+        self.seed = seed
 
-    def update(self, x) -> None:
-        """Add one chunk x [B, L, C]."""
+    def update(self, x, chunk: int) -> None:
+        """Add chunk number ``chunk``, x [B, L, C] (``reduce`` then ``add``, on one thread)."""
+        self.add(self.reduce(x, chunk))
+
+    def reduce(self, x, chunk: int):
+        """What chunk number ``chunk``, x [B, L, C], adds: its sampled rows [T'_b, C], or its
+        XᵀX [C, C] in float64 (a pure function of x and the chunk's number, so chunks may be
+        reduced on several threads; each chunk draws from its own seeded generator)."""
         flat = x.reshape(-1, x.shape[-1])                                        # [B, L, C] -> [T, C]
         if not self.as_gram:
-            self.rows.append(sample_rows(flat, self.fraction, self.rng))
-            return
+            return sample_rows(flat, self.fraction, np.random.default_rng([self.seed, chunk]))
         xp = array_module(flat)
-        product = (flat.T @ flat).astype(xp.float64)     # [C, T] @ [T, C] in the input's dtype, summed in float64
-        self.gram = product if self.gram is None else self.gram + product
+        return (flat.T @ flat).astype(xp.float64)        # [C, T] @ [T, C] in the input's dtype
+
+    def add(self, part) -> None:
+        """Merge one chunk's ``reduce`` (chunks in calibration order)."""
+        if not self.as_gram:
+            self.rows.append(part)
+            return
+        self.gram = part if self.gram is None else self.gram + part                # summed in float64
 
     def factor(self):
         """F [T', C], the kept rows (None when a Gram matrix is kept instead)."""
@@ -120,13 +133,15 @@ class ReconObserver:
             name: ErrorSample(n_cols[name], kept, n_tokens, seed) for name, leader in leaders.items() if leader == name}
         self.seconds = 0.0
 
-    def __call__(self, name: str, x_in) -> None:
-        """The statistics pass's capture hook: x_in [B, L, C] of sublayer ``name``."""
+    def reduce(self, name: str, x_in, chunk: int):
+        """The statistics pass's capture, on the chunk's thread: x_in [B, L, C] of sublayer
+        ``name`` in chunk number ``chunk`` -> its sample's part (None: nothing kept for it)."""
         sample = self.samples.get(name)
-        if sample is not None:
-            start = time.perf_counter()
-            sample.update(x_in)
-            self.seconds += time.perf_counter() - start
+        return None if sample is None else sample.reduce(x_in, chunk)
+
+    def merge(self, name: str, part) -> None:
+        """Add one chunk's part of sublayer ``name``'s sample (chunks in calibration order)."""
+        self.samples[name].add(part)
 
     def after_pruning(self, name: str, weight, result, stats) -> dict:
         """{recon_before, recon_after} of one pruned sublayer: ``weight`` [R, C] dense,

@@ -9,7 +9,11 @@
         run the pruned layer over the chunks again -> acts/layer_{i+1}.npy
         write its pruned weights, masks and diagnostics; mark the layer done in the manifest
 
-Resident memory is one layer's weights, one chunk of activations and the statistics (plus the
+Each pass over the chunks runs W = ``workers`` chunks at once, each on a thread of its own with
+the BLAS on one thread (dsnot_ref/threads.py), and merges what they return in chunk order, so
+the statistics are summed exactly as in a plain loop over the chunks.
+
+Resident memory is one layer's weights, W + 1 chunks of activations and the statistics (plus the
 Hessians when asked for), whatever the depth of the model and the number of sequences S: the
 activations live on disk (dsnot_ref.cache). Cost of the methods that need the Hessian
 (SparseGPT, DSnoT's exact variant, SparseSwaps): a C×C float64 Hessian per distinct sublayer
@@ -64,6 +68,7 @@ from .io_utils import atomic_write_json
 from .methods import PruneSpec, prune_linear, statistics_needed
 from .methods.owl import OwlSettings
 from .stats import StatsAccumulator
+from .threads import chunk_workers, ordered_map, usable_cores
 from .timing import Timer
 from .validate import apart_from_model
 from .weights import MaskFiles, OverlayStore, read_mask_file, save_safetensors_atomic, write_mask_file
@@ -103,6 +108,7 @@ class PipelineSettings:
     skip_layer: str | None = "mlp"  # "mlp" | "self_attn" | None ("no_skip" means None)
     skip_sub_layer: str | None = None  # last name component, e.g. "q_proj", "fc1"
     chunk_size: int = 4  # B: sequences per forward chunk
+    workers: int = field(default_factory=usable_cores)  # W: chunks run at once (threads.py)
     dtype: str = "float32"  # compute and activation-cache dtype
     backend: str = "numpy"  # "numpy" | "cupy"
     recon_error: bool = False  # run the reconstruction-error observer (diagnostics.py; --recon-error)
@@ -116,6 +122,8 @@ class PipelineSettings:
             raise UserError(f"skip_layer must be one of no_skip, {', '.join(SKIP_GROUPS)}; got {self.skip_layer!r}")
         if not isinstance(self.chunk_size, int) or self.chunk_size < 1:
             raise UserError(f"chunk size must be a positive integer, got {self.chunk_size!r}")
+        if not isinstance(self.workers, int) or self.workers < 1:
+            raise UserError(f"workers must be a positive integer, got {self.workers!r}")
         if self.recon_error_tokens is not None and (
                 not isinstance(self.recon_error_tokens, int) or self.recon_error_tokens < 1):
             raise UserError(f"recon error tokens must be a positive integer, got {self.recon_error_tokens!r}")
@@ -231,12 +239,55 @@ def read_inputs(in_path: Path, start: int, settings: PipelineSettings, xp):
     return to_device(chunk.astype(DTYPES[settings.dtype], copy=False), xp)
 
 
-class StatsCapture:
-    """The ``capture`` callback of ``block_forward``: feeds each sublayer input to its accumulator.
+class ChunkRecorder:
+    """One chunk's ``capture`` callback for ``block_forward``, on the chunk's thread.
 
-    Sublayers that share an input (``input_leaders``) are accumulated once, under the leader.
-    On the first chunk we check that they really received the same tensor.
+    Keeps what each watcher's ``reduce(name, x_in, chunk)`` makes of every distinct sublayer
+    input, to be merged in chunk order on the pipeline's thread (``merge``), and the seconds each
+    watcher took. Sublayers that share an input (``input_leaders``) are given to the watchers
+    once, under the leader; the others are checked to have received the leader's very tensor.
     """
+
+    def __init__(self, watchers: list, leaders: dict[str, str], chunk: int):
+        self.watchers = watchers
+        self.leaders = leaders
+        self.chunk = chunk
+        self.kept: list[tuple[int, str, object]] = []  # (watcher, leader, its part)
+        self.seconds = [0.0] * len(watchers)
+        self.leader_inputs: dict[str, object] = {}  # leader -> its input, until the chunk ends
+
+    def __call__(self, name: str, x_in) -> None:  # x_in [B, L, C]
+        leader = self.leaders[name]
+        if leader != name:
+            shared = self.leader_inputs[leader]
+            if not (x_in is shared or bool(array_module(x_in).array_equal(x_in, shared))):
+                raise RuntimeError(f"{name} was assumed to read the same input as {leader}")
+            return
+        self.leader_inputs[name] = x_in
+        for k, watcher in enumerate(self.watchers):
+            start = time.perf_counter()
+            part = watcher.reduce(name, x_in, self.chunk)
+            if part is not None:
+                self.kept.append((k, name, part))
+            self.seconds[k] += time.perf_counter() - start
+
+    def end(self) -> None:
+        """The chunk's forward pass is over: let go of its inputs."""
+        self.leader_inputs.clear()
+
+    def merge(self) -> None:
+        """Hand every kept part to its watcher; the seconds it takes count as the watcher's."""
+        for k, name, part in self.kept:
+            start = time.perf_counter()
+            self.watchers[k].merge(name, part)
+            self.seconds[k] += time.perf_counter() - start
+        self.kept.clear()
+
+
+class StatsCapture:
+    """The statistics' watcher of the capture: each distinct sublayer input goes to its
+    accumulator, ``reduce`` on the chunk's thread and ``merge`` in chunk order (the two halves of
+    ``stats.StatsAccumulator.update``)."""
 
     def __init__(self, names: list[str], n_cols: dict[str, int], with_hessian: bool,
                  hessian_products: str = "float64", moments: type | None = None):
@@ -247,28 +298,12 @@ class StatsCapture:
             for name in names
             if self.leaders[name] == name
         }
-        self.shared_leaders = {leader for name, leader in self.leaders.items() if leader != name}
-        self.last_input: dict[str, object] = {}  # leader -> its input in the first chunk
-        self.checked = False  # the sharing was verified on one chunk
-        self.seconds = 0.0
 
-    def __call__(self, name: str, x_in) -> None:  # x_in [B, L, C]
-        start = time.perf_counter()
-        leader = self.leaders[name]
-        if leader == name:
-            self.accumulators[name].update(x_in)
-            if not self.checked and name in self.shared_leaders:
-                self.last_input[name] = x_in
-        elif not self.checked:
-            xp = array_module(x_in)
-            shared = self.last_input[leader]
-            if not (x_in is shared or bool(xp.array_equal(x_in, shared))):
-                raise RuntimeError(f"{name} was assumed to read the same input as {leader}")
-        self.seconds += time.perf_counter() - start
+    def reduce(self, name: str, x_in, chunk: int):  # x_in [B, L, C] of a leader
+        return self.accumulators[name].reduce(x_in)
 
-    def end_chunk(self) -> None:
-        self.checked = True
-        self.last_input.clear()
+    def merge(self, name: str, part) -> None:
+        self.accumulators[name].add(part)
 
     def finalize(self) -> dict:
         """name -> LinearStats for every sublayer (shared ones get the leader's object)."""
@@ -276,36 +311,60 @@ class StatsCapture:
         return {name: by_leader[leader] for name, leader in self.leaders.items()}
 
 
+def over_chunks(work: Callable, merge: Callable, starts: range, settings: PipelineSettings, timer: Timer) -> None:
+    """One pass over a layer's chunks: ``work(start)`` for every chunk, W = ``settings.workers``
+    at a time on threads of their own (one at a time on a GPU), then ``merge(k, start, result)``
+    on this thread in chunk order.
+
+    ``work`` returns (result, {step: seconds}) and ``merge`` returns {step: seconds}; since the
+    chunks overlap in time, the steps share the pass's wall time in proportion to those seconds
+    (so a layer's timings add up to its wall time, whatever W).
+    """
+    spent: dict[str, float] = {}
+    began = time.perf_counter()
+    wanted = 1 if settings.backend == "cupy" else min(settings.workers, len(starts))
+    with chunk_workers(wanted) as workers:
+        for k, (start, (result, seconds)) in enumerate(zip(starts, ordered_map(work, starts, workers))):
+            add_seconds(spent, seconds)
+            add_seconds(spent, merge(k, start, result))
+    timer.add_shares(spent, time.perf_counter() - began)
+
+
+def add_seconds(into: dict[str, float], seconds: dict[str, float]) -> None:
+    for step, value in seconds.items():
+        into[step] = into.get(step, 0.0) + value
+
+
 def gather_stats(config, layer: dict, in_path: Path, settings: PipelineSettings, xp, timer: Timer,
                  tick: ChunkProgress = _no_chunk_progress, observer: ReconObserver | None = None) -> dict:
     """Run the dense layer over every chunk; name -> LinearStats for every linear sublayer.
-    ``observer`` (the diagnostic) sees every sublayer input after the statistics do."""
+    ``observer`` (the diagnostic) watches every distinct sublayer input beside the statistics."""
     names = model_lib.linear_names(config)
     n_cols = {name: layer[f"{name}.weight"].shape[1] for name in names}  # C of each [R, C]
     needs = statistics_needed(settings.spec)  # what the method reads, G included when it reads one
     stats_capture = StatsCapture(names, n_cols, with_hessian=needs.gram is not None,
                                  hessian_products=needs.gram or "float64", moments=needs.moments)
-    watching = [stats_capture] if observer is None else [stats_capture, observer]
-
-    def capture(name, x_in):  # [B, L, C]
-        for hook in watching:
-            hook(name, x_in)
-
+    watchers = [stats_capture] if observer is None else [stats_capture, observer]
+    steps = ["stats", "diagnostics"][: len(watchers)]  # whose seconds each watcher's are
     (n_seq, _, _), _ = cache.activation_info(in_path)
     starts = chunk_starts(n_seq, settings.chunk_size)
-    watched = 0.0 if observer is None else observer.seconds
-    for k, start in enumerate(starts):
-        with timer("io"):
-            x = read_inputs(in_path, start, settings, xp)  # [B, L, D]
-        hooks_before, t0 = sum(hook.seconds for hook in watching), time.perf_counter()
-        model_lib.block_forward(config, layer, x, capture=capture, output=False)  # inputs only
-        hooks = sum(hook.seconds for hook in watching) - hooks_before
-        timer.seconds["forward"] += time.perf_counter() - t0 - hooks
-        stats_capture.end_chunk()
+
+    def work(start: int):  # on a worker thread
+        began = time.perf_counter()
+        x = read_inputs(in_path, start, settings, xp)  # [B, L, D]
+        read = time.perf_counter()
+        recorder = ChunkRecorder(watchers, stats_capture.leaders, start // settings.chunk_size)
+        model_lib.block_forward(config, layer, x, capture=recorder, output=False)  # inputs only
+        recorder.end()
+        forward = time.perf_counter() - read - sum(recorder.seconds)
+        return recorder, {"io": read - began, "forward": forward}
+
+    def merge(k: int, start: int, recorder: ChunkRecorder) -> dict:
+        recorder.merge()
         tick(k + 1, 2 * len(starts), "statistics")
-    timer.seconds["stats"] += stats_capture.seconds
-    if observer is not None:
-        timer.seconds["diagnostics"] += observer.seconds - watched
+        return dict(zip(steps, recorder.seconds))
+
+    over_chunks(work, merge, starts, settings, timer)
     return stats_capture.finalize()
 
 
@@ -357,16 +416,22 @@ def write_next_inputs(config, layer: dict, in_path: Path, out_path: Path, settin
     """Run the (pruned) layer over every chunk of its inputs and write its outputs to disk."""
     shape, _ = cache.activation_info(in_path)
     starts = chunk_starts(shape[0], settings.chunk_size)
+
+    def work(start: int):  # on a worker thread
+        began = time.perf_counter()
+        x = read_inputs(in_path, start, settings, xp)  # [B, L, D]
+        read = time.perf_counter()
+        y = to_numpy(model_lib.block_forward(config, layer, x))  # [B, L, D] -> [B, L, D]
+        return y, {"io": read - began, "forward": time.perf_counter() - read}
+
     with cache.ActivationWriter(out_path, shape, DTYPES[settings.dtype]) as writer:
-        for k, start in enumerate(starts):
-            with timer("io"):
-                x = read_inputs(in_path, start, settings, xp)  # [B, L, D]
-            with timer("forward"):
-                y = model_lib.block_forward(config, layer, x)  # [B, L, D] -> [B, L, D]
-                y = to_numpy(y)
-            with timer("io"):
-                writer.write(start, y)
+        def merge(k: int, start: int, y) -> dict:
+            began = time.perf_counter()
+            writer.write(start, y)
             tick(len(starts) + k + 1, 2 * len(starts), "outputs")
+            return {"io": time.perf_counter() - began}
+
+        over_chunks(work, merge, starts, settings, timer)
 
 
 def write_embeddings(model, tokens: np.ndarray, out_path: Path, settings: PipelineSettings, xp, timer: Timer) -> None:

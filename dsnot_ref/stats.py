@@ -80,6 +80,17 @@ def merge_moments(n_a, mean_a, m2_a, n_b, mean_b, m2_b):
     return n, mean, m2
 
 
+@dataclass(frozen=True)
+class ChunkReductions:
+    """What one chunk of B sequences contributes, before it is merged (``StatsAccumulator.reduce``)."""
+
+    seq_len: int  # L
+    seq_mean: object  # [B, C] float64  each sequence's mean
+    seq_m2: object  # [B, C] float64  each sequence's Σ_t (x − mean)²
+    xtx: object | None  # [C, C]  X_bᵀ X_b in the chunk products' dtype, when the Hessian is gathered
+    moments: object | None  # the moments accumulator's own reductions
+
+
 class StatsAccumulator:
     """Accumulates :class:`LinearStats` from chunks of whole sequences.
 
@@ -108,22 +119,47 @@ class StatsAccumulator:
 
     def update(self, x) -> None:
         """Add B whole sequences, ``x [B, L, C]`` (any float dtype; summed in float64)."""
+        self.add(self.reduce(x))
+
+    def reduce(self, x) -> ChunkReductions | None:
+        """The per-sequence reductions of one chunk ``x [B, L, C]``, the part of ``update`` that
+        reads x (a pure function of x: chunks may be reduced on several threads, then added in
+        order). None for an empty chunk."""
         if x.ndim != 3 or x.shape[2] != self.n_cols:
             raise ValueError(f"expected x of shape [B, L, {self.n_cols}], got {tuple(x.shape)}")
-        if self.seq_len is not None and x.shape[1] != self.seq_len:
-            raise ValueError(f"sequence length changed from {self.seq_len} to {x.shape[1]}")
         xp = array_module(x)
         b, seq_len, c = x.shape
         if b == 0:
-            return
-        if self.seq_len is None:
-            self._allocate(xp, seq_len)
+            return None
         # Every statistic follows from each sequence's mean and M2 (its sum of squared
         # deviations), found in two passes: the mean first, so M2 has no cancellation.
         # Stats are float64 (design.md): the sums are taken in float64 from the input directly.
         seq_mean = x.mean(axis=1, dtype=xp.float64)  # [B, L, C] -> [B, C]
         dev = x - seq_mean[:, None, :]  # [B, L, C], float64
         seq_m2 = xp.square(dev, out=dev).sum(axis=1)  # [B, L, C] -> [B, C]
+        del dev
+        xtx = None
+        if self.with_hessian:
+            flat = x.reshape(b * seq_len, c)  # [B, L, C] -> [T, C]
+            if self.hessian_products == "float64":
+                flat = flat.astype(xp.float64)
+            xtx = flat.T @ flat  # [C, T] @ [T, C] -> [C, C] (one symmetric BLAS product)
+        moments = None
+        if self._moments is not None:  # numpy's var(axis=1) of float64(x), reused
+            moments = self._moments.reduce(x, seq_var=seq_m2 / seq_len)
+        return ChunkReductions(seq_len=seq_len, seq_mean=seq_mean, seq_m2=seq_m2, xtx=xtx, moments=moments)
+
+    def add(self, chunk: ChunkReductions | None) -> None:
+        """Merge one chunk's reductions into the statistics (chunks in calibration order)."""
+        if chunk is None:
+            return
+        if self.seq_len is not None and chunk.seq_len != self.seq_len:
+            raise ValueError(f"sequence length changed from {self.seq_len} to {chunk.seq_len}")
+        xp = array_module(chunk.seq_mean)
+        if self.seq_len is None:
+            self._allocate(xp, chunk.seq_len)
+        seq_len, seq_mean, seq_m2 = chunk.seq_len, chunk.seq_mean, chunk.seq_m2  # [B, C] each
+        b = seq_mean.shape[0]
         self._sum += seq_len * seq_mean.sum(axis=0)  # Σ_s Σ_t x = Σ_s L·mean_s
         self._sumsq += (seq_m2 + seq_len * xp.square(seq_mean)).sum(axis=0)  # Σ x² = Σ_s M2_s + L·mean_s²
         # Released code: one biased variance per sequence, over its L tokens.
@@ -134,13 +170,10 @@ class StatsAccumulator:
         self._n_tokens, self._mean, self._m2 = merge_moments(
             self._n_tokens, self._mean, self._m2, b * seq_len, mean_b, m2_b
         )
-        if self.with_hessian:
-            flat = x.reshape(b * seq_len, c)  # [B, L, C] -> [T, C]
-            if self.hessian_products == "float64":
-                flat = flat.astype(xp.float64)
-            self._xtx += flat.T @ flat  # [C, T] @ [T, C] -> [C, C] (one symmetric BLAS product), summed in float64
-        if self._moments is not None:
-            self._moments.update(x, seq_var=seq_m2 / seq_len)  # numpy's var(axis=1) of float64(x), reused
+        if chunk.xtx is not None:
+            self._xtx += chunk.xtx  # summed in float64
+        if chunk.moments is not None:
+            self._moments.add(chunk.moments)
         self.n_seq += b
 
     def _allocate(self, xp, seq_len: int) -> None:

@@ -30,6 +30,13 @@ class Timer:
         for step, value in seconds.items():
             self.seconds[step] = self.seconds.get(step, 0.0) + value
 
+    def add_shares(self, seconds: dict[str, float], wall: float) -> None:
+        """Add ``wall`` seconds shared among steps that ran at once on several threads, each in
+        proportion to its own ``seconds`` (summed over the threads)."""
+        busy = sum(seconds.values())
+        if busy > 0:
+            self.add({step: wall * value / busy for step, value in seconds.items()})
+
     def elapsed(self) -> float:
         """Seconds since the timer was made."""
         return time.perf_counter() - self.start

@@ -26,13 +26,13 @@ def test_every_token_kept_as_rows_or_as_gram():
     rng = np.random.default_rng(4)
     x = rng.standard_normal((3, 4, 20))                                   # T = 12 < C = 20
     rows = ErrorSample(20, kept=12, n_tokens=12)
-    rows.update(x[:2])
-    rows.update(x[2:])
+    rows.update(x[:2], 0)
+    rows.update(x[2:], 1)
     assert not rows.as_gram and rows.gram is None and rows.factor().shape == (12, 20)
     np.testing.assert_allclose(rows.factor().T @ rows.factor(), gram(x), rtol=1e-12, atol=1e-12)
     small = ErrorSample(5, kept=12, n_tokens=12)                          # C = 5 < T = 12
-    small.update(x[:2, :, :5])
-    small.update(x[2:, :, :5])
+    small.update(x[:2, :, :5], 0)
+    small.update(x[2:, :, :5], 1)
     assert small.as_gram and small.factor() is None
     np.testing.assert_allclose(small.gram, gram(x[:, :, :5]), rtol=1e-12)
     d = rng.standard_normal((3, 20))
@@ -52,8 +52,8 @@ def test_sampled_factor_is_an_unbiased_norm_sampling_estimate():
 
     def sampled(seed):
         sample = ErrorSample(5, kept=128, n_tokens=2048, seed=seed)      # f = 1/16
-        sample.update(x[:4])
-        sample.update(x[4:])
+        sample.update(x[:4], 0)
+        sample.update(x[4:], 1)
         f = sample.factor()
         assert f.shape == (2 * 64, 5)
         return f.T @ f
@@ -73,7 +73,7 @@ def test_sampling_weights_survive_float32_overflow():
     x = np.ones((1, 64, 8), dtype=np.float32)
     x[0, 5] = 1e20
     sample = ErrorSample(8, kept=16, n_tokens=64)
-    sample.update(x)
+    sample.update(x, 0)
     assert sample.factor().shape == (16, 8) and np.isfinite(sample.factor()).all()
 
 
@@ -121,7 +121,7 @@ def test_observer_reads_the_methods_gram_and_keeps_nothing():
     assert observer.samples == {}
     rng = np.random.default_rng(3)
     x = rng.standard_normal((2, 32, 8))
-    observer("a", x)                                                      # nothing kept
+    assert observer.reduce("a", x, chunk=0) is None                      # nothing kept
     acc = StatsAccumulator(8, with_hessian=True)
     acc.update(x)
     stats = acc.finalize()

@@ -160,16 +160,20 @@ def test_stats_capture_shares_one_accumulation():
     capture = pipeline.StatsCapture(names, n_cols, with_hessian=False)
     rng = np.random.default_rng(0)
     h, a, m = (rng.standard_normal((2, 3, c)) for c in (4, 4, 8))
+    recorder = pipeline.ChunkRecorder([capture], capture.leaders, chunk=0)
     for name in names:  # the order block_forward calls it in
-        capture(name, {"self_attn.o_proj": a, "mlp.down_proj": m}.get(name, h))
-    capture.end_chunk()
+        recorder(name, {"self_attn.o_proj": a, "mlp.down_proj": m}.get(name, h))
+    recorder.end()
+    assert [name for _, name, _ in recorder.kept] == ["self_attn.q_proj", "self_attn.o_proj", "mlp.gate_proj",
+                                                       "mlp.down_proj"]  # each distinct input once
+    recorder.merge()
     stats = capture.finalize()
     assert stats["self_attn.k_proj"] is stats["self_attn.q_proj"] is stats["self_attn.v_proj"]
     assert stats["mlp.up_proj"] is stats["mlp.gate_proj"]
     assert stats["mlp.gate_proj"] is not stats["self_attn.q_proj"]
     np.testing.assert_allclose(stats["self_attn.q_proj"].seq_sq, (h**2).sum(axis=(0, 1)) / 2)  # counted once
     np.testing.assert_allclose(stats["mlp.down_proj"].seq_sum, m.sum(axis=(0, 1)) / 2)
-    fresh = pipeline.StatsCapture(names, n_cols, with_hessian=False)
+    fresh = pipeline.ChunkRecorder([capture], capture.leaders, chunk=1)
     fresh("self_attn.q_proj", h)
     with pytest.raises(RuntimeError, match="same input"):
         fresh("self_attn.k_proj", h + 1)

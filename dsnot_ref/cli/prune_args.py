@@ -26,6 +26,7 @@ from ..methods.swaps import SwapSettings
 from ..methods.weight_update import MODES as UPDATE_MODES
 from ..methods.weight_update import WeightUpdateSettings
 from ..pipeline import DTYPES, PipelineSettings
+from ..threads import usable_cores
 from . import user_help
 
 SKIP_LAYERS = {"mlp": "mlp", "self_attn": "self_attn", "none": None, "no_skip": None}
@@ -150,6 +151,9 @@ def add_run_arguments(p) -> None:
            help=f"compute dtype: {' | '.join(DTYPES)} (default {PipelineSettings.dtype})")
     option(p, "chunk_size", type=int, default=PipelineSettings.chunk_size,
            help=f"calibration sequences per forward chunk (default {PipelineSettings.chunk_size})")
+    option(p, "workers", type=int, default=None, metavar="W",
+           help="chunks run at once, each on a core of its own (default the cores this process may use); "
+                "each of them holds its activations in memory")
     option(p, "recon_error", action="store_true",
            help="also measure each sublayer's reconstruction error before and after refinement (slower; "
                 "the masks are the same either way)")
@@ -407,7 +411,8 @@ def parse_pipeline(args) -> PipelineSettings:
     return PipelineSettings(
         spec=spec, skip_layer=SKIP_LAYERS[skip_layer],
         skip_sub_layer=None if skip_sub in ("none", "no_skip") else skip_sub,
-        chunk_size=args.chunk_size, dtype=parse_choice(args.dtype, tuple(DTYPES), "--dtype"),
+        chunk_size=args.chunk_size, workers=parse_workers(args.workers),
+        dtype=parse_choice(args.dtype, tuple(DTYPES), "--dtype"),
         backend=parse_backend(args.backend), recon_error=args.recon_error,
         recon_error_tokens=parse_recon_error_tokens(args.recon_error_tokens, args.recon_error),
         profile=parse_profile(args, method, nm),
@@ -494,6 +499,12 @@ def parse_profile(args, method: str, nm) -> OwlSettings | None:
         budget=OWL_DEFAULTS.budget if args.owl_budget is None else parse_choice(args.owl_budget, BUDGETS,
                                                                                  "--owl-budget"),
     )
+
+
+def parse_workers(count: int | None) -> int:
+    """--workers: a positive count; not given, every core this process may use."""
+    check_positive(count, "--workers")
+    return usable_cores() if count is None else count
 
 
 def parse_recon_error_tokens(text: str | None, recon_error: bool) -> int | None:

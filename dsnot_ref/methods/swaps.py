@@ -38,14 +38,13 @@ unstructured, ``k + 1`` for N:M.
 
 from __future__ import annotations
 
-import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..backend import array_module, to_numpy
 from ..errors import UserError
+from ..threads import chunk_workers, ordered_map, usable_cores
 from .contract import LayerProblem, Refinement, RefinementTrace, StatsNeeds
 from .gram import gram_products, pruned_part
 
@@ -480,13 +479,6 @@ def rows_per_block(settings: SwapSettings, n_cols: int, k: int, nm) -> int:
     return max(1, BLOCK_BYTES // (8 * per_row))
 
 
-def thread_count(settings: SwapSettings) -> int:
-    """Threads for the row blocks: ``settings.threads``, or 0 = the CPUs this process may use."""
-    if settings.threads:
-        return settings.threads
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
 def sparse_swaps_from_gram(w, pruned0, gram, settings: SwapSettings | None = None, nm=None) -> SwapResult:
     """The search on all rows, in blocks of rows: w [R, C], pruned0 [R, C] bool, gram [C, C]
     (Σ x xᵀ; any positive multiple gives the same masks, the errors scale with it)."""
@@ -497,7 +489,7 @@ def sparse_swaps_from_gram(w, pruned0, gram, settings: SwapSettings | None = Non
     pruned0 = xp.asarray(pruned0, dtype=xp.bool_)
     check_problem(w, pruned0, gram, nm)
     n_rows, n_cols = w.shape
-    threads = thread_count(settings) if xp is np else 1
+    threads = (settings.threads or usable_cores()) if xp is np else 1
     height = rows_per_block(settings, n_cols, window_size(settings, n_cols), nm)
     if not settings.block_rows:
         height = min(height, -(-n_rows // threads))  # at least one block per thread
@@ -508,11 +500,8 @@ def sparse_swaps_from_gram(w, pruned0, gram, settings: SwapSettings | None = Non
         part = search_block(w[start : start + height], pruned0[start : start + height], gram, settings, nm, block_log)
         return part, [(rows + start, i, j, step, best) for rows, i, j, step, best in block_log]
 
-    if threads > 1 and len(starts) > 1:  # NumPy releases the GIL inside its array operations
-        with ThreadPoolExecutor(max_workers=threads) as pool:
-            results = list(pool.map(search, starts))
-    else:
-        results = [search(start) for start in starts]
+    with chunk_workers(min(threads, len(starts))) as workers:  # NumPy releases the GIL in its array work
+        results = list(ordered_map(search, starts, workers))
     parts = [part for part, _ in results]
     pruned, before, after, swaps = (xp.concatenate([p[n] for p in parts]) for n in range(4))
     table, deltas = log_table([entry for _, block_log in results for entry in block_log])

@@ -40,15 +40,26 @@ class ReleasedAverages:
     def update(self, x, seq_var=None) -> None:
         """Add B whole sequences, ``x [B, L, C]``, in order. ``seq_var`` [B, C]: each sequence's
         biased variance in float64 when the caller has it already (stats.py does), else computed."""
+        self.add(self.reduce(x, seq_var))
+
+    @staticmethod
+    def reduce(x, seq_var=None) -> tuple:
+        """The per-sequence reductions of one chunk, the part of ``update`` that reads x:
+        (Σ_t x [B, C], ‖x_j‖ [B, C], var_s [B, C] float32, L)."""
         xp = array_module(x)
         x32 = x.astype(xp.float32, copy=False)                             # [B, L, C]
         seq_sum = torch_column_sum(x32)                                    # [B, L, C] -> [B, C]
         norm = xp.sqrt(sequential_sum(x32 * x32))                          # [B, C]  torch.norm(p=2)
         if seq_var is None:
             seq_var = x32.astype(xp.float64).var(axis=1)                   # [B, C]  unbiased=False
-        seq_var = seq_var.astype(xp.float32)
-        for s in range(x.shape[0]):
-            self._add_sequence(xp, seq_sum[s], norm[s], seq_var[s], x.shape[1])
+        return seq_sum, norm, seq_var.astype(xp.float32), x.shape[1]
+
+    def add(self, reductions: tuple) -> None:
+        """One chunk's reductions (``reduce``), its sequences one after the other."""
+        seq_sum, norm, seq_var, seq_len = reductions
+        xp = array_module(seq_sum)
+        for s in range(seq_sum.shape[0]):
+            self._add_sequence(xp, seq_sum[s], norm[s], seq_var[s], seq_len)
 
     def _add_sequence(self, xp, seq_sum, norm, seq_var, seq_len: int) -> None:
         """One call of the released ``add_batch``: the formulas of the module docstring. [C] each."""
