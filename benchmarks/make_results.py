@@ -12,7 +12,10 @@ A table lives in a Markdown file between two markers,
 and NAME is one of TABLES below. Everything between the markers is produced here from the raw
 files; nothing in it is edited by hand. Every raw file carries its provenance (machine, date,
 commit, exact command): a JSON file as its "provenance" object, a text file as "# machine:",
-"# date:" (or a dated title), "# commit:" and "# command:" lines.
+"# date:" (or a dated title), "# commit:" and "# command:" lines. A file whose run kept no output
+holds figures transcribed from the text that first quoted them, and its provenance says from where
+("recovered"). The prose around a block refers to it and never restates its numbers
+(tests/test_results_tables.py checks that too).
 """
 
 from __future__ import annotations
@@ -51,9 +54,16 @@ def perplexity(run: dict) -> float:
     return run["perplexity"]["pruned"]["perplexity"]
 
 
+def reductions(run: dict, sublayer: str = "") -> list[float]:
+    """1 - recon_after / recon_before of each sublayer (whose name ends with `sublayer`): the relative
+    calibration error cut."""
+    return [1 - row["recon_after"] / row["recon_before"] for row in run["layers"]
+            if row.get("recon_before") and row["sublayer"].endswith(sublayer)]
+
+
 def mean_reduction(run: dict) -> float:
-    """Mean over sublayers of 1 - recon_after / recon_before: the relative calibration error cut."""
-    cuts = [1 - row["recon_after"] / row["recon_before"] for row in run["layers"] if row.get("recon_before")]
+    """Mean over sublayers of the relative calibration error cut."""
+    cuts = reductions(run)
     return sum(cuts) / len(cuts)
 
 
@@ -97,12 +107,34 @@ def demo(results: Path) -> str:
                       source_line(raw, "demo.json")])
 
 
+DEMO_MODELS = (("dense", "dense"), ("wanda", "Wanda"), ("wanda + DSnoT", "Wanda + DSnoT (reference)"),
+               ("wanda + SparseSwaps", "Wanda + SparseSwaps"))
+
+
+def demo_earlier(results: Path) -> str:
+    """Earlier runs of `dsnot-ref demo`: perplexity and prune / eval seconds of each model, and the total."""
+    raw = load(results, "demo_earlier.json")
+    runs = raw["runs"]
+    rows = []
+    for key, label in DEMO_MODELS:
+        cells = []
+        for run in runs:
+            r = next(r for r in run["demo"] if r["model"] == key)
+            prune = "" if key == "dense" else f"{r['prune_seconds']:.0f} / "
+            cells.append(f"{r['perplexity']:.3f} ({prune}{r['eval_seconds']:.0f} s)")
+        rows.append((label, *cells))
+    rows.append(("total", *(f"{run['total_seconds'] // 60} min {run['total_seconds'] % 60:02d} s" for run in runs)))
+    header = ("model: perplexity (prune / eval s)", *(run["label"] for run in runs))
+    return "\n".join([markdown(header, rows), "", source_line(raw, "demo_earlier.json")])
+
+
 def dsnot_variants(results: Path) -> str:
     """Wanda 60% + each DSnoT variant through `prune`, demo calibration, 64 evaluation windows."""
     raw = load(results, "dsnot_variants60.json")
     wanda = raw["wanda"]
-    rows = [(r["variant"], ppl(r["perplexity"]), pct(r["perplexity"] / wanda - 1)) for r in raw["rows"]]
-    header = ("Wanda 60% + DSnoT variant", "perplexity", "vs Wanda")
+    rows = [(r["variant"], ppl(r["perplexity"]), pct(r["perplexity"] / wanda - 1),
+             f"{r['swaps']:,}" if "swaps" in r else "", r.get("most_cycles", "")) for r in raw["rows"]]
+    header = ("Wanda 60% + DSnoT variant", "perplexity", "vs Wanda", "swaps", "most cycles any row ran")
     note = (f"Same budget: dense {ppl(raw['dense'])}, Wanda {ppl(wanda)}; {raw['budget']}.")
     return "\n".join([markdown(header, rows), "", note, source_line(raw, "dsnot_variants60.json")])
 
@@ -129,11 +161,17 @@ def quality(results: Path) -> str:
         cells = [ppl(runs[with_dsnot.format(v)]["perplexity"]) if with_dsnot else "" for v in VARIANTS]
         rows.append((label, level, ppl(runs[alone]["perplexity"]), *cells))
     header = ("initial mask", "sparsity", "initial mask alone", *(f"+ DSnoT {v}" for v in VARIANTS))
-    recon = [f"{runs[f'dsnot-{v}@60%']['recon_before_dsnot_sublayers']:.4f} → "
-             f"{runs[f'dsnot-{v}@60%']['recon_after_dsnot_sublayers']:.4f}" for v in VARIANTS]
+    recon = [(f"Wanda {level}", *(recon_change(runs[f"dsnot-{v}@{level}"]) for v in VARIANTS))
+             for level in ("50%", "60%", "70%", "2:4")]
+    minutes = sum(run["seconds"] for run in raw["runs"]) / 60
     return "\n".join([markdown(header, rows), "",
-                      markdown(("Wanda 60%, recon of DSnoT's sublayers", *VARIANTS), [("before → after", *recon)]),
-                      "", source_line(raw, "quality.json")])
+                      markdown(("recon of DSnoT's sublayers, before → after", *VARIANTS), recon), "",
+                      f"{len(raw['runs'])} runs, {minutes:.0f} min in all.", "", source_line(raw, "quality.json")])
+
+
+def recon_change(run: dict) -> str:
+    before, after = run["recon_before_dsnot_sublayers"], run["recon_after_dsnot_sublayers"]
+    return f"{before:.4f} → {after:.4f} ({pct(after / before - 1)})"
 
 
 OWL_ROWS = (("Wanda", "wanda", 0.7), ("Wanda + DSnoT (reference)", "dsnot_reference", 0.7),
@@ -146,11 +184,32 @@ def owl(results: Path) -> str:
     raw = load(results, "owl.json")
     rows = []
     for label, key, p in OWL_ROWS:
-        uniform = raw[f"small_{p}_{key}_uniform"]["perplexity"]
-        layered = raw[f"small_{p}_{key}_owl"]["perplexity"]
-        rows.append((label, f"{100 * p:.0f}%", ppl(uniform), ppl(layered), pct(layered / uniform - 1)))
-    return "\n".join([markdown(("method", "P", "uniform", "OWL", "OWL vs uniform"), rows), "",
-                      source_line(raw, "owl.json")])
+        uniform, layered = raw[f"small_{p}_{key}_uniform"], raw[f"small_{p}_{key}_owl"]
+        rows.append((label, f"{100 * p:.0f}%", ppl(uniform["perplexity"]), ppl(layered["perplexity"]),
+                     pct(layered["perplexity"] / uniform["perplexity"] - 1),
+                     f"{uniform['prune_s']:.0f} / {layered['prune_s']:.0f}", f"{layered['owl_pass_s']:.0f}"))
+    header = ("method", "P", "uniform", "OWL", "OWL vs uniform", "prune (s), uniform / OWL", "OWL's dense pass (s)")
+    return "\n".join([markdown(header, rows), "", owl_profile(raw), "", source_line(raw, "owl.json")])
+
+
+def owl_profile(raw: dict) -> str:
+    """What OWL's 70% profile looked like: outlier ratios and layer sparsities by depth, overall sparsity."""
+    run = raw["small_0.7_wanda_owl"]
+    ratios, levels = run["outlier_ratios"], run["layer_sparsities"]
+
+    def at(values: list[float], pick) -> str:
+        layer = values.index(pick(values))
+        return f"{100 * values[layer]:.2f}% (layer {layer})"
+
+    def overall(key: str) -> str:
+        return f"{raw[f'small_0.7_{key}_owl']['overall']:.5f} / {raw[f'small_0.7_{key}_uniform']['overall']:.5f}"
+
+    rows = [("outlier ratio (share of scores above M × the layer mean)", at(ratios, min), at(ratios, max),
+             f"{100 * ratios[0]:.2f}%"),
+            ("OWL's layer sparsity", at(levels, min), at(levels, max), f"{100 * levels[0]:.2f}%")]
+    return "\n".join([markdown(("Wanda, OWL at 70%", "lowest", "highest", "layer 0"), rows), "",
+                      f"Overall sparsity achieved, OWL / uniform: {overall('wanda')} for the row-wise methods, "
+                      f"{overall('sparsegpt')} for SparseGPT."])
 
 
 SWAPS_ROWS = (
@@ -177,64 +236,119 @@ def swaps_budget(results: Path) -> str:
         base = demo_wanda60(results) if alone is None else perplexity(load(results, alone))
         run = load(results, refined)
         start_name = start or "Wanda"
+        cuts = reductions(run)
         rows.append((setting, f"{ppl(base)} ({start_name})", f"{ppl(perplexity(run))} ({start_name} + SparseSwaps)",
-                     pct(perplexity(run) / base - 1), pct(-mean_reduction(run))))
+                     pct(perplexity(run) / base - 1), pct(-mean_reduction(run)),
+                     f"{100 * min(cuts):.0f}% to {100 * max(cuts):.0f}%"))
     header = ("demo budget (32 × 512, first 32 windows)", "initial mask", "+ SparseSwaps", "perplexity",
-              "calibration error, mean over the 210 sublayers")
+              "calibration error, mean over the 210 sublayers", "error cut, least to most")
     files = ", ".join(f for row in SWAPS_ROWS for f in row[1:3] if f)
     return "\n".join([markdown(header, rows), "",
                       f"*Raw: `benchmarks/results/` {files}; Wanda 60% from `demo.json`; each file's provenance "
                       "names its date, commit and machine.*"])
 
 
-def swaps_sublayers(results: Path) -> str:
-    """Per sublayer type: relative calibration error of Wanda 60% before and after SparseSwaps."""
-    raw = load(results, "swaps60.json")
+def swaps_budget_times(results: Path) -> str:
+    """Prune time of each perplexity run of the first table, with the machine's load as its provenance states."""
     rows = []
-    for name in SUBLAYERS:
-        layers = [r for r in raw["layers"] if r["sublayer"].endswith(name)]
-        before = sum(r["recon_before"] for r in layers) / len(layers)
-        after = sum(r["recon_after"] for r in layers) / len(layers)
-        cuts = [1 - r["recon_after"] / r["recon_before"] for r in layers]
-        rows.append((name, f"{before:.4f} → {after:.4f}",
-                     f"{100 * sum(cuts) / len(cuts):.1f}% ({100 * min(cuts):.0f}% to {100 * max(cuts):.0f}%)"))
-    n_layers = len({r["layer"] for r in raw["layers"]})
-    header = ("sublayer", f"relative error, Wanda → + SparseSwaps (mean over the {n_layers} layers)",
-              "reduction (min to max over layers)")
-    return "\n".join([markdown(header, rows), "", source_line(raw, "swaps60.json")])
+    for setting, alone, refined, _ in SWAPS_ROWS:
+        run = load(results, refined)
+        base = "" if alone is None else f"{load(results, alone)['times']['prune']:.0f}"
+        steps = run["pipeline_times"]
+        rows.append((setting, base, f"{run['times']['prune']:.0f}",
+                     " / ".join(f"{steps[k]:.0f}" for k in ("forward", "stats", "prune", "io")),
+                     run["provenance"]["machine"]))
+    header = ("setting", "initial mask: prune (s)", "+ SparseSwaps: prune (s)",
+              "+ SparseSwaps: forward / statistics / search / I/O (s)", "machine (the SparseSwaps run)")
+    return "\n".join([markdown(header, rows), "", "*Raw: the files of the first table.*"])
 
 
-GRAM_ROWS = (("Wanda 60%", "demo_swaps60_gram64.json", "demo_swaps60_gram32.json"),
-             ("Wanda 70%", "swaps70.json", "swaps70_gram32.json"),
-             ("Wanda 2:4", "swaps24.json", "swaps24_gram32.json"))
+SUBLAYER_SETTINGS = (("Wanda 60%", "swaps60.json"), ("Wanda 2:4", "swaps24.json"), ("magnitude 2:4", "magswaps24.json"))
+
+
+def swaps_sublayers(results: Path) -> str:
+    """Per sublayer type: relative calibration error before and after SparseSwaps, and its cut."""
+    parts, names = [], []
+    for label, name in SUBLAYER_SETTINGS:
+        raw = load(results, name)
+        rows = []
+        for sublayer in SUBLAYERS:
+            layers = [r for r in raw["layers"] if r["sublayer"].endswith(sublayer)]
+            before = sum(r["recon_before"] for r in layers) / len(layers)
+            after = sum(r["recon_after"] for r in layers) / len(layers)
+            cuts = reductions(raw, sublayer)
+            rows.append((sublayer, f"{before:.4f} → {after:.4f}",
+                         f"{100 * sum(cuts) / len(cuts):.1f}% ({100 * min(cuts):.0f}% to {100 * max(cuts):.0f}%)"))
+        n_layers = len({r["layer"] for r in raw["layers"]})
+        header = (f"{label}: sublayer", f"relative error → + SparseSwaps (mean over the {n_layers} layers)",
+                  "error cut, mean (least to most over layers)")
+        parts += [markdown(header, rows), ""]
+        names.append(name)
+    return "\n".join([*parts, f"*Raw: `benchmarks/results/` {', '.join(names)}; each file's provenance names its "
+                                 "date, commit and machine.*"])
+
+
+GRAM_ROWS = (("Wanda 60%", "demo_swaps60_gram64.json", "demo_swaps60_gram32.json", None),
+             ("Wanda 70%", "swaps70.json", "swaps70_gram32.json", "wanda70.json"),
+             ("Wanda 2:4", "swaps24.json", "swaps24_gram32.json", "wanda24.json"))
 
 
 def swaps_gram(results: Path) -> str:
     """SparseSwaps with float64 against float32 Gram products, same job otherwise."""
-    rows = []
-    for setting, g64, g32 in GRAM_ROWS:
+    rows, parting = [], []
+    for setting, g64, g32, alone in GRAM_ROWS:
         a, b = load(results, g64), load(results, g32)
+        wanda = demo_wanda60(results) if alone is None else perplexity(load(results, alone))
         rows.append((setting, ppl(perplexity(a)), ppl(perplexity(b)),
                      f"{100 * mean_reduction(a):.1f}% / {100 * mean_reduction(b):.1f}%",
                      f"{total_error_ratio(a):.4f} / {total_error_ratio(b):.4f}",
                      f"{sum(r['swaps'] for r in a['layers']):,} / {sum(r['swaps'] for r in b['layers']):,}"))
+        first = next(((x, y) for x, y in zip(a["layers"], b["layers"]) if x["swaps"] != y["swaps"]), None)
+        parted = "none" if first is None else f"{first[0]['name']}: {first[0]['swaps']:,} / {first[1]['swaps']:,}"
+        versus = f"{pct(perplexity(a) / wanda - 1)} / {pct(perplexity(b) / wanda - 1)}"
+        parting.append((setting, ppl(wanda), versus, pct(perplexity(b) / perplexity(a) - 1), parted))
     header = ("setting", "perplexity, float64 G", "perplexity, float32 G",
               "mean error reduction (64 / 32)", "summed error after / before (64 / 32)", "swaps (64 / 32)")
-    files = ", ".join(f for row in GRAM_ROWS for f in row[1:])
-    return "\n".join([markdown(header, rows), "", f"*Raw: `benchmarks/results/` {files}.*"])
+    header2 = ("setting", "Wanda alone", "perplexity against Wanda (64 / 32)", "float32 G against float64 G",
+               "first sublayer whose swaps differ (64 / 32)")
+    files = ", ".join(f for row in GRAM_ROWS for f in row[1:] if f)
+    return "\n".join([markdown(header, rows), "", markdown(header2, parting), "",
+                      f"*Raw: `benchmarks/results/` {files}; Wanda 60% from `demo.json`.*"])
+
+
+TIME_PAIRS = (("wanda70.json", 0), ("time70_wanda.json", "time70_swaps.json"), (1, 2), (3, 4))
+
+
+def timed_run(results: Path, source: str | int) -> dict:
+    """One prune timing: a `prune --results` file, or a run of swaps_transcribed.json by its index."""
+    if isinstance(source, int):
+        return {**load(results, "swaps_transcribed.json")["runs"][source], "source": "swaps_transcribed.json"}
+    raw = load(results, source)
+    settings = raw["settings"]
+    sparsity = (f"{100 * settings['sparsity_ratio']:.0f}%" if settings["sparsity_type"] == "unstructured"
+                else settings["sparsity_type"])
+    job = {"wanda": "Wanda", "swaps": "Wanda + SparseSwaps"}[settings["prune_method"]]
+    p = raw["provenance"]
+    return {"date": p["date"], "commit": p["commit"], "load": p["machine"], "sparsity": sparsity, "job": job,
+            "prune": raw["times"]["prune"], "pipeline_times": raw["pipeline_times"], "source": source}
 
 
 def swaps_time(results: Path) -> str:
-    """Prune time of Wanda against Wanda + SparseSwaps at 70%, back to back, no evaluation."""
-    rows = []
-    for label, name in (("Wanda 70%", "time70_wanda.json"), ("Wanda + SparseSwaps 70%", "time70_swaps.json")):
-        run = load(results, name)
-        steps = run["pipeline_times"]
-        rows.append((label, f"{run['times']['prune']:.1f}",
-                     " / ".join(f"{steps[k]:.1f}" for k in ("forward", "stats", "prune", "io"))))
-    raw = load(results, "time70_swaps.json")
-    return "\n".join([markdown(("job", "prune (s)", "forward / statistics / pruning / I/O (s)"), rows), "",
-                      source_line(raw, "time70_wanda.json", "time70_swaps.json")])
+    """Prune time of Wanda against Wanda + SparseSwaps, each pair back to back on the same job, no evaluation."""
+    rows, sources = [], []
+    for pair in TIME_PAIRS:
+        wanda, swaps = (timed_run(results, source) for source in pair)
+        for run in (wanda, swaps):
+            steps = run["pipeline_times"]
+            ratio = f"{run['prune'] / wanda['prune']:.2f}" if run is swaps else ""
+            rows.append((run["date"], run["commit"], f"{run['job']} {run['sparsity']}", f"{run['prune']:.1f}",
+                         " / ".join(f"{steps[k]:.1f}" for k in ("forward", "stats", "prune", "io")), ratio,
+                         run["load"]))
+            sources += [run["source"]] if run["source"] not in sources else []
+    header = ("date", "commit", "job", "prune (s)", "forward / statistics / pruning or search / I/O (s)",
+              "SparseSwaps / Wanda", "machine")
+    return "\n".join([markdown(header, rows), "", f"*Raw: `benchmarks/results/` {', '.join(sources)} "
+                                                  "(transcribed runs: their provenance says from where).*"])
 
 
 UPDATE_JOBS = (("wanda", "Wanda"), ("sparsegpt", "SparseGPT"), ("wanda+update", "Wanda + update"),
@@ -261,7 +375,29 @@ def weight_update(results: Path) -> str:
     note = ("Prune time / Wanda's: the ratio of the wall-clock prune times, and in parentheses the same ratio "
             "with each run's prune time divided by its own forward-pass time (the same work in every job, so "
             "a yardstick of how busy the shared machine was during that run).")
-    return "\n".join([markdown(header, rows), "", note, "", source_line(raw, "weight_update.json")])
+    seconds = [run["prune_s"] for run in runs.values()]
+    dense = next(r["perplexity"] for r in load(results, "demo.json")["demo"] if r["model"] == "dense")
+    spread = (f"Dense on the same budget: {dense:.2f} (`demo.json`). The prune phases took "
+              f"{min(seconds) / 60:.0f} to {max(seconds) / 60:.0f} min each on the shared machine.")
+    return "\n".join([markdown(header, rows), "", note, "", spread, "", source_line(raw, "weight_update.json")])
+
+
+def weight_update_times(results: Path) -> str:
+    """Each run's prune time split by pipeline step, with the machine's load when it started."""
+    raw = load(results, "weight_update.json")
+    runs = raw["runs"]
+    rows = []
+    for setting, label in UPDATE_SETTINGS:
+        for job, name in UPDATE_JOBS:
+            run = runs.get(f"{job}@{setting}")
+            if run:
+                steps = run["pipeline_s"]
+                rows.append((label, name, f"{run['prune_s']:.0f}",
+                             " / ".join(f"{steps[k]:.0f}" for k in ("forward", "stats", "prune", "io")),
+                             f"{run['load_average']:.1f}", run["commit"]))
+    header = ("sparsity", "job", "prune (s)", "forward / statistics / pruning / I/O (s)", "load average at the start",
+              "commit")
+    return "\n".join([markdown(header, rows), "", source_line(raw, "weight_update.json")])
 
 
 def weight_update_sublayers(results: Path) -> str:
@@ -276,11 +412,17 @@ def weight_update_sublayers(results: Path) -> str:
             continue
         rows = [(name.rpartition(".")[2], *(f"{value:.4f}" for value in (
                     ours["recon_initial"][name], ours["recon_mask"][name], ours["recon_after"][name],
-                    gpt["recon_mask"][name], gpt["recon_after"][name])))
+                    gpt["recon_mask"][name], gpt["recon_after"][name])),
+                 pct(ours["recon_after"][name] / ours["recon_mask"][name] - 1))
                 for name in sorted(ours["recon_after"], key=lambda n: SUBLAYERS.index(n.rpartition(".")[2]))]
-        header = (f"{label}: sublayer", "Wanda mask", "+ SparseSwaps", "+ update", "SparseGPT mask", "SparseGPT")
+        header = (f"{label}: sublayer", "Wanda mask", "+ SparseSwaps", "+ update", "SparseGPT mask", "SparseGPT",
+                  "the update's cut")
         parts += [markdown(header, rows), ""]
-    return "\n".join([*parts, source_line(raw, "weight_update.json")])
+    below = load(results, "weight_update_sublayers_below.json")
+    counts = ", ".join(f"{r['setting']} {r['below']} of {r['sublayers']}" for r in below["rows"])
+    return "\n".join([*parts, source_line(raw, "weight_update.json"), "",
+                      f"Sublayers whose error after the update is below SparseGPT's (each run on its own pruned "
+                      f"inputs): {counts}.", "", source_line(below, "weight_update_sublayers_below.json")])
 
 
 def time_ratio(run: dict | None, wanda: dict | None) -> str:
@@ -298,7 +440,30 @@ def weight_update_cost(results: Path) -> str:
     rows = [(r["C"], f"{100 * r['sparsity']:.0f}%", r["k"], r["rows"], f"{1e3 * r['cpu_s_per_row']:.2f}",
              f"{r['gflop_per_s']:.1f}", r["stands_for"]) for r in raw["rows"]]
     header = ("C", "sparsity", "k kept per row", "rows timed", "CPU ms per row", "GFLOP/s (2k³/3)", "stands for")
-    return "\n".join([markdown(header, rows), "", source_line(raw, "weight_update_cost.json")])
+    return "\n".join([markdown(header, rows), "", markdown(*update_cost_per_model(raw)), "",
+                      source_line(raw, "weight_update_cost.json")])
+
+
+# Rows of each input width C in one decoder layer, and the number of layers.
+UPDATE_MODELS = (("demo model", 30, {576: 2 * 576 + 2 * 192 + 2 * 1536, 1536: 576}),
+                 ("LLaMA-7B", 32, {4096: 4 * 4096 + 2 * 11008, 11008: 4096}))
+
+
+def update_cost_per_model(raw: dict) -> tuple[tuple, list[tuple]]:
+    """The measured CPU time per row, times the rows of each width: per layer, its widest inputs' share
+    (down_proj), and the whole model."""
+    per_row = {(r["C"], r["sparsity"]): r["cpu_s_per_row"] for r in raw["rows"]}
+    rows = []
+    for model, layers, widths in UPDATE_MODELS:
+        for sparsity in sorted({s for _, s in per_row}):
+            costs = {c: n * per_row[(c, sparsity)] for c, n in widths.items()}
+            layer = sum(costs.values())
+            total = layers * layer
+            whole = f"{total:,.0f} s" if total < 3600 else f"{total / 3600:.0f} h"
+            rows.append((model, f"{100 * sparsity:.0f}%", f"{layer:,.1f}" if layer < 100 else f"{layer:,.0f}",
+                         f"{100 * costs[max(widths)] / layer:.0f}%", whole))
+    header = ("the exact update, one core", "sparsity", "CPU s per layer", "down_proj's share", "whole model (CPU)")
+    return header, rows
 
 
 LARGE_LABELS = {"base": "base", "S2": "S × 2", "L2": "L × 2", "depth": "depth 24",
@@ -393,6 +558,126 @@ def agreement_forward(results: Path) -> str:
                       "of 32 x 512\" (‖ours − sdpa‖ / ‖sdpa‖ over 2 × 512 tokens).*"])
 
 
+def agreement_section(results: Path, heading: str) -> list[str]:
+    """The lines of the section of released_agreement.txt whose '## ' heading starts with `heading`."""
+    lines = (results / "released_agreement.txt").read_text(encoding="utf-8").splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("## " + heading))
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+    return lines[start + 1:end]
+
+
+AGREEMENT_SOURCE = "*Raw: `benchmarks/results/released_agreement.txt`, section \"{}\".*"
+STATISTICS = {"sum_metric_row": "Σx (`sum_metric_row`)", "scaler_row": "‖x‖² (`scaler_row`)",
+              "var": "variance (`var`)"}
+
+
+def agreement_statistics(results: Path) -> str:
+    """The released statistics of the dense model's sublayer inputs: ours in the released float32 order,
+    and dsnot_ref's float64 two-pass statistics rounded to float32."""
+    heading = "compare_released.py statistics"
+    pattern = re.compile(r"\s+(\w+)\s+official \(.*?\) ([0-9.]+) \(([^)]+)\); "
+                         r"float64 two-pass, rounded ([0-9.]+) \(([^)]+)\)")
+    rows = []
+    for line in agreement_section(results, heading):
+        found = pattern.fullmatch(line)
+        if found:
+            name, same, gap, same64, gap64 = found.groups()
+            rows.append((STATISTICS[name], f"{100 * float(same):.0f}% ({relative_gap(gap)})",
+                         f"{100 * float(same64):.0f}% ({relative_gap(gap64)})"))
+    header = ("statistic, 210 sublayers, 8 × 256 tokens",
+              "official (released float32 order): entries equal (largest relative gap)",
+              "float64 two-pass, rounded to float32: entries equal (largest relative gap)")
+    return "\n".join([markdown(header, rows), "", AGREEMENT_SOURCE.format(heading)])
+
+
+def relative_gap(text: str) -> str:
+    return "0" if float(text) == 0 else f"{float(text):.0e}"
+
+
+def agreement_near_ties(results: Path) -> str:
+    """Rows of the released 32 × 512 run whose k-th and (k+1)-th Wanda scores are within a relative gap."""
+    heading = "near-ties --capture"
+    lines = agreement_section(results, heading)
+    gaps = re.findall(r"[0-9.]+e-\d+", lines[0])
+    cells = [line.split() for line in lines[1:] if line.strip()]
+    per_layer = [[int(x) for x in c[1:-1]] for c in cells if c[0].isdigit()]
+    total = next(c for c in cells if c[0] == "all")
+    rows = [(f"≤ {float(gap):.0e}", f"{int(total[1 + i]):,} of {int(total[-1].strip('()')):,}",
+             f"{min(c[i] for c in per_layer)}-{max(c[i] for c in per_layer)}") for i, gap in enumerate(gaps)]
+    header = ("gap between the k-th and (k+1)-th Wanda scores (relative)", "rows, all 30 layers", "rows per layer")
+    return "\n".join([markdown(header, rows), "", AGREEMENT_SOURCE.format(heading)])
+
+
+def agreement_columns(results: Path) -> str:
+    """Per sublayer input: the relative difference of each column's Σx² from sdpa's, transformers' eager
+    attention against ours, over the dense forward pass."""
+    heading = "forward pass, first 2 windows"
+    found: dict[str, list[tuple[int, float, float, float, float]]] = {}
+    for line in agreement_section(results, heading):
+        cells = line.split()
+        if len(cells) == 8 and cells[0].isdigit():
+            medians_p99 = map(float, (cells[2], cells[4], cells[5], cells[7]))  # eager, then ours
+            found.setdefault(cells[1], []).append((int(cells[0]), *medians_p99))
+
+    def span(values: list[float]) -> str:
+        return f"{min(values):.1e} to {max(values):.1e}"
+
+    def ratios(rows, early: bool) -> str:
+        values = [o / e for layer, e, _, o, _ in rows if (layer < 2) == early and e > 0]
+        if not values:
+            return ""
+        low, high = f"{min(values):.1f}", f"{max(values):.1f}"
+        return low if low == high else f"{low}-{high}"
+
+    rows = [(name, span([r[1] for r in rs]), f"{max(r[2] for r in rs):.1e}", span([r[3] for r in rs]),
+             f"{max(r[4] for r in rs):.1e}", ratios(rs, True), ratios(rs, False)) for name, rs in found.items()]
+    header = ("input of", "eager: median over columns (range over layers)", "eager: 99th percentile, most",
+              "ours: median", "ours: 99th percentile, most", "ours / eager, medians, layers 0-1", "from layer 2")
+    return "\n".join([markdown(header, rows), "", AGREEMENT_SOURCE.format(heading)])
+
+
+def agreement_spread(results: Path) -> str:
+    """End to end at 32 × 512, ours against released sdpa: how the difference spreads after the first flip."""
+    heading = "end-to-end, 32 x 512: released sdpa vs ours"
+    layers = [(int(c[0]), float(c[1]), float(c[2])) for c in map(str.split, agreement_section(results, heading))
+              if len(c) == 3 and c[0].isdigit()]
+    first = next(layer for layer, entries, _ in layers if entries < 1.0)
+    shown = [row for row in layers if first - 1 <= row[0] <= first + 4]
+    rest = [row for row in layers if row[0] > first + 4]
+    rows = [(layer, f"{100 * entries:.2f}%", f"{100 * rows_same:.2f}%") for layer, entries, rows_same in shown]
+    rows.append((f"{rest[0][0]}-{rest[-1][0]}", *(f"{100 * min(r[k] for r in rest):.2f}% to "
+                                                   f"{100 * max(r[k] for r in rest):.2f}%" for k in (1, 2))))
+    transcribed_rows = load(results, "released_agreement_transcribed.json")
+    return "\n".join([markdown(("layer", "mask entries identical", "rows identical (all 7 sublayers)"), rows), "",
+                      AGREEMENT_SOURCE.format(heading), "",
+                      *transcribed_tables(transcribed_rows, "agreement_attention_rows"),
+                      transcribed_source("released_agreement_transcribed.json")])
+
+
+def agreement_attention_change(results: Path) -> str:
+    """One dense layer from sdpa's input, before (fa2387b) and after (2abb0a6) the attention change."""
+    heading = "compare_released.py forward --sequences 2"
+    tables: dict[str, dict[int, list[float]]] = {}
+    side = None
+    for line in agreement_section(results, heading):
+        if line.startswith("# "):
+            side = line[2:].rstrip(":")
+            tables[side] = {}
+        elif side and line.split() and line.split()[0].isdigit():
+            cells = line.split()
+            tables[side][int(cells[0])] = [float(x) for x in cells[1:]]
+    rows = []
+    for label, column in (("ours", 2), ("ours with torch's matrix products", 3)):
+        before = {k: v[column] for k, v in tables["before"].items()}
+        after = {k: v[column] for k, v in tables["after"].items()}
+        cuts = [1 - after[k] / before[k] for k in before]
+        rows.append((label, f"{before[0]:.2e} → {after[0]:.2e}", f"{100 * max(cuts):.1f}%",
+                     f"{sum(after[k] > before[k] for k in before)} of {len(before)}"))
+    header = ("‖· − sdpa‖ / ‖sdpa‖, one layer from sdpa's input", "layer 0, before → after",
+              "largest cut over the layers", "layers where it grew")
+    return "\n".join([markdown(header, rows), "", AGREEMENT_SOURCE.format(heading)])
+
+
 def vs_released(results: Path) -> str:
     """`benchmarks/vs_released_code.py --out`: every stored run, the released code against ours."""
     rows, sources = [], []
@@ -424,16 +709,57 @@ def eval_memory(results: Path) -> str:
                       source_line(mem, "eval_memory.json"), "", source_line(digest, "model_digest.json")])
 
 
-def transcribed(name: str, key: str) -> Callable[[Path], str]:
-    """A table kept as transcribed text in a raw file (the run's own output was not kept)."""
+def speed_diagnostic_history(results: Path) -> str:
+    """The 1B-shaped base job's pruning step under earlier forms of the diagnostic, and now."""
+    raw, large = load(results, "speed_transcribed.json"), load(results, "large_model.json")
+    base = large["base"]
+    steps = base["pipeline_times"]
+    now = (f"the sampled tokens kept as a factor F (`large_model.json`, commit {large['provenance']['commit']})",
+           f"{base['wall']:.0f}", f"{steps['prune']:.0f}", "", f"{steps['stats']:.1f}", f"{base['peak_mib']:.0f} MiB")
+    found = raw["tables"]["speed_diagnostic_history"]
+    return "\n".join([markdown(tuple(found["header"]), [*map(tuple, found["rows"]), now]), "",
+                      transcribed_source("speed_transcribed.json"), "", source_line(large, "large_model.json")])
+
+
+def forward_parity(results: Path) -> str:
+    """`benchmarks/forward_parity.py`: our logits against transformers' on every fixture."""
+    raw = load(results, "forward_parity.json")
+    rows = [(dtype, f"{max(r[dtype] for r in raw['rows']):.1e}",
+             max(raw["rows"], key=lambda r: r[dtype])["fixture"]) for dtype in ("float32", "float64")]
+    header = (f"ours against transformers' logits, {len(raw['rows'])} fixtures", "largest absolute difference", "on")
+    return "\n".join([markdown(header, rows), "", source_line(raw, "forward_parity.json")])
+
+
+def ci_run(results: Path) -> str:
+    """The last timed `.ci/run`: tests passed and skipped, and the wall time from a clean clone."""
+    text = (results / "ci_run.txt").read_text(encoding="utf-8")
+    fields = dict(line.split(": ", 1) for line in text.splitlines() if line and not line.startswith("#"))
+    meta = dict(line[2:].split(": ", 1) for line in text.splitlines() if line.startswith("# "))
+    return (f"`{meta['command']}` on a clean clone, commit {meta['commit']}, {meta['date']}, {meta['machine']}: "
+            f"{fields['passed']} passed, {fields['skipped']} skipped, {fields['wall']} wall in all.\n\n"
+            "*Raw: `benchmarks/results/ci_run.txt`.*")
+
+
+def transcribed_tables(raw: dict, *keys: str) -> list[str]:
+    """The named tables of a transcribed raw file, each followed by a blank line."""
+    parts = []
+    for key in keys:
+        found = raw["tables"][key]
+        parts += [markdown(tuple(found["header"]), [tuple(r) for r in found["rows"]]), ""]
+    return parts
+
+
+def transcribed_source(name: str) -> str:
+    return f"*Raw: `benchmarks/results/{name}` (transcribed; its provenance says from where).*"
+
+
+def transcribed(name: str, *keys: str) -> Callable[[Path], str]:
+    """Tables kept as transcribed text in a raw file (the runs' own output was not kept)."""
 
     def table(results: Path) -> str:
-        raw = load(results, name)
-        found = raw["tables"][key]
-        return "\n".join([markdown(tuple(found["header"]), [tuple(r) for r in found["rows"]]), "",
-                          f"*Raw: `benchmarks/results/{name}` (transcribed; its provenance says from where).*"])
+        return "\n".join([*transcribed_tables(load(results, name), *keys), transcribed_source(name)])
 
-    table.__doc__ = f"The table {key!r} of {name}, as transcribed."
+    table.__doc__ = f"The tables {', '.join(map(repr, keys))} of {name}, as transcribed."
     return table
 
 
@@ -448,27 +774,46 @@ def benchmark_figures(results: Path) -> str:
 
 TABLES: dict[str, Callable[[Path], str]] = {
     "demo": demo,
+    "demo_earlier": demo_earlier,
     "dsnot_variants": dsnot_variants,
     "quality": quality,
     "owl": owl,
     "swaps_budget": swaps_budget,
     "swaps_sublayers": swaps_sublayers,
+    "swaps_budget_times": swaps_budget_times,
     "swaps_gram": swaps_gram,
     "swaps_time": swaps_time,
     "weight_update": weight_update,
     "weight_update_cost": weight_update_cost,
     "weight_update_sublayers": weight_update_sublayers,
+    "weight_update_times": weight_update_times,
     "large_model": large_model,
     "agreement_end_to_end": agreement_end_to_end,
     "benchmark_figures": benchmark_figures,
     "agreement_forward": agreement_forward,
+    "agreement_statistics": agreement_statistics,
+    "agreement_near_ties": agreement_near_ties,
+    "agreement_columns": agreement_columns,
+    "agreement_spread": agreement_spread,
+    "agreement_attention_change": agreement_attention_change,
+    "agreement_forward_steps": transcribed("released_agreement_transcribed.json", "agreement_forward_steps"),
+    "agreement_first_flips": transcribed("released_agreement_transcribed.json", "agreement_first_flips"),
     "eval_memory": eval_memory,
     "vs_released": vs_released,
     "agreement_identical_inputs": transcribed("released_agreement_transcribed.json", "agreement_identical_inputs"),
     "swaps_overfit": transcribed("swaps_layer2.json", "swaps_overfit"),
     "swaps_initial_masks": transcribed("swaps_layer2.json", "swaps_initial_masks"),
+    "swaps_search": transcribed("swaps_layer2.json", "swaps_search", "swaps_search_cost"),
+    "swaps_search_speed": transcribed("swaps_transcribed.json", "swaps_search_speed"),
+    "swaps_cpu_cost": transcribed("swaps_transcribed.json", "swaps_cpu_cost"),
     **{key: transcribed("speed_transcribed.json", key) for key in (
-        "speed_vs_released", "speed_memory", "speed_allocator", "speed_recon_sample", "speed_layer_parts")},
+        "speed_vs_released", "speed_memory", "speed_allocator", "speed_recon_sample", "speed_layer_parts",
+        "speed_stats_cost", "speed_prune_step")},
+    "speed_changes": transcribed("speed_transcribed.json", "speed_changes", "speed_not_kept"),
+    "speed_profile": transcribed("speed_transcribed.json", "speed_profile", "speed_element_rates"),
+    "speed_diagnostic_history": speed_diagnostic_history,
+    "forward_parity": forward_parity,
+    "ci_run": ci_run,
 }
 
 
