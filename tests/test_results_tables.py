@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -105,3 +106,92 @@ def test_what_the_demo_writes_is_what_the_readme_table_reads(tmp_path, capsys):
         assert f"{row['perplexity']:.3f}" in table and f"{row['perplexity']:.3f}" in printed
     assert "60% unstructured, S = 2 calibration sequences of L = 32 tokens" in table
     assert make_results.missing_provenance(results) == []
+
+
+# --- no measured number is hand-written in the prose of a results page -------------------------
+
+PROSE_PAGES = ("README.md", "benchmarks/README.md", "docs/agreement.md", "docs/results.md", "docs/speed.md",
+               "docs/swaps_results.md", "docs/testing.md", "docs/weight_update.md")
+NUMBER = r"(?<![\w.√§-])\d[\d,]*(?:\.\d+)?"
+MEASUREMENT = re.compile("|".join((
+    NUMBER + r"\s?(?:s|ms|µs|ns|min|h|seconds?|minutes?|hours?)\b",  # a duration: 12.3 s, 2 min
+    NUMBER + r"[×x](?!\w)",  # a ratio written 0.82×
+    NUMBER + r"(?:-\d+(?:\.\d+)?)?\s+times\b",  # a ratio written 1.6 times, 2.3-4.9 times
+    NUMBER + r"\s?(?:MiB|GiB|KiB|MB|GB|kB)\b",  # a memory size
+    r"(?<![\w.§-])\d+\.\d+(?:e-\d+)?(?![\w.])",  # a decimal: a perplexity, 47.9%, 0.4700, 1.2e-6
+)))
+# Numbers in the prose of those pages that look like measurements and are not: (page, phrase, why).
+NOT_MEASURED = (
+    ("README.md", "`python3` (3.10+)", "the Python version required"),
+    ("benchmarks/README.md", "on a 10 MB text", "the size of the text the benchmark builds, a setting"),
+    ("docs/results.md", "threshold 0.1", "DSnoT's update threshold, a setting"),
+    ("docs/results.md", "λ = 0.08", "OWL's λ, a setting"),
+    ("docs/results.md", "Wanda 85.8 → 24.6", "the OWL paper's LLaMA-7B figures, quoted from the paper"),
+    ("docs/results.md", "a model 50 times larger", "7B parameters against 135M, not a measurement"),
+    ("docs/swaps_results.md", "Issue 17 quotes 914.8", "a figure quoted from issue 17"),
+    ("docs/swaps_results.md", "at 112.75 on this budget", "the issue's prototype, quoted from the issue"),
+    ("docs/swaps_results.md", "128 MiB at C = 4096 and 969 MB at C = 11008", "C² float64 entries, computed"),
+    ("docs/agreement.md", "issue 11's 98.45%", "a figure quoted from issue 11"),
+    ("docs/agreement.md", "ε crossing 0.1", "DSnoT's update threshold, a setting"),
+    ("docs/speed.md", "in 16 MiB blocks", "the copy block of the code, a constant"),
+    ("docs/speed.md", "released / ours at least 1.5", "the speed target, not a measurement"),
+    ("docs/weight_update.md", "arXiv 2401.02938", "a paper's identifier"),
+    ("docs/weight_update.md", "percdamp 0.01", "SparseGPT's damping, a setting"),
+    ("docs/weight_update.md", "n·k² doubles about 64 MB", "the solve's block, a constant of the code"),
+    ("docs/weight_update.md", "(k = 0.3 C)", "70% sparsity written as the share kept"),
+    ("docs/weight_update.md", "| 0.66 MB |", "§4's table: k² float64 entries, computed"),
+    ("docs/weight_update.md", "| 4.7 MB |", "§4's table: k² float64 entries, computed"),
+    ("docs/weight_update.md", "| 34 MB |", "§4's table: k² float64 entries, computed"),
+    ("docs/weight_update.md", "| 242 MB |", "§4's table: k² float64 entries, computed"),
+    ("docs/weight_update.md", "between about 40 minutes and 6 hours", "§4's flop count over an assumed flop rate"),
+)
+
+
+def prose(text: str) -> str:
+    """The page without its generated blocks, code, HTML comments and link targets, on one line."""
+    text = make_results.BLOCK.sub(" ", text)
+    text = re.sub(r"^```.*?^```", " ", text, flags=re.DOTALL | re.MULTILINE)
+    text = re.sub(r"`[^`\n]*`|<!--.*?-->|\]\([^)]*\)", " ", text, flags=re.DOTALL)
+    return re.sub(r"\s+", " ", text)
+
+
+def hand_written_measurements(page: str, text: str) -> list[str]:
+    """Measurement-like numbers in the prose of `page`, each with a little context."""
+    found = prose(text)
+    for where, phrase, _ in NOT_MEASURED:
+        if where == page:
+            found = found.replace(prose(phrase), " ")
+    return [found[max(0, m.start() - 40):m.end() + 10] for m in MEASUREMENT.finditer(found)]
+
+
+@pytest.mark.parametrize("page", PROSE_PAGES)
+def test_no_measurement_is_hand_written_in_a_results_page(page):
+    """A measured number appears only inside a generated block; the prose refers to the table."""
+    found = hand_written_measurements(page, (ROOT / page).read_text(encoding="utf-8"))
+    assert found == [], f"{page}: measured numbers outside <!-- results:NAME --> blocks: {found}"
+
+
+def test_every_exception_is_still_on_its_page():
+    stale = [(page, phrase) for page, phrase, _ in NOT_MEASURED
+             if prose(phrase) not in prose((ROOT / page).read_text(encoding="utf-8"))]
+    assert stale == []
+
+
+@pytest.mark.parametrize("sentence", [
+    "Prune phase of that run: 1079 s wall (forward 391 s)",
+    "2 min 51 s in all",
+    "released / ours 0.82× on the default job",
+    "about 1.6 times Wanda, 2.3-4.9 times the forward",
+    "perplexity 115.386 against 158.318",
+    "mean reduction 47.9% over all sublayers",
+    "peak RSS 1792 MiB",
+    "up to 1.2e-2 relative apart",
+])
+def test_the_rule_catches_a_hand_written_measurement(sentence):
+    assert hand_written_measurements("docs/results.md", sentence)
+
+
+@pytest.mark.parametrize("sentence", ["S = 32 sequences of L = 512 tokens", "Wanda 60% at 2:4", "`--swap-tol 1e-4`",
+                                      "32 × 512 calibration", "a tolerance of 1e-4", "6.8e14 flops"])
+def test_the_rule_leaves_settings_and_shapes_alone(sentence):
+    assert hand_written_measurements("docs/results.md", sentence) == []
