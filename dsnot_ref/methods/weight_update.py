@@ -32,6 +32,7 @@ import numpy as np
 
 from ..backend import array_module
 from ..errors import UserError
+from ..threads import chunk_workers, ordered_map, usable_cores
 from .gram import pruned_part
 from .sparsegpt import damped_hessian
 
@@ -83,8 +84,10 @@ def update_grouped(w, pruned, hessian, percdamp: float = 0.01, block_bytes: int 
     """All rows at once: W [R, C], pruned [R, C], H [C, C] -> Ŵ [R, C] float64.
 
     Rows with the same k = |S| are solved together, in blocks of n rows (n · k² doubles about
-    ``block_bytes``): gather the n matrices G_SS + λI [n, k, k] and right-hand sides
-    (G d_r)_S = G_SP w_P [n, k] (d_r = w_r where pruned), one batched solve.
+    ``block_bytes`` shared by the threads): gather the n matrices G_SS + λI [n, k, k] and
+    right-hand sides (G d_r)_S = G_SP w_P [n, k] (d_r = w_r where pruned), one batched solve.
+    Rows are independent, so the blocks are solved on threads of their own (NumPy; one at a
+    time on a GPU), each with the BLAS on one thread (dsnot_ref/threads.py).
     """
     check_problem(w, pruned, hessian)
     xp = array_module(w, hessian)
@@ -94,12 +97,20 @@ def update_grouped(w, pruned, hessian, percdamp: float = 0.01, block_bytes: int 
     out = xp.where(pruned, 0.0, w64)  # [R, C]
     n_kept = xp.sum(~pruned, axis=1)  # [R]
     n_cols = w.shape[1]
+    threads = usable_cores() if xp is np else 1
+    blocks = []  # (k, rows [n]) with n · k² · 8 bytes ≈ block_bytes / threads
     for k in sorted({int(v) for v in n_kept.tolist()} - {0, n_cols}):  # all pruned / none pruned: ŵ = w masked
         rows = xp.nonzero(n_kept == k)[0]  # [n_k]
-        height = max(1, block_bytes // (8 * k * k))
-        for start in range(0, rows.shape[0], height):
-            block = rows[start : start + height]  # [n]
-            out[block] += solve_block(w64[block], pruned[block], damped, k)
+        height = max(1, block_bytes // (8 * k * k * threads))
+        blocks += [(k, rows[start : start + height]) for start in range(0, rows.shape[0], height)]
+
+    def solve(item):
+        k, block = item
+        return block, solve_block(w64[block], pruned[block], damped, k)
+
+    with chunk_workers(min(threads, len(blocks))) as workers:
+        for block, change in ordered_map(solve, blocks, workers):
+            out[block] += change
     return out
 
 
