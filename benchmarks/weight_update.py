@@ -39,12 +39,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+# The jobs that gather G also report each sublayer's calibration errors (--recon-error reads their
+# own G: a few products per sublayer); Wanda's run is `prune` at its defaults, the time yardstick.
 JOBS = {
-    "swaps+update": ["--prune-method", "swaps", "--initial-method", "wanda", "--weight-update", "exact"],
-    "sparsegpt": ["--prune-method", "sparsegpt"],
+    "swaps+update": ["--prune-method", "swaps", "--initial-method", "wanda", "--weight-update", "exact",
+                     "--recon-error"],
+    "sparsegpt": ["--prune-method", "sparsegpt", "--recon-error"],
     "wanda": ["--prune-method", "wanda"],
-    "wanda+update": ["--prune-method", "wanda", "--weight-update", "exact"],
-    "magswaps+update": ["--prune-method", "swaps", "--initial-method", "magnitude", "--weight-update", "exact"],
+    "wanda+update": ["--prune-method", "wanda", "--weight-update", "exact", "--recon-error"],
+    "magswaps+update": ["--prune-method", "swaps", "--initial-method", "magnitude", "--weight-update", "exact",
+                        "--recon-error"],
 }
 SETTINGS = ("0.7", "0.6", "2:4", "0.5")
 BUDGET = ["--nsamples", "32", "--seqlen", "512", "--eval-max-windows", "32", "--quiet"]
@@ -93,8 +97,7 @@ def summary_row(results: dict) -> dict:
 def provenance(argv: list[str]) -> dict:
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.machine()) if Path("/proc/cpuinfo").exists() else ""
-    return {"machine": f"{platform.node()}: {cpu}, {os.cpu_count()} CPUs, shared with other jobs (see each run's "
-                       "load average)",
+    return {"machine": f"{platform.node()}: {cpu}, {os.cpu_count()} CPUs (see each run's load average)",
             "date": datetime.date.today().isoformat(), "commit": git_commit(),
             "command": shlex.join(["python", "benchmarks/weight_update.py", *argv]),
             "environment": {k: os.environ.get(k) for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")}}
