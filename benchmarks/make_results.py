@@ -94,7 +94,8 @@ def demo(results: Path) -> str:
     """The README's table: `dsnot-ref demo`, as last run."""
     raw = load(results, "demo.json")
     labels = {"dense": "dense", "wanda": "Wanda", "wanda + DSnoT": "Wanda + DSnoT (reference)",
-              "wanda + SparseSwaps": "Wanda + SparseSwaps"}
+              "wanda + SparseSwaps": "Wanda + SparseSwaps",
+              "wanda + SparseSwaps + update": "Wanda + SparseSwaps + weight update"}
     rows = [(labels[r["model"]], f"{r['perplexity']:.3f}",
              "" if r["model"] == "dense" else f"{r['prune_seconds']:.0f}", f"{r['eval_seconds']:.0f}")
             for r in raw["demo"]]
@@ -378,7 +379,7 @@ def weight_update(results: Path) -> str:
     seconds = [run["prune_s"] for run in runs.values()]
     dense = next(r["perplexity"] for r in load(results, "demo.json")["demo"] if r["model"] == "dense")
     spread = (f"Dense on the same budget: {dense:.2f} (`demo.json`). The prune phases took "
-              f"{min(seconds) / 60:.0f} to {max(seconds) / 60:.0f} min each on the shared machine.")
+              f"{min(seconds) / 60:.1f} to {max(seconds) / 60:.1f} min each.")
     return "\n".join([markdown(header, rows), "", note, "", spread, "", source_line(raw, "weight_update.json")])
 
 

@@ -95,7 +95,7 @@ def all_configs() -> list[Config]:
 
 def layer_errors(diagnostics: list[dict]) -> list[dict]:
     """Per layer: every sublayer's recon_before / recon_after / swaps / whether DSnoT ran."""
-    keys = ("recon_before", "recon_after", "swaps", "apply_dsnot", "fraction_pruned")
+    keys = ("recon_before", "recon_after", "swaps", "refined", "fraction_pruned")
     return [
         {"layer": d["layer"], "sublayers": {name: {k: sub.get(k) for k in keys} for name, sub in d["sublayers"].items()}}
         for d in diagnostics
@@ -108,7 +108,7 @@ def mean_recon(layers: list[dict], key: str, dsnot_only: bool) -> float | None:
         sub[key]
         for layer in layers
         for sub in layer["sublayers"].values()
-        if sub.get(key) is not None and (sub.get("apply_dsnot") or not dsnot_only)
+        if sub.get(key) is not None and (sub.get("refined") or not dsnot_only)
     ]
     return float(np.mean(values)) if values else None
 
@@ -181,7 +181,7 @@ def layer_table(rows: list[dict], level: str) -> str:
         cells = []
         for r in chosen:
             layer = [r["layers"][i]]
-            dsnot_only = any(sub.get("apply_dsnot") for sub in layer[0]["sublayers"].values())
+            dsnot_only = any(sub.get("refined") for sub in layer[0]["sublayers"].values())
             before = mean_recon(layer, "recon_before", dsnot_only)
             after = mean_recon(layer, "recon_after", dsnot_only)
             cells.append(f"{_fmt(before, 3)} → {_fmt(after, 3)}")

@@ -220,7 +220,8 @@ def skip_group(name: str) -> str:
     return "self_attn" if name.startswith("self_attn.") else "mlp"
 
 
-def applies_dsnot(name: str, settings: PipelineSettings) -> bool:
+def applies_refiner(name: str, settings: PipelineSettings) -> bool:
+    """Whether sublayer ``name`` is refined after its initial mask (the skip rules above)."""
     if settings.skip_layer not in (None, "no_skip") and skip_group(name) == settings.skip_layer:
         return False
     return settings.skip_sub_layer in (None, "no_skip") or name.rpartition(".")[2] != settings.skip_sub_layer
@@ -389,12 +390,12 @@ def prune_sublayers(layer: dict, names: list[str], stats: dict, settings: Pipeli
     """
     weights, masks, diagnostics = {}, {}, {}
     for name in names:
-        apply = applies_dsnot(name, settings)
+        apply = applies_refiner(name, settings)
         weight = layer[f"{name}.weight"]
         result = prune_linear(weight, stats[name], settings.spec, apply_refiner=apply)
         weights[f"{name}.weight"] = result.weight
         masks[f"{name}.weight"] = result.pruned
-        diagnostics[name] = {**jsonable(result.diagnostics), "apply_dsnot": apply}
+        diagnostics[name] = {**jsonable(result.diagnostics), "refined": apply}
         if observer is not None:
             diagnostics[name].update(observer.after_pruning(name, weight, result, stats[name]))
     return weights, masks, diagnostics

