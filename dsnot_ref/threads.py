@@ -9,16 +9,17 @@ in chunk order and are merged in that order, so what is merged, and how, is the 
 plain loop over the chunks. A chunk's own arithmetic is the same on any thread; whether a BLAS
 product's rounding depends on how many threads the BLAS uses is the BLAS build's choice.
 
-The BLAS is pinned through OpenBLAS's ``openblas_set_num_threads``, found in the libraries this
-process has loaded (NumPy's wheels carry it as ``scipy_openblas``; Debian's NumPy links the
-system's ``libopenblas``). Where no OpenBLAS is found (Accelerate, MKL, a platform without
-``/proc/self/maps``) the chunks run one after the other, with the BLAS as it was.
+The BLAS is pinned through OpenBLAS's ``openblas_set_num_threads``, in every OpenBLAS this
+process has loaded (NumPy's and SciPy's wheels each carry one, ``scipy_openblas``; Debian's
+packages link the system's ``libopenblas``). Where none is found (Accelerate, MKL, a platform
+without ``/proc/self/maps``) the chunks run one after the other, with the BLAS as it was.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -41,52 +42,46 @@ def usable_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def numpy_openblas():
-    """(set_num_threads, get_num_threads) of the OpenBLAS NumPy uses, or None when there is none.
-
-    The library is the one whose file name holds "openblas" among this process's mapped files;
-    when several are (SciPy carries its own), NumPy's is the one whose path lies under NumPy's
-    own directory or its ``numpy.libs`` neighbour, else the only one.
-    """
-    import numpy as np  # noqa: PLC0415  (loaded before its libraries are listed)
-
+def loaded_openblas() -> list:
+    """(set_num_threads, get_num_threads) of every OpenBLAS this process has loaded (NumPy's and
+    SciPy's wheels each carry their own), found among its mapped files; [] where there is none."""
     try:
         with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
             paths = sorted({line.split(maxsplit=5)[-1].strip() for line in maps if "openblas" in line.lower()})
     except OSError:
+        return []
+    found = (openblas_functions(path) for path in paths if path.startswith("/") and ".so" in path)
+    return [functions for functions in found if functions is not None]
+
+
+@functools.cache
+def openblas_functions(path: str):
+    """(set_num_threads, get_num_threads) of the OpenBLAS library at ``path``, or None."""
+    try:
+        lib = ctypes.CDLL(path)
+    except OSError:
         return None
-    paths = [p for p in paths if p.startswith("/") and ".so" in p]
-    home = os.path.dirname(os.path.dirname(np.__file__))  # site-packages (numpy/, numpy.libs/)
-    mine = [p for p in paths if p.startswith(os.path.join(home, "numpy"))]
-    candidates = mine or (paths if len(paths) == 1 else [])
-    for path in candidates:
-        try:
-            lib = ctypes.CDLL(path)
-        except OSError:
-            continue
-        for setter, getter in OPENBLAS_SYMBOLS:
-            if hasattr(lib, setter) and hasattr(lib, getter):
-                set_threads, get_threads = getattr(lib, setter), getattr(lib, getter)
-                set_threads.argtypes, set_threads.restype = [ctypes.c_int], None
-                get_threads.argtypes, get_threads.restype = [], ctypes.c_int
-                return set_threads, get_threads
+    for setter, getter in OPENBLAS_SYMBOLS:
+        if hasattr(lib, setter) and hasattr(lib, getter):
+            set_threads, get_threads = getattr(lib, setter), getattr(lib, getter)
+            set_threads.argtypes, set_threads.restype = [ctypes.c_int], None
+            get_threads.argtypes, get_threads.restype = [], ctypes.c_int
+            return set_threads, get_threads
     return None
 
 
 @contextlib.contextmanager
 def single_threaded_blas() -> Iterator[bool]:
-    """NumPy's OpenBLAS on one thread inside the block; yields whether it could be pinned."""
-    found = numpy_openblas()
-    if found is None:
-        yield False
-        return
-    set_threads, get_threads = found
-    before = get_threads()
-    set_threads(1)
+    """Every loaded OpenBLAS on one thread inside the block; yields whether there was one."""
+    libraries = loaded_openblas()
+    before = [get_threads() for _, get_threads in libraries]
+    for set_threads, _ in libraries:
+        set_threads(1)
     try:
-        yield True
+        yield bool(libraries)
     finally:
-        set_threads(before)
+        for (set_threads, _), count in zip(libraries, before):
+            set_threads(count)
 
 
 def ordered_map(fn: Callable, items: Iterable, workers: int) -> Iterator:

@@ -53,17 +53,18 @@ def test_ordered_map_raises_the_first_failure_in_order():
     assert got == [0, 1, 2]
 
 
-def test_single_threaded_blas_gives_the_threads_back():
-    found = threads.numpy_openblas()
+def test_single_threaded_blas_pins_every_openblas_and_gives_the_threads_back():
+    import scipy.linalg  # noqa: F401  (SciPy's wheels load an OpenBLAS of their own)
+
+    libraries = threads.loaded_openblas()
+    before = [get_threads() for _, get_threads in libraries]
     with threads.single_threaded_blas() as pinned:
-        assert pinned == (found is not None)
-        if found:
-            assert found[1]() == 1
-    if found:
-        before = found[1]()
-        with pytest.raises(RuntimeError), threads.single_threaded_blas():
-            raise RuntimeError("a failing chunk")
-        assert found[1]() == before
+        assert pinned == bool(libraries)
+        assert [get_threads() for _, get_threads in libraries] == [1] * len(libraries)
+    assert [get_threads() for _, get_threads in libraries] == before
+    with pytest.raises(RuntimeError), threads.single_threaded_blas():
+        raise RuntimeError("a failing chunk")
+    assert [get_threads() for _, get_threads in libraries] == before
 
 
 @pytest.mark.parametrize("moments", [None, ReleasedAverages])

@@ -21,7 +21,8 @@ any positive multiple of G, so the pipeline passes ``LinearStats.hessian`` = (2/
 
 ``update_row`` / ``update_plain`` is the plain form, one Cholesky solve per row, the spec in
 code; ``update_grouped`` solves all rows at once, rows grouped by their number of kept weights
-(one batched solve per group and block of rows), tested equal to the plain form.
+(one gather and one right-hand-side product per group and block of rows, then a Cholesky solve
+per row on NumPy or one batched solve on CuPy), tested equal to the plain form.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.linalg import lapack
 
 from ..backend import array_module
 from ..errors import UserError
@@ -123,10 +125,28 @@ def solve_block(w, pruned, damped, k: int):
     u = pruned_part(w, pruned) @ damped  # [n, C] @ [C, C]: G d_r, whose S entries are G_SP w_P
     rows = xp.arange(n)[:, None]  # [n, 1]
     rhs = u[rows, kept]  # [n, k]
-    delta = xp.linalg.solve(g_ss, rhs[:, :, None])[:, :, 0]  # [n, k, k] \ [n, k, 1] -> [n, k]
+    delta = spd_solve(g_ss, rhs)  # [n, k, k] \ [n, k] -> [n, k]
     change = xp.zeros((n, n_cols), dtype=xp.float64)
     change[rows, kept] = delta
     return change
+
+
+def spd_solve(a, b):
+    """x with a_i x_i = b_i for symmetric positive definite a_i: a [n, k, k], b [n, k] -> x [n, k].
+
+    On NumPy one LAPACK Cholesky solve (dposv) per matrix, half the flops of the batched LU
+    solve NumPy offers (it has no batched Cholesky solve); a matrix that rounding left not
+    quite positive definite falls back to LU. On CuPy one batched LU solve.
+    """
+    xp = array_module(a, b)
+    if xp is not np:
+        return xp.linalg.solve(a, b[:, :, None])[:, :, 0]
+    x = np.empty_like(b)
+    for i in range(a.shape[0]):
+        _, x[i], info = lapack.dposv(a[i], b[i], lower=1)
+        if info != 0:
+            x[i] = np.linalg.solve(a[i], b[i])
+    return x
 
 
 def check_problem(w, pruned, hessian):
