@@ -368,14 +368,16 @@ def weight_update(results: Path) -> str:
                  for job, _ in UPDATE_JOBS]
         best, gpt = runs.get(f"swaps+update@{setting}"), runs.get(f"sparsegpt@{setting}")
         versus = pct(best["perplexity"] / gpt["perplexity"] - 1) if best and gpt else ""
-        wanda = runs.get(f"wanda@{setting}")
-        times = [time_ratio(runs.get(f"{job}@{setting}"), wanda) for job in ("sparsegpt", "swaps+update")]
+        timed = {job: runs.get(f"{job}@{setting}/time") or runs.get(f"{job}@{setting}")
+                 for job in ("wanda", "sparsegpt", "swaps+update")}
+        times = [time_ratio(timed[job], timed["wanda"]) for job in ("sparsegpt", "swaps+update")]
         rows.append((label, *cells, versus, *times))
     header = ("sparsity", *(name for _, name in UPDATE_JOBS), "SparseSwaps + update vs SparseGPT",
               "prune time / Wanda's: SparseGPT", "SparseSwaps + update")
-    note = ("Prune time / Wanda's: the ratio of the wall-clock prune times, and in parentheses the same ratio "
+    note = ("Prune time / Wanda's: the ratio of the wall-clock prune times (from the time runs, `prune` without "
+            "evaluation or calibration errors, where a setting has them), and in parentheses the same ratio "
             "with each run's prune time divided by its own forward-pass time (the same work in every job, so "
-            "a yardstick of how busy the shared machine was during that run).")
+            "a yardstick of how busy the machine was during that run).")
     seconds = [run["prune_s"] for run in runs.values()]
     dense = next(r["perplexity"] for r in load(results, "demo.json")["demo"] if r["model"] == "dense")
     spread = (f"Dense on the same budget: {dense:.2f} (`demo.json`). The prune phases took "
@@ -390,14 +392,16 @@ def weight_update_times(results: Path) -> str:
     rows = []
     for setting, label in UPDATE_SETTINGS:
         for job, name in UPDATE_JOBS:
-            run = runs.get(f"{job}@{setting}")
-            if run:
-                steps = run["pipeline_s"]
-                rows.append((label, name, f"{run['prune_s']:.0f}",
-                             " / ".join(f"{steps[k]:.0f}" for k in ("forward", "stats", "prune", "io")),
-                             f"{run['load_average']:.1f}", run["commit"]))
-    header = ("sparsity", "job", "prune (s)", "forward / statistics / pruning / I/O (s)", "load average at the start",
-              "commit")
+            for suffix, kind in (("", "with perplexity"), ("/time", "time run")):
+                run = runs.get(f"{job}@{setting}{suffix}")
+                if run:
+                    steps = run["pipeline_s"]
+                    rows.append((label, name, kind, f"{run['prune_s']:.0f}",
+                                 " / ".join(f"{steps.get(k, 0.0):.0f}"
+                                            for k in ("forward", "stats", "prune", "io", "diagnostics")),
+                                 f"{run['load_average']:.1f}", run["commit"]))
+    header = ("sparsity", "job", "run", "prune (s)", "forward / statistics / pruning / I/O / diagnostics (s)",
+              "load average at the start", "commit")
     return "\n".join([markdown(header, rows), "", source_line(raw, "weight_update.json")])
 
 
