@@ -292,5 +292,5 @@ def test_spd_solve_is_a_cholesky_solve_with_an_lu_fallback():
     a = a @ a.transpose(0, 2, 1) + 0.1 * np.eye(6)              # [4, 6, 6] positive definite
     a[2] = np.diag([3.0, -1.0, 2.0, 1.0, 5.0, 4.0])              # symmetric, indefinite
     b = rng.standard_normal((4, 6))
-    x = spd_solve(a.copy(), b.copy())
+    x = spd_solve(a.copy(), b.copy(), lambda i: a[i].copy())
     np.testing.assert_allclose(np.einsum("nij,nj->ni", a, x), b, rtol=1e-10, atol=1e-12)

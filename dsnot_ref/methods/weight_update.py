@@ -125,27 +125,29 @@ def solve_block(w, pruned, damped, k: int):
     u = pruned_part(w, pruned) @ damped  # [n, C] @ [C, C]: G d_r, whose S entries are G_SP w_P
     rows = xp.arange(n)[:, None]  # [n, 1]
     rhs = u[rows, kept]  # [n, k]
-    delta = spd_solve(g_ss, rhs)  # [n, k, k] \ [n, k] -> [n, k]
+    delta = spd_solve(g_ss, rhs, lambda i: damped[xp.ix_(kept[i], kept[i])])  # [n, k, k] \ [n, k] -> [n, k]
     change = xp.zeros((n, n_cols), dtype=xp.float64)
     change[rows, kept] = delta
     return change
 
 
-def spd_solve(a, b):
+def spd_solve(a, b, matrix_of):
     """x with a_i x_i = b_i for symmetric positive definite a_i: a [n, k, k], b [n, k] -> x [n, k].
 
-    On NumPy one LAPACK Cholesky solve (dposv) per matrix, half the flops of the batched LU
-    solve NumPy offers (it has no batched Cholesky solve); a matrix that rounding left not
-    quite positive definite falls back to LU. On CuPy one batched LU solve.
+    On NumPy one LAPACK Cholesky solve (dposv) per matrix, in place (``a`` is overwritten; a
+    symmetric a_i is its own transpose, so it is handed over in Fortran order without a copy),
+    half the flops of the batched LU solve NumPy offers (it has no batched Cholesky solve). A
+    matrix that rounding left not quite positive definite is solved by LU on ``matrix_of(i)``,
+    a fresh copy of a_i. On CuPy one batched LU solve.
     """
     xp = array_module(a, b)
     if xp is not np:
         return xp.linalg.solve(a, b[:, :, None])[:, :, 0]
     x = np.empty_like(b)
     for i in range(a.shape[0]):
-        _, x[i], info = lapack.dposv(a[i], b[i], lower=1)
+        _, x[i], info = lapack.dposv(a[i].T, b[i], lower=1, overwrite_a=1)
         if info != 0:
-            x[i] = np.linalg.solve(a[i], b[i])
+            x[i] = np.linalg.solve(matrix_of(i), b[i])
     return x
 
 
