@@ -215,17 +215,21 @@ def test_demo_on_tiny_model(tmp_path, capsys):
                             "--eval-max-windows", "2")
     assert "calibration S=2 sequences of L=32 tokens" in out and "the first 2 windows of 32 tokens" in out
     rows = {r["model"]: r for r in results["demo"]}
-    assert list(rows) == ["dense", "wanda", "wanda + DSnoT", "wanda + SparseSwaps"]
+    pruned = ["wanda", "wanda + DSnoT", "wanda + SparseSwaps", "wanda + SparseSwaps + update"]
+    assert list(rows) == ["dense", *pruned]
     assert rows["dense"]["sparsity"] == 0.0
     assert results["total_seconds"] >= sum(r["prune_seconds"] + r["eval_seconds"] for r in rows.values())
-    for label in ("wanda", "wanda + DSnoT", "wanda + SparseSwaps"):
+    for label in pruned:
         assert rows[label]["sparsity"] == pytest.approx(0.59375), label
     runs = results["runs"]
     # One calibration set for every prune; the dense row is the unpruned model's perplexity.
-    for label in ("wanda + DSnoT", "wanda + SparseSwaps"):
+    for label in pruned[1:]:
         assert runs["wanda"]["calibration"]["tokens_sha256"] == runs[label]["calibration"]["tokens_sha256"]
-    assert runs["wanda + SparseSwaps"]["settings"]["skip_layer"] in (None, "none", "no_skip")  # every sublayer
-    assert runs["wanda + SparseSwaps"]["settings"]["prune_method"] == "swaps"
+    for label in ("wanda + SparseSwaps", "wanda + SparseSwaps + update"):
+        assert runs[label]["settings"]["skip_layer"] in (None, "none", "no_skip")  # every sublayer
+        assert runs[label]["settings"]["prune_method"] == "swaps"
+    assert runs["wanda + SparseSwaps"]["settings"]["weight_update"] == "none"
+    assert runs["wanda + SparseSwaps + update"]["settings"]["weight_update"] == "exact"
     tokens = data.eval_tokens(data.load_tokenizer(FIXTURES / "tiny-llama"), data.BUNDLED_EVAL)
     dense = evaluate.perplexity(load_model(FIXTURES / "tiny-llama"), tokens, 32, max_windows=2)
     assert rows["dense"]["perplexity"] == pytest.approx(dense["perplexity"], rel=1e-6)
