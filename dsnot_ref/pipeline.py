@@ -321,19 +321,13 @@ def over_chunks(work: Callable, merge: Callable, starts: range, settings: Pipeli
     chunks overlap in time, the steps share the pass's wall time in proportion to those seconds
     (so a layer's timings add up to its wall time, whatever W).
     """
-    spent: dict[str, float] = {}
-    began = time.perf_counter()
+    spent = Timer()  # the steps' own seconds, summed over the threads
     wanted = 1 if settings.backend == "cupy" else min(settings.workers, len(starts))
     with chunk_workers(wanted) as workers:
         for k, (start, (result, seconds)) in enumerate(zip(starts, ordered_map(work, starts, workers))):
-            add_seconds(spent, seconds)
-            add_seconds(spent, merge(k, start, result))
-    timer.add_shares(spent, time.perf_counter() - began)
-
-
-def add_seconds(into: dict[str, float], seconds: dict[str, float]) -> None:
-    for step, value in seconds.items():
-        into[step] = into.get(step, 0.0) + value
+            spent.add(seconds)
+            spent.add(merge(k, start, result))
+    timer.add_shares(spent.seconds, spent.elapsed())
 
 
 def gather_stats(config, layer: dict, in_path: Path, settings: PipelineSettings, xp, timer: Timer,

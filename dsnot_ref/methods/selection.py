@@ -20,12 +20,10 @@ Shape letters: R rows, C columns, k entries wanted per row. No function edits it
 
 from __future__ import annotations
 
-import os
-from concurrent.futures import ThreadPoolExecutor
-
 import numpy as np
 
 from ..backend import array_module
+from ..threads import ordered_map, usable_cores
 
 
 # --------------------------------------------------------------------------- stable selection
@@ -185,7 +183,7 @@ ROW_CHUNK_ENTRIES = 1 << 18
 DEVICE_ROW_CHUNK_ENTRIES = 1 << 24
 # NumPy releases the GIL in partitions, comparisons and reductions, so blocks are built on
 # this many threads (the calibration forward pass uses every core too). 1 = serial.
-LIST_THREADS = min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+LIST_THREADS = min(8, usable_cores())
 
 
 def by_row_chunks(fn, row_arrays, *args):
@@ -207,9 +205,5 @@ def by_row_chunks(fn, row_arrays, *args):
         return fn(*(a[i:i + chunk] for a in row_arrays), *args)
 
     starts = range(0, n_rows, chunk)
-    if xp is np and LIST_THREADS > 1:
-        with ThreadPoolExecutor(max_workers=LIST_THREADS) as pool:
-            parts = list(pool.map(block, starts))                        # in block order
-    else:
-        parts = [block(i) for i in starts]
+    parts = list(ordered_map(block, starts, LIST_THREADS if xp is np else 1))  # in block order
     return tuple(xp.concatenate([p[j] for p in parts], axis=0) for j in range(len(parts[0])))

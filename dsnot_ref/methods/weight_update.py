@@ -87,7 +87,7 @@ def update_grouped(w, pruned, hessian, percdamp: float = 0.01, block_bytes: int 
 
     Rows with the same k = |S| are solved together, in blocks of n rows (n · k² doubles about
     ``block_bytes`` shared by the threads): gather the n matrices G_SS + λI [n, k, k] and
-    right-hand sides (G d_r)_S = G_SP w_P [n, k] (d_r = w_r where pruned), one batched solve.
+    right-hand sides (G d_r)_S = G_SP w_P [n, k] (d_r = w_r where pruned), then ``spd_solve``.
     Rows are independent, so the blocks are solved on threads of their own (NumPy; one at a
     time on a GPU), each with the BLAS on one thread (dsnot_ref/threads.py).
     """
